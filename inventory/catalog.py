@@ -1,0 +1,183 @@
+"""Products: catalogue data, sale settings, stock adjustments and live availability."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from inventory.context import Context, decode_hash, text
+from inventory.errors import InvalidArgument, ProductNotFound
+from inventory.models import Hold, Product, SaleState, StockLevel, from_ms
+from inventory.validation import check_non_negative, check_sku
+
+_UNSET: Any = object()
+_PAUSED = {"1": SaleState.PAUSED, "r": SaleState.RECOVERING}
+
+
+def to_ms(moment: datetime | None) -> int:
+    """Milliseconds since the epoch for an aware datetime; None means 'open' (0)."""
+    if moment is None:
+        return 0
+    if moment.tzinfo is None:
+        raise InvalidArgument("Times must carry a timezone (UTC).", field="window")
+    return int(moment.astimezone(timezone.utc).timestamp() * 1000)
+
+
+def sale_state(fields: dict[str, str], now_ms: int) -> SaleState:
+    """Mirror of the scripts' closed_reason(): why a SKU can or cannot be reserved now."""
+    if fields.get("paused") in _PAUSED:
+        return _PAUSED[fields["paused"]]
+    starts, ends = int(fields.get("start") or 0), int(fields.get("end") or 0)
+    if starts and now_ms < starts:
+        return SaleState.NOT_STARTED
+    if ends and now_ms >= ends:
+        return SaleState.ENDED
+    return SaleState.ACTIVE
+
+
+def product_of(sku: str, fields: dict[str, str], now_ms: int) -> Product:
+    """A Product from the SKU's stock hash."""
+    return Product(
+        sku=sku,
+        name=fields.get("name", sku),
+        price=int(fields.get("price") or 0),
+        currency=fields.get("cur", "USD"),
+        per_user_limit=int(fields.get("limit") or 0),
+        sale_starts_at=from_ms(int(fields.get("start") or 0)),
+        sale_ends_at=from_ms(int(fields.get("end") or 0)),
+        paused=fields.get("paused", "0") != "0",
+        sale_state=sale_state(fields, now_ms),
+        stock=stock_of(sku, fields),
+    )
+
+
+def stock_of(sku: str, fields: dict[str, str]) -> StockLevel:
+    return StockLevel(
+        sku=sku,
+        total=int(fields.get("total") or 0),
+        available=int(fields.get("avail") or 0),
+        held=int(fields.get("held") or 0),
+        sold=int(fields.get("sold") or 0),
+        version=int(fields.get("ver") or 0),
+    )
+
+
+class Catalog:
+    """Admin writes and storefront reads of products; all of it Redis only."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def configure(
+        self,
+        sku: str,
+        *,
+        name: str | None = None,
+        price: int | None = None,
+        currency: str | None = None,
+        per_user_limit: int | None = None,
+        starts_at: datetime | None = _UNSET,
+        ends_at: datetime | None = _UNSET,
+        paused: bool | None = None,
+        expected_version: int | None = None,
+    ) -> Product:
+        """Create a product or change catalogue data and sale settings (compare-and-set optional)."""
+        check_sku(sku)
+        pairs: list[Any] = []
+        if name is not None:
+            if not isinstance(name, str) or not 1 <= len(name) <= 200:
+                raise InvalidArgument("name must be 1-200 characters.", field="name")
+            pairs += ["name", name]
+        if price is not None:
+            pairs += ["price", check_non_negative(price, "price")]
+        if currency is not None:
+            if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha() and currency.isupper()):
+                raise InvalidArgument("currency must be a 3-letter ISO 4217 code.", field="currency")
+            pairs += ["cur", currency]
+        if per_user_limit is not None:
+            pairs += ["limit", check_non_negative(per_user_limit, "per_user_limit", upper=1_000_000)]
+        if starts_at is not _UNSET:
+            pairs += ["start", to_ms(starts_at)]
+        if ends_at is not _UNSET:
+            pairs += ["end", to_ms(ends_at)]
+        if paused is not None:
+            pairs += ["paused", "1" if paused else "0"]
+        self._raw_configure(sku, pairs, expected_version)
+        return self.get(sku)
+
+    def set_recovering(self, sku: str, recovering: bool) -> None:
+        """Stop (or resume) reservations of a SKU while its counters are rebuilt."""
+        self._raw_configure(sku, ["paused", "r" if recovering else "0"], None)
+
+    def adjust_stock(
+        self,
+        sku: str,
+        *,
+        set_total: int | None = None,
+        add: int | None = None,
+        expected_version: int | None = None,
+        reason: str = "admin",
+    ) -> StockLevel:
+        """Set the total or add/remove units; open holds and sold units are never touched."""
+        check_sku(sku)
+        if (set_total is None) == (add is None):
+            raise InvalidArgument("Give exactly one of 'set' and 'add'.", field="set")
+        if set_total is not None:
+            mode, units = "set", check_non_negative(set_total, "set")
+        else:
+            if isinstance(add, bool) or not isinstance(add, int) or abs(add) > 10**12:
+                raise InvalidArgument("add must be an integer.", field="add")
+            mode, units = "add", add
+        reply = self.ctx.run(
+            "adjust_stock",
+            [self.ctx.keys.sku(sku).stock, self.ctx.keys.dirty, self.ctx.keys.outbox],
+            [sku, mode, units, self._version_arg(expected_version), self.ctx.now_ms(), reason],
+        )
+        total, avail, held, sold, version = (int(v) for v in reply[1:6])
+        return StockLevel(sku, total, avail, held, sold, version)
+
+    def get(self, sku: str) -> Product:
+        """One product with live stock."""
+        check_sku(sku)
+        fields = decode_hash(self.ctx.redis.hgetall(self.ctx.keys.sku(sku).stock))
+        if not fields:
+            raise ProductNotFound("No such product.", sku=sku)
+        return product_of(sku, fields, self.ctx.now_ms())
+
+    def list(self, *, after: str = "", limit: int = 100) -> list[Product]:
+        """Products in SKU order, `limit` at a time after the SKU `after`."""
+        start = f"({after}" if after else "-"
+        skus = [text(s) for s in self.ctx.redis.zrangebylex(self.ctx.keys.catalog, start, "+", start=0, num=limit)]
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for sku in skus:
+            pipe.hgetall(self.ctx.keys.sku(sku).stock)
+        now = self.ctx.now_ms()
+        return [product_of(sku, decode_hash(raw), now) for sku, raw in zip(skus, pipe.execute()) if raw]
+
+    def all_skus(self) -> list[str]:
+        """Every SKU in the catalogue index."""
+        return [text(s) for s in self.ctx.redis.zrange(self.ctx.keys.catalog, 0, -1)]
+
+    def holds(self, sku: str, *, limit: int = 100) -> list[Hold]:
+        """Open holds on a SKU, soonest expiry first."""
+        check_sku(sku)
+        members = self.ctx.redis.zrange(self.ctx.keys.sku(sku).holds, 0, limit - 1, withscores=True)
+        holds = []
+        for member, score in members:
+            token, qty, user = text(member).split("|", 2)
+            holds.append(Hold(f"r_{token}", user, int(qty), from_ms(int(score))))  # type: ignore[arg-type]
+        return holds
+
+    def _raw_configure(self, sku: str, pairs: list[Any], expected_version: int | None) -> int:
+        reply = self.ctx.run(
+            "configure_product",
+            [self.ctx.keys.sku(sku).stock, self.ctx.keys.catalog, self.ctx.keys.dirty, self.ctx.keys.outbox],
+            [sku, self._version_arg(expected_version), self.ctx.now_ms(), *pairs],
+        )
+        return int(reply[1])
+
+    @staticmethod
+    def _version_arg(expected_version: int | None) -> Any:
+        if expected_version is None:
+            return ""
+        return check_non_negative(expected_version, "expected_version")

@@ -1,0 +1,81 @@
+"""One validated settings object, read from the environment (12-factor). Nothing else reads os.environ."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+from environs import Env
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable in flashstock; defaults give the embedded, server-less mode."""
+
+    redis_url: str = "memory://"
+    database_url: str = "sqlite:///flashstock.db"
+    celery_broker_url: str = ""
+    key_prefix: str = "fs"
+    redis_max_connections: int = 512
+    redis_timeout_seconds: float = 2.0
+    hold_ttl_seconds: int = 120
+    max_hold_ttl_seconds: int = 3600
+    record_retention_seconds: int = 86_400
+    order_retention_seconds: int = 30 * 86_400
+    sweep_batch_size: int = 200
+    storefront_api_keys: tuple[str, ...] = ()
+    admin_api_keys: tuple[str, ...] = ()
+    jwt_secret: str = ""
+    jwt_public_key: str = ""
+    jwt_algorithms: tuple[str, ...] = ("HS256",)
+    webhook_secret: str = ""
+    webhook_tolerance_seconds: int = 300
+    rate_limit_reservations: str = "30/second"
+    log_level: str = "INFO"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.key_prefix or any(c in self.key_prefix for c in "{} "):
+            raise ValueError("key_prefix must be non-empty without braces or spaces")
+        if not 0 < self.hold_ttl_seconds <= self.max_hold_ttl_seconds:
+            raise ValueError("hold_ttl_seconds must be in 1..max_hold_ttl_seconds")
+        if self.redis_max_connections < 1:
+            raise ValueError("redis_max_connections must be positive")
+
+    @property
+    def broker_url(self) -> str:
+        """Celery broker: explicit setting, else the Redis server the inventory uses."""
+        return self.celery_broker_url or self.redis_url
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "Settings":
+        """Settings from environment variables (REDIS_URL, DATABASE_URL, ...), then overrides."""
+        env, d = Env(), cls()
+        values: dict[str, Any] = dict(
+            redis_url=env.str("REDIS_URL", d.redis_url),
+            database_url=env.str("DATABASE_URL", d.database_url),
+            celery_broker_url=env.str("CELERY_BROKER_URL", d.celery_broker_url),
+            key_prefix=env.str("KEY_PREFIX", d.key_prefix),
+            redis_max_connections=env.int("REDIS_MAX_CONNECTIONS", d.redis_max_connections),
+            redis_timeout_seconds=env.float("REDIS_TIMEOUT_SECONDS", d.redis_timeout_seconds),
+            hold_ttl_seconds=env.int("HOLD_TTL_SECONDS", d.hold_ttl_seconds),
+            max_hold_ttl_seconds=env.int("MAX_HOLD_TTL_SECONDS", d.max_hold_ttl_seconds),
+            record_retention_seconds=env.int("RECORD_RETENTION_SECONDS", d.record_retention_seconds),
+            order_retention_seconds=env.int("ORDER_RETENTION_SECONDS", d.order_retention_seconds),
+            sweep_batch_size=env.int("SWEEP_BATCH_SIZE", d.sweep_batch_size),
+            storefront_api_keys=tuple(env.list("STOREFRONT_API_KEYS", [])),
+            admin_api_keys=tuple(env.list("ADMIN_API_KEYS", [])),
+            jwt_secret=env.str("JWT_SECRET", d.jwt_secret),
+            jwt_public_key=env.str("JWT_PUBLIC_KEY", d.jwt_public_key),
+            jwt_algorithms=tuple(env.list("JWT_ALGORITHMS", list(d.jwt_algorithms))),
+            webhook_secret=env.str("WEBHOOK_SECRET", d.webhook_secret),
+            webhook_tolerance_seconds=env.int("WEBHOOK_TOLERANCE_SECONDS", d.webhook_tolerance_seconds),
+            rate_limit_reservations=env.str("RATE_LIMIT_RESERVATIONS", d.rate_limit_reservations),
+            log_level=env.str("LOG_LEVEL", d.log_level),
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        """A copy with some settings changed."""
+        return replace(self, **changes)

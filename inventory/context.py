@@ -1,0 +1,53 @@
+"""What every core service shares: the Redis client, key space, scripts, clock and settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from redis import Redis
+
+from inventory.clock import Clock, SystemClock
+from inventory.config import Settings
+from inventory.errors import raise_for_reply
+from inventory.keys import KeySpace
+from inventory.scripts import Scripts
+
+
+@dataclass
+class Context:
+    """Wiring for the core; build one per process with `Context.create`."""
+
+    redis: Redis
+    keys: KeySpace
+    scripts: Scripts
+    clock: Clock
+    settings: Settings
+
+    @classmethod
+    def create(cls, redis: Redis, settings: Settings | None = None, clock: Clock | None = None) -> "Context":
+        settings = settings or Settings()
+        return cls(redis, KeySpace(settings.key_prefix), Scripts(redis), clock or SystemClock(), settings)
+
+    def now_ms(self) -> int:
+        return self.clock.now_ms()
+
+    def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
+        """Run a script and raise the mapped domain error for a negative reply code."""
+        reply = self.scripts.call(script, keys, args)
+        raise_for_reply(reply)
+        return reply
+
+    def line_keys(self, skus: Sequence[str]) -> list[str]:
+        """stock, holds, buyers keys of each SKU in order, as scripts take them per line."""
+        return [key for sku in skus for key in self.keys.sku(sku).as_list()]
+
+
+def text(value: Any) -> str:
+    """A Redis reply value as str."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def decode_hash(raw: dict[Any, Any]) -> dict[str, str]:
+    """HGETALL reply as a str -> str dict."""
+    return {text(k): text(v) for k, v in raw.items()}

@@ -1,0 +1,257 @@
+"""The reservation lifecycle: reserve, amend, release, checkout, payment results, expiry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from typing import Any, Callable, Iterable, Mapping
+
+from inventory import ids
+from inventory.context import Context, decode_hash, text
+from inventory.errors import (
+    InvalidArgument,
+    OrderNotFound,
+    ReservationNotFound,
+    StaleRead,
+)
+from inventory.models import Line, Order, PaymentOutcome, Reservation, Status, SweepResult, from_ms
+from inventory.validation import check_lines, check_user
+
+_STALE_RETRIES = 5
+PAYMENT_RESULTS = ("paid", "failed")
+
+
+def _fingerprint(user_id: str, lines: list[tuple[str, int]], ttl_ms: int) -> str:
+    body = json.dumps([user_id, sorted(lines), ttl_ms], separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def _lines_of(record: dict[str, str]) -> tuple[Line, ...]:
+    return tuple(
+        Line(sku=field[2:], qty=int(value), unit_price=int(record.get(f"p:{field[2:]}", 0)))
+        for field, value in sorted(record.items())
+        if field.startswith("l:")
+    )
+
+
+class Reservations:
+    """Typed operations over the reservation scripts."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def reserve(
+        self,
+        user_id: str,
+        items: Mapping[str, int] | Iterable[tuple[str, int]],
+        *,
+        ttl_seconds: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Reservation:
+        """Hold stock for a user, all lines or none; a repeated idempotency key replays the original."""
+        check_user(user_id)
+        lines = check_lines(items)
+        ttl = self.settings.hold_ttl_seconds if ttl_seconds is None else ttl_seconds
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= self.settings.max_hold_ttl_seconds:
+            raise InvalidArgument(
+                f"ttl_seconds must be from 1 to {self.settings.max_hold_ttl_seconds}.", field="ttl_seconds"
+            )
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+            raise InvalidArgument("Idempotency keys are 1-255 characters.", field="idempotency_key")
+        token = ids.token_for_key(user_id, idempotency_key) if idempotency_key else ids.new_token()
+        now, ttl_ms = self.ctx.now_ms(), ttl * 1000
+        keys = [self.ctx.keys.reservation(token), self.ctx.keys.expiries, self.ctx.keys.dirty]
+        keys += self.ctx.line_keys([sku for sku, _ in lines])
+        args: list[Any] = [token, user_id, _fingerprint(user_id, lines, ttl_ms), now, ttl_ms,
+                           self.settings.record_retention_seconds * 1000]
+        for sku, qty in lines:
+            args += [sku, qty]
+        reply = self.ctx.run("reserve", keys, args)
+        if int(reply[0]) == 1:
+            return replace(self.get(ids.reservation_id(token)), replayed=True)
+        prices = [int(p) for p in reply[2:]]
+        return Reservation(
+            id=ids.reservation_id(token),
+            user_id=user_id,
+            status=Status.HELD,
+            lines=tuple(Line(sku, qty, price) for (sku, qty), price in zip(lines, prices)),
+            created_at=from_ms(now),  # type: ignore[arg-type]
+            expires_at=from_ms(int(reply[1])),  # type: ignore[arg-type]
+        )
+
+    def amend(self, reservation_id: str, changes: Mapping[str, int] | Iterable[tuple[str, int]], *,
+              user_id: str | None = None) -> Reservation:
+        """Set new quantities for some lines of an open reservation (0 removes a line)."""
+        token = self._token(reservation_id)
+        lines = check_lines(changes, allow_zero=True)
+        keys = [self.ctx.keys.reservation(token), self.ctx.keys.dirty]
+        keys += self.ctx.line_keys([sku for sku, _ in lines])
+        args: list[Any] = [token, user_id or "", self.ctx.now_ms()]
+        for sku, qty in lines:
+            args += [sku, qty]
+        self.ctx.run("amend", keys, args)
+        return self.get(reservation_id, user_id=user_id)
+
+    def release(self, reservation_id: str, *, user_id: str | None = None) -> Reservation:
+        """Cancel a hold: its stock returns exactly once; releasing again is harmless."""
+        token = self._token(reservation_id)
+        self._on_lines(token, lambda skus: self._release_call(token, skus, user_id or "", "cancel"))
+        return self.get(reservation_id, user_id=user_id)
+
+    def checkout(self, reservation_id: str, *, user_id: str | None = None) -> Order:
+        """Turn an open hold into an order awaiting payment; repeating returns the same order."""
+        token = self._token(reservation_id)
+        keys = self.ctx.keys
+        reply = self._on_lines(token, lambda skus: self.ctx.run(
+            "checkout",
+            [keys.reservation(token), keys.expiries, keys.dirty, keys.outbox,
+             keys.user_orders(self._owner(token))] + self.ctx.line_keys(skus),
+            [token, user_id or "", self.ctx.now_ms(), ids.order_id(token),
+             self.settings.order_retention_seconds * 1000, *skus],
+        ))
+        order = self.get_order(text(reply[1]))
+        return replace(order, replayed=int(reply[0]) == 1)
+
+    def record_payment(self, *, event_id: str, result: str, reservation_id: str | None = None,
+                       order_id: str | None = None) -> PaymentOutcome:
+        """Apply a payment provider's 'paid' / 'failed' result once per event id."""
+        if result not in PAYMENT_RESULTS:
+            raise InvalidArgument("status must be 'paid' or 'failed'.", field="status")
+        if not event_id or len(event_id) > 255:
+            raise InvalidArgument("event_id must be 1-255 characters.", field="event_id")
+        if (reservation_id is None) == (order_id is None):
+            raise InvalidArgument("Give exactly one of order_id and reservation_id.", field="order_id")
+        token = ids.token_of(order_id, "o") if order_id else ids.token_of(reservation_id or "", "r")
+        if token is None:
+            raise (OrderNotFound if order_id else ReservationNotFound)("No such order or reservation.")
+        keys = self.ctx.keys
+        try:
+            reply = self._on_lines(token, lambda skus: self.ctx.run(
+                "record_payment",
+                [keys.reservation(token), keys.expiries, keys.dirty, keys.outbox,
+                 keys.user_orders(self._owner(token))] + self.ctx.line_keys(skus),
+                [token, event_id, result, self.ctx.now_ms(), ids.order_id(token),
+                 self.settings.order_retention_seconds * 1000, *skus],
+            ))
+        except ReservationNotFound:
+            if order_id:
+                raise OrderNotFound("No such order.") from None
+            raise
+        return PaymentOutcome(
+            event_id=event_id,
+            reservation_id=ids.reservation_id(token),
+            order_id=text(reply[2]) or None,
+            status=Status(text(reply[1])),
+            replayed=int(reply[0]) == 1,
+        )
+
+    def expire_due(self, *, batch_size: int | None = None, max_batches: int = 50) -> SweepResult:
+        """Release reservations whose expiry has passed, in bounded batches."""
+        size = batch_size or self.settings.sweep_batch_size
+        expired = returned = batches = 0
+        for batches in range(1, max_batches + 1):
+            tokens = [text(t) for t in self.ctx.redis.zrangebyscore(
+                self.ctx.keys.expiries, "-inf", self.ctx.now_ms(), start=0, num=size)]
+            if not tokens:
+                break
+            for token in tokens:
+                try:
+                    reply = self._on_lines(token, lambda skus, t=token: self._release_call(t, skus, "", "expire"))
+                except (ReservationNotFound, StaleRead):
+                    continue
+                if int(reply[0]) == 0:
+                    expired += 1
+                    returned += int(reply[2])
+            if len(tokens) < size:
+                break
+        return SweepResult(expired=expired, units_returned=returned, batches=batches)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, reservation_id: str, *, user_id: str | None = None) -> Reservation:
+        """A reservation as it stands now; another user's reservation is 'not found'."""
+        token = self._token(reservation_id)
+        record = decode_hash(self.ctx.redis.hgetall(self.ctx.keys.reservation(token)))
+        if not record or (user_id is not None and record["u"] != user_id):
+            raise ReservationNotFound("No such reservation.", reservation_id=reservation_id)
+        status = Status(record["st"])
+        if status is Status.HELD and self.ctx.now_ms() >= int(record["exp"]):
+            status = Status.EXPIRED
+        return Reservation(
+            id=reservation_id,
+            user_id=record["u"],
+            status=status,
+            lines=_lines_of(record),
+            created_at=from_ms(int(record["ct"])),  # type: ignore[arg-type]
+            expires_at=from_ms(int(record["exp"])),  # type: ignore[arg-type]
+            order_id=record.get("oid"),
+        )
+
+    def get_order(self, order_id: str, *, user_id: str | None = None) -> Order:
+        """An order (checked-out reservation) with its payment status."""
+        token = ids.token_of(order_id, "o")
+        record = decode_hash(self.ctx.redis.hgetall(self.ctx.keys.reservation(token))) if token else {}
+        if not record or record.get("oid") != order_id or (user_id is not None and record["u"] != user_id):
+            raise OrderNotFound("No such order.", order_id=order_id)
+        return self._order_of(record, token)  # type: ignore[arg-type]
+
+    def list_orders(self, user_id: str, *, limit: int = 50) -> list[Order]:
+        """A user's most recent orders, newest first."""
+        check_user(user_id)
+        order_ids = [text(o) for o in self.ctx.redis.zrevrange(self.ctx.keys.user_orders(user_id), 0, limit - 1)]
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        tokens = [ids.token_of(o, "o") for o in order_ids]
+        for token in tokens:
+            pipe.hgetall(self.ctx.keys.reservation(token or ""))
+        return [self._order_of(decode_hash(raw), token)  # type: ignore[arg-type]
+                for raw, token in zip(pipe.execute(), tokens) if raw]
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _order_of(self, record: dict[str, str], token: str) -> Order:
+        return Order(
+            id=record["oid"],
+            reservation_id=ids.reservation_id(token),
+            user_id=record["u"],
+            status=Status(record["st"]),
+            lines=_lines_of(record),
+            created_at=from_ms(int(record.get("co") or record["ct"])),  # type: ignore[arg-type]
+        )
+
+    @staticmethod
+    def _token(reservation_id: str) -> str:
+        token = ids.token_of(reservation_id, "r") if isinstance(reservation_id, str) else None
+        if token is None:
+            raise ReservationNotFound("No such reservation.", reservation_id=reservation_id)
+        return token
+
+    def _owner(self, token: str) -> str:
+        owner = self.ctx.redis.hget(self.ctx.keys.reservation(token), "u")
+        if owner is None:
+            raise ReservationNotFound("No such reservation.")
+        return text(owner)
+
+    def _skus(self, token: str) -> list[str]:
+        fields = self.ctx.redis.hkeys(self.ctx.keys.reservation(token))
+        return sorted(text(f)[2:] for f in fields if text(f).startswith("l:"))
+
+    def _on_lines(self, token: str, call: Callable[[list[str]], list[Any]]) -> list[Any]:
+        """Run a script that needs the reservation's SKUs in KEYS; retry if lines changed meanwhile."""
+        for _ in range(_STALE_RETRIES):
+            try:
+                return call(self._skus(token))
+            except StaleRead:
+                continue
+        raise StaleRead("The reservation kept changing; try again.")
+
+    def _release_call(self, token: str, skus: list[str], user_id: str, mode: str) -> list[Any]:
+        keys = self.ctx.keys
+        return self.ctx.run(
+            "release",
+            [keys.reservation(token), keys.expiries, keys.dirty] + self.ctx.line_keys(skus),
+            [token, user_id, self.ctx.now_ms(), mode, self.settings.record_retention_seconds * 1000, *skus],
+        )

@@ -1,0 +1,102 @@
+--[[
+amend: change the lines of an open reservation atomically (add, change quantity, remove).
+Lines not named stay as they are; the expiry does not move.
+
+KEYS[1]        reservation record (hash)
+KEYS[2]        dirty SKU set
+KEYS[2+3i-2]   stock hash of line i
+KEYS[2+3i-1]   holds zset of line i
+KEYS[2+3i]     buyers hash of line i
+
+ARGV[1]        reservation token
+ARGV[2]        user id ('' = any user)
+ARGV[3]        now, ms since epoch
+ARGV[2+2i]     sku of line i
+ARGV[3+2i]     new quantity of line i (0 removes the line)
+
+Returns
+  {0, expires_ms, line_count}              amended
+  {-1, sku} | {-2, sku, reason} | {-3, sku, available, requested} | {-4, sku, limit, already}
+  {-5}                                     no such reservation (or another user's)
+  {-6}                                     reservation expired
+  {-7, status}                             reservation no longer open
+  {-11, argument}                          invalid argument (empty result, bad quantity, ...)
+
+Invariant: for every SKU avail + held + sold == total, each >= 0.
+]]
+--@include "common"
+
+local token, user = ARGV[1], ARGV[2]
+local now = tonumber(ARGV[3])
+local n = (#ARGV - 3) / 2
+if not is_count(ARGV[3]) then return {-11, 'now'} end
+if n < 1 or n ~= math.floor(n) or #KEYS ~= 2 + 3 * n then return {-11, 'items'} end
+
+local rkey = KEYS[1]
+local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n')
+if not rec[1] or (user ~= '' and rec[1] ~= user) then return {-5} end
+if rec[2] ~= 'held' then return {-7, rec[2]} end
+if now >= tonumber(rec[3]) then return {-6} end
+local owner, expires, count = rec[1], tonumber(rec[3]), tonumber(rec[4])
+
+local skus, olds, news, seen = {}, {}, {}, {}
+for i = 1, n do
+  local sku, qty = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  if not is_count(qty) then return {-11, 'qty'} end
+  if seen[sku] then return {-11, 'duplicate_sku'} end
+  seen[sku] = true
+  skus[i], news[i] = sku, tonumber(qty)
+  olds[i] = to_int(redis.call('HGET', rkey, 'l:' .. sku))
+  if olds[i] == 0 and news[i] > 0 then count = count + 1 end
+  if olds[i] > 0 and news[i] == 0 then count = count - 1 end
+end
+if count < 1 then return {-11, 'empty'} end
+
+for i = 1, n do
+  local base = 2 + 3 * (i - 1)
+  if news[i] > olds[i] then
+    reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000)
+  end
+end
+
+local prices = {}
+for i = 1, n do
+  local base = 2 + 3 * (i - 1)
+  local grow = news[i] - olds[i]
+  if grow > 0 then
+    local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price')
+    if not s[1] then return {-1, skus[i]} end
+    local reason = closed_reason(s[3], s[4], s[5], now)
+    if reason then return {-2, skus[i], reason} end
+    if tonumber(s[1]) < grow then return {-3, skus[i], tonumber(s[1]), grow} end
+    local limit = to_int(s[2])
+    if limit > 0 then
+      local already = to_int(redis.call('HGET', KEYS[base + 3], owner))
+      if already + grow > limit then return {-4, skus[i], limit, already} end
+    end
+    prices[i] = to_int(s[6])
+  end
+end
+
+for i = 1, n do
+  local base = 2 + 3 * (i - 1)
+  local grow = news[i] - olds[i]
+  if grow ~= 0 then
+    if olds[i] > 0 then
+      redis.call('ZREM', KEYS[base + 2], hold_member(token, olds[i], owner))
+    end
+    redis.call('HINCRBY', KEYS[base + 1], 'avail', -grow)
+    redis.call('HINCRBY', KEYS[base + 1], 'held', grow)
+    add_buyer_units(KEYS[base + 3], owner, grow)
+    redis.call('SADD', KEYS[2], skus[i])
+    if news[i] > 0 then
+      redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, news[i], owner))
+      redis.call('HSET', rkey, 'l:' .. skus[i], news[i])
+      if olds[i] == 0 then redis.call('HSET', rkey, 'p:' .. skus[i], prices[i]) end
+    else
+      redis.call('HDEL', rkey, 'l:' .. skus[i], 'p:' .. skus[i])
+    end
+  end
+end
+redis.call('HSET', rkey, 'n', count)
+return {0, expires, count}

@@ -1,0 +1,68 @@
+--[[
+checkout: turn an open, unexpired reservation into an order awaiting payment.
+Stock moves held -> sold and an 'order_created' event is appended to the outbox stream
+in this same call, so the order is durable in Redis the moment checkout answers.
+
+KEYS[1]        reservation record (hash)
+KEYS[2]        expiry index (zset)
+KEYS[3]        dirty SKU set
+KEYS[4]        outbox stream
+KEYS[5]        the user's order index (zset order id -> created ms)
+KEYS[5+3i-2]   stock hash of line i
+KEYS[5+3i-1]   holds zset of line i
+KEYS[5+3i]     buyers hash of line i
+
+ARGV[1]        reservation token
+ARGV[2]        user id ('' = any user)
+ARGV[3]        now, ms since epoch
+ARGV[4]        order id to assign
+ARGV[5]        order record retention, ms
+ARGV[5+i]      sku of line i (must be exactly the reservation's lines)
+
+Returns
+  {0, order_id}                            checked out now
+  {1, order_id, status}                    already checked out: the existing order
+  {-5}                                     no such reservation (or another user's)
+  {-6}                                     reservation expired (its remaining holds are released)
+  {-7, status}                             reservation released or closed
+  {-11, argument}                          invalid argument
+  {-12}                                    lines in ARGV are stale: re-read and retry
+
+Invariant: for every SKU avail + held + sold == total, each >= 0.
+]]
+--@include "common"
+
+local token, user, order_id = ARGV[1], ARGV[2], ARGV[4]
+local now, retention = tonumber(ARGV[3]), tonumber(ARGV[5])
+local n = #ARGV - 5
+if not (is_count(ARGV[3]) and is_count(ARGV[5])) then return {-11, 'now'} end
+if order_id == '' or #KEYS ~= 5 + 3 * n then return {-11, 'items'} end
+
+local rkey = KEYS[1]
+local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'oid')
+if not rec[1] or (user ~= '' and rec[1] ~= user) then return {-5} end
+if rec[5] then return {1, rec[5], rec[2]} end
+if rec[2] == 'expired' then return {-6} end
+if rec[2] ~= 'held' then return {-7, rec[2]} end
+
+local skus = {}
+for i = 1, n do skus[i] = ARGV[5 + i] end
+if not lines_match(rkey, rec[4], skus) then return {-12} end
+local owner = rec[1]
+local qtys, prices = read_lines(rkey, skus)
+
+if now >= tonumber(rec[3]) or not holds_intact(5, token, owner, qtys) then
+  release_lines(5, KEYS[3], token, owner, skus, qtys)
+  redis.call('HSET', rkey, 'st', 'expired', 'end', now)
+  redis.call('ZREM', KEYS[2], token)
+  return {-6}
+end
+
+sell_lines(5, KEYS[3], token, owner, skus, qtys)
+emit_order_event(KEYS[4], 'order_created', order_id, token, owner,
+  encode_lines(skus, qtys, prices), now, '')
+redis.call('HSET', rkey, 'st', 'pending_payment', 'oid', order_id, 'co', now)
+redis.call('PEXPIRE', rkey, retention)
+redis.call('ZADD', KEYS[5], now, order_id)
+redis.call('ZREM', KEYS[2], token)
+return {0, order_id}

@@ -1,0 +1,143 @@
+-- Shared helpers, spliced into scripts by the loader at `--@include "common"`.
+-- Nothing here touches a key that the including script did not receive in KEYS.
+
+local function is_count(v)
+  return v ~= nil and string.match(v, '^%d+$') ~= nil and string.len(v) <= 15
+end
+
+local function to_int(v)
+  return tonumber(v) or 0
+end
+
+-- A hold member of a SKU's holds zset is "<reservation token>|<qty>|<user>".
+local function hold_member(token, qty, user)
+  return token .. '|' .. qty .. '|' .. user
+end
+
+local function parse_member(member)
+  local token, qty, user = string.match(member, '^([^|]+)|(%d+)|(.*)$')
+  return token, tonumber(qty), user
+end
+
+-- Adds delta to a user's units of one SKU; drops the field at zero to keep the hash small.
+local function add_buyer_units(buyers_key, user, delta)
+  local units = redis.call('HINCRBY', buyers_key, user, delta)
+  if units <= 0 then redis.call('HDEL', buyers_key, user) end
+end
+
+-- Gives back every hold of one SKU whose expiry has passed (expired means now >= expiry).
+local function reclaim_expired(stock_key, holds_key, buyers_key, now, batch)
+  local due = redis.call('ZRANGEBYSCORE', holds_key, '-inf', now, 'LIMIT', 0, batch)
+  local freed = 0
+  for _, member in ipairs(due) do
+    local _, qty, user = parse_member(member)
+    redis.call('ZREM', holds_key, member)
+    add_buyer_units(buyers_key, user, -qty)
+    freed = freed + qty
+  end
+  if freed > 0 then
+    redis.call('HINCRBY', stock_key, 'avail', freed)
+    redis.call('HINCRBY', stock_key, 'held', -freed)
+  end
+  return freed
+end
+
+-- Why a SKU cannot be sold now, or nil when its sale is open.
+local function closed_reason(paused, starts, ends, now)
+  if paused == '1' then return 'paused' end
+  if paused == 'r' then return 'recovering' end
+  local s, e = to_int(starts), to_int(ends)
+  if s > 0 and now < s then return 'not_started' end
+  if e > 0 and now >= e then return 'ended' end
+  return nil
+end
+
+-- Reads a reservation's lines as {sku -> qty} and verifies they are exactly the SKUs in ARGV.
+local function lines_match(rkey, count, skus)
+  if to_int(count) ~= #skus then return false end
+  for _, sku in ipairs(skus) do
+    if not redis.call('HGET', rkey, 'l:' .. sku) then return false end
+  end
+  return true
+end
+
+-- "sku:qty:price,..." for the outbox, from parallel arrays.
+local function encode_lines(skus, qtys, prices)
+  local parts = {}
+  for i, sku in ipairs(skus) do
+    parts[i] = sku .. ':' .. qtys[i] .. ':' .. prices[i]
+  end
+  return table.concat(parts, ',')
+end
+
+-- Returns a held line's units: removes the hold once, so stock comes back exactly once.
+local function release_hold(stock_key, holds_key, buyers_key, token, qty, user)
+  if redis.call('ZREM', holds_key, hold_member(token, qty, user)) == 1 then
+    redis.call('HINCRBY', stock_key, 'avail', qty)
+    redis.call('HINCRBY', stock_key, 'held', -qty)
+    add_buyer_units(buyers_key, user, -qty)
+    return qty
+  end
+  return 0
+end
+
+-- Line helpers below address the stock/holds/buyers keys of line i as
+-- KEYS[first + 3i - 2], KEYS[first + 3i - 1], KEYS[first + 3i].
+
+-- Quantities and unit prices of the named lines, from the reservation record.
+local function read_lines(rkey, skus)
+  local qtys, prices = {}, {}
+  for i, sku in ipairs(skus) do
+    local v = redis.call('HMGET', rkey, 'l:' .. sku, 'p:' .. sku)
+    qtys[i], prices[i] = tonumber(v[1]), to_int(v[2])
+  end
+  return qtys, prices
+end
+
+-- True while every line's hold is still present (not reclaimed by lazy expiry).
+local function holds_intact(first, token, owner, qtys)
+  for i = 1, #qtys do
+    if not redis.call('ZSCORE', KEYS[first + 3 * i - 1], hold_member(token, qtys[i], owner)) then
+      return false
+    end
+  end
+  return true
+end
+
+local function release_lines(first, dirty_key, token, owner, skus, qtys)
+  local returned = 0
+  for i = 1, #skus do
+    local b = first + 3 * i
+    returned = returned + release_hold(KEYS[b - 2], KEYS[b - 1], KEYS[b], token, qtys[i], owner)
+    redis.call('SADD', dirty_key, skus[i])
+  end
+  return returned
+end
+
+-- held -> sold for every line; callers check holds_intact first.
+local function sell_lines(first, dirty_key, token, owner, skus, qtys)
+  for i = 1, #skus do
+    local b = first + 3 * i
+    redis.call('ZREM', KEYS[b - 1], hold_member(token, qtys[i], owner))
+    redis.call('HINCRBY', KEYS[b - 2], 'held', -qtys[i])
+    redis.call('HINCRBY', KEYS[b - 2], 'sold', qtys[i])
+    redis.call('SADD', dirty_key, skus[i])
+  end
+end
+
+-- sold -> available for every line of an order whose payment failed.
+local function unsell_lines(first, dirty_key, owner, skus, qtys)
+  for i = 1, #skus do
+    local b = first + 3 * i
+    redis.call('HINCRBY', KEYS[b - 2], 'sold', -qtys[i])
+    redis.call('HINCRBY', KEYS[b - 2], 'avail', qtys[i])
+    add_buyer_units(KEYS[b], owner, -qtys[i])
+    redis.call('SADD', dirty_key, skus[i])
+  end
+end
+
+-- Transactional outbox: the event is appended in the same script call as the state change.
+local function emit_order_event(outbox_key, kind, order_id, token, owner, lines, now, event_id)
+  return redis.call('XADD', outbox_key, '*', 'type', kind, 'order', order_id, 'res', token,
+    'user', owner, 'lines', lines, 'event', event_id, 'ts', now)
+end

@@ -1,0 +1,108 @@
+--[[
+record_payment: apply a payment provider's result ('paid' | 'failed') to a reservation or its order,
+once per event id.
+
+  status before     paid                                  failed
+  held (open)       checkout + paid in one step           released, stock back  -> payment_failed
+  held (expired)    holds released        -> refund_required   holds released    -> expired
+  pending_payment   paid                                  sold units back        -> payment_failed
+  released/expired  refund_required (never oversells)     unchanged
+  payment_failed    refund_required (its stock went back) unchanged
+  paid              unchanged                             unchanged (logged by the caller)
+  refund_required   unchanged                             unchanged
+
+KEYS[1]        reservation record (hash)
+KEYS[2]        expiry index (zset)
+KEYS[3]        dirty SKU set
+KEYS[4]        outbox stream
+KEYS[5]        the owner's order index (zset)
+KEYS[5+3i-2]   stock hash of line i
+KEYS[5+3i-1]   holds zset of line i
+KEYS[5+3i]     buyers hash of line i
+
+ARGV[1]        reservation token
+ARGV[2]        payment event id
+ARGV[3]        result: 'paid' | 'failed'
+ARGV[4]        now, ms since epoch
+ARGV[5]        order id to assign if the reservation has none yet
+ARGV[6]        order record retention, ms
+ARGV[6+i]      sku of line i (must be exactly the reservation's lines)
+
+Returns
+  {0, status_after, order_id_or_empty}     applied (status may be unchanged)
+  {1, status_now, order_id_or_empty}       this event id was already applied with the same result
+  {-5}                                     no such reservation
+  {-8}                                     this event id was applied with another result
+  {-11, argument}                          invalid argument
+  {-12}                                    lines in ARGV are stale: re-read and retry
+
+Invariant: for every SKU avail + held + sold == total, each >= 0.
+]]
+--@include "common"
+
+local token, event_id, result, new_order_id = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
+local now, retention = tonumber(ARGV[4]), tonumber(ARGV[6])
+local n = #ARGV - 6
+if not (is_count(ARGV[4]) and is_count(ARGV[6])) then return {-11, 'now'} end
+if event_id == '' then return {-11, 'event_id'} end
+if result ~= 'paid' and result ~= 'failed' then return {-11, 'status'} end
+if new_order_id == '' or #KEYS ~= 5 + 3 * n then return {-11, 'items'} end
+
+local rkey = KEYS[1]
+local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'oid')
+if not rec[1] then return {-5} end
+local prior = redis.call('HGET', rkey, 'ev:' .. event_id)
+if prior then
+  if prior ~= result then return {-8} end
+  return {1, rec[2], rec[5] or ''}
+end
+
+local skus = {}
+for i = 1, n do skus[i] = ARGV[6 + i] end
+if not lines_match(rkey, rec[4], skus) then return {-12} end
+local owner, status, order_id = rec[1], rec[2], rec[5]
+local qtys, prices = read_lines(rkey, skus)
+local lines = encode_lines(skus, qtys, prices)
+
+local function open_order(kind)
+  order_id = order_id or new_order_id
+  redis.call('HSET', rkey, 'oid', order_id)
+  redis.call('ZADD', KEYS[5], now, order_id)
+  redis.call('PEXPIRE', rkey, retention)
+  emit_order_event(KEYS[4], kind, order_id, token, owner, lines, now, event_id)
+end
+
+local after = status
+if status == 'held' then
+  redis.call('ZREM', KEYS[2], token)
+  local open = now < tonumber(rec[3]) and holds_intact(5, token, owner, qtys)
+  if open and result == 'paid' then
+    sell_lines(5, KEYS[3], token, owner, skus, qtys)
+    open_order('order_created')
+    emit_order_event(KEYS[4], 'order_paid', order_id, token, owner, lines, now, event_id)
+    redis.call('HSET', rkey, 'co', now)
+    after = 'paid'
+  else
+    release_lines(5, KEYS[3], token, owner, skus, qtys)
+    if result == 'paid' then
+      open_order('order_refund_required')
+      after = 'refund_required'
+    else
+      after = open and 'payment_failed' or 'expired'
+    end
+  end
+elseif status == 'pending_payment' then
+  if result == 'paid' then
+    after = 'paid'
+  else
+    unsell_lines(5, KEYS[3], owner, skus, qtys)
+    after = 'payment_failed'
+  end
+  emit_order_event(KEYS[4], 'order_' .. after, order_id, token, owner, lines, now, event_id)
+elseif result == 'paid' and (status == 'released' or status == 'expired' or status == 'payment_failed') then
+  open_order('order_refund_required')
+  after = 'refund_required'
+end
+
+redis.call('HSET', rkey, 'ev:' .. event_id, result, 'st', after)
+return {0, after, order_id or ''}

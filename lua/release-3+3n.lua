@@ -1,0 +1,61 @@
+--[[
+release: give back every held unit of a reservation, exactly once.
+Used by the buyer (cancel) and by the expiry sweep (expire, only once the expiry has passed).
+
+KEYS[1]        reservation record (hash)
+KEYS[2]        expiry index (zset)
+KEYS[3]        dirty SKU set
+KEYS[3+3i-2]   stock hash of line i
+KEYS[3+3i-1]   holds zset of line i
+KEYS[3+3i]     buyers hash of line i
+
+ARGV[1]        reservation token
+ARGV[2]        user id ('' = any user)
+ARGV[3]        now, ms since epoch
+ARGV[4]        mode: 'cancel' | 'expire'
+ARGV[5]        record retention after release, ms
+ARGV[5+i]      sku of line i (must be exactly the reservation's lines)
+
+Returns
+  {0, status, units_returned}              released now ('released' or 'expired')
+  {1, status}                              already released or expired: nothing to do
+  {2}                                      mode 'expire' but not due yet
+  {-5}                                     no such reservation (or another user's)
+  {-7, status}                             already checked out or paid: not releasable
+  {-11, argument}                          invalid argument
+  {-12}                                    lines in ARGV are stale: re-read and retry
+
+Invariant: for every SKU avail + held + sold == total, each >= 0.
+]]
+--@include "common"
+
+local token, user, mode = ARGV[1], ARGV[2], ARGV[4]
+local now, retention = tonumber(ARGV[3]), tonumber(ARGV[5])
+local n = #ARGV - 5
+if not (is_count(ARGV[3]) and is_count(ARGV[5])) then return {-11, 'now'} end
+if mode ~= 'cancel' and mode ~= 'expire' then return {-11, 'mode'} end
+if #KEYS ~= 3 + 3 * n then return {-11, 'items'} end
+
+local rkey = KEYS[1]
+local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n')
+if not rec[1] then
+  redis.call('ZREM', KEYS[2], token)
+  return {-5}
+end
+if user ~= '' and rec[1] ~= user then return {-5} end
+if rec[2] == 'released' or rec[2] == 'expired' or rec[2] == 'payment_failed' then return {1, rec[2]} end
+if rec[2] ~= 'held' then return {-7, rec[2]} end
+local expired = now >= tonumber(rec[3])
+if mode == 'expire' and not expired then return {2} end
+
+local skus = {}
+for i = 1, n do skus[i] = ARGV[5 + i] end
+if not lines_match(rkey, rec[4], skus) then return {-12} end
+
+local qtys = read_lines(rkey, skus)
+local returned = release_lines(3, KEYS[3], token, rec[1], skus, qtys)
+local status = expired and 'expired' or 'released'
+redis.call('HSET', rkey, 'st', status, 'end', now)
+redis.call('PEXPIRE', rkey, retention)
+redis.call('ZREM', KEYS[2], token)
+return {0, status, returned}

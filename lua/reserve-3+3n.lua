@@ -1,0 +1,102 @@
+--[[
+reserve: hold stock for one user on one or more lines, all or nothing.
+
+KEYS[1]        reservation record (hash)         {res:<token>}
+KEYS[2]        expiry index (zset token -> expiry ms)
+KEYS[3]        dirty SKU set (SKUs changed since the last reconcile)
+KEYS[3+3i-2]   stock hash of line i              {sku:<sku>}
+KEYS[3+3i-1]   holds zset of line i (member "<token>|<qty>|<user>" -> expiry ms)
+KEYS[3+3i]     buyers hash of line i (user -> units held or ordered)
+
+ARGV[1]        reservation token
+ARGV[2]        user id
+ARGV[3]        request fingerprint (same token + other fingerprint = conflict)
+ARGV[4]        now, ms since epoch
+ARGV[5]        time to live, ms
+ARGV[6]        record retention after expiry, ms
+ARGV[5+2i]     sku of line i
+ARGV[6+2i]     quantity of line i (integer >= 1)
+
+Returns
+  {0, expires_ms, price_1, ..., price_n}   held
+  {1, status}                              replay of an existing reservation with the same fingerprint
+  {-1, sku}                                product not found
+  {-2, sku, reason}                        sale not active (paused | recovering | not_started | ended)
+  {-3, sku, available, requested}          sold out
+  {-4, sku, limit, already}                per-user limit exceeded (held + ordered)
+  {-8}                                     token reused with a different request
+  {-11, argument}                          invalid argument
+
+Invariant: for every SKU avail + held + sold == total, each >= 0.
+]]
+--@include "common"
+
+local token, user, fingerprint = ARGV[1], ARGV[2], ARGV[3]
+local now, ttl, retention = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local n = (#ARGV - 6) / 2
+
+if token == '' or user == '' then return {-11, 'id'} end
+if not (is_count(ARGV[4]) and is_count(ARGV[5]) and is_count(ARGV[6])) or ttl < 1 then
+  return {-11, 'ttl'}
+end
+if n < 1 or n ~= math.floor(n) or #KEYS ~= 3 + 3 * n then return {-11, 'items'} end
+
+local skus, qtys, seen = {}, {}, {}
+for i = 1, n do
+  local sku, qty = ARGV[5 + 2 * i], ARGV[6 + 2 * i]
+  if not is_count(qty) or tonumber(qty) < 1 then return {-11, 'qty'} end
+  if seen[sku] then return {-11, 'duplicate_sku'} end
+  seen[sku] = true
+  skus[i], qtys[i] = sku, tonumber(qty)
+end
+
+local existing = redis.call('HMGET', KEYS[1], 'fp', 'st')
+if existing[2] then
+  if existing[1] ~= fingerprint then return {-8} end
+  return {1, existing[2]}
+end
+
+-- Lazy expiry: stock of abandoned holds comes back even when no sweeper runs.
+for i = 1, n do
+  local base = 3 + 3 * (i - 1)
+  reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000)
+end
+
+local prices = {}
+for i = 1, n do
+  local base = 3 + 3 * (i - 1)
+  local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price')
+  if not s[1] then return {-1, skus[i]} end
+  local reason = closed_reason(s[3], s[4], s[5], now)
+  if reason then return {-2, skus[i], reason} end
+  local avail = tonumber(s[1])
+  if avail < qtys[i] then return {-3, skus[i], avail, qtys[i]} end
+  local limit = to_int(s[2])
+  if limit > 0 then
+    local already = to_int(redis.call('HGET', KEYS[base + 3], user))
+    if already + qtys[i] > limit then return {-4, skus[i], limit, already} end
+  end
+  prices[i] = to_int(s[6])
+end
+
+local expires = now + ttl
+local record = {'u', user, 'st', 'held', 'exp', expires, 'ct', now, 'fp', fingerprint, 'n', n}
+for i = 1, n do
+  local base = 3 + 3 * (i - 1)
+  redis.call('HINCRBY', KEYS[base + 1], 'avail', -qtys[i])
+  redis.call('HINCRBY', KEYS[base + 1], 'held', qtys[i])
+  redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, qtys[i], user))
+  redis.call('HINCRBY', KEYS[base + 3], user, qtys[i])
+  redis.call('SADD', KEYS[3], skus[i])
+  record[#record + 1] = 'l:' .. skus[i]
+  record[#record + 1] = qtys[i]
+  record[#record + 1] = 'p:' .. skus[i]
+  record[#record + 1] = prices[i]
+end
+redis.call('HSET', KEYS[1], unpack(record))
+redis.call('PEXPIREAT', KEYS[1], expires + retention)
+redis.call('ZADD', KEYS[2], expires, token)
+
+local reply = {0, expires}
+for i = 1, n do reply[#reply + 1] = prices[i] end
+return reply
