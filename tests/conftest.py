@@ -88,3 +88,27 @@ def inv(any_redis: redis.Redis, settings: Settings, clock: ManualClock) -> Inven
 @pytest.fixture
 def real_inv(real_redis: redis.Redis, settings: Settings, clock: ManualClock) -> Inventory:
     return Inventory(real_redis, settings, clock)
+
+
+@pytest.fixture
+def pg_schema_url() -> Iterator[str]:
+    """A DATABASE_URL pointing at a fresh schema of the test database, dropped afterwards.
+
+    Other processes (gunicorn, Celery workers) given this URL see the same schema, because the
+    schema is selected by the libpq `options=-csearch_path=...` parameter in the URL itself.
+    """
+    import sqlalchemy as sa
+
+    schema = f"fstest_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(DATABASE_URL, poolclass=sa.pool.NullPool)
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as error:
+        server_unavailable("PostgreSQL", error)
+    try:
+        yield f"{DATABASE_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

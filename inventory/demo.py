@@ -1,0 +1,53 @@
+"""A short flash sale through the core: many concurrent buyers, one hot SKU."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from inventory.engine import Inventory
+from inventory.errors import InventoryError
+
+
+@dataclass(frozen=True)
+class DemoReport:
+    """What the demo sale did."""
+
+    sku: str
+    stock: int
+    buyers: int
+    outcomes: dict[str, int]
+    paid: int
+    payment_failed: int
+    available_after: int
+    sold_after: int
+    seconds: float
+
+
+def run_demo_sale(inv: Inventory, *, sku: str = "DEMO-HOT", stock: int = 100, buyers: int = 1000,
+                  threads: int = 32) -> DemoReport:
+    """Seed one SKU, let `buyers` users race for it, check out and pay the winners (every 10th fails)."""
+    inv.catalog.configure(sku, name="Flash-sale headphones", price=4999, currency="USD", per_user_limit=1)
+    current = inv.catalog.get(sku).stock
+    inv.catalog.adjust_stock(sku, set_total=current.held + current.sold + stock, reason="seed")
+
+    def buy(n: int) -> str:
+        user = f"buyer-{n}"
+        try:
+            held = inv.reservations.reserve(user, {sku: 1})
+            order = inv.reservations.checkout(held.id, user_id=user)
+            result = "failed" if n % 10 == 0 else "paid"
+            inv.reservations.record_payment(event_id=f"demo-{order.id}", result=result, order_id=order.id)
+            return result
+        except InventoryError as error:
+            return error.code
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        outcomes = Counter(pool.map(buy, range(buyers)))
+    elapsed = time.perf_counter() - started
+    after = inv.catalog.get(sku).stock
+    return DemoReport(sku, stock, buyers, dict(outcomes), outcomes.get("paid", 0),
+                      outcomes.get("failed", 0), after.available, after.sold, elapsed)
