@@ -1,4 +1,4 @@
--- Shared helpers, spliced into scripts by the loader at `--@include "common"`.
+-- Shared helpers, spliced by the loader where a script says: --@include "common" (own line).
 -- Nothing here touches a key that the including script did not receive in KEYS.
 
 local function is_count(v)
