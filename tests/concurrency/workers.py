@@ -1,0 +1,53 @@
+"""Process entry points for the concurrency tests (importable by spawned interpreters)."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis
+
+from inventory import Inventory, Settings
+from inventory.errors import InventoryError
+
+
+def _inventory(redis_url: str, prefix: str) -> Inventory:
+    client = redis.Redis.from_url(redis_url, max_connections=128, socket_timeout=30)
+    return Inventory(client, Settings(key_prefix=prefix, redis_url=redis_url))
+
+
+def reserve_many(redis_url: str, prefix: str, attempts: list[tuple[str, dict[str, int]]],
+                 threads: int) -> list[tuple[str, str, dict[str, int]]]:
+    """Run reservations from many threads; return (outcome code or 'ok', reservation id, lines) each."""
+    inv = _inventory(redis_url, prefix)
+
+    def attempt(item: tuple[str, dict[str, int]]) -> tuple[str, str, dict[str, int]]:
+        user, lines = item
+        try:
+            return "ok", inv.reservations.reserve(user, lines).id, lines
+        except InventoryError as error:
+            return error.code, "", lines
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(attempt, attempts))
+
+
+def random_baskets(seed: int, count: int, skus: list[str]) -> list[tuple[str, dict[str, int]]]:
+    """Multi-line baskets of 1-3 SKUs, 1-3 units each, distinct users."""
+    rng = random.Random(seed)
+    baskets = []
+    for n in range(count):
+        chosen = rng.sample(skus, rng.randint(1, min(3, len(skus))))
+        baskets.append((f"buyer-{seed}-{n}", {sku: rng.randint(1, 3) for sku in chosen}))
+    return baskets
+
+
+def sample_min_available(redis_url: str, stock_keys: list[str], stop: Any) -> int:
+    """Poll the available counters until told to stop; return the lowest value seen."""
+    client = redis.Redis.from_url(redis_url)
+    lowest = None
+    while not stop.is_set():
+        values = [int(client.hget(key, "avail") or 0) for key in stock_keys]
+        lowest = min(values + ([lowest] if lowest is not None else []))
+    return lowest if lowest is not None else 0
