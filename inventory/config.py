@@ -31,6 +31,11 @@ class Settings:
     webhook_secret: str = ""
     webhook_tolerance_seconds: int = 300
     rate_limit_reservations: str = "30/second"
+    rate_limit_reservations_per_ip: str = "1000/second"
+    idempotency_ttl_seconds: int = 86_400
+    api_bind: str = "127.0.0.1:8000"
+    api_workers: int = 2
+    metrics_dir: str = ""
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -71,6 +76,12 @@ class Settings:
             webhook_secret=env.str("WEBHOOK_SECRET", d.webhook_secret),
             webhook_tolerance_seconds=env.int("WEBHOOK_TOLERANCE_SECONDS", d.webhook_tolerance_seconds),
             rate_limit_reservations=env.str("RATE_LIMIT_RESERVATIONS", d.rate_limit_reservations),
+            rate_limit_reservations_per_ip=env.str("RATE_LIMIT_RESERVATIONS_PER_IP",
+                                                   d.rate_limit_reservations_per_ip),
+            idempotency_ttl_seconds=env.int("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds),
+            api_bind=env.str("BIND", d.api_bind),
+            api_workers=env.int("WEB_CONCURRENCY", d.api_workers),
+            metrics_dir=env.str("PROMETHEUS_MULTIPROC_DIR", d.metrics_dir),
             log_level=env.str("LOG_LEVEL", d.log_level),
         )
         values.update(overrides)
