@@ -36,6 +36,13 @@ class Settings:
     api_bind: str = "127.0.0.1:8000"
     api_workers: int = 2
     metrics_dir: str = ""
+    celery_queue: str = "flashstock"
+    persist_batch_size: int = 500
+    persist_claim_idle_seconds: float = 30.0
+    persist_interval_seconds: float = 5.0
+    expire_interval_seconds: float = 2.0
+    reconcile_interval_seconds: float = 60.0
+    recovery_interval_seconds: float = 10.0
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -46,6 +53,8 @@ class Settings:
             raise ValueError("hold_ttl_seconds must be in 1..max_hold_ttl_seconds")
         if self.redis_max_connections < 1:
             raise ValueError("redis_max_connections must be positive")
+        if not 1 <= self.persist_batch_size <= 10_000:
+            raise ValueError("persist_batch_size must be in 1..10000")
 
     @property
     def broker_url(self) -> str:
@@ -82,6 +91,13 @@ class Settings:
             api_bind=env.str("BIND", d.api_bind),
             api_workers=env.int("WEB_CONCURRENCY", d.api_workers),
             metrics_dir=env.str("PROMETHEUS_MULTIPROC_DIR", d.metrics_dir),
+            celery_queue=env.str("CELERY_QUEUE", d.celery_queue),
+            persist_batch_size=env.int("PERSIST_BATCH_SIZE", d.persist_batch_size),
+            persist_claim_idle_seconds=env.float("PERSIST_CLAIM_IDLE_SECONDS", d.persist_claim_idle_seconds),
+            persist_interval_seconds=env.float("PERSIST_INTERVAL_SECONDS", d.persist_interval_seconds),
+            expire_interval_seconds=env.float("EXPIRE_INTERVAL_SECONDS", d.expire_interval_seconds),
+            reconcile_interval_seconds=env.float("RECONCILE_INTERVAL_SECONDS", d.reconcile_interval_seconds),
+            recovery_interval_seconds=env.float("RECOVERY_INTERVAL_SECONDS", d.recovery_interval_seconds),
             log_level=env.str("LOG_LEVEL", d.log_level),
         )
         values.update(overrides)
