@@ -82,6 +82,26 @@ class Catalog:
         expected_version: int | None = None,
     ) -> Product:
         """Create a product or change catalogue data and sale settings (compare-and-set optional)."""
+        pairs = self.configure_pairs(
+            sku, name=name, price=price, currency=currency, per_user_limit=per_user_limit,
+            starts_at=starts_at, ends_at=ends_at, paused=paused,
+        )
+        self._raw_configure(sku, pairs, expected_version)
+        return self.get(sku)
+
+    @staticmethod
+    def configure_pairs(
+        sku: str,
+        *,
+        name: str | None = None,
+        price: int | None = None,
+        currency: str | None = None,
+        per_user_limit: int | None = None,
+        starts_at: datetime | None = _UNSET,
+        ends_at: datetime | None = _UNSET,
+        paused: bool | None = None,
+    ) -> list[Any]:
+        """Validated field/value pairs for the configure_product script (what `configure` sends)."""
         check_sku(sku)
         pairs: list[Any] = []
         if name is not None:
@@ -102,8 +122,7 @@ class Catalog:
             pairs += ["end", to_ms(ends_at)]
         if paused is not None:
             pairs += ["paused", "1" if paused else "0"]
-        self._raw_configure(sku, pairs, expected_version)
-        return self.get(sku)
+        return pairs
 
     def set_recovering(self, sku: str, recovering: bool) -> None:
         """Stop (or resume) reservations of a SKU while its counters are rebuilt."""
@@ -128,11 +147,7 @@ class Catalog:
             if isinstance(add, bool) or not isinstance(add, int) or abs(add) > 10**12:
                 raise InvalidArgument("add must be an integer.", field="add")
             mode, units = "add", add
-        reply = self.ctx.run(
-            "adjust_stock",
-            [self.ctx.keys.sku(sku).stock, self.ctx.keys.dirty, self.ctx.keys.outbox],
-            [sku, mode, units, self._version_arg(expected_version), self.ctx.now_ms(), reason],
-        )
+        reply = self.ctx.run("adjust_stock", *self.adjust_call(sku, mode, units, expected_version, reason))
         total, avail, held, sold, version = (int(v) for v in reply[1:6])
         return StockLevel(sku, total, avail, held, sold, version)
 
@@ -169,12 +184,24 @@ class Catalog:
         return holds
 
     def _raw_configure(self, sku: str, pairs: list[Any], expected_version: int | None) -> int:
-        reply = self.ctx.run(
-            "configure_product",
-            [self.ctx.keys.sku(sku).stock, self.ctx.keys.catalog, self.ctx.keys.dirty, self.ctx.keys.outbox],
-            [sku, self._version_arg(expected_version), self.ctx.now_ms(), *pairs],
-        )
+        reply = self.ctx.run("configure_product", *self.configure_call(sku, pairs, expected_version))
         return int(reply[1])
+
+    # Keys and arguments of the two admin scripts, so batch writers (the importer) can pipeline them.
+
+    def configure_call(self, sku: str, pairs: list[Any],
+                       expected_version: int | None) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of configure_product for already validated pairs."""
+        keys = self.ctx.keys
+        return ([keys.sku(sku).stock, keys.catalog, keys.dirty, keys.outbox],
+                [sku, self._version_arg(expected_version), self.ctx.now_ms(), *pairs])
+
+    def adjust_call(self, sku: str, mode: str, units: int, expected_version: int | None,
+                    reason: str) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of adjust_stock ('set' a total or 'add' a signed delta)."""
+        keys = self.ctx.keys
+        return ([keys.sku(sku).stock, keys.dirty, keys.outbox],
+                [sku, mode, units, self._version_arg(expected_version), self.ctx.now_ms(), reason])
 
     @staticmethod
     def _version_arg(expected_version: int | None) -> Any:

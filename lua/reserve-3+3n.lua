@@ -28,6 +28,9 @@ Returns
   {-11, argument}                          invalid argument
 
 Invariant: for every SKU avail + held + sold == total, each >= 0.
+Activity: each line also counts the reservation in its stock hash's per-minute window
+('rm' = minute number now_ms // 60000, 'rc' = count in that minute, 'rp' = count in the minute before),
+so admins can read reservations per minute without another key.
 ]]
 --@include "common"
 
@@ -62,10 +65,10 @@ for i = 1, n do
   reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000)
 end
 
-local prices = {}
+local prices, windows = {}, {}
 for i = 1, n do
   local base = 3 + 3 * (i - 1)
-  local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price')
+  local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc')
   if not s[1] then return {-1, skus[i]} end
   local reason = closed_reason(s[3], s[4], s[5], now)
   if reason then return {-2, skus[i], reason} end
@@ -77,9 +80,11 @@ for i = 1, n do
     if already + qtys[i] > limit then return {-4, skus[i], limit, already} end
   end
   prices[i] = to_int(s[6])
+  windows[i] = {to_int(s[7]), to_int(s[8])}
 end
 
 local expires = now + ttl
+local minute = math.floor(now / 60000)
 local record = {'u', user, 'st', 'held', 'exp', expires, 'ct', now, 'fp', fingerprint, 'n', n}
 for i = 1, n do
   local base = 3 + 3 * (i - 1)
@@ -88,6 +93,13 @@ for i = 1, n do
   redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, qtys[i], user))
   redis.call('HINCRBY', KEYS[base + 3], user, qtys[i])
   redis.call('SADD', KEYS[3], skus[i])
+  if windows[i][1] == minute then
+    redis.call('HINCRBY', KEYS[base + 1], 'rc', 1)
+  else
+    local previous = 0
+    if windows[i][1] == minute - 1 then previous = windows[i][2] end
+    redis.call('HSET', KEYS[base + 1], 'rm', minute, 'rc', 1, 'rp', previous)
+  end
   record[#record + 1] = 'l:' .. skus[i]
   record[#record + 1] = qtys[i]
   record[#record + 1] = 'p:' .. skus[i]
