@@ -1,0 +1,82 @@
+"""flashstock's HTTP API: a thin Flask adapter over the inventory core."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from flask import Flask
+from flask_smorest import Api
+
+from api import errors, observability, ratelimit
+from api.auth import SECURITY_SCHEMES, Authenticator
+from api.idempotency import IdempotencyStore
+from api.schemas import ErrorOut
+from api.state import ApiState, CheckoutHook
+from api.views import admin, ops, orders, payments, products, reservations
+from api.webhooks import WebhookVerifier
+from inventory.config import Settings
+from inventory.engine import Inventory
+
+MAX_BODY_BYTES = 64 * 1024
+_UNSET: Any = object()
+
+
+class FlashstockApi(Api):
+    """flask-smorest's Api with our error envelope documented and used for HTTP errors."""
+
+    ERROR_SCHEMA = ErrorOut
+
+    def handle_http_exception(self, error):  # noqa: ANN001, ANN201 - flask-smorest signature
+        return errors.handle_http_exception(error)
+
+
+def default_checkout_hook() -> CheckoutHook | None:
+    """`sync.tasks.notify_checkout` when the sync layer provides it (prompt persistence), else None."""
+    try:
+        tasks = importlib.import_module("sync.tasks")
+    except ImportError:
+        return None
+    notify = getattr(tasks, "notify_checkout", None)
+    return (lambda order: notify(order.id)) if callable(notify) else None
+
+
+def create_app(settings: Settings | None = None, *, inventory: Inventory | None = None,
+               on_checkout: CheckoutHook | None = _UNSET) -> Flask:
+    """The API app for these settings (default: from the environment) over `inventory` (default: new)."""
+    settings = settings or (inventory.settings if inventory is not None else Settings.from_env())
+    inventory = inventory or Inventory.from_settings(settings)
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        API_TITLE="flashstock",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/docs/assets/",
+        API_SPEC_OPTIONS={
+            "info": {"description": "Flash-sale inventory: live stock, atomic holds, checkout, payments. "
+                                    "Success bodies are {\"data\": ...}; errors are "
+                                    "{\"error\": {\"code\", \"message\", \"details\"}}."},
+            "components": {"securitySchemes": SECURITY_SCHEMES},
+        },
+    )
+    observability.configure_logging(settings.log_level)
+    observability.init_app(app)  # first: request ids and the log line wrap everything else
+    app.extensions["flashstock"] = ApiState(
+        settings=settings,
+        inventory=inventory,
+        auth=Authenticator(settings),
+        idempotency=IdempotencyStore(inventory.redis, inventory.keys, settings.idempotency_ttl_seconds),
+        webhooks=WebhookVerifier(settings.webhook_secret.split(","), settings.webhook_tolerance_seconds),
+        on_checkout=default_checkout_hook() if on_checkout is _UNSET else on_checkout,
+    )
+    ratelimit.init_app(app, settings, inventory.redis)
+    api = FlashstockApi(app)
+    for module in (products, reservations, orders, payments, admin):
+        api.register_blueprint(module.blp)
+    app.register_blueprint(ops.blp)
+    errors.init_app(app)
+    return app

@@ -1,0 +1,64 @@
+"""Prometheus metrics: request counts and latency, reservations by outcome, live stock gauges.
+
+Under gunicorn the metrics are multiprocess-safe: the config sets PROMETHEUS_MULTIPROC_DIR before the
+app is imported, each worker writes its own files, and /metrics aggregates them. Stock gauges are read
+from Redis at scrape time, so they are exact whichever worker answers.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from inventory.engine import Inventory
+
+REQUESTS = Counter("flashstock_http_requests", "HTTP requests answered.", ["method", "endpoint", "status"])
+LATENCY = Histogram(
+    "flashstock_http_request_duration_seconds", "Time to answer an HTTP request.", ["method", "endpoint"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+RESERVATIONS = Counter("flashstock_reservations", "Reservation attempts by outcome (held or error code).",
+                       ["outcome"])
+CHECKOUTS = Counter("flashstock_checkouts", "Checkout attempts by outcome.", ["outcome"])
+PAYMENTS = Counter("flashstock_payment_events", "Payment webhook events by resulting status.", ["status"])
+
+MAX_STOCK_SERIES = 1000
+
+
+class StockCollector:
+    """Gauges of available / held / sold / total units per SKU, read from Redis when scraped."""
+
+    def __init__(self, inventory: Inventory) -> None:
+        self.inventory = inventory
+
+    def collect(self) -> Iterator[Metric]:
+        families = {name: GaugeMetricFamily(f"flashstock_stock_{name}", f"Units {name} per SKU.", labels=["sku"])
+                    for name in ("available", "held", "sold", "total")}
+        for product in self.inventory.catalog.list(limit=MAX_STOCK_SERIES):
+            level = product.stock
+            families["available"].add_metric([product.sku], level.available)
+            families["held"].add_metric([product.sku], level.held)
+            families["sold"].add_metric([product.sku], level.sold)
+            families["total"].add_metric([product.sku], level.total)
+        yield from families.values()
+
+
+class _Default:
+    """The process's default registry, for single-process serving and the test client."""
+
+    def collect(self) -> Iterator[Metric]:
+        return REGISTRY.collect()
+
+
+def render(inventory: Inventory, multiproc_dir: str = "") -> tuple[bytes, str]:
+    """The exposition text of every metric plus the live stock gauges."""
+    registry = CollectorRegistry(auto_describe=False)
+    if multiproc_dir:
+        MultiProcessCollector(registry, path=multiproc_dir)
+    else:
+        registry.register(_Default())  # type: ignore[arg-type]
+    registry.register(StockCollector(inventory))  # type: ignore[arg-type]
+    return generate_latest(registry), CONTENT_TYPE_LATEST

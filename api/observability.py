@@ -1,0 +1,98 @@
+"""Request ids, structured JSON logs (structlog + contextvars) and per-request metrics."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import uuid
+from typing import Any
+
+import structlog
+from flask import Flask, Response, g, request
+
+from api import metrics
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_SHARED = [
+    structlog.contextvars.merge_contextvars,
+    structlog.processors.add_log_level,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+class _StdoutLogger:
+    """Writes each rendered line to the current sys.stdout (so test capture and gunicorn both see it)."""
+
+    def msg(self, message: str) -> None:
+        sys.stdout.write(message + "\n")
+        sys.stdout.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """JSON lines for structlog and stdlib loggers alike, each with the request id when in a request."""
+    numeric = logging.getLevelName(level.upper())
+    numeric = numeric if isinstance(numeric, int) else logging.INFO
+    structlog.configure(
+        processors=[*_SHARED, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=lambda *_: _StdoutLogger(),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        processor=structlog.processors.JSONRenderer(),
+        foreign_pre_chain=[*_SHARED, structlog.stdlib.add_logger_name],
+    ))
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not getattr(h, "_flashstock", False)]
+    handler._flashstock = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(numeric)
+
+
+log = structlog.get_logger("flashstock.api")
+
+
+def _begin() -> None:
+    given = request.headers.get(REQUEST_ID_HEADER)
+    request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+    g.request_id = request_id
+    g.started = time.perf_counter()
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+
+
+def _finish(response: Response) -> Response:
+    request_id = g.get("request_id")
+    if request_id is None:  # a failure before our first hook ran
+        _begin()
+        request_id = g.request_id
+    response.headers[REQUEST_ID_HEADER] = request_id
+    elapsed = time.perf_counter() - g.started
+    rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    status = response.status_code
+    metrics.REQUESTS.labels(request.method, rule, str(status)).inc()
+    metrics.LATENCY.labels(request.method, rule).observe(elapsed)
+    fields: dict[str, Any] = {"method": request.method, "path": request.path, "status": status,
+                              "duration_ms": round(elapsed * 1000, 3), "remote_addr": request.remote_addr}
+    code = g.get("error_code")
+    if code:
+        fields["error"] = code
+    log.info("request", **fields)
+    return response
+
+
+def _clear(_: BaseException | None = None) -> None:
+    structlog.contextvars.clear_contextvars()
+
+
+def init_app(app: Flask) -> None:
+    """Hooks that run before every other before_request and after every after_request."""
+    app.before_request_funcs.setdefault(None, []).insert(0, _begin)
+    app.after_request(_finish)
+    app.teardown_request(_clear)

@@ -1,0 +1,56 @@
+"""What the views share per app: the core, settings, credentials, stores and optional hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import marshmallow as ma
+from flask import Response, current_app, jsonify
+from sqlalchemy import Engine
+
+from api.auth import Authenticator
+from api.idempotency import IdempotencyStore
+from api.webhooks import WebhookVerifier
+from inventory.config import Settings
+from inventory.engine import Inventory
+from inventory.models import Order
+
+CheckoutHook = Callable[[Order], Any]
+
+
+@dataclass
+class ApiState:
+    """Attached to the app as `app.extensions["flashstock"]`."""
+
+    settings: Settings
+    inventory: Inventory
+    auth: Authenticator
+    idempotency: IdempotencyStore
+    webhooks: WebhookVerifier
+    on_checkout: CheckoutHook | None = None
+    _engine: Engine | None = field(default=None, repr=False)
+
+    def engine(self) -> Engine:
+        """The database engine, created on first use (only /readyz and admin reconciliation need it)."""
+        if self._engine is None:
+            from sqlalchemy.engine import make_url
+
+            from inventory.db import make_engine
+
+            url = make_url(self.settings.database_url)
+            if url.get_backend_name() == "postgresql" and "connect_timeout" not in url.query:
+                url = url.update_query_dict({"connect_timeout": "2"})
+            self._engine = make_engine(url.render_as_string(hide_password=False), pool_size=2)
+        return self._engine
+
+
+def state() -> ApiState:
+    return current_app.extensions["flashstock"]
+
+
+def respond(schema: ma.Schema, value: Any, status: int = 200, **extra: Any) -> Response:
+    """`{"data": value, ...}` dumped through the documented schema."""
+    response = jsonify(schema.dump({"data": value, **extra}))
+    response.status_code = status
+    return response

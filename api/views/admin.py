@@ -1,0 +1,109 @@
+"""Admin: products, stock, open holds per SKU, reconciliation. Admin API key only."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from flask import Response
+from flask_smorest import Blueprint
+
+from api.auth import ADMIN_SECURITY, require
+from api.errors import ApiError
+from api.schemas import AdminProductData, HoldListData, LimitQuery, ProductIn, ReconcileData, ReconcileIn, \
+    StockData, StockIn
+from api.state import respond, state
+from api.views.docs import errors
+from inventory.errors import ProductNotFound
+
+blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Operator endpoints (admin API key).")
+_product, _stock, _holds, _reconcile = AdminProductData(), StockData(), HoldListData(), ReconcileData()
+_CONFIG_FIELDS = {"name": "name", "price": "price", "currency": "currency", "per_user_limit": "per_user_limit",
+                  "sale_starts_at": "starts_at", "sale_ends_at": "ends_at", "paused": "paused"}
+
+
+@blp.before_request
+def _authenticate() -> None:
+    require(state().auth, "admin")
+
+
+@blp.route("/products/<string:sku>", methods=["GET"])
+@blp.response(200, AdminProductData)
+@blp.doc(security=ADMIN_SECURITY)
+@errors(blp, 401, 403, 404, 422)
+def get_product(sku: str) -> Response:
+    """A product with its full stock counters and version."""
+    return respond(_product, state().inventory.catalog.get(sku))
+
+
+@blp.route("/products/<string:sku>", methods=["PUT"])
+@blp.arguments(ProductIn)
+@blp.response(200, AdminProductData)
+@blp.doc(security=ADMIN_SECURITY)
+@errors(blp, 401, 403, 409, 422)
+def put_product(args: dict[str, Any], sku: str) -> Response:
+    """Create a product or change its data, sale window, pause flag and total stock."""
+    catalog = state().inventory.catalog
+    config = {_CONFIG_FIELDS[name]: value for name, value in args.items() if name in _CONFIG_FIELDS}
+    stock, expected = args.get("stock"), args.get("expected_version")
+    try:
+        catalog.get(sku)
+        exists = True
+    except ProductNotFound:
+        exists = False
+    if exists and stock is not None:
+        # Stock first: if it cannot apply (below held + sold, stale version) nothing has changed.
+        level = catalog.adjust_stock(sku, set_total=stock, expected_version=expected, reason="admin")
+        product = catalog.configure(sku, **config, expected_version=level.version if expected is not None
+                                    else None) if config else catalog.get(sku)
+    else:
+        product = catalog.configure(sku, **config, expected_version=expected)
+        if stock is not None:
+            catalog.adjust_stock(sku, set_total=stock, reason="admin")
+            product = catalog.get(sku)
+    return respond(_product, product)
+
+
+@blp.route("/products/<string:sku>/stock", methods=["POST"])
+@blp.arguments(StockIn)
+@blp.response(200, StockData)
+@blp.doc(security=ADMIN_SECURITY)
+@errors(blp, 401, 403, 404, 409, 422)
+def adjust_stock(args: dict[str, Any], sku: str) -> Response:
+    """Set the total (`set`) or add/remove units (`add`); open holds and sold units are untouched."""
+    level = state().inventory.catalog.adjust_stock(
+        sku, set_total=args.get("set"), add=args.get("add"), expected_version=args.get("expected_version"))
+    return respond(_stock, level)
+
+
+@blp.route("/products/<string:sku>/holds", methods=["GET"])
+@blp.arguments(LimitQuery, location="query")
+@blp.response(200, HoldListData)
+@blp.doc(security=ADMIN_SECURITY)
+@errors(blp, 401, 403, 404, 422)
+def list_holds(args: dict[str, Any], sku: str) -> Response:
+    """Open reservations holding this SKU, soonest expiry first."""
+    catalog = state().inventory.catalog
+    catalog.get(sku)  # 404 for an unknown SKU rather than an empty list
+    return respond(_holds, catalog.holds(sku, limit=args["limit"]))
+
+
+@blp.route("/reconcile", methods=["POST"])
+@blp.arguments(ReconcileIn)
+@blp.response(200, ReconcileData)
+@blp.doc(security=ADMIN_SECURITY)
+@errors(blp, 401, 403, 409, 422, 501)
+def reconcile(args: dict[str, Any]) -> Response:
+    """Compare Redis with the database; with `repair`, correct the differences (`full`: every SKU)."""
+    try:
+        module = importlib.import_module("inventory.reconcile")
+    except ModuleNotFoundError:
+        module = None
+    run = getattr(module, "run_reconciliation", None)
+    if run is None:
+        raise ApiError("not_implemented", "Reconciliation is not available in this build.")
+    st = state()
+    from inventory.db import make_session_factory
+
+    report = run(st.inventory, make_session_factory(st.engine()), repair=args["repair"], full=args["full"])
+    return respond(_reconcile, report)
