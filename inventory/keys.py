@@ -33,6 +33,10 @@ class KeySpace:
         """Hash holding one reservation and, once checked out, its order."""
         return f"{self.prefix}:{{res:{token}}}"
 
+    def reservation_match(self) -> str:
+        """SCAN pattern matching every reservation record (admin repair paths only)."""
+        return f"{self.prefix}:{{res:*"
+
     def user_orders(self, user_id: str) -> str:
         """Zset of a user's order ids by creation time."""
         return f"{self.prefix}:{{user:{user_id}}}:orders"
