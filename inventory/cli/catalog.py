@@ -143,7 +143,7 @@ def export(path: Path, fmt: str | None) -> None:
     inv = open_inventory()
     kind = fmt or ("csv" if str(path) == "-" else detect_format(path))
     if str(path) == "-":
-        write_rows(export_rows(inv), click.get_text_stream("stdout"), kind)
+        write_rows(export_rows(inv), sys.stdout, kind)
         return
     with path.open("w", encoding="utf-8", newline="") as out:
         count = write_rows(export_rows(inv), out, kind)

@@ -7,7 +7,7 @@ import json
 import sys
 from datetime import datetime
 from enum import Enum
-from functools import wraps
+from functools import lru_cache, wraps
 from typing import Any, Callable, Sequence
 
 import click
@@ -105,7 +105,7 @@ def emit_record(record: dict[str, Any], *, fields: Sequence[str] | None = None, 
 
 def console(*, stderr: bool = False) -> Console:
     """A rich console on click's current streams (so CliRunner captures it), wide enough for tables."""
-    stream = click.get_text_stream("stderr" if stderr else "stdout")
+    stream = sys.stderr if stderr else sys.stdout
     return Console(file=stream, width=None if stream.isatty() else 160)
 
 
@@ -139,11 +139,12 @@ def domain_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def open_sessions(settings: Settings) -> Any:
-    """A session factory for the configured database (PostgreSQL, or SQLite embedded)."""
+@lru_cache(maxsize=4)
+def open_sessions(database_url: str) -> Any:
+    """A session factory for the database URL (PostgreSQL, or SQLite embedded), one per URL and process."""
     from inventory.db import make_engine, make_session_factory
 
-    return make_session_factory(make_engine(settings.database_url, pool_size=2))
+    return make_session_factory(make_engine(database_url, pool_size=2))
 
 
 def progress_bar(description: str, total: int, *, enabled: bool = True) -> Any:
@@ -160,7 +161,7 @@ def persist_now(inv: Inventory, settings: Settings) -> dict[str, Any]:
     from inventory import persistence
 
     try:
-        drained = persistence.persist_now(inv, open_sessions(settings))
+        drained = persistence.persist_now(inv, open_sessions(settings.database_url))
     except SQLAlchemyError as error:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
         fail("persist_failed", "Redis has the change but writing it to the database failed "

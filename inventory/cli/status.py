@@ -46,7 +46,7 @@ def status(skus: tuple[str, ...], limit: int, after: str, watch: bool, interval:
     """Per SKU: total / available / held / sold / persisted, sale state, reservations per minute."""
     settings = load_settings()
     inv = open_inventory(settings)
-    sessions = None if no_db else open_sessions(settings)
+    sessions = None if no_db else open_sessions(settings.database_url)
 
     def snapshot() -> list[SkuStatus]:
         return _snapshot(inv, settings, sessions, list(skus) or page_of_skus(inv, after=after, limit=limit))
