@@ -1,0 +1,145 @@
+"""What the system of record says about stock: ledger sums plus outbox entries not yet persisted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from inventory.outbox import Event, Movement, OrderEvent, movements
+from inventory.tables import SOLD_STATUSES, STATUS_RANK, LedgerRow, OrderLineRow, OrderRow, ProductRow
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Stock counters of one SKU (available + held + sold == total)."""
+
+    total: int
+    available: int
+    held: int
+    sold: int
+
+    @classmethod
+    def of(cls, fields: dict[str, str]) -> "Counts | None":
+        """Counters from a stock hash; None when the SKU is missing in Redis."""
+        if not fields:
+            return None
+        return cls(*(int(fields.get(k) or 0) for k in ("total", "avail", "held", "sold")))
+
+
+@dataclass(frozen=True)
+class Persisted:
+    """One SKU's totals from the ledger."""
+
+    total: int = 0
+    sold: int = 0
+    version: int = 0
+    rows: int = 0
+
+
+def persisted(session: Session, skus: Sequence[str]) -> dict[str, Persisted]:
+    """SUM(total_delta), SUM(sold_delta), MAX(version) per SKU from the append-only ledger."""
+    out: dict[str, Persisted] = {}
+    for start in range(0, len(skus), 500):
+        rows = session.execute(
+            select(LedgerRow.sku, func.sum(LedgerRow.total_delta), func.sum(LedgerRow.sold_delta),
+                   func.max(LedgerRow.version), func.count())
+            .where(LedgerRow.sku.in_(skus[start:start + 500]))
+            .group_by(LedgerRow.sku)
+        )
+        for sku, total, sold, version, count in rows:
+            out[sku] = Persisted(int(total or 0), int(sold or 0), int(version or 0), int(count))
+    return out
+
+
+def known_refs(session: Session, refs: Iterable[str]) -> set[str]:
+    """The ledger refs among `refs` already persisted."""
+    refs = sorted(set(refs))
+    found: set[str] = set()
+    for start in range(0, len(refs), 500):
+        found.update(session.scalars(select(LedgerRow.ref).where(LedgerRow.ref.in_(refs[start:start + 500]))))
+    return found
+
+
+def unpersisted(session: Session, events: Sequence[Event]) -> list[Movement]:
+    """Movements of outbox events whose ledger rows do not exist yet (each ref once)."""
+    moves = {m.ref: m for e in events for m in movements(e)}
+    known = known_refs(session, moves)
+    return [m for ref, m in moves.items() if ref not in known]
+
+
+def settled(session: Session, skus: Sequence[str], events: Sequence[Event],
+            attempts: int = 5) -> tuple[dict[str, Persisted], list[Movement]]:
+    """Ledger sums and the outbox movements not in them, read so that both agree.
+
+    A drain may commit some of `events` between our queries; reading the persisted refs before and
+    after the sums and retrying until they match gives a view in which each movement counts once,
+    whatever the isolation level (SQLite included).
+    """
+    moves = {m.ref: m for e in events for m in movements(e) if m.sku in set(skus)}
+    for _ in range(attempts):
+        before = known_refs(session, moves)
+        base = persisted(session, skus)
+        if known_refs(session, moves) == before:
+            break
+        session.rollback()  # a fresh snapshot for databases that hold one per transaction
+    return base, [m for ref, m in moves.items() if ref not in before]
+
+
+def expected_counts(base: Persisted | None, pending: Iterable[Movement], held: int) -> Counts:
+    """What Redis should hold: ledger plus pending movements for total and sold; holds as Redis has them."""
+    base = base or Persisted()
+    pending = list(pending)
+    total = base.total + sum(m.total_delta for m in pending)
+    sold = base.sold + sum(m.sold_delta for m in pending)
+    return Counts(total, total - sold - held, held, sold)
+
+
+def products(session: Session, skus: Sequence[str] | None = None) -> dict[str, ProductRow]:
+    """Product rows by SKU (all of them when skus is None)."""
+    query = select(ProductRow)
+    if skus is not None:
+        query = query.where(ProductRow.sku.in_(list(skus)))
+    return {row.sku: row for row in session.scalars(query)}
+
+
+def all_skus(session: Session) -> list[str]:
+    """Every SKU Postgres knows: configured products and SKUs with ledger rows."""
+    skus = set(session.scalars(select(ProductRow.sku)))
+    skus.update(session.scalars(select(LedgerRow.sku).distinct()))
+    return sorted(skus)
+
+
+def has_data(session: Session) -> bool:
+    """True once anything was persisted (a fresh database has no products and no ledger)."""
+    return session.scalar(select(func.count()).select_from(ProductRow)) > 0 or \
+        session.scalar(select(func.count()).select_from(LedgerRow)) > 0
+
+
+def buyer_units(session: Session, sku: str, pending: Sequence[Event] = ()) -> dict[str, int]:
+    """Units of a SKU each user has ordered and not had returned (per-user limits count them)."""
+    orders: dict[str, tuple[str, str, int]] = {}  # order id -> (user, status, qty of this SKU)
+    rows = session.execute(
+        select(OrderRow.id, OrderRow.user_id, OrderRow.status, OrderLineRow.qty)
+        .join(OrderLineRow, OrderLineRow.order_id == OrderRow.id)
+        .where(OrderLineRow.sku == sku)
+    )
+    for order_id, user, status, qty in rows:
+        orders[order_id] = (user, status, int(qty))
+    for event in pending:  # outbox events not persisted yet move statuses forward, as persistence will
+        if not isinstance(event, OrderEvent):
+            continue
+        qty = sum(line.qty for line in event.lines if line.sku == sku)
+        if not qty:
+            continue
+        user, status, _ = orders.get(event.order_id, (event.user_id, event.status, qty))
+        if STATUS_RANK[event.status] > STATUS_RANK[status]:
+            status = event.status
+        orders[event.order_id] = (user, status, qty)
+    units: dict[str, int] = {}
+    for user, status, qty in orders.values():
+        if status in SOLD_STATUSES:
+            units[user] = units.get(user, 0) + qty
+    return units

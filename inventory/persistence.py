@@ -1,0 +1,288 @@
+"""Drain the Redis outbox into the SQL system of record: at-least-once delivery, idempotent effects.
+
+A consumer group hands entries out; each batch is written in one SQL transaction with
+`INSERT ... ON CONFLICT DO NOTHING` keyed by natural ids (order id, event id, ledger ref), and the
+entries are acknowledged and deleted from the stream only after that transaction commits. A process
+killed anywhere in between leaves the entries pending; they are re-read (by the same consumer) or
+claimed (by another one once idle) and re-applied, which changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from redis import Redis
+from redis.exceptions import ResponseError
+from sqlalchemy import and_, bindparam, case, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from inventory.context import text
+from inventory.engine import Inventory
+from inventory.outbox import (
+    Event,
+    Malformed,
+    OrderEvent,
+    ProductConfigured,
+    StockAdjusted,
+    StreamId,
+    movements,
+    parse_entries,
+)
+from inventory.tables import (
+    STATUS_RANK,
+    LedgerRow,
+    OrderLineRow,
+    OrderRow,
+    OutboxRejectRow,
+    PaymentEventRow,
+    ProductRow,
+    SyncStateRow,
+)
+
+log = logging.getLogger(__name__)
+
+GROUP = "persist"
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class DrainResult:
+    """What one drain did: entries persisted and acknowledged, by kind, and what is left."""
+
+    entries: int = 0
+    order_events: int = 0
+    stock_events: int = 0
+    product_events: int = 0
+    rejects: int = 0
+    batches: int = 0
+    backlog: int = 0
+
+    def __add__(self, other: "DrainResult") -> "DrainResult":
+        return DrainResult(
+            self.entries + other.entries, self.order_events + other.order_events,
+            self.stock_events + other.stock_events, self.product_events + other.product_events,
+            self.rejects + other.rejects, self.batches + other.batches, other.backlog,
+        )
+
+
+def consumer_name() -> str:
+    """This process's consumer name in the group (host and pid, so a restart is a new consumer)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def ensure_group(redis: Redis, stream: str) -> None:
+    """Create the consumer group (and the stream) if missing; from id 0 so nothing already there is skipped."""
+    try:
+        redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    except ResponseError as error:
+        if "BUSYGROUP" not in str(error):
+            raise
+
+
+def drain_once(
+    inv: Inventory,
+    session_factory: sessionmaker[Session],
+    *,
+    batch_size: int | None = None,
+    max_batches: int = 20,
+    consumer: str | None = None,
+    claim_idle_ms: int | None = None,
+) -> DrainResult:
+    """Persist outbox entries in batches until the stream has nothing for us or max_batches ran."""
+    size = batch_size or inv.settings.persist_batch_size
+    idle = int(inv.settings.persist_claim_idle_seconds * 1000) if claim_idle_ms is None else claim_idle_ms
+    name = consumer or consumer_name()
+    result = DrainResult()
+    for _ in range(max_batches):
+        entries = _read_batch(inv, name, size, idle)
+        if not entries:
+            break
+        result = result + _persist_batch(inv, session_factory, entries)
+    return DrainResult(**{**result.__dict__, "backlog": outbox_backlog(inv)})
+
+
+def persist_now(inv: Inventory, session_factory: sessionmaker[Session], *, max_batches: int = 10_000) -> DrainResult:
+    """Persist everything in the outbox now, including entries another consumer holds (admin 'persist now')."""
+    return drain_once(inv, session_factory, max_batches=max_batches, claim_idle_ms=0)
+
+
+def outbox_backlog(inv: Inventory) -> int:
+    """Entries still in the stream: not yet persisted, or persisted but not yet acknowledged."""
+    return int(inv.redis.xlen(inv.keys.outbox))
+
+
+def _read_batch(inv: Inventory, consumer: str, size: int, idle_ms: int) -> list[tuple[Any, dict[Any, Any]]]:
+    """Own unacknowledged entries first, then entries idle too long at other consumers, then new ones."""
+    try:
+        return _read(inv.redis, inv.keys.outbox, consumer, size, idle_ms)
+    except ResponseError as error:
+        if "NOGROUP" not in str(error):
+            raise
+        ensure_group(inv.redis, inv.keys.outbox)  # first run, or Redis lost the stream
+        return _read(inv.redis, inv.keys.outbox, consumer, size, idle_ms)
+
+
+def _read(redis: Redis, stream: str, consumer: str, size: int, idle_ms: int) -> list[tuple[Any, dict[Any, Any]]]:
+    for source in ("0", "claim", ">"):
+        if source == "claim":
+            reply = redis.xautoclaim(stream, GROUP, consumer, min_idle_time=idle_ms, start_id="0-0", count=size)
+            entries = reply[1]
+        else:
+            answer = redis.xreadgroup(GROUP, consumer, {stream: source}, count=size)
+            entries = answer[0][1] if answer else []
+        gone = [eid for eid, fields in entries if not fields]
+        if gone:  # deleted from the stream after commit, but the ack was lost: just acknowledge
+            redis.xack(stream, GROUP, *gone)
+        entries = [(eid, fields) for eid, fields in entries if fields]
+        if entries:
+            return entries
+    return []
+
+
+def _persist_batch(inv: Inventory, session_factory: sessionmaker[Session],
+                   entries: list[tuple[Any, dict[Any, Any]]]) -> DrainResult:
+    events = parse_entries(entries)
+    epoch = inv.redis.get(inv.keys.epoch)
+    with session_factory.begin() as session:
+        apply_events(session, events, now_ms=inv.ctx.now_ms())
+        if epoch is not None:
+            record_progress(session, text(epoch), max(StreamId.parse(eid) for eid, _ in entries), inv.ctx.now_ms())
+    ids = [eid for eid, _ in entries]
+    pipe = inv.redis.pipeline(transaction=True)
+    pipe.xack(inv.keys.outbox, GROUP, *ids)
+    pipe.xdel(inv.keys.outbox, *ids)
+    pipe.execute()
+    rejects = [e for e in events if isinstance(e, Malformed)]
+    for reject in rejects:
+        log.error("outbox entry rejected", extra={"entry_id": reject.entry_id, "error": reject.error})
+    return DrainResult(
+        entries=len(entries),
+        order_events=sum(isinstance(e, OrderEvent) for e in events),
+        stock_events=sum(isinstance(e, StockAdjusted) for e in events),
+        product_events=sum(isinstance(e, ProductConfigured) for e in events),
+        rejects=len(rejects),
+        batches=1,
+    )
+
+
+# -- SQL ------------------------------------------------------------------------------------------
+
+
+def _insert(session: Session, table: Any) -> Any:
+    """The dialect's INSERT (PostgreSQL or SQLite), which has on_conflict_do_nothing/do_update."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise RuntimeError(f"unsupported database dialect {dialect!r}")
+
+
+def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]]:
+    for start in range(0, len(rows), _CHUNK):
+        yield rows[start:start + _CHUNK]
+
+
+def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
+    """Idempotent multi-row insert, rows sorted by key so concurrent drains lock in the same order."""
+    rows = sorted(rows, key=lambda row: tuple(row[k] for k in keys))
+    for chunk in _chunks(rows):
+        session.execute(_insert(session, table).values(list(chunk)).on_conflict_do_nothing(index_elements=keys))
+
+
+def apply_events(session: Session, events: Sequence[Event], *, now_ms: int) -> None:
+    """Write the effects of events; applying the same events again (in any order) changes nothing."""
+    _apply_products(session, [e for e in events if isinstance(e, ProductConfigured)], now_ms)
+    orders = [e for e in events if isinstance(e, OrderEvent)]
+    _apply_orders(session, orders, now_ms)
+    ledger = [m for e in events for m in movements(e)]
+    _insert_ignore(session, LedgerRow.__table__, [
+        dict(ref=m.ref, sku=m.sku, kind=m.kind, total_delta=m.total_delta, sold_delta=m.sold_delta,
+             order_id=m.order_id, version=m.version, created_ms=m.ts_ms) for m in {m.ref: m for m in ledger}.values()
+    ], ["ref"])
+    rejects = {e.entry_id: e for e in events if isinstance(e, Malformed)}
+    _insert_ignore(session, OutboxRejectRow.__table__, [
+        dict(entry_id=e.entry_id, fields=json.dumps(e.fields, sort_keys=True), error=e.error, received_ms=now_ms)
+        for e in rejects.values()
+    ], ["entry_id"])
+
+
+def _apply_products(session: Session, events: list[ProductConfigured], now_ms: int) -> None:
+    latest: dict[str, ProductConfigured] = {}
+    for event in events:
+        if event.sku not in latest or event.version > latest[event.sku].version:
+            latest[event.sku] = event
+    table = ProductRow.__table__
+    for event in sorted(latest.values(), key=lambda e: e.sku):
+        row = dict(sku=event.sku, name=event.name, price=event.price, currency=event.currency,
+                   per_user_limit=event.per_user_limit, starts_at_ms=event.starts_at_ms,
+                   ends_at_ms=event.ends_at_ms, paused=event.paused == "1", version=event.version,
+                   updated_ms=now_ms)
+        stmt = _insert(session, table).values(row)
+        # 'r' (recovering) is a transient Redis state, never the product's configured setting.
+        updated = [k for k in row if k != "sku" and not (k == "paused" and event.paused == "r")]
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=["sku"],
+            set_={k: stmt.excluded[k] for k in updated},
+            where=table.c.version < stmt.excluded.version,
+        ))
+
+
+def _apply_orders(session: Session, events: list[OrderEvent], now_ms: int) -> None:
+    if not events:
+        return
+    by_order: dict[str, list[OrderEvent]] = {}
+    for event in events:
+        by_order.setdefault(event.order_id, []).append(event)
+    orders, lines, payments, updates = [], [], [], []
+    for order_id, group in by_order.items():
+        first = min(group, key=lambda e: e.ts_ms)
+        best = max(group, key=lambda e: STATUS_RANK[e.status])
+        orders.append(dict(id=order_id, reservation_id=first.reservation_id, user_id=first.user_id,
+                           status=best.status, total=first.total, created_ms=first.ts_ms, updated_ms=now_ms))
+        lines += [dict(order_id=order_id, sku=line.sku, qty=line.qty, unit_price=line.unit_price)
+                  for line in first.lines]
+        payments += [dict(event_id=e.event_id, order_id=order_id,
+                          result="failed" if e.kind == "order_payment_failed" else "paid", received_ms=e.ts_ms)
+                     for e in group if e.event_id]
+        updates.append(dict(b_id=order_id, b_status=best.status, b_rank=STATUS_RANK[best.status],
+                            b_ts=first.ts_ms, b_now=now_ms))
+    _insert_ignore(session, OrderRow.__table__, orders, ["id"])
+    _insert_ignore(session, OrderLineRow.__table__, lines, ["order_id", "sku"])
+    _insert_ignore(session, PaymentEventRow.__table__, list({p["event_id"]: p for p in payments}.values()),
+                   ["event_id"])
+    _advance_status(session, sorted(updates, key=lambda u: u["b_id"]))
+
+
+def _advance_status(session: Session, updates: list[dict[str, Any]]) -> None:
+    """Move each order's status forward only (a stale redelivery never moves it back)."""
+    table = OrderRow.__table__
+    rank = case({status: r for status, r in STATUS_RANK.items()}, value=table.c.status, else_=-1)
+    stmt = (
+        table.update()
+        .where(table.c.id == bindparam("b_id"))
+        .values(
+            status=case((rank < bindparam("b_rank"), bindparam("b_status")), else_=table.c.status),
+            created_ms=case((table.c.created_ms > bindparam("b_ts"), bindparam("b_ts")), else_=table.c.created_ms),
+            updated_ms=bindparam("b_now"),
+        )
+    )
+    for chunk in _chunks(updates):
+        session.execute(stmt, list(chunk))
+
+
+def record_progress(session: Session, epoch: str, last: StreamId, now_ms: int) -> None:
+    """Remember the highest outbox id persisted under this Redis epoch (rollback detection reads it)."""
+    table = SyncStateRow.__table__
+    session.execute(
+        table.update()
+        .where(table.c.id == 1, table.c.epoch == epoch,
+               or_(table.c.last_ms < last.ms, and_(table.c.last_ms == last.ms, table.c.last_seq < last.seq)))
+        .values(last_ms=last.ms, last_seq=last.seq, updated_ms=now_ms)
+    )

@@ -1,0 +1,265 @@
+"""Redis recovery: notice a Redis that came back empty or from an old snapshot, and rebuild it from Postgres.
+
+The epoch marker (`P:epoch`) is written when Redis state is initialised or rebuilt, and Postgres
+records the epoch it follows plus the highest outbox id it persisted under it. Then:
+  * marker missing while Postgres has data      -> Redis lost its data (restart without AOF, flush);
+  * marker differs from the one Postgres follows -> a different or replaced Redis;
+  * the stream's last generated id is behind what Postgres persisted -> Redis rolled back to a snapshot.
+In each case the SKUs are paused ('recovering': reservations refused), their counters are rebuilt from
+the ledger plus the outbox entries Redis still has, open orders get their records back, and they resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from redis.exceptions import LockError, RedisError, ResponseError, WatchError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from inventory.context import text
+from inventory.engine import Inventory
+from inventory.ledger import all_skus, buyer_units, has_data
+from inventory.outbox import ZERO_ID, StreamId
+from inventory.reconcile import catalog_fields, observe, queue_counts
+from inventory.store import MEMORY_URL
+from inventory.tables import OrderLineRow, OrderRow, PaymentEventRow, SyncStateRow
+
+log = logging.getLogger(__name__)
+
+_ATTEMPTS = 20
+
+
+@dataclass(frozen=True)
+class RebuildReport:
+    """What a rebuild did: SKUs rebuilt from Postgres, SKUs left paused, order records restored."""
+
+    skus: tuple[str, ...]
+    rebuilt: tuple[str, ...]
+    failed: tuple[str, ...]
+    orders_restored: int
+    epoch: str
+
+
+@dataclass(frozen=True)
+class RecoveryCheck:
+    """Outcome of a recovery check: ok | initialized | adopted | rebuilt | busy, and why."""
+
+    state: str
+    reason: str
+    epoch: str
+    rebuild: RebuildReport | None = None
+
+
+def new_epoch() -> str:
+    return secrets.token_hex(8)
+
+
+def stream_last_id(inv: Inventory) -> StreamId:
+    """The outbox stream's last generated id (0-0 when the stream does not exist)."""
+    try:
+        info = inv.redis.xinfo_stream(inv.keys.outbox)
+    except ResponseError:
+        return ZERO_ID
+    return StreamId.parse(info["last-generated-id"])
+
+
+def check_recovery(inv: Inventory, session_factory: sessionmaker[Session]) -> RecoveryCheck:
+    """Detect lost or rolled-back Redis state and rebuild it; cheap when all is well (run it often)."""
+    lock = inv.redis.lock(inv.keys.scoped("lock:recovery"), timeout=300, blocking=False)
+    if not lock.acquire():
+        return RecoveryCheck("busy", "another process is checking", "")
+    try:
+        return _check(inv, session_factory)
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            pass
+
+
+def _check(inv: Inventory, session_factory: sessionmaker[Session]) -> RecoveryCheck:
+    marker = inv.redis.get(inv.keys.epoch)
+    epoch = text(marker) if marker is not None else None
+    last = stream_last_id(inv)
+    with session_factory() as session:
+        state = session.get(SyncStateRow, 1)
+        known = has_data(session)
+    if epoch is None and not known:
+        epoch = _init_epoch(inv, session_factory, last)
+        return RecoveryCheck("initialized", "fresh Redis and empty database", epoch)
+    if epoch is not None and state is None:
+        _follow(session_factory, epoch, last, inv.ctx.now_ms())
+        return RecoveryCheck("adopted", "database had no epoch yet", epoch)
+    if epoch is None:
+        reason = "epoch marker missing: Redis lost its data"
+    elif state is not None and state.epoch != epoch:
+        reason = f"epoch {epoch} is not the {state.epoch} Postgres follows"
+    elif state is not None and last < StreamId(state.last_ms, state.last_seq):
+        reason = f"outbox at {last} is behind {state.last_ms}-{state.last_seq} persisted: Redis rolled back"
+    else:
+        return RecoveryCheck("ok", "", epoch or "")
+    log.error("recovery needed: %s; rebuilding Redis from Postgres", reason)
+    report = rebuild_from_postgres(inv, session_factory)
+    return RecoveryCheck("rebuilt", reason, report.epoch, report)
+
+
+def _init_epoch(inv: Inventory, session_factory: sessionmaker[Session], last: StreamId) -> str:
+    inv.redis.set(inv.keys.epoch, new_epoch(), nx=True)
+    epoch = text(inv.redis.get(inv.keys.epoch))
+    _follow(session_factory, epoch, last, inv.ctx.now_ms())
+    return epoch
+
+
+def _follow(session_factory: sessionmaker[Session], epoch: str, last: StreamId, now_ms: int) -> None:
+    """Make Postgres follow this epoch from this stream position on."""
+    with session_factory.begin() as session:
+        row = session.get(SyncStateRow, 1, with_for_update=True)
+        if row is None:
+            session.add(SyncStateRow(id=1, epoch=epoch, last_ms=last.ms, last_seq=last.seq, updated_ms=now_ms))
+        else:
+            row.epoch, row.last_ms, row.last_seq, row.updated_ms = epoch, last.ms, last.seq, now_ms
+
+
+def rebuild_from_postgres(inv: Inventory, session_factory: sessionmaker[Session],
+                          skus: Sequence[str] | None = None) -> RebuildReport:
+    """Pause SKUs, rebuild their counters (and buyers, open order records) from Postgres + outbox, resume.
+
+    With skus=None every SKU Postgres knows is rebuilt and a new epoch is started.
+    """
+    with session_factory() as session:
+        targets = sorted(set(skus) if skus is not None else all_skus(session))
+    for sku in targets:
+        inv.catalog.set_recovering(sku, True)
+    rebuilt, failed, configured = [], [], {}
+    for sku in targets:
+        paused = _rebuild_sku(inv, session_factory, sku)
+        if paused is None:
+            failed.append(sku)
+        else:
+            rebuilt.append(sku)
+            configured[sku] = paused
+    restored = restore_order_records(inv, session_factory, rebuilt)
+    for sku in rebuilt:
+        inv.catalog.configure(sku, paused=configured[sku] == "1")
+    epoch = ""
+    if skus is None:
+        epoch = new_epoch()
+        inv.redis.set(inv.keys.epoch, epoch)
+        _follow(session_factory, epoch, stream_last_id(inv), inv.ctx.now_ms())
+    for sku in failed:
+        log.error("rebuild sku=%s left paused: held + sold exceed the persisted total", sku)
+    log.warning("rebuilt %d SKUs from Postgres (%d failed), %d order records restored, epoch=%s",
+                len(rebuilt), len(failed), restored, epoch or "(unchanged)")
+    return RebuildReport(tuple(targets), tuple(rebuilt), tuple(failed), restored, epoch)
+
+
+def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: str) -> str | None:
+    """Counters and buyers of one SKU from Postgres; returns its configured paused flag, None if impossible."""
+    keys = inv.keys.sku(sku)
+    for _ in range(_ATTEMPTS):
+        with inv.redis.pipeline(transaction=True) as pipe, session_factory() as session:
+            try:
+                pipe.watch(keys.stock)
+                seen = observe(pipe, inv, session, sku)
+                expected = seen.expected
+                if expected.available < 0:
+                    pipe.reset()
+                    return None
+                buyers = buyer_units(session, sku, seen.events)
+                for _token, qty, user in seen.holds:
+                    buyers[user] = buyers.get(user, 0) + qty
+                pipe.multi()
+                queue_counts(pipe, inv, sku, seen, expected, catalog=True, paused="r")
+                pipe.delete(keys.buyers)
+                if buyers:
+                    pipe.hset(keys.buyers, mapping=buyers)
+                pipe.execute()
+            except WatchError:
+                continue
+        return str(catalog_fields(sku, seen)["paused"])
+    raise RedisError(f"SKU {sku} kept changing during rebuild")
+
+
+def restore_order_records(inv: Inventory, session_factory: sessionmaker[Session], skus: Sequence[str]) -> int:
+    """Recreate missing Redis records of recent orders on these SKUs, so payments and reads keep working."""
+    if not skus:
+        return 0
+    since = inv.ctx.now_ms() - inv.settings.order_retention_seconds * 1000
+    with session_factory() as session:
+        order_ids = sorted(set(session.scalars(
+            select(OrderLineRow.order_id).join(OrderRow).where(OrderLineRow.sku.in_(list(skus)),
+                                                               OrderRow.created_ms >= since))))
+        restored = 0
+        for start in range(0, len(order_ids), 500):
+            restored += _restore(inv, session, order_ids[start:start + 500])
+    return restored
+
+
+def _restore(inv: Inventory, session: Session, order_ids: list[str]) -> int:
+    orders = list(session.scalars(select(OrderRow).where(OrderRow.id.in_(order_ids))))
+    events: dict[str, list[PaymentEventRow]] = {}
+    for row in session.scalars(select(PaymentEventRow).where(PaymentEventRow.order_id.in_(order_ids))):
+        events.setdefault(row.order_id, []).append(row)
+    check = inv.redis.pipeline(transaction=False)
+    for order in orders:
+        check.exists(inv.keys.reservation(order.id[2:]))
+    missing = [order for order, exists in zip(orders, check.execute()) if not exists]
+    retention = inv.settings.order_retention_seconds * 1000
+    pipe = inv.redis.pipeline(transaction=False)
+    for order in missing:
+        token = order.id[2:]
+        record: dict[str, Any] = {"u": order.user_id, "st": order.status, "exp": order.created_ms,
+                                  "ct": order.created_ms, "co": order.created_ms, "fp": "", "n": len(order.lines),
+                                  "oid": order.id}
+        for line in order.lines:
+            record[f"l:{line.sku}"] = line.qty
+            record[f"p:{line.sku}"] = line.unit_price
+        for event in events.get(order.id, []):
+            record[f"ev:{event.event_id}"] = event.result
+        pipe.hset(inv.keys.reservation(token), mapping=record)
+        pipe.pexpire(inv.keys.reservation(token), retention)
+        pipe.zadd(inv.keys.user_orders(order.user_id), {order.id: order.created_ms})
+    pipe.execute()
+    return len(missing)
+
+
+# -- Redis persistence settings --------------------------------------------------------------------
+
+
+def redis_durability(redis: Any) -> str:
+    """'aof-always' | 'aof-everysec' | 'aof-no' | 'no-aof', or 'unknown' when CONFIG is refused."""
+    try:
+        appendonly = redis.config_get("appendonly").get("appendonly")
+        fsync = redis.config_get("appendfsync").get("appendfsync", "everysec")
+    except (ResponseError, AttributeError, KeyError):
+        return "unknown"
+    if text(appendonly or "no") != "yes":
+        return "no-aof"
+    return f"aof-{text(fsync)}"
+
+
+def warn_if_not_durable(inv: Inventory) -> str:
+    """Log at start-up what a Redis restart could lose with its current persistence setting."""
+    if inv.settings.redis_url.startswith(MEMORY_URL):
+        log.warning("embedded Redis (memory://): state lives in this process; it is rebuilt from %s at start",
+                    inv.settings.database_url)
+        return "embedded"
+    try:
+        mode = redis_durability(inv.redis)
+    except RedisError as error:
+        log.warning("cannot read Redis persistence settings: %s", error)
+        return "unknown"
+    if mode == "no-aof":
+        log.warning("Redis runs WITHOUT AOF: a restart loses every hold, checkout and payment result since "
+                    "the last RDB snapshot (or all of them) that was not yet persisted; turn on appendonly")
+    elif mode == "unknown":
+        log.warning("Redis refused CONFIG GET: cannot verify that AOF is on (needed to survive restarts)")
+    elif mode == "aof-no":
+        log.warning("Redis AOF with appendfsync no: a crash can lose about 30 s of unpersisted writes")
+    else:
+        log.info("Redis persistence: %s", mode)
+    return mode
