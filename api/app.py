@@ -1,4 +1,4 @@
-"""flashstock's HTTP API: a thin Flask adapter over the inventory core."""
+"""The API app factory: settings, core, extensions and blueprints wired together."""
 
 from __future__ import annotations
 
@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None, *, inventory: Inventory | None 
     """The API app for these settings (default: from the environment) over `inventory` (default: new)."""
     settings = settings or (inventory.settings if inventory is not None else Settings.from_env())
     inventory = inventory or Inventory.from_settings(settings)
-    app = Flask(__name__)
+    app = Flask("api")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         API_TITLE="flashstock",
