@@ -112,3 +112,22 @@ def pg_schema_url() -> Iterator[str]:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def migrated_db_url(pg_schema_url: str) -> str:
+    """pg_schema_url with the Alembic migrations applied (as `flashstock db upgrade` does)."""
+    from inventory.migrations import upgrade
+
+    upgrade(pg_schema_url)
+    return pg_schema_url
+
+
+@pytest.fixture
+def pg_sessions(migrated_db_url: str) -> Iterator["sessionmaker"]:  # noqa: F821 - sqlalchemy sessionmaker
+    """A session factory on the migrated per-test schema; its engine is disposed afterwards."""
+    from inventory.db import make_engine, make_session_factory
+
+    engine = make_engine(migrated_db_url, pool_size=2)
+    yield make_session_factory(engine)
+    engine.dispose()

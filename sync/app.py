@@ -1,0 +1,75 @@
+"""The Celery app, configured from the same Settings as everything else (broker: Redis or RabbitMQ).
+
+Run: celery -A sync.app worker -Q "$CELERY_QUEUE"   and   celery -A sync.app beat
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from inventory.config import Settings
+
+TASKS = "sync.tasks"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings: JSON only, no result backend, late acks, one redbeat scheduler, the beat schedule."""
+    broker = settings.broker_url
+    prefix = settings.key_prefix
+    config: dict[str, Any] = dict(
+        broker_url=broker,
+        broker_connection_retry_on_startup=True,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_backend=None,
+        task_ignore_result=True,
+        task_default_queue=settings.celery_queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_send_task_events=False,
+        worker_enable_remote_control=False,
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+        enable_utc=True,
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=settings.redis_url,
+        redbeat_key_prefix=f"{prefix}:redbeat",
+        redbeat_lock_key=f"{prefix}:redbeat::lock",
+        redbeat_lock_timeout=max(30, int(4 * settings.expire_interval_seconds)),
+        beat_max_loop_interval=min(5.0, settings.expire_interval_seconds),
+        beat_schedule=beat_schedule(settings),
+    )
+    if broker.startswith(("redis://", "rediss://", "unix://")):
+        # Every broker key under our prefix: several deployments (or test runs) can share one Redis.
+        config["broker_transport_options"] = {"global_keyprefix": f"{prefix}:celery:", "visibility_timeout": 3600}
+    return config
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Periodic tasks; each message expires after its interval so a stopped worker does not find a pile."""
+
+    def every(task: str, seconds: float, **kwargs: Any) -> dict[str, Any]:
+        return {"task": task, "schedule": seconds, "kwargs": kwargs,
+                "options": {"queue": settings.celery_queue, "expires": max(seconds, 1.0)}}
+
+    return {
+        "persist-outbox": every("flashstock.persist_outbox", settings.persist_interval_seconds),
+        "expire-holds": every("flashstock.expire_holds", settings.expire_interval_seconds),
+        "reconcile-dirty": every("flashstock.reconcile", settings.reconcile_interval_seconds, full=False),
+        "reconcile-full": every("flashstock.reconcile", max(3600.0, settings.reconcile_interval_seconds), full=True),
+        "recovery-check": every("flashstock.recovery_check", settings.recovery_interval_seconds),
+    }
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    """A Celery app for these settings (default: from the environment)."""
+    app = Celery("flashstock", include=[TASKS])
+    app.conf.update(celery_config(settings or Settings.from_env()))
+    return app
+
+
+app = make_celery()
