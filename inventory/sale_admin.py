@@ -152,3 +152,12 @@ def _fill_states(inv: Inventory, results: dict[str, SaleChange]) -> None:
 
 def _state(inv: Inventory, fields: dict[str, str]) -> str:
     return sale_state(fields, inv.ctx.now_ms()).value
+
+
+def live_skus(inv: Inventory, skus: list[str]) -> list[str]:
+    """The SKUs among `skus` whose sale is running right now (active: open window, not paused)."""
+    found = []
+    for sku, fields in zip(skus, _read(inv, skus)):
+        if fields and _state(inv, fields) == "active":
+            found.append(sku)
+    return found

@@ -88,11 +88,7 @@ def page_of_skus(inv: Inventory, *, after: str = "", limit: int = 50) -> list[st
 
 def persisted_counts(session_factory: Any, skus: list[str]) -> dict[str, tuple[int, int]]:
     """(total, sold) per SKU as the Postgres stock ledger has them."""
-    from sqlalchemy import func, select
+    from inventory.ledger import persisted
 
-    from inventory.tables import LedgerRow
-
-    query = (select(LedgerRow.sku, func.sum(LedgerRow.total_delta), func.sum(LedgerRow.sold_delta))
-             .where(LedgerRow.sku.in_(skus)).group_by(LedgerRow.sku))
     with session_factory() as session:
-        return {sku: (int(total or 0), int(sold or 0)) for sku, total, sold in session.execute(query)}
+        return {sku: (p.total, p.sold) for sku, p in persisted(session, skus).items()}

@@ -1,0 +1,92 @@
+"""`flashstock reconcile` and `flashstock rebuild` on real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from inventory import Inventory
+from inventory.persistence import persist_now
+from tests.conftest import delete_prefix
+from tests.helpers import assert_invariant
+from tests.integration.cli_support import cli, cli_env, cli_json, db, live, run_process, write  # noqa: F401
+
+CATALOG = "sku,name,price,currency,stock\nHOT,Hot,1000,USD,20\nCOLD,Cold,500,USD,5\n"
+
+
+def _seed(cli, live: Inventory, db, tmp_path: Path) -> str:
+    """Import, sell 3 HOT, hold 2 HOT, persist the outbox; returns the order id."""
+    cli("catalog", "import", str(write(tmp_path / "c.csv", CATALOG)))
+    order = live.reservations.checkout(live.reservations.reserve("buyer", {"HOT": 3}).id)
+    live.reservations.reserve("holder", {"HOT": 2}, ttl_seconds=600)
+    persist_now(live, db)
+    return order.id
+
+
+def test_reconcile_reports_drift_repairs_it_and_lists_runs(cli, cli_json, live: Inventory, db,
+                                                           tmp_path: Path) -> None:
+    _seed(cli, live, db, tmp_path)
+    assert cli_json("reconcile", "run", "--full")["clean"]
+    live.redis.hincrby(live.keys.sku("HOT").stock, "avail", 4)  # drift: phantom units
+    live.redis.hincrby(live.keys.sku("HOT").stock, "total", 4)
+    live.redis.sadd(live.keys.dirty, "HOT")
+    found = cli_json("reconcile", "run")
+    assert (found["clean"], found["skus_drifted"], found["skus_repaired"]) == (False, 1, 0)
+    assert found["drifts"][0]["sku"] == "HOT" and found["drifts"][0]["redis"].startswith("total 24 ")
+    assert "run again with --repair" in cli("reconcile", "run").stdout
+    repaired = cli_json("reconcile", "run", "--repair")
+    assert (repaired["skus_repaired"], repaired["units_repaired"] > 0) == (1, True)
+    level = live.catalog.get("HOT").stock
+    assert (level.total, level.available, level.held, level.sold) == (20, 15, 2, 3)
+    assert cli_json("reconcile", "run", "--full")["clean"]
+    runs = cli_json("reconcile", "history")
+    assert [r["id"] for r in runs] == sorted((r["id"] for r in runs), reverse=True) and len(runs) == 5
+    shown = cli_json("reconcile", "show", str(found["run_id"]))
+    assert shown["skus_drifted"] == 1 and shown["drifts"][0]["sku"] == "HOT" and not shown["drifts"][0]["repaired"]
+    assert cli_json("reconcile", "show", "999999", code=2)["error"]["code"] == "reconcile_run_not_found"
+
+
+def test_rebuild_is_refused_while_the_sale_is_live_and_works_once_paused(cli, cli_json, live: Inventory, db,
+                                                                        tmp_path: Path) -> None:
+    order_id = _seed(cli, live, db, tmp_path)
+    error = cli_json("rebuild", "HOT", code=2)["error"]
+    assert (error["code"], error["details"]["skus"]) == ("sale_live", ["HOT"])
+    cli("sale", "pause", "HOT")
+    live.redis.delete(live.keys.sku("HOT").stock)  # Redis lost this SKU
+    report = cli_json("rebuild", "HOT")
+    assert (report["rebuilt"], report["failed"]) == (1, [])
+    product = live.catalog.get("HOT")
+    assert (product.stock.total, product.stock.held, product.stock.sold) == (20, 2, 3)
+    assert product.paused  # still paused as configured: the admin resumes
+    assert live.reservations.get_order(order_id).status.value == "pending_payment"
+    cli("sale", "resume", "HOT")
+    live.reservations.reserve("after", {"HOT": 1})
+
+
+def test_rebuild_all_restores_a_redis_that_lost_everything(cli, cli_json, live: Inventory, db,
+                                                           tmp_path: Path) -> None:
+    _seed(cli, live, db, tmp_path)
+    assert cli_json("rebuild", "--all", code=2)["error"]["code"] == "sale_live"
+    cli("sale", "pause", "--all")
+    persist_now(live, db)
+    delete_prefix(live.redis, live.settings.key_prefix)  # a restart without persistence
+    report = cli_json("rebuild", "--all")
+    assert report["rebuilt"] == 2 and report["epoch"] != "(unchanged)"
+    hot, cold = live.catalog.get("HOT"), live.catalog.get("COLD")
+    assert (hot.stock.total, hot.stock.sold, hot.name, hot.price) == (20, 3, "Hot", 1000)
+    assert (cold.stock.total, cold.stock.available) == (5, 5)
+    assert_invariant(hot.stock)
+    assert hot.paused and cold.paused
+
+
+def test_rebuild_validates_its_targets(cli_json, live: Inventory) -> None:
+    assert cli_json("rebuild", "NOPE", code=2)["error"]["code"] == "product_not_found"
+    assert cli_json("rebuild", code=2)["error"]["code"] == "invalid_argument"
+    assert cli_json("rebuild", "A", "--all", code=2)["error"]["code"] == "invalid_argument"
+
+
+def test_reconcile_and_rebuild_run_as_real_processes(cli, run_process, live: Inventory, db,
+                                                     tmp_path: Path) -> None:
+    _seed(cli, live, db, tmp_path)
+    assert run_process("reconcile", "run", "--full").returncode == 0
+    refused = run_process("rebuild", "HOT")
+    assert refused.returncode == 2 and refused.stderr.startswith("error: sale_live:")
