@@ -214,12 +214,10 @@ def apply_events(session: Session, events: Sequence[Event], *, now_ms: int) -> N
 
 
 def _apply_products(session: Session, events: list[ProductConfigured], now_ms: int) -> None:
-    latest: dict[str, ProductConfigured] = {}
-    for event in events:
-        if event.sku not in latest or event.version > latest[event.sku].version:
-            latest[event.sku] = event
+    # One upsert per event in version order: a batch may hold a pause and a later 'recovering' change.
+    unique = {(e.sku, e.version): e for e in events}
     table = ProductRow.__table__
-    for event in sorted(latest.values(), key=lambda e: e.sku):
+    for event in sorted(unique.values(), key=lambda e: (e.sku, e.version)):
         row = dict(sku=event.sku, name=event.name, price=event.price, currency=event.currency,
                    per_user_limit=event.per_user_limit, starts_at_ms=event.starts_at_ms,
                    ends_at_ms=event.ends_at_ms, paused=event.paused == "1", version=event.version,
