@@ -17,19 +17,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inventory import Inventory, Settings
 from inventory.cli import main
-from inventory.tables import Base, LedgerRow, ProductRow
+from inventory.tables import LedgerRow, ProductRow
 from tests.conftest import REDIS_URL
 
 FLASHSTOCK = str(Path(sys.executable).with_name("flashstock"))
 
 
 @pytest.fixture
-def cli_env(real_redis: redis.Redis, key_prefix: str, pg_schema_url: str) -> dict[str, str]:
+def cli_env(real_redis: redis.Redis, key_prefix: str, migrated_db_url: str) -> dict[str, str]:
     """Environment pointing the CLI at this test's key prefix and a migrated schema of its own."""
-    engine = sa.create_engine(pg_schema_url, poolclass=sa.pool.NullPool)
-    Base.metadata.create_all(engine)
-    engine.dispose()
-    return {"REDIS_URL": REDIS_URL, "KEY_PREFIX": key_prefix, "DATABASE_URL": pg_schema_url}
+    return {"REDIS_URL": REDIS_URL, "KEY_PREFIX": key_prefix, "DATABASE_URL": migrated_db_url}
 
 
 @pytest.fixture
