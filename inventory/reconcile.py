@@ -39,7 +39,7 @@ class SkuDrift:
     """One SKU whose Redis counters differed from the truth, and what the run did about it."""
 
     sku: str
-    kind: str  # counters | missing_in_redis | unrepairable
+    kind: str  # counters | missing_in_redis | orders_reemitted | unrepairable
     redis: Counts | None
     expected: Counts
     repaired: bool
@@ -113,10 +113,18 @@ def run_reconciliation(inv: Inventory, session_factory: sessionmaker[Session], *
         if repair and chunk:
             inv.redis.srem(inv.keys.dirty, *chunk)  # a change from now on marks the SKU dirty again
         candidates += _candidates(inv, session_factory, chunk)
-    recovered = recover_orders(inv, session_factory, candidates) if repair and candidates else 0
+    before = {sku: check_sku(inv, session_factory, sku, repair=False) for sku in candidates} if repair else {}
+    sold_differs = [sku for sku, d in before.items() if d is not None and d.redis is not None
+                    and d.redis.sold != d.expected.sold]
+    reemitted = recover_orders(inv, session_factory, sold_differs) if sold_differs else {}
+    recovered = len({order for orders in reemitted.values() for order in orders})
     drifts = []
     for sku in candidates:
         drift = check_sku(inv, session_factory, sku, repair=repair)
+        seen = before.get(sku)
+        if drift is None and seen is not None and reemitted.get(sku):
+            drift = SkuDrift(sku, "orders_reemitted", seen.redis, seen.expected, True, len(reemitted[sku]),
+                             f"{seen.detail}; re-emitted lost order events: {', '.join(sorted(reemitted[sku]))}")
         if drift is None:
             continue
         drifts.append(drift)
@@ -293,8 +301,13 @@ def _record(session_factory: sessionmaker[Session], report: ReconcileReport) -> 
 # -- orders whose outbox entries were lost ------------------------------------------------------
 
 
-def recover_orders(inv: Inventory, session_factory: sessionmaker[Session], skus: Sequence[str]) -> int:
-    """Re-emit the outbox events of orders Redis has but Postgres (and the outbox) do not reflect."""
+def recover_orders(inv: Inventory, session_factory: sessionmaker[Session],
+                   skus: Sequence[str]) -> dict[str, set[str]]:
+    """Re-emit the outbox events of orders Redis has but Postgres (and the outbox) do not reflect.
+
+    Returns the re-emitted order ids by SKU. Scans reservation records, so it only runs for SKUs
+    whose counters already disagree.
+    """
     wanted = {f"l:{sku}" for sku in skus}
     records: list[tuple[str, dict[str, str]]] = []
     batch: list[Any] = []
@@ -305,7 +318,7 @@ def recover_orders(inv: Inventory, session_factory: sessionmaker[Session], skus:
             batch = []
     records += _order_records(inv, batch, wanted)
     if not records:
-        return 0
+        return {}
     pending_status: dict[str, str] = {}
     for event in parse_entries(inv.redis.xrange(inv.keys.outbox)):
         if isinstance(event, OrderEvent):
@@ -315,7 +328,7 @@ def recover_orders(inv: Inventory, session_factory: sessionmaker[Session], skus:
     order_ids = [rec["oid"] for _, rec in records]
     with session_factory() as session:
         stored = dict(session.execute(select(OrderRow.id, OrderRow.status).where(OrderRow.id.in_(order_ids))).all())
-    recovered = 0
+    recovered: dict[str, set[str]] = {}
     for token, rec in records:
         known = max((s for s in (stored.get(rec["oid"]), pending_status.get(rec["oid"])) if s),
                     key=lambda s: STATUS_RANK[s], default=None)
@@ -326,7 +339,9 @@ def recover_orders(inv: Inventory, session_factory: sessionmaker[Session], skus:
             pipe.xadd(inv.keys.outbox, fields)
         pipe.execute()
         log.warning("reconcile re-emitted order=%s status=%s (Postgres had %s)", rec["oid"], rec["st"], known)
-        recovered += 1
+        for sku in skus:
+            if f"l:{sku}" in rec:
+                recovered.setdefault(sku, set()).add(rec["oid"])
     return recovered
 
 
