@@ -1,0 +1,120 @@
+"""Redis recovery: an emptied or rolled-back Redis is detected and rebuilt from Postgres (real servers)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from inventory import Inventory
+from inventory import recovery as recovery_module
+from inventory.errors import InventoryError, SaleNotActive
+from inventory.persistence import persist_now
+from inventory.reconcile import run_reconciliation
+from inventory.recovery import check_recovery, rebuild_from_postgres
+from tests.conftest import delete_prefix
+from tests.helpers import assert_invariant, make_product, stock
+
+
+def _sell(inv: Inventory, n: int, sku: str = "HOT", start: int = 0) -> list[str]:
+    return [inv.reservations.checkout(inv.reservations.reserve(f"b{i}", {sku: 1}).id).id
+            for i in range(start, start + n)]
+
+
+def _try_reserve(inv: Inventory, user: str, sku: str = "HOT") -> str:
+    try:
+        inv.reservations.reserve(user, {sku: 1})
+        return "held"
+    except InventoryError as error:
+        return error.code
+
+
+def test_redis_flushed_mid_sale_refuses_reservations_until_rebuilt_then_sells_exactly_the_rest(
+        real_inv: Inventory, pg_sessions, key_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert check_recovery(real_inv, pg_sessions).state == "initialized"
+    make_product(real_inv, "HOT", stock=50, limit=3)
+    orders = _sell(real_inv, 20)
+    for n, order in enumerate(orders[:4]):
+        real_inv.reservations.record_payment(event_id=f"e{n}", result="failed" if n < 2 else "paid", order_id=order)
+    for n in range(2):  # open holds die with the flush
+        real_inv.reservations.reserve(f"holder-{n}", {"HOT": 2})
+    persist_now(real_inv, pg_sessions)
+
+    delete_prefix(real_inv.redis, key_prefix)  # Redis lost everything of ours (never FLUSHALL a shared server)
+
+    assert _try_reserve(real_inv, "early") == "product_not_found"
+    during: list[str] = []
+    restore = recovery_module.restore_order_records
+    monkeypatch.setattr(recovery_module, "restore_order_records",
+                        lambda *a, **k: (during.append(_try_reserve(real_inv, "during")), restore(*a, **k))[1])
+
+    check = check_recovery(real_inv, pg_sessions)
+
+    assert check.state == "rebuilt" and "missing" in check.reason
+    assert during == ["sale_not_active"]
+    level = stock(real_inv)
+    assert (level.total, level.sold, level.held, level.available) == (50, 18, 0, 32)
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda n: _try_reserve(real_inv, f"new-{n}"), range(45)))
+    assert outcomes.count("held") == 32 and outcomes.count("sold_out") == 13
+    # An order from before the flush can still fail its payment: its stock comes back exactly once.
+    real_inv.reservations.record_payment(event_id="late", result="failed", order_id=orders[10])
+    real_inv.reservations.record_payment(event_id="late", result="failed", order_id=orders[10])
+    assert stock(real_inv).available == 1
+    assert_invariant(stock(real_inv))
+    persist_now(real_inv, pg_sessions)
+    assert run_reconciliation(real_inv, pg_sessions, repair=True, full=True).clean
+    assert check_recovery(real_inv, pg_sessions).state == "ok"
+
+
+def test_a_rolled_back_snapshot_is_detected_and_rebuilt_from_postgres(real_inv: Inventory, pg_sessions,
+                                                                      key_prefix: str) -> None:
+    check_recovery(real_inv, pg_sessions)
+    make_product(real_inv, "HOT", stock=10)
+    _sell(real_inv, 2)
+    persist_now(real_inv, pg_sessions)
+    snapshot = {key: real_inv.redis.dump(key) for key in real_inv.redis.scan_iter(match=f"{key_prefix}:*")}
+    _sell(real_inv, 3, start=2)
+    persist_now(real_inv, pg_sessions)
+    delete_prefix(real_inv.redis, key_prefix)
+    for key, value in snapshot.items():  # Redis restarts from the older snapshot
+        real_inv.redis.restore(key, 0, value)
+    assert stock(real_inv).sold == 2
+
+    check = check_recovery(real_inv, pg_sessions)
+
+    assert check.state == "rebuilt" and "rolled back" in check.reason
+    assert (stock(real_inv).sold, stock(real_inv).available) == (5, 5)
+    assert check_recovery(real_inv, pg_sessions).state == "ok"
+
+
+def test_a_healthy_redis_is_left_alone(real_inv: Inventory, pg_sessions) -> None:
+    assert check_recovery(real_inv, pg_sessions).state == "initialized"
+    make_product(real_inv, "HOT", stock=4)
+    _sell(real_inv, 1)
+    persist_now(real_inv, pg_sessions)
+    version = stock(real_inv).version
+    assert check_recovery(real_inv, pg_sessions).state == "ok"
+    assert stock(real_inv).version == version
+
+
+def test_rebuilding_chosen_skus_keeps_open_holds_and_an_admin_pause(real_inv: Inventory, pg_sessions) -> None:
+    make_product(real_inv, "HOT", stock=10, limit=4)
+    make_product(real_inv, "TEE", stock=3)
+    real_inv.catalog.configure("TEE", paused=True)
+    _sell(real_inv, 2)
+    held = real_inv.reservations.reserve("keeper", {"HOT": 3})
+    persist_now(real_inv, pg_sessions)
+    real_inv.redis.hset(real_inv.keys.sku("HOT").stock, mapping={"avail": 99, "sold": 0})
+
+    report = rebuild_from_postgres(real_inv, pg_sessions, ["HOT", "TEE"])
+
+    assert report.rebuilt == ("HOT", "TEE") and report.epoch == ""
+    level = stock(real_inv)
+    assert (level.total, level.available, level.held, level.sold) == (10, 5, 3, 2)
+    with pytest.raises(SaleNotActive):
+        real_inv.reservations.reserve("x", {"TEE": 1})
+    # per-user limits still count what the buyer holds: 3 held + 2 more > 4
+    with pytest.raises(InventoryError):
+        real_inv.reservations.reserve("keeper", {"HOT": 2})
+    assert real_inv.reservations.checkout(held.id).status.value == "pending_payment"
