@@ -32,7 +32,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         worker_prefetch_multiplier=1,
         worker_send_task_events=False,
         worker_enable_remote_control=False,
-        worker_hijack_root_logger=False,
         timezone="UTC",
         enable_utc=True,
         beat_scheduler="redbeat.RedBeatScheduler",

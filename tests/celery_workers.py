@@ -1,0 +1,158 @@
+"""Real Celery worker processes and a cuttable TCP path to Postgres, for the sync tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from sqlalchemy.engine import make_url
+
+from inventory.config import Settings
+from sync.app import make_celery
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 60.0, interval: float = 0.05) -> Any:
+    """Poll until condition() is truthy; fail with a clear message at the timeout (never a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+class CeleryWorker:
+    """`celery -A sync.app worker --pool=solo` on a per-test queue and key prefix; killable by pid."""
+
+    def __init__(self, tmp_path: Path, name: str, env: dict[str, str]) -> None:
+        self.log_path = tmp_path / f"{name}.log"
+        self.name, self.env = name, env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "CeleryWorker":
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "sync.app", "worker", "--pool=solo", "-Q", self.env["CELERY_QUEUE"],
+             "-n", f"{self.name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
+            cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_for(lambda: b" ready." in self.log_path.read_bytes() or self.proc.poll() is not None, 60)
+        assert self.proc.poll() is None, self.log_path.read_text()
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def worker_env(settings: Settings, database_url: str, **extra: Any) -> dict[str, str]:
+    """Environment for a worker process serving this test's prefix, queue and schema."""
+    env = {"REDIS_URL": settings.redis_url, "DATABASE_URL": database_url, "KEY_PREFIX": settings.key_prefix,
+           "CELERY_QUEUE": settings.celery_queue, "PERSIST_CLAIM_IDLE_SECONDS": "1", "LOG_LEVEL": "INFO"}
+    env.update({k.upper(): str(v) for k, v in extra.items()})
+    return env
+
+
+def send(settings: Settings, task: str, **kwargs: Any) -> None:
+    """Publish one task to the test's queue, as beat or the API would."""
+    app = make_celery(settings)
+    try:
+        app.send_task(task, kwargs=kwargs, queue=settings.celery_queue)
+    finally:
+        app.close()
+
+
+class TcpProxy:
+    """A TCP path to a server that a test can cut (connections dropped, new ones refused) and restore."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.up = threading.Event()
+        self.up.set()
+        self.closed = False
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url_for(self, database_url: str) -> str:
+        """database_url going through this proxy (same database, user and options)."""
+        return make_url(database_url).set(host="127.0.0.1", port=self.port).render_as_string(hide_password=False)
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        """Database unreachable: drop every open connection and refuse new ones."""
+        self.up.clear()
+        with self.lock:
+            for s in self.sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self.sockets.clear()
+
+    def restore(self) -> None:
+        self.up.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.cut()
+        self.listener.close()
