@@ -40,15 +40,20 @@ class CeleryWorker:
         self.name, self.env = name, env
         self.proc: subprocess.Popen[bytes] | None = None
 
+    ready_marker = b" ready."
+
+    def command(self) -> list[str]:
+        return ["worker", "--pool=solo", "-Q", self.env["CELERY_QUEUE"], "-n", f"{self.name}@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"]
+
     def start(self) -> "CeleryWorker":
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "sync.app", "worker", "--pool=solo", "-Q", self.env["CELERY_QUEUE"],
-             "-n", f"{self.name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO"],
+            [sys.executable, "-m", "celery", "-A", "sync.app", *self.command()],
             cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
-        wait_for(lambda: b" ready." in self.log_path.read_bytes() or self.proc.poll() is not None, 60)
+        wait_for(lambda: self.ready_marker in self.log_path.read_bytes() or self.proc.poll() is not None, 60)
         assert self.proc.poll() is None, self.log_path.read_text()
         return self
 
@@ -67,6 +72,15 @@ class CeleryWorker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+class CeleryBeat(CeleryWorker):
+    """`celery -A sync.app beat` with the redbeat scheduler (its lock allows one active beat)."""
+
+    ready_marker = b"beat: Starting"
+
+    def command(self) -> list[str]:
+        return ["beat", "-l", "DEBUG", "--pidfile=", "-s", str(self.log_path.with_suffix(".schedule"))]
 
 
 def worker_env(settings: Settings, database_url: str, **extra: Any) -> dict[str, str]:

@@ -1,0 +1,66 @@
+"""The sync layer's trigger and configuration: prompt persistence is debounced and never fails a checkout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fakeredis
+import pytest
+
+from inventory import Inventory, Settings
+from inventory import housekeeping
+from sync import runtime, tasks
+from sync.app import celery_config
+
+
+@pytest.fixture
+def wired(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    settings = Settings(key_prefix="n", redis_url="redis://example:6379/0", celery_queue="q-test")
+    inv = Inventory(fakeredis.FakeRedis(), settings)
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(runtime, "settings", lambda: settings)
+    monkeypatch.setattr(runtime, "inventory", lambda: inv)
+    monkeypatch.setattr(tasks.persist_outbox, "apply_async", lambda **kw: sent.append(kw))
+    return sent
+
+
+def test_notify_checkout_queues_one_drain_until_that_drain_starts(wired: list[dict[str, Any]]) -> None:
+    assert tasks.notify_checkout("o_1") is True
+    assert [tasks.notify_checkout(f"o_{n}") for n in range(5)] == [False] * 5
+    assert wired == [{"queue": "q-test", "retry": False}]
+    runtime.inventory().redis.delete(tasks._flag())  # what persist_outbox does first
+    assert tasks.notify_checkout("o_9") is True and len(wired) == 2
+
+
+def test_notify_checkout_swallows_a_broker_failure(wired: list, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(**_: Any) -> None:
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(tasks.persist_outbox, "apply_async", broken)
+    assert tasks.notify_checkout("o_1") is False
+
+
+def test_notify_checkout_wakes_the_embedded_housekeeper(monkeypatch: pytest.MonkeyPatch) -> None:
+    woken: list[bool] = []
+
+    class Keeper:
+        def wake(self) -> None:
+            woken.append(True)
+
+    monkeypatch.setattr(housekeeping, "active", lambda: Keeper())
+    assert tasks.notify_checkout("o_1") is True and woken == [True]
+
+
+def test_celery_is_json_only_without_results_with_late_acks_and_prefixed_broker_keys() -> None:
+    config = celery_config(Settings(key_prefix="shop", redis_url="redis://r:6379/0", celery_queue="orders"))
+    assert (config["task_serializer"], config["accept_content"], config["result_backend"]) == ("json", ["json"], None)
+    assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
+    assert config["broker_url"] == "redis://r:6379/0" and config["task_default_queue"] == "orders"
+    assert config["broker_transport_options"]["global_keyprefix"] == "shop:celery:"
+    assert config["beat_scheduler"] == "redbeat.RedBeatScheduler" and config["redbeat_key_prefix"] == "shop:redbeat"
+    assert {"persist-outbox", "expire-holds", "reconcile-dirty", "recovery-check"} <= set(config["beat_schedule"])
+
+
+def test_a_rabbitmq_broker_gets_no_redis_transport_options() -> None:
+    config = celery_config(Settings(redis_url="redis://r:6379/0", celery_broker_url="amqp://guest:guest@mq:5672//"))
+    assert config["broker_url"].startswith("amqp://") and "broker_transport_options" not in config
