@@ -87,3 +87,15 @@ def test_status_and_holds_run_as_real_processes(run_process, live: Inventory) ->
     assert done.returncode == 0 and json.loads(done.stdout)["available"] == 10
     missing = run_process("holds", "list", "NOPE")
     assert missing.returncode == 2 and missing.stderr.startswith("error: product_not_found:")
+
+
+def test_unreachable_redis_exits_3_with_a_code(cli_env: dict[str, str]) -> None:
+    from click.testing import CliRunner
+
+    from inventory.cli import main
+
+    result = CliRunner().invoke(main, ["status", "HOT", "--json"],
+                                env={**cli_env, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert result.exit_code == 3
+    assert json.loads(result.stdout)["error"]["code"] == "unavailable"
+    assert result.stderr.startswith("error: unavailable: Redis is not reachable")
