@@ -14,7 +14,7 @@ Policy
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from redis.exceptions import WatchError
@@ -75,6 +75,13 @@ class ReconcileReport:
     @property
     def clean(self) -> bool:
         return not self.drifts
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form (API responses, CLI --json), with the derived counts."""
+        body = asdict(self)
+        body.update(skus_drifted=self.skus_drifted, skus_repaired=self.skus_repaired,
+                    units_repaired=self.units_repaired, clean=self.clean)
+        return body
 
 
 @dataclass
