@@ -86,6 +86,18 @@ class Housekeeper:
             self._wake.clear()
 
 
+def start_embedded(inv: Inventory, database_url: str | None = None) -> Housekeeper:
+    """Embedded mode at start-up: migrate the database, rebuild Redis from it if needed, start the thread."""
+    from inventory.db import make_engine, make_session_factory
+    from inventory.migrations import upgrade
+
+    url = database_url or inv.settings.database_url
+    upgrade(url)
+    sessions = make_session_factory(make_engine(url))
+    check_recovery(inv, sessions)
+    return Housekeeper(inv, sessions).start()
+
+
 def active() -> Housekeeper | None:
     """The housekeeper running in this process, if any (embedded mode)."""
     return _ACTIVE

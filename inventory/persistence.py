@@ -104,12 +104,26 @@ def drain_once(
         if not entries:
             break
         result = result + _persist_batch(inv, session_factory, entries)
+    if result.batches == 0:
+        prune_consumers(inv)
     return DrainResult(**{**result.__dict__, "backlog": outbox_backlog(inv)})
 
 
 def persist_now(inv: Inventory, session_factory: sessionmaker[Session], *, max_batches: int = 10_000) -> DrainResult:
     """Persist everything in the outbox now, including entries another consumer holds (admin 'persist now')."""
     return drain_once(inv, session_factory, max_batches=max_batches, claim_idle_ms=0)
+
+
+def prune_consumers(inv: Inventory, idle_ms: int = 3_600_000) -> int:
+    """Forget consumers (dead processes) that hold nothing and were idle for an hour."""
+    try:
+        consumers = inv.redis.xinfo_consumers(inv.keys.outbox, GROUP)
+    except ResponseError:
+        return 0
+    gone = [c["name"] for c in consumers if int(c["pending"]) == 0 and int(c["idle"]) > idle_ms]
+    for name in gone:
+        inv.redis.xgroup_delconsumer(inv.keys.outbox, GROUP, name)
+    return len(gone)
 
 
 def outbox_backlog(inv: Inventory) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -184,3 +185,17 @@ def test_product_changes_keep_the_newest_version_and_ignore_the_recovering_pause
     with pg_sessions() as s:
         row = s.get(ProductRow, "HOT")
         assert (row.price, row.paused) == (250, True)
+
+
+def test_consumers_of_dead_processes_that_hold_nothing_are_forgotten(real_inv: Inventory, pg_sessions) -> None:
+    from inventory.persistence import prune_consumers
+
+    make_product(real_inv, "HOT", stock=3)
+    drain_once(real_inv, pg_sessions, consumer="gone-1")
+    drain_once(real_inv, pg_sessions, consumer="gone-2")
+    real_inv.redis.xadd(real_inv.keys.outbox, {"type": "noise"})
+    real_inv.redis.xreadgroup(GROUP, "busy", {real_inv.keys.outbox: ">"})  # holds one pending entry
+    time.sleep(0.05)
+    assert prune_consumers(real_inv, idle_ms=5) == 2
+    names = [c["name"] for c in real_inv.redis.xinfo_consumers(real_inv.keys.outbox, GROUP)]
+    assert names in ([b"busy"], ["busy"])

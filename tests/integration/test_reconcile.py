@@ -147,3 +147,13 @@ def test_reconciling_during_live_sales_never_repairs_a_correct_sku(real_inv: Inv
     persist_now(real_inv, pg_sessions)
     assert (stock(real_inv).sold, stock(real_inv).total) == (len(sold), 200) == (160, 200)
     assert run_reconciliation(real_inv, pg_sessions, repair=True, full=True).clean
+
+
+def test_a_run_waits_while_persistence_is_far_behind(real_inv: Inventory, pg_sessions, monkeypatch) -> None:
+    from inventory import reconcile
+
+    make_product(real_inv, "HOT", stock=5)
+    monkeypatch.setattr(reconcile, "MAX_BACKLOG", 1)
+    report = run_reconciliation(real_inv, pg_sessions, repair=True)
+    assert report.skipped and report.skus_checked == 0 and report.run_id is None
+    assert real_inv.redis.sismember(real_inv.keys.dirty, "HOT")

@@ -79,3 +79,31 @@ def test_housekeeper_round_persists_sweeps_and_reconciles(embedded: Inventory, s
     assert done["expire"].units_returned == 1
     assert done["reconcile"].clean
     assert stock(embedded).available == 3
+
+
+def test_start_embedded_migrates_recovers_and_persists_in_the_background(embedded: Inventory, tmp_path: Path) -> None:
+    from inventory.housekeeping import active, start_embedded
+
+    url = f"sqlite:///{tmp_path / 'embedded.db'}"
+    keeper = start_embedded(embedded, url)
+    try:
+        assert active() is keeper
+        make_product(embedded, "HOT", stock=3)
+        order = _sell(embedded, 1)[0]
+        keeper.wake()
+        engine = make_engine(url)
+        sessions = make_session_factory(engine)
+
+        def persisted() -> bool:
+            with sessions() as s:
+                return s.get(OrderRow, order) is not None
+
+        import time
+        deadline = time.monotonic() + 20
+        while not persisted() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert persisted()
+        engine.dispose()
+    finally:
+        keeper.stop()
+    assert active() is None
