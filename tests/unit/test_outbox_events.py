@@ -51,7 +51,8 @@ def test_movements_give_one_ref_per_fact_so_redelivery_dedupes() -> None:
     order = inv.reservations.checkout(inv.reservations.reserve("bob", {"HOT": 3}).id)
     inv.reservations.record_payment(event_id="e", result="failed", order_id=order.id)
     moves = [m for event in _events(inv) for m in movements(event)]
-    assert [(m.kind, m.total_delta, m.sold_delta) for m in moves] == [("seed", 5, 0), ("sold", 0, 3), ("returned", 0, -3)]
+    assert [(m.kind, m.total_delta, m.sold_delta) for m in moves] == \
+        [("seed", 5, 0), ("sold", 0, 3), ("returned", 0, -3)]
     assert moves[1].ref == f"sold:{order.id}:HOT" and moves[2].ref == f"returned:{order.id}:HOT"
     assert [m.ref for e in _events(inv) for m in movements(e)] == [m.ref for m in moves]
 
