@@ -87,3 +87,32 @@ def test_postgres_unreachable_during_persistence_then_back_lands_everything_once
     with pg_sessions() as s:
         assert s.scalar(select(func.count()).select_from(LedgerRow).where(LedgerRow.kind == "sold")) == 200
     assert run_reconciliation(real_inv, pg_sessions, repair=False, full=True).clean
+
+
+def test_a_rabbitmq_broker_works_the_same(real_inv: Inventory, pg_sessions, migrated_db_url: str,
+                                          sync_settings: Settings, tmp_path: Path,
+                                          workers: list[CeleryWorker]) -> None:
+    from kombu import Connection
+
+    from tests.conftest import server_unavailable
+
+    broker = "amqp://guest:guest@127.0.0.1:5672//"
+    amqp = sync_settings.with_overrides(celery_broker_url=broker)
+    try:
+        with Connection(broker, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as error:  # noqa: BLE001 - any failure means the broker is not there
+        server_unavailable("RabbitMQ", error)
+    make_product(real_inv, "HOT", stock=30)
+    orders = _sell(real_inv, 20)
+    try:
+        env = worker_env(amqp, migrated_db_url, celery_broker_url=broker)
+        workers.append(CeleryWorker(tmp_path, "w-amqp", env).start())
+        send(amqp, "flashstock.persist_outbox")
+        wait_for(lambda: _orders(pg_sessions) == sorted(orders))
+    finally:
+        for worker in workers:
+            worker.stop()
+        with Connection(broker) as conn:  # remove the queue this test created
+            conn.default_channel.queue_delete(amqp.celery_queue)
+    assert real_inv.redis.xlen(real_inv.keys.outbox) == 0
