@@ -66,15 +66,16 @@ def create_app(settings: Settings | None = None, *, inventory: Inventory | None 
     )
     observability.configure_logging(settings.log_level)
     observability.init_app(app)  # first: request ids and the log line wrap everything else
+    limits = ratelimit.init_app(app, settings, inventory.redis)
     app.extensions["flashstock"] = ApiState(
         settings=settings,
         inventory=inventory,
         auth=Authenticator(settings),
         idempotency=IdempotencyStore(inventory.redis, inventory.keys, settings.idempotency_ttl_seconds),
         webhooks=WebhookVerifier(settings.webhook_secret.split(","), settings.webhook_tolerance_seconds),
+        limits=limits,
         on_checkout=default_checkout_hook() if on_checkout is _UNSET else on_checkout,
     )
-    ratelimit.init_app(app, settings, inventory.redis)
     api = FlashstockApi(app)
     for module in (products, reservations, orders, payments, admin):
         api.register_blueprint(module.blp)

@@ -7,7 +7,7 @@ from Redis at scrape time, so they are exact whichever worker answers.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
@@ -22,10 +22,22 @@ LATENCY = Histogram(
 )
 RESERVATIONS = Counter("flashstock_reservations", "Reservation attempts by outcome (held or error code).",
                        ["outcome"])
+RESERVATIONS_HELD = RESERVATIONS.labels("held")
 CHECKOUTS = Counter("flashstock_checkouts", "Checkout attempts by outcome.", ["outcome"])
 PAYMENTS = Counter("flashstock_payment_events", "Payment webhook events by resulting status.", ["status"])
 
 MAX_STOCK_SERIES = 1000
+_request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def observe_request(method: str, endpoint: str, status: int, seconds: float) -> None:
+    """Count a request and its latency (label children are cached: labels() costs a lock and a lookup)."""
+    children = _request_children.get((method, endpoint, status))
+    if children is None:
+        children = (REQUESTS.labels(method, endpoint, str(status)), LATENCY.labels(method, endpoint))
+        _request_children[(method, endpoint, status)] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 class StockCollector:

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from api.auth import Authenticator
 from api.idempotency import IdempotencyStore
+from api.ratelimit import ReservationLimits
 from api.webhooks import WebhookVerifier
 from inventory.config import Settings
 from inventory.engine import Inventory
@@ -28,6 +29,7 @@ class ApiState:
     auth: Authenticator
     idempotency: IdempotencyStore
     webhooks: WebhookVerifier
+    limits: ReservationLimits
     on_checkout: CheckoutHook | None = None
     _engine: Engine | None = field(default=None, repr=False)
 

@@ -13,7 +13,8 @@ from api.errors import ApiError
 from api.schemas import AdminProductData, HoldListData, LimitQuery, ProductIn, ReconcileData, ReconcileIn, \
     StockData, StockIn
 from api.state import respond, state
-from api.views.docs import errors
+from api.parsing import arguments
+from api.views.docs import responses
 from inventory.errors import ProductNotFound
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Operator endpoints (admin API key).")
@@ -28,19 +29,15 @@ def _authenticate() -> None:
 
 
 @blp.route("/products/<string:sku>", methods=["GET"])
-@blp.response(200, AdminProductData)
-@blp.doc(security=ADMIN_SECURITY)
-@errors(blp, 401, 403, 404, 422)
+@responses(blp, 200, AdminProductData, 401, 403, 404, 422, security=ADMIN_SECURITY)
 def get_product(sku: str) -> Response:
     """A product with its full stock counters and version."""
     return respond(_product, state().inventory.catalog.get(sku))
 
 
 @blp.route("/products/<string:sku>", methods=["PUT"])
-@blp.arguments(ProductIn)
-@blp.response(200, AdminProductData)
-@blp.doc(security=ADMIN_SECURITY)
-@errors(blp, 401, 403, 409, 422)
+@responses(blp, 200, AdminProductData, 401, 403, 409, 422, security=ADMIN_SECURITY)
+@arguments(blp, ProductIn())
 def put_product(args: dict[str, Any], sku: str) -> Response:
     """Create a product or change its data, sale window, pause flag and total stock."""
     catalog = state().inventory.catalog
@@ -65,10 +62,8 @@ def put_product(args: dict[str, Any], sku: str) -> Response:
 
 
 @blp.route("/products/<string:sku>/stock", methods=["POST"])
-@blp.arguments(StockIn)
-@blp.response(200, StockData)
-@blp.doc(security=ADMIN_SECURITY)
-@errors(blp, 401, 403, 404, 409, 422)
+@responses(blp, 200, StockData, 401, 403, 404, 409, 422, security=ADMIN_SECURITY)
+@arguments(blp, StockIn())
 def adjust_stock(args: dict[str, Any], sku: str) -> Response:
     """Set the total (`set`) or add/remove units (`add`); open holds and sold units are untouched."""
     level = state().inventory.catalog.adjust_stock(
@@ -77,10 +72,8 @@ def adjust_stock(args: dict[str, Any], sku: str) -> Response:
 
 
 @blp.route("/products/<string:sku>/holds", methods=["GET"])
-@blp.arguments(LimitQuery, location="query")
-@blp.response(200, HoldListData)
-@blp.doc(security=ADMIN_SECURITY)
-@errors(blp, 401, 403, 404, 422)
+@responses(blp, 200, HoldListData, 401, 403, 404, 422, security=ADMIN_SECURITY)
+@arguments(blp, LimitQuery(), location="query")
 def list_holds(args: dict[str, Any], sku: str) -> Response:
     """Open reservations holding this SKU, soonest expiry first."""
     catalog = state().inventory.catalog
@@ -89,10 +82,8 @@ def list_holds(args: dict[str, Any], sku: str) -> Response:
 
 
 @blp.route("/reconcile", methods=["POST"])
-@blp.arguments(ReconcileIn)
-@blp.response(200, ReconcileData)
-@blp.doc(security=ADMIN_SECURITY)
-@errors(blp, 401, 403, 409, 422, 501)
+@responses(blp, 200, ReconcileData, 401, 403, 409, 422, 501, security=ADMIN_SECURITY)
+@arguments(blp, ReconcileIn())
 def reconcile(args: dict[str, Any]) -> Response:
     """Compare Redis with the database; with `repair`, correct the differences (`full`: every SKU)."""
     try:

@@ -1,4 +1,5 @@
-"""Shared OpenAPI documentation bits for the views."""
+"""OpenAPI documentation helpers that add no per-request wrapper (each flask-smorest doc decorator
+otherwise wraps the view once more, which the hot path pays for on every request)."""
 
 from __future__ import annotations
 
@@ -10,27 +11,42 @@ from api.schemas import ErrorOut
 
 _DESCRIPTIONS = {
     400: "Malformed request (e.g. body is not JSON): bad_request.",
-    401: "Missing or invalid credentials: unauthorized.",
+    401: "Missing or invalid credentials: unauthorized (webhooks: invalid_signature).",
     403: "Credentials valid but not allowed here: forbidden.",
     404: "Not found (another user's reservation or order is not found too).",
     409: "Conflict with the current state (sold_out, limit_exceeded, sale_not_active, ...).",
     413: "Body too large: payload_too_large.",
+    415: "Body is not JSON: unsupported_media_type.",
     422: "Invalid input: invalid_request / invalid_argument / idempotency_key_reused.",
     429: "Rate limited: rate_limited; retry after Retry-After seconds.",
+    501: "Not available in this build: not_implemented.",
     503: "Inventory store unreachable: unavailable; retry after Retry-After seconds.",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",
                                 "schema": {"type": "string"}}}
+Decorator = Callable[[Any], Any]
 
 
-def errors(blp: Blueprint, *statuses: int) -> Callable[[Any], Any]:
-    """Document error responses (all share the error envelope) on a view."""
+def doc_only(*decorators: Decorator) -> Decorator:
+    """Apply flask-smorest decorators for their documentation only, keeping the view unwrapped."""
 
-    def decorator(func: Any) -> Any:
-        for status in sorted(set(statuses) | {400, 413, 503}, reverse=True):
-            headers = _RETRY_AFTER if status in (429, 503) else None
-            func = blp.alt_response(status, schema=ErrorOut, description=_DESCRIPTIONS.get(status),
-                                    headers=headers)(func)
+    def apply(func: Any) -> Any:
+        for decorator in decorators:
+            func._apidoc = decorator(func)._apidoc  # noqa: SLF001 - flask-smorest's doc attribute
         return func
 
-    return decorator
+    return apply
+
+
+def responses(blp: Blueprint, status: int, schema: Any, *errors: int, description: str | None = None,
+              security: list[dict[str, list[str]]] | None = None) -> Decorator:
+    """Document the success response, the error responses (one envelope) and the security of a view."""
+    decorators: list[Decorator] = [blp.response(status, schema, description=description)]
+    with_body = {400, 413, 415, 503}
+    for code in sorted(set(errors) | with_body):
+        headers = _RETRY_AFTER if code in (429, 503) else None
+        decorators.append(blp.alt_response(code, schema=ErrorOut, description=_DESCRIPTIONS.get(code),
+                                           headers=headers))
+    if security is not None:
+        decorators.append(blp.doc(security=security))
+    return doc_only(*decorators)

@@ -9,8 +9,9 @@ from flask_smorest import Blueprint
 
 from api.auth import STOREFRONT_SECURITY, acting_user, require
 from api.schemas import OrderData, OrderListData, OrdersQuery, UserIn
+from api.parsing import arguments
 from api.state import respond, state
-from api.views.docs import errors
+from api.views.docs import responses
 
 blp = Blueprint("orders", __name__, url_prefix="/v1/orders", description="A user's orders.")
 _one, _many = OrderData(), OrderListData()
@@ -22,10 +23,8 @@ def _authenticate() -> None:
 
 
 @blp.route("", methods=["GET"])
-@blp.arguments(OrdersQuery, location="query")
-@blp.response(200, OrderListData)
-@blp.doc(security=STOREFRONT_SECURITY)
-@errors(blp, 401, 403, 422)
+@responses(blp, 200, OrderListData, 401, 403, 422, security=STOREFRONT_SECURITY)
+@arguments(blp, OrdersQuery(), location="query")
 def list_orders(args: dict[str, Any]) -> Response:
     """A user's most recent orders, newest first."""
     user_id = acting_user(args.get("user_id"))
@@ -33,10 +32,8 @@ def list_orders(args: dict[str, Any]) -> Response:
 
 
 @blp.route("/<string:order_id>", methods=["GET"])
-@blp.arguments(UserIn, location="query")
-@blp.response(200, OrderData)
-@blp.doc(security=STOREFRONT_SECURITY)
-@errors(blp, 401, 403, 404, 422)
+@responses(blp, 200, OrderData, 401, 403, 404, 422, security=STOREFRONT_SECURITY)
+@arguments(blp, UserIn(), location="query")
 def get_order(args: dict[str, Any], order_id: str) -> Response:
     """One order and its payment status (pending_payment, paid, payment_failed, refund_required)."""
     user_id = acting_user(args.get("user_id"))

@@ -13,7 +13,8 @@ from api import metrics
 from api.errors import ApiError, handle_inventory_error
 from api.schemas import PaymentData, PaymentEventIn
 from api.state import respond, state
-from api.views.docs import errors
+from api.parsing import arguments
+from api.views.docs import responses
 from api.webhooks import HEADER_DOCS
 from inventory.errors import InventoryError
 
@@ -29,10 +30,8 @@ def _verify_signature() -> None:
 
 
 @blp.route("/webhook", methods=["POST"], parameters=HEADER_DOCS)
-@blp.arguments(PaymentEventIn)
-@blp.response(200, PaymentData)
-@blp.doc(security=[])
-@errors(blp, 401, 404, 409, 422)
+@responses(blp, 200, PaymentData, 401, 404, 409, 422, security=[])
+@arguments(blp, PaymentEventIn())
 def payment_webhook(args: dict[str, Any]) -> Response:
     """Apply 'paid' / 'failed' for an order or reservation. The same event again gets the original
     response; the same event id with a different body is 409 event_id_reused."""

@@ -8,9 +8,10 @@ from flask import Response
 from flask_smorest import Blueprint
 
 from api.auth import STOREFRONT_SECURITY, require
+from api.parsing import arguments
 from api.schemas import ProductData, ProductListData, ProductsQuery
 from api.state import respond, state
-from api.views.docs import errors
+from api.views.docs import responses
 
 blp = Blueprint("products", __name__, url_prefix="/v1/products", description="Storefront catalogue.")
 _one, _many = ProductData(), ProductListData()
@@ -22,10 +23,8 @@ def _authenticate() -> None:
 
 
 @blp.route("", methods=["GET"])
-@blp.arguments(ProductsQuery, location="query")
-@blp.response(200, ProductListData)
-@blp.doc(security=STOREFRONT_SECURITY)
-@errors(blp, 401, 403, 422)
+@responses(blp, 200, ProductListData, 401, 403, 422, security=STOREFRONT_SECURITY)
+@arguments(blp, ProductsQuery(), location="query")
 def list_products(args: dict[str, Any]) -> Response:
     """Products in SKU order with live availability; page with `after`."""
     products = state().inventory.catalog.list(after=args["after"], limit=args["limit"])
@@ -34,9 +33,7 @@ def list_products(args: dict[str, Any]) -> Response:
 
 
 @blp.route("/<string:sku>", methods=["GET"])
-@blp.response(200, ProductData)
-@blp.doc(security=STOREFRONT_SECURITY)
-@errors(blp, 401, 403, 404, 422)
+@responses(blp, 200, ProductData, 401, 403, 404, 422, security=STOREFRONT_SECURITY)
 def get_product(sku: str) -> Response:
     """One product with live availability and sale status."""
     return respond(_one, state().inventory.catalog.get(sku))

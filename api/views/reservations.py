@@ -5,14 +5,15 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import structlog
-from flask import Response, g, request
+from flask import Response, g, jsonify, request
 from flask_smorest import Blueprint
 
 from api import idempotency, metrics, ratelimit
 from api.auth import STOREFRONT_SECURITY, acting_user, require
-from api.schemas import AmendIn, OrderData, ReservationData, ReserveIn, UserIn
+from api.parsing import arguments
+from api.schemas import AmendIn, OrderData, ReservationData, ReserveIn, UserIn, reservation_json
 from api.state import respond, state
-from api.views.docs import errors
+from api.views.docs import responses
 from inventory.errors import InventoryError
 from inventory.models import Order
 
@@ -27,51 +28,49 @@ def _authenticate() -> None:
     require(state().auth, "storefront", "user")
 
 
-def _idempotent(user_id: str, args: Any, produce: Callable[[], Response]) -> Response:
-    """Run `produce` once per Idempotency-Key; the same request again gets the stored response."""
-    key = idempotency.header_key()
-    if key is None:
-        return produce()
-    store = state().idempotency
+def _idempotency_scope() -> str:
     principal = g.principal
-    scope = f"user:{principal.user_id}" if principal.kind == "user" else "storefront"
-    record_key = store.record_key(scope, key)
-    print_ = idempotency.fingerprint(f"{request.method} {request.url_rule.rule}",  # type: ignore[union-attr]
-                                     user_id, [request.view_args, args])
-    return store.run(record_key, print_, store.redis.get(record_key), produce)
+    return f"user:{principal.user_id}" if principal.kind == "user" else "storefront"
+
+
+def _fingerprint(user_id: str, args: Any) -> str:
+    return idempotency.fingerprint(f"{request.method} {request.url_rule.rule}",  # type: ignore[union-attr]
+                                   user_id, [request.view_args, args])
 
 
 @blp.route("", methods=["POST"], parameters=[idempotency.HEADER_DOC])
-@blp.arguments(ReserveIn)
-@blp.response(201, ReservationData)
-@blp.doc(security=STOREFRONT_SECURITY)
-@errors(blp, 401, 403, 404, 409, 422, 429)
-@ratelimit.per_user
-@ratelimit.per_ip
+@responses(blp, 201, ReservationData, 401, 403, 404, 409, 422, 429, security=STOREFRONT_SECURITY)
+@arguments(blp, ReserveIn())
 def create_reservation(args: dict[str, Any]) -> Response:
     """Hold stock on one or more SKUs for a user, all lines or none."""
+    # The hot path: rate limits and the idempotency lookup share one round trip, the hold is one script.
+    st = state()
     user_id = acting_user(args.get("user_id"))
+    key = idempotency.header_key()
+    record_key = st.idempotency.record_key(_idempotency_scope(), key) if key else None
+    stored = st.limits.hit(f"u:{user_id}", request.remote_addr or "127.0.0.1", record_key)
     items = [(item["sku"], item["qty"]) for item in args["items"]]
-    key = request.headers.get(idempotency.HEADER)
 
     def produce() -> Response:
         try:
-            held = state().inventory.reservations.reserve(
+            held = st.inventory.reservations.reserve(
                 user_id, items, ttl_seconds=args.get("ttl_seconds"), idempotency_key=key)
         except InventoryError as error:
             metrics.RESERVATIONS.labels(error.code).inc()
             raise
-        metrics.RESERVATIONS.labels("held").inc()
-        return respond(_reservation, held, 201)
+        metrics.RESERVATIONS_HELD.inc()
+        response = jsonify({"data": reservation_json(held)})
+        response.status_code = 201
+        return response
 
-    return _idempotent(user_id, args, produce)
+    if record_key is None:
+        return produce()
+    return st.idempotency.run(record_key, _fingerprint(user_id, args), stored, produce)
 
 
 @blp.route("/<string:reservation_id>", methods=["GET"])
-@blp.arguments(UserIn, location="query")
-@blp.response(200, ReservationData)
-@blp.doc(security=STOREFRONT_SECURITY)
-@errors(blp, 401, 403, 404, 422, 429)
+@responses(blp, 200, ReservationData, 401, 403, 404, 422, 429, security=STOREFRONT_SECURITY)
+@arguments(blp, UserIn(), location="query")
 @ratelimit.per_user
 @ratelimit.per_ip
 def get_reservation(args: dict[str, Any], reservation_id: str) -> Response:
@@ -81,10 +80,8 @@ def get_reservation(args: dict[str, Any], reservation_id: str) -> Response:
 
 
 @blp.route("/<string:reservation_id>", methods=["PATCH"])
-@blp.arguments(AmendIn)
-@blp.response(200, ReservationData)
-@blp.doc(security=STOREFRONT_SECURITY)
-@errors(blp, 401, 403, 404, 409, 422, 429)
+@responses(blp, 200, ReservationData, 401, 403, 404, 409, 422, 429, security=STOREFRONT_SECURITY)
+@arguments(blp, AmendIn())
 @ratelimit.per_user
 @ratelimit.per_ip
 def amend_reservation(args: dict[str, Any], reservation_id: str) -> Response:
@@ -96,10 +93,8 @@ def amend_reservation(args: dict[str, Any], reservation_id: str) -> Response:
 
 
 @blp.route("/<string:reservation_id>", methods=["DELETE"])
-@blp.arguments(UserIn, location="query")
-@blp.response(200, ReservationData)
-@blp.doc(security=STOREFRONT_SECURITY)
-@errors(blp, 401, 403, 404, 422, 429)
+@responses(blp, 200, ReservationData, 401, 403, 404, 422, 429, security=STOREFRONT_SECURITY)
+@arguments(blp, UserIn(), location="query")
 @ratelimit.per_user
 @ratelimit.per_ip
 def release_reservation(args: dict[str, Any], reservation_id: str) -> Response:
@@ -110,20 +105,20 @@ def release_reservation(args: dict[str, Any], reservation_id: str) -> Response:
 
 
 @blp.route("/<string:reservation_id>/checkout", methods=["POST"], parameters=[idempotency.HEADER_DOC])
-@blp.arguments(UserIn, required=False)
-@blp.response(202, OrderData, description="Order created, awaiting payment; persisted asynchronously.")
-@blp.doc(security=STOREFRONT_SECURITY)
-@errors(blp, 401, 403, 404, 409, 422, 429)
+@responses(blp, 202, OrderData, 401, 403, 404, 409, 422, 429, security=STOREFRONT_SECURITY,
+           description="Order created, awaiting payment; it is persisted to the database asynchronously.")
+@arguments(blp, UserIn(), required=False)
 @ratelimit.per_user
 @ratelimit.per_ip
 def checkout(args: dict[str, Any] | None, reservation_id: str) -> Response:
     """Turn an open hold into an order awaiting payment; repeating returns the same order."""
     args = args or {}
+    st = state()
     user_id = acting_user(args.get("user_id"))
 
     def produce() -> Response:
         try:
-            order = state().inventory.reservations.checkout(reservation_id, user_id=user_id)
+            order = st.inventory.reservations.checkout(reservation_id, user_id=user_id)
         except InventoryError as error:
             metrics.CHECKOUTS.labels(error.code).inc()
             raise
@@ -132,7 +127,12 @@ def checkout(args: dict[str, Any] | None, reservation_id: str) -> Response:
             _notify_checkout(order)
         return respond(_order, order, 202)
 
-    return _idempotent(user_id, args, produce)
+    key = idempotency.header_key()
+    if key is None:
+        return produce()
+    record_key = st.idempotency.record_key(_idempotency_scope(), key)
+    return st.idempotency.run(record_key, _fingerprint(user_id, args), st.idempotency.redis.get(record_key),
+                              produce)
 
 
 def _notify_checkout(order: Order) -> None:

@@ -1,0 +1,60 @@
+"""Request parsing with marshmallow: one thin wrapper per view, documented through flask-smorest."""
+
+from __future__ import annotations
+
+import json
+from functools import wraps
+from typing import Any, Callable
+
+import marshmallow as ma
+from flask import request
+from flask_smorest import Blueprint
+
+from api.errors import ApiError
+
+
+def invalid(messages: Any) -> ApiError:
+    return ApiError("invalid_request", "The request is not valid.", fields=messages)
+
+
+def json_body(*, required: bool = True) -> Any:
+    """The JSON body: 400 if it is not JSON, 415 if it is sent as another media type."""
+    raw = request.get_data(cache=True)
+    if not raw:
+        return {} if required else None
+    if not request.is_json:
+        raise ApiError("unsupported_media_type", "Send the body as application/json.")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ApiError("bad_request", "The body is not valid JSON.") from None
+
+
+def load(schema: ma.Schema, data: Any) -> Any:
+    """Validated data, or 422 invalid_request with the messages per field."""
+    try:
+        return schema.load(data)
+    except ma.ValidationError as error:
+        raise invalid(error.messages) from None
+
+
+def arguments(blp: Blueprint, schema: ma.Schema, *, location: str = "json",
+              required: bool = True) -> Callable[[Any], Any]:
+    """Parse the body or query string with `schema` and pass the result as the view's first argument."""
+    documented = blp.arguments(schema, location=location, required=required)
+
+    def decorator(func: Any) -> Any:
+        @wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if location == "query":
+                data = request.args.to_dict(flat=True)
+            else:
+                data = json_body(required=required)
+                if data is None:
+                    return func(None, *args, **kwargs)
+            return func(load(schema, data), *args, **kwargs)
+
+        wrapper._apidoc = documented(func)._apidoc  # noqa: SLF001 - docs without webargs' wrapper
+        return wrapper
+
+    return decorator
