@@ -205,9 +205,13 @@ def _chunks(rows: Sequence[dict[str, Any]]) -> Iterable[Sequence[dict[str, Any]]
 
 def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]], keys: Sequence[str]) -> None:
     """Idempotent multi-row insert, rows sorted by key so concurrent drains lock in the same order."""
+    if not rows:
+        return
     rows = sorted(rows, key=lambda row: tuple(row[k] for k in keys))
-    for chunk in _chunks(rows):
-        session.execute(_insert(session, table).values(list(chunk)).on_conflict_do_nothing(index_elements=keys))
+    # executemany of one cached statement; RETURNING lets SQLAlchemy batch an upsert into multi-row
+    # VALUES ("insertmanyvalues") instead of one round trip per row.
+    stmt = _insert(session, table).on_conflict_do_nothing(index_elements=keys).returning(table.c[keys[0]])
+    session.execute(stmt, rows).all()
 
 
 def apply_events(session: Session, events: Sequence[Event], *, now_ms: int) -> None:
@@ -269,7 +273,8 @@ def _apply_orders(session: Session, events: list[OrderEvent], now_ms: int) -> No
     _insert_ignore(session, OrderLineRow.__table__, lines, ["order_id", "sku"])
     _insert_ignore(session, PaymentEventRow.__table__, list({p["event_id"]: p for p in payments}.values()),
                    ["event_id"])
-    _advance_status(session, sorted(updates, key=lambda u: u["b_id"]))
+    # A new order already has its status; only later statuses (or rows that existed) need moving forward.
+    _advance_status(session, sorted((u for u in updates if u["b_rank"] > 0), key=lambda u: u["b_id"]))
 
 
 def _advance_status(session: Session, updates: list[dict[str, Any]]) -> None:
