@@ -45,14 +45,12 @@ STATUS_BY_CODE: dict[str, int] = {
     "unsupported_media_type": 415,
     "rate_limited": 429,
     "internal_error": 500,
-    "not_implemented": 501,
 }
 
 # Werkzeug HTTPException status -> our code, for errors raised by Flask/webargs themselves.
 _CODE_BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
                    405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
-                   422: "invalid_request", 429: "rate_limited", 501: "not_implemented",
-                   503: "unavailable"}
+                   422: "invalid_request", 429: "rate_limited", 503: "unavailable"}
 
 # Redis failures that mean "try again shortly" (connection refused, timeouts, pool exhausted).
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)

@@ -15,6 +15,10 @@ _sku = validate.Regexp(SKU_PATTERN, error="SKU must be 1-64 characters of letter
 _user = validate.Regexp(USER_PATTERN, error="user_id must be 1-128 characters of letters, digits and ._@:+=-")
 
 
+def _strict_bool(**kwargs: Any) -> fields.Boolean:
+    return fields.Boolean(truthy={True}, falsy={False}, **kwargs)
+
+
 class Strict(ma.Schema):
     """Unknown fields are refused (marshmallow's default RAISE), stated for clarity."""
 
@@ -103,7 +107,7 @@ class ProductIn(Strict):
                                     metadata={"description": "Units per user, held plus ordered; 0 = none."})
     sale_starts_at = fields.AwareDateTime(allow_none=True, metadata={"description": "null = open."})
     sale_ends_at = fields.AwareDateTime(allow_none=True, metadata={"description": "null = open."})
-    paused = fields.Boolean()
+    paused = _strict_bool()
     expected_version = fields.Integer(strict=True, validate=validate.Range(0, MAX_MONEY))
 
     @ma.validates_schema
@@ -127,8 +131,8 @@ class StockIn(Strict):
 
 
 class ReconcileIn(Strict):
-    repair = fields.Boolean(load_default=False)
-    full = fields.Boolean(load_default=False)
+    repair = _strict_bool(load_default=False)
+    full = _strict_bool(load_default=False)
 
 
 # -- responses --------------------------------------------------------------------------------

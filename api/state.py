@@ -8,6 +8,7 @@ from typing import Any, Callable
 import marshmallow as ma
 from flask import Response, current_app, jsonify
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import Authenticator
 from api.idempotency import IdempotencyStore
@@ -32,6 +33,7 @@ class ApiState:
     limits: ReservationLimits
     on_checkout: CheckoutHook | None = None
     _engine: Engine | None = field(default=None, repr=False)
+    _sessions: sessionmaker[Session] | None = field(default=None, repr=False)
 
     def engine(self) -> Engine:
         """The database engine, created on first use (only /readyz and admin reconciliation need it)."""
@@ -45,6 +47,15 @@ class ApiState:
                 url = url.update_query_dict({"connect_timeout": "2"})
             self._engine = make_engine(url.render_as_string(hide_password=False), pool_size=2)
         return self._engine
+
+
+    def sessions(self) -> sessionmaker[Session]:
+        """Database sessions (admin reconciliation), sharing the engine."""
+        if self._sessions is None:
+            from inventory.db import make_session_factory
+
+            self._sessions = make_session_factory(self.engine())
+        return self._sessions
 
 
 def state() -> ApiState:

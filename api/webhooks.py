@@ -12,6 +12,7 @@ import base64
 import binascii
 import hmac
 from datetime import datetime, timezone
+from typing import Mapping
 
 from standardwebhooks.webhooks import Webhook
 
@@ -40,8 +41,11 @@ class WebhookVerifier:
         self._hooks = [Webhook(s if s.startswith("whsec_") else s.encode()) for s in secrets if s]
         self.tolerance_ms = tolerance_seconds * 1000
 
-    def verify(self, body: bytes, headers: dict[str, str], now_ms: int) -> None:
-        """Return if a signature matches and the timestamp is fresh; else raise 401 invalid_signature."""
+    def verify(self, body: bytes, headers: Mapping[str, str], now_ms: int) -> None:
+        """Return if a signature matches and the timestamp is fresh; else raise 401 invalid_signature.
+
+        `headers` must look names up case-insensitively (Flask's request.headers does).
+        """
         if not self._hooks:
             raise _refuse("not_configured", "Webhooks are not configured.")
         msg_id, stamp, signatures = (headers.get(h) for h in (ID_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER))

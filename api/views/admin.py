@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from flask import Response
 from flask_smorest import Blueprint
 
 from api.auth import ADMIN_SECURITY, require
-from api.errors import ApiError
 from api.schemas import AdminProductData, HoldListData, LimitQuery, ProductIn, ReconcileData, ReconcileIn, \
     StockData, StockIn
 from api.state import respond, state
 from api.parsing import arguments
 from api.views.docs import responses
 from inventory.errors import ProductNotFound
+from inventory.reconcile import run_reconciliation
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Operator endpoints (admin API key).")
 _product, _stock, _holds, _reconcile = AdminProductData(), StockData(), HoldListData(), ReconcileData()
@@ -82,19 +81,10 @@ def list_holds(args: dict[str, Any], sku: str) -> Response:
 
 
 @blp.route("/reconcile", methods=["POST"])
-@responses(blp, 200, ReconcileData, 401, 403, 409, 422, 501, security=ADMIN_SECURITY)
+@responses(blp, 200, ReconcileData, 401, 403, 422, security=ADMIN_SECURITY)
 @arguments(blp, ReconcileIn())
 def reconcile(args: dict[str, Any]) -> Response:
-    """Compare Redis with the database; with `repair`, correct the differences (`full`: every SKU)."""
-    try:
-        module = importlib.import_module("inventory.reconcile")
-    except ModuleNotFoundError:
-        module = None
-    run = getattr(module, "run_reconciliation", None)
-    if run is None:
-        raise ApiError("not_implemented", "Reconciliation is not available in this build.")
+    """Compare Redis with the database for changed SKUs (`full`: every SKU); with `repair`, fix drift."""
     st = state()
-    from inventory.db import make_session_factory
-
-    report = run(st.inventory, make_session_factory(st.engine()), repair=args["repair"], full=args["full"])
-    return respond(_reconcile, report)
+    report = run_reconciliation(st.inventory, st.sessions(), repair=args["repair"], full=args["full"])
+    return respond(_reconcile, report.as_dict())

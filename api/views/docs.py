@@ -19,7 +19,6 @@ _DESCRIPTIONS = {
     415: "Body is not JSON: unsupported_media_type.",
     422: "Invalid input: invalid_request / invalid_argument / idempotency_key_reused.",
     429: "Rate limited: rate_limited; retry after Retry-After seconds.",
-    501: "Not available in this build: not_implemented.",
     503: "Inventory store unreachable: unavailable; retry after Retry-After seconds.",
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",

@@ -26,7 +26,7 @@ _payment = PaymentData()
 def _verify_signature() -> None:
     """The raw body is verified before anything parses it."""
     st = state()
-    st.webhooks.verify(request.get_data(cache=True), dict(request.headers), st.inventory.ctx.now_ms())
+    st.webhooks.verify(request.get_data(cache=True), request.headers, st.inventory.ctx.now_ms())
 
 
 @blp.route("/webhook", methods=["POST"], parameters=HEADER_DOCS)

@@ -55,9 +55,14 @@ def _with_demo_credentials(settings: Settings) -> tuple[Settings, dict[str, str]
 def _app_factory(settings: Settings, seed: bool) -> Callable[[], Any]:
     def load() -> Any:  # runs in the worker, after gevent has patched the process
         from api import create_app
+        from inventory import housekeeping
         from inventory.engine import Inventory
 
         inventory = Inventory.from_settings(settings)
+        if settings.redis_url.startswith(MEMORY_URL):
+            # No Celery here: persist to the database, expire holds and reconcile in-process; after a
+            # restart the empty embedded Redis is rebuilt from the database first.
+            housekeeping.start_embedded(inventory)
         if seed:
             seed_demo_products(inventory)
         return create_app(settings, inventory=inventory)

@@ -1,0 +1,80 @@
+"""Admin endpoints: products, stock, holds per SKU, reconciliation."""
+
+from __future__ import annotations
+
+from tests.api.conftest import ADMIN, SF, error_of
+from tests.helpers import assert_invariant, make_product, stock
+
+
+def test_put_creates_a_product_with_stock_and_sale_settings(client, api_inv):
+    response = client.put("/v1/admin/products/NEW-1", headers=ADMIN, json={
+        "name": "New thing", "price": 2599, "currency": "EUR", "stock": 40, "per_user_limit": 2,
+        "sale_starts_at": "2027-01-01T10:00:00Z", "sale_ends_at": None, "paused": False})
+    assert response.status_code == 200
+    data = response.get_json()["data"]
+    assert (data["name"], data["price"], data["currency"], data["per_user_limit"]) == ("New thing", 2599, "EUR", 2)
+    assert data["stock"]["total"] == 40 and data["available"] == 40
+    assert data["sale_starts_at"].startswith("2027-01-01T10:00:00") and data["sale_ends_at"] is None
+    public = client.get("/v1/products/NEW-1", headers=SF).get_json()["data"]
+    assert public["available"] == 40 and "stock" not in public
+
+
+def test_put_changes_stock_without_touching_holds(client, api_inv):
+    make_product(api_inv, stock=10)
+    client.post("/v1/reservations", json={"user_id": "alice", "items": [{"sku": "HOT", "qty": 4}]}, headers=SF)
+    response = client.put("/v1/admin/products/HOT", headers=ADMIN, json={"stock": 6, "price": 999})
+    assert response.status_code == 200
+    level = stock(api_inv)
+    assert (level.total, level.available, level.held) == (6, 2, 4)
+    assert api_inv.catalog.get("HOT").price == 999
+    below = client.put("/v1/admin/products/HOT", headers=ADMIN, json={"stock": 3, "price": 1})
+    assert below.status_code == 409 and error_of(below)["code"] == "stock_below_committed"
+    assert api_inv.catalog.get("HOT").price == 999 and stock(api_inv).total == 6
+
+
+def test_put_with_a_stale_version_is_409_version_conflict(client, api_inv):
+    make_product(api_inv)
+    version = api_inv.catalog.get("HOT").version
+    assert client.put("/v1/admin/products/HOT", headers=ADMIN,
+                      json={"name": "A", "expected_version": version}).status_code == 200
+    response = client.put("/v1/admin/products/HOT", headers=ADMIN, json={"name": "B", "expected_version": version})
+    assert response.status_code == 409
+    error = error_of(response)
+    assert error["code"] == "version_conflict" and error["details"]["expected"] == version
+    assert api_inv.catalog.get("HOT").name == "A"
+
+
+def test_put_validates_fields(client):
+    for body in ({"price": -1}, {"currency": "usd"}, {"stock": 1.5}, {"name": ""}, {"paused": "maybe"},
+                 {"sale_starts_at": "2027-01-01T10:00:00"},
+                 {"sale_starts_at": "2027-01-02T00:00:00Z", "sale_ends_at": "2027-01-01T00:00:00Z"}):
+        response = client.put("/v1/admin/products/HOT", headers=ADMIN, json=body)
+        assert response.status_code == 422 and error_of(response)["code"] == "invalid_request", body
+    assert client.get("/v1/admin/products/HOT", headers=ADMIN).status_code == 404
+
+
+def test_stock_set_and_add(client, api_inv):
+    make_product(api_inv, stock=10)
+    set_response = client.post("/v1/admin/products/HOT/stock", headers=ADMIN, json={"set": 25})
+    assert set_response.status_code == 200 and set_response.get_json()["data"]["total"] == 25
+    add_response = client.post("/v1/admin/products/HOT/stock", headers=ADMIN, json={"add": -5})
+    data = add_response.get_json()["data"]
+    assert (data["total"], data["available"]) == (20, 20)
+    assert_invariant(stock(api_inv))
+    both = client.post("/v1/admin/products/HOT/stock", headers=ADMIN, json={"set": 1, "add": 1})
+    assert both.status_code == 422
+    stale = client.post("/v1/admin/products/HOT/stock", headers=ADMIN, json={"add": 1, "expected_version": 0})
+    assert stale.status_code == 409 and error_of(stale)["code"] == "version_conflict"
+    missing = client.post("/v1/admin/products/NOPE/stock", headers=ADMIN, json={"add": 1})
+    assert missing.status_code == 404 and error_of(missing)["code"] == "product_not_found"
+
+
+def test_holds_lists_open_reservations_of_a_sku(client, api_inv):
+    make_product(api_inv, stock=10)
+    for user, qty in (("alice", 1), ("bob", 3)):
+        client.post("/v1/reservations", json={"user_id": user, "items": [{"sku": "HOT", "qty": qty}]}, headers=SF)
+    response = client.get("/v1/admin/products/HOT/holds", headers=ADMIN)
+    holds = response.get_json()["data"]
+    assert sorted((h["user_id"], h["qty"]) for h in holds) == [("alice", 1), ("bob", 3)]
+    assert all(h["reservation_id"].startswith("r_") for h in holds)
+    assert client.get("/v1/admin/products/NOPE/holds", headers=ADMIN).status_code == 404

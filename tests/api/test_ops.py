@@ -1,0 +1,169 @@
+"""Operations and cross-cutting behaviour: health, metrics, docs, request ids, logs, HTTP-level errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from api import create_app
+from inventory import Inventory, Settings
+from inventory.migrations import upgrade
+from tests.api.conftest import ADMIN, SF, error_of
+from tests.helpers import make_product
+
+
+def test_livez_answers_without_dependencies(client):
+    response = client.get("/livez")
+    assert response.status_code == 200 and response.get_json() == {"data": {"status": "ok"}}
+
+
+def test_readyz_checks_redis_and_postgres(api_settings, api_inv, pg_schema_url):
+    app = create_app(api_settings.with_overrides(database_url=pg_schema_url), inventory=api_inv, on_checkout=None)
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json()["data"]["checks"] == {"redis": "ok", "database": "ok"}
+
+
+def test_readyz_is_503_when_the_database_is_unreachable(client):
+    response = client.get("/readyz")
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    error = error_of(response)
+    assert error["code"] == "unavailable" and error["details"]["redis"] == "ok"
+    assert error["details"]["database"].startswith("unavailable")
+
+
+def test_redis_unreachable_is_503_with_retry_after_quickly(api_settings):
+    down = api_settings.with_overrides(redis_url="redis://127.0.0.1:1/0", redis_timeout_seconds=0.5)
+    client = create_app(down, on_checkout=None).test_client()
+    started = time.monotonic()
+    for method, path, body in (("GET", "/v1/products", None),
+                               ("POST", "/v1/reservations", {"user_id": "a", "items": [{"sku": "HOT", "qty": 1}]}),
+                               ("GET", "/v1/reservations/r_0123456789abcdef?user_id=a", None),
+                               ("GET", "/readyz", None)):
+        response = client.open(path, method=method, json=body, headers=SF)
+        assert response.status_code == 503, path
+        assert response.headers["Retry-After"]
+        assert error_of(response)["code"] == "unavailable"
+    assert time.monotonic() - started < 10
+
+
+def test_admin_reconcile_runs_the_core_reconciliation_and_returns_its_report(api_settings, api_inv, pg_schema_url):
+    upgrade(pg_schema_url)
+    app = create_app(api_settings.with_overrides(database_url=pg_schema_url), inventory=api_inv, on_checkout=None)
+    client = app.test_client()
+    make_product(api_inv, stock=5)
+    response = client.post("/v1/admin/reconcile", json={"repair": False, "full": True}, headers=ADMIN)
+    assert response.status_code == 200
+    report = response.get_json()["data"]
+    assert report["repair"] is False and report["full"] is True and report["skus_checked"] >= 1
+    assert "drifts" in report and "clean" in report
+    assert client.post("/v1/admin/reconcile", json={"repair": "yes"}, headers=ADMIN).status_code == 422
+    assert client.post("/v1/admin/reconcile", json={}, headers=SF).status_code == 403
+
+
+def test_metrics_expose_requests_latency_outcomes_and_stock(client, api_inv):
+    make_product(api_inv, stock=1)
+    body = {"user_id": "alice", "items": [{"sku": "HOT", "qty": 1}]}
+    client.post("/v1/reservations", json=body, headers=SF)
+    client.post("/v1/reservations", json={**body, "user_id": "bob"}, headers=SF)
+    text = client.get("/metrics").get_data(as_text=True)
+    assert re.search(r'flashstock_http_requests_total\{endpoint="/v1/reservations",method="POST",status="201"\}',
+                     text)
+    assert "flashstock_http_request_duration_seconds_bucket" in text
+    assert re.search(r'flashstock_reservations_total\{outcome="sold_out"\} [1-9]', text)
+    assert 'flashstock_stock_available{sku="HOT"} 0.0' in text
+    assert 'flashstock_stock_held{sku="HOT"} 1.0' in text
+
+
+def test_openapi_spec_documents_every_public_path_and_the_error_envelope(client):
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    paths = set(spec["paths"])
+    assert {"/v1/products", "/v1/products/{sku}", "/v1/reservations", "/v1/reservations/{reservation_id}",
+            "/v1/reservations/{reservation_id}/checkout", "/v1/orders", "/v1/orders/{order_id}",
+            "/v1/payments/webhook", "/v1/admin/products/{sku}", "/v1/admin/products/{sku}/stock",
+            "/v1/admin/products/{sku}/holds", "/v1/admin/reconcile"} <= paths
+    create = spec["paths"]["/v1/reservations"]["post"]
+    assert {"201", "409", "422", "429", "503"} <= set(create["responses"])
+    assert spec["components"]["schemas"]["ErrorOut"]["required"] == ["error"]
+    assert {"storefrontKey", "userJwt", "adminKey"} <= set(spec["components"]["securitySchemes"])
+
+
+def test_docs_page_loads_its_assets_from_this_server(client):
+    page = client.get("/docs").get_data(as_text=True)
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sources and all(src.startswith("/docs/assets/") for src in sources), sources
+    for src in sources:
+        asset = client.get(src)
+        assert asset.status_code == 200 and len(asset.data) > 1000, src
+
+
+def test_request_id_is_accepted_echoed_and_generated(client):
+    given = client.get("/livez", headers={"X-Request-ID": "req-123.abc"})
+    assert given.headers["X-Request-ID"] == "req-123.abc"
+    generated = client.get("/livez").headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    unsafe = client.get("/livez", headers={"X-Request-ID": "bad id\twith spaces"}).headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", unsafe)
+
+
+def test_each_request_logs_one_json_line_with_its_request_id(client, api_inv, capsys):
+    make_product(api_inv, stock=0)
+    capsys.readouterr()
+    client.post("/v1/reservations", json={"user_id": "alice", "items": [{"sku": "HOT", "qty": 1}]},
+                headers={**SF, "X-Request-ID": "trace-42"})
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line.get("event") == "request"]
+    assert len(requests) == 1
+    line = requests[0]
+    assert (line["request_id"], line["method"], line["path"], line["status"], line["error"]) == (
+        "trace-42", "POST", "/v1/reservations", 409, "sold_out")
+    assert line["duration_ms"] >= 0 and line["level"] == "info" and line["timestamp"]
+
+
+def test_unknown_route_is_404_and_wrong_method_is_405_in_the_envelope(client):
+    missing = client.get("/v1/nothing-here", headers=SF)
+    assert missing.status_code == 404 and error_of(missing)["code"] == "not_found"
+    wrong = client.put("/v1/products", headers=SF)
+    assert wrong.status_code == 405 and error_of(wrong)["code"] == "method_not_allowed"
+    assert "GET" in wrong.headers["Allow"]
+
+
+def test_oversized_body_is_413(client):
+    response = client.post("/v1/reservations", data=b"{" + b" " * 70_000 + b"}",
+                           headers={**SF, "Content-Type": "application/json"})
+    assert response.status_code == 413 and error_of(response)["code"] == "payload_too_large"
+
+
+def test_unexpected_failure_is_500_internal_error_without_details(api_settings, api_inv, monkeypatch):
+    app = create_app(api_settings, inventory=api_inv, on_checkout=None)
+    monkeypatch.setattr(api_inv.catalog, "list", lambda **_: 1 / 0)
+    response = app.test_client().get("/v1/products", headers=SF)
+    assert response.status_code == 500
+    assert error_of(response) == {"code": "internal_error", "message": "Internal error.", "details": {}}
+
+
+@pytest.mark.parametrize("path", ["/v1/products", "/v1/products/HOT"])
+def test_product_reads_come_from_redis_alone(client, api_inv, path):
+    make_product(api_inv, stock=7)
+    response = client.get(path, headers=SF)  # the settings' database is unreachable
+    assert response.status_code == 200
+
+
+def test_product_list_pages_and_product_shape(client, api_inv):
+    for sku in ("A-1", "B-2", "C-3"):
+        make_product(api_inv, sku, stock=2)
+    first = client.get("/v1/products?limit=2", headers=SF).get_json()
+    assert [p["sku"] for p in first["data"]] == ["A-1", "B-2"] and first["meta"]["next_after"] == "B-2"
+    rest = client.get("/v1/products?limit=2&after=B-2", headers=SF).get_json()
+    assert [p["sku"] for p in rest["data"]] == ["C-3"] and rest["meta"]["next_after"] is None
+    one = client.get("/v1/products/C-3", headers=SF).get_json()["data"]
+    assert set(one) == {"sku", "name", "price", "currency", "available", "sale_status", "per_user_limit",
+                        "sale_starts_at", "sale_ends_at"}
+    assert one["sale_status"] == "active"
+    missing = client.get("/v1/products/NOPE", headers=SF)
+    assert missing.status_code == 404 and error_of(missing)["code"] == "product_not_found"
+    assert client.get("/v1/products?limit=0", headers=SF).status_code == 422
