@@ -232,22 +232,34 @@ def apply_events(session: Session, events: Sequence[Event], *, now_ms: int) -> N
 
 
 def _apply_products(session: Session, events: list[ProductConfigured], now_ms: int) -> None:
-    # One upsert per event in version order: a batch may hold a pause and a later 'recovering' change.
-    unique = {(e.sku, e.version): e for e in events}
-    table = ProductRow.__table__
-    for event in sorted(unique.values(), key=lambda e: (e.sku, e.version)):
-        row = dict(sku=event.sku, name=event.name, price=event.price, currency=event.currency,
-                   per_user_limit=event.per_user_limit, starts_at_ms=event.starts_at_ms,
-                   ends_at_ms=event.ends_at_ms, paused=event.paused == "1", version=event.version,
-                   updated_ms=now_ms)
-        stmt = _insert(session, table).values(row)
+    """Newest version per SKU wins, written as multi-row upserts (imports send 100k of these)."""
+    newest: dict[str, ProductConfigured] = {}
+    paused: dict[str, bool] = {}
+    for event in sorted(events, key=lambda e: e.version):
+        newest[event.sku] = event
         # 'r' (recovering) is a transient Redis state, never the product's configured setting.
-        updated = [k for k in row if k != "sku" and not (k == "paused" and event.paused == "r")]
-        session.execute(stmt.on_conflict_do_update(
-            index_elements=["sku"],
-            set_={k: stmt.excluded[k] for k in updated},
-            where=table.c.version < stmt.excluded.version,
-        ))
+        if event.paused != "r":
+            paused[event.sku] = event.paused == "1"
+    rows = [dict(sku=e.sku, name=e.name, price=e.price, currency=e.currency, per_user_limit=e.per_user_limit,
+                 starts_at_ms=e.starts_at_ms, ends_at_ms=e.ends_at_ms, paused=paused.get(e.sku, False),
+                 version=e.version, updated_ms=now_ms) for e in newest.values()]
+    for with_paused in (True, False):
+        group = [row for row in rows if (row["sku"] in paused) is with_paused]
+        for start in range(0, len(group), 500):
+            _upsert_products(session, group[start:start + 500], with_paused=with_paused)
+
+
+def _upsert_products(session: Session, rows: list[dict], *, with_paused: bool) -> None:
+    if not rows:
+        return
+    table = ProductRow.__table__
+    stmt = _insert(session, table).values(rows)
+    updated = [k for k in rows[0] if k != "sku" and (with_paused or k != "paused")]
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["sku"],
+        set_={k: stmt.excluded[k] for k in updated},
+        where=table.c.version < stmt.excluded.version,
+    ))
 
 
 def _apply_orders(session: Session, events: list[OrderEvent], now_ms: int) -> None:
