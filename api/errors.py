@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import redis
+import sqlalchemy.exc
 from flask import Flask, Response, current_app, g, has_request_context, jsonify, request
 from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
@@ -54,6 +55,8 @@ _CODE_BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 40
 
 # Redis failures that mean "try again shortly" (connection refused, timeouts, pool exhausted).
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Database failures of the same kind (only admin reconciliation and /readyz use the database).
+DATABASE_DOWN = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)
 
 
 class ApiError(Exception):
@@ -143,6 +146,12 @@ def handle_redis_down(error: Exception) -> Response:
                     {"reason": type(error).__name__}, {"Retry-After": RETRY_AFTER_UNAVAILABLE})
 
 
+def handle_database_down(error: Exception) -> Response:
+    current_app.logger.warning("database unavailable: %s", type(error).__name__)
+    return envelope("unavailable", "The database is unavailable; retry shortly.",
+                    {"reason": "database"}, {"Retry-After": RETRY_AFTER_UNAVAILABLE})
+
+
 def handle_unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return handle_http_exception(error)
@@ -172,4 +181,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     for kind in REDIS_DOWN:
         app.register_error_handler(kind, handle_redis_down)
+    for kind in DATABASE_DOWN:
+        app.register_error_handler(kind, handle_database_down)
     app.register_error_handler(Exception, handle_unexpected)

@@ -17,11 +17,11 @@ def invalid(messages: Any) -> ApiError:
     return ApiError("invalid_request", "The request is not valid.", fields=messages)
 
 
-def json_body(*, required: bool = True) -> Any:
-    """The JSON body: 400 if it is not JSON, 415 if it is sent as another media type."""
+def json_body() -> Any:
+    """The JSON body ({} when empty): 400 if it is not JSON, 415 if it is sent as another media type."""
     raw = request.get_data(cache=True)
     if not raw:
-        return {} if required else None
+        return {}
     if not request.is_json:
         raise ApiError("unsupported_media_type", "Send the body as application/json.")
     try:
@@ -49,9 +49,9 @@ def arguments(blp: Blueprint, schema: ma.Schema, *, location: str = "json",
             if location == "query":
                 data = request.args.to_dict(flat=True)
             else:
-                data = json_body(required=required)
-                if data is None:
+                if not required and not request.get_data(cache=True):
                     return func(None, *args, **kwargs)
+                data = json_body()
             return func(load(schema, data), *args, **kwargs)
 
         wrapper._apidoc = documented(func)._apidoc  # noqa: SLF001 - docs without webargs' wrapper

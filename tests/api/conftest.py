@@ -25,8 +25,8 @@ SF = {"X-API-Key": STOREFRONT_KEYS[0]}
 ADMIN = {"X-API-Key": ADMIN_KEYS[0]}
 
 
-@pytest.fixture
-def api_settings(settings: Settings) -> Settings:
+def with_api_settings(settings: Settings) -> Settings:
+    """Test credentials and generous rate limits on top of the per-test prefix and Redis."""
     return settings.with_overrides(
         storefront_api_keys=STOREFRONT_KEYS,
         admin_api_keys=ADMIN_KEYS,
@@ -37,6 +37,11 @@ def api_settings(settings: Settings) -> Settings:
         # Nothing on these paths may need the database: an unreachable one proves it.
         database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none",
     )
+
+
+@pytest.fixture
+def api_settings(settings: Settings) -> Settings:
+    return with_api_settings(settings)
 
 
 class CheckoutRecorder:
