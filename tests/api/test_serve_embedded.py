@@ -1,0 +1,65 @@
+"""`flashstock serve` on the embedded default (memory:// Redis, SQLite): the README's first command."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.api.test_gunicorn_hot_sku import ROOT, _free_port
+
+
+def _request(port: int, path: str, *, key: str = "", body: dict | None = None) -> tuple[int, dict | str]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method="POST" if data else "GET",
+                                     headers={"X-API-Key": key, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        raw = response.read().decode()
+        return response.status, json.loads(raw) if raw.startswith("{") else raw
+
+
+def test_serve_starts_the_api_on_the_embedded_default_with_demo_products(tmp_path: Path):
+    port = _free_port()
+    env = {**os.environ, "REDIS_URL": "memory://", "DATABASE_URL": f"sqlite:///{tmp_path}/embedded.db",
+           "STOREFRONT_API_KEYS": "", "ADMIN_API_KEYS": "", "WEBHOOK_SECRET": ""}
+    output = tmp_path / "serve.log"
+    with output.open("w") as log:
+        server = subprocess.Popen([sys.executable, "-c", "from inventory.cli import main; main()", "serve",
+                                   "--bind", f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 40
+            while True:
+                text = output.read_text()
+                if f"docs: http://127.0.0.1:{port}/docs" in text:
+                    try:
+                        if _request(port, "/livez")[0] == 200:
+                            break
+                    except OSError:
+                        pass
+                assert server.poll() is None, text[-3000:]
+                assert time.monotonic() < deadline, text[-3000:]
+                time.sleep(0.3)
+            key = re.search(r"storefront API key for this run: (\S+)", text).group(1)
+            status, products = _request(port, "/v1/products", key=key)
+            assert status == 200
+            assert {p["sku"] for p in products["data"]} >= {"DEMO-HOT", "DEMO-TEE", "DEMO-MUG"}
+            status, held = _request(port, "/v1/reservations", key=key,
+                                    body={"user_id": "visitor", "items": [{"sku": "DEMO-HOT", "qty": 1}]})
+            assert status == 201 and held["data"]["status"] == "held"
+            status, page = _request(port, "/docs")
+            assert status == 200 and "/docs/assets/swagger-ui-bundle.js" in page
+            assert _request(port, "/docs/assets/swagger-ui-bundle.js")[0] == 200
+        finally:
+            server.send_signal(signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
