@@ -47,3 +47,39 @@ def test_every_reservation_endpoint_shares_the_users_budget(limited_client, api_
     assert int(response.headers["Retry-After"]) >= 1
     assert reserve(limited_client, "alice").status_code == 429
     assert limited_client.get("/v1/products", headers=SF).status_code == 200  # product reads are not limited
+
+
+def test_embedded_mode_limits_in_process(api_settings, clock):
+    import fakeredis
+
+    from inventory import Inventory
+
+    settings = api_settings.with_overrides(redis_url="memory://", rate_limit_reservations="2/minute")
+    inventory = Inventory(fakeredis.FakeRedis(server=fakeredis.FakeServer()), settings, clock)
+    make_product(inventory, stock=10)
+    client = create_app(settings, inventory=inventory, on_checkout=None).test_client()
+    assert [reserve(client, "alice").status_code for _ in range(3)] == [201, 201, 429]
+
+
+def test_pipelined_hit_loads_the_limit_script_when_the_server_lacks_it(real_redis, key_prefix):
+    from limits.storage import RedisStorage
+
+    from api.ratelimit import ReservationLimits
+
+    base = RedisStorage.SCRIPT_INCR_EXPIRE
+    base = base.decode() if isinstance(base, bytes) else base
+    source = f"{base}\n-- {key_prefix}"  # a script (SHA) this server has never seen: NOSCRIPT first
+    script = real_redis.register_script(source)
+    names = [f"{key_prefix}:rl:a", f"{key_prefix}:rl:b"]
+
+    class Item:
+        @staticmethod
+        def get_expiry() -> int:
+            return 60
+
+    checks = [(Item, "a", "s"), (Item, "b", "s")]
+    real_redis.set(f"{key_prefix}:idem", b"stored")
+    replies = ReservationLimits._pipelined(real_redis, script, checks, names, f"{key_prefix}:idem")
+    assert replies == [1, 1, b"stored"]
+    assert ReservationLimits._pipelined(real_redis, script, checks, names, None) == [2, 2]
+    assert 0 < real_redis.ttl(names[0]) <= 60
