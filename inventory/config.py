@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
 
 from environs import Env
 
@@ -44,7 +44,6 @@ class Settings:
     reconcile_interval_seconds: float = 60.0
     recovery_interval_seconds: float = 10.0
     log_level: str = "INFO"
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.key_prefix or any(c in self.key_prefix for c in "{} "):

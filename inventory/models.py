@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 
@@ -146,4 +146,3 @@ class SweepResult:
     expired: int
     units_returned: int
     batches: int = 1
-    extra: dict[str, int] = field(default_factory=dict)
