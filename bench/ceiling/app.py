@@ -1,0 +1,89 @@
+"""Ceiling reference: bare WSGI app doing one reserve EVALSHA per request, nothing else."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import redis
+from redis.exceptions import NoScriptError
+
+from bench.ceiling.redis_clients import default_client, direct_evalsha, lean_client, tuned_client
+
+DEFAULT_SCRIPT = Path(__file__).with_name("reserve.lua")
+StartResponse = Callable[..., Any]
+
+
+def load_reserve_script(path: str | Path = DEFAULT_SCRIPT) -> str:
+    """Return the reserve Lua source (swap in flashstock's lua/reserve-*.lua here)."""
+    return Path(path).read_text()
+
+
+def make_client(kind: str, host: str, port: int, max_connections: int) -> tuple[redis.Redis, Callable[..., Any]]:
+    """Build (client, evalsha) for a named construction from redis_clients."""
+    if kind == "default":
+        c = default_client(host, port)
+        return c, c.evalsha
+    if kind == "tuned":
+        c = tuned_client(host, port, max_connections)
+        return c, c.evalsha
+    if kind == "lean":
+        c = lean_client(host, port, max_connections)
+        return c, lambda *a: direct_evalsha(c, *a)
+    raise ValueError(f"unknown client kind {kind!r}")
+
+
+def _reply(start_response: StartResponse, status: str, doc: dict) -> Iterable[bytes]:
+    body = json.dumps(doc).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def create_app(
+    redis_host: str = "127.0.0.1",
+    redis_port: int = 6379,
+    key_prefix: str = "bench:",
+    client: str = "tuned",
+    max_connections: int = 128,
+    script_path: str | None = None,
+) -> Callable[[dict, StartResponse], Iterable[bytes]]:
+    """gunicorn factory: 'bench.ceiling.app:create_app(redis_port=..., client="tuned")'."""
+    source = load_reserve_script(script_path or DEFAULT_SCRIPT)
+    r, evalsha = make_client(client, redis_host, redis_port, max_connections)
+    sha = {"value": r.script_load(source)}
+
+    def reserve(key: str, qty: int) -> int:
+        try:
+            return evalsha(sha["value"], 1, key, qty)
+        except NoScriptError:  # server restarted or SCRIPT FLUSH: load once more and retry
+            sha["value"] = r.script_load(source)
+            return evalsha(sha["value"], 1, key, qty)
+
+    def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if environ["REQUEST_METHOD"] != "POST" or environ["PATH_INFO"] != "/v1/reservations":
+            return _reply(start_response, "404 Not Found", {"error": {"code": "not_found"}})
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            doc = json.loads(environ["wsgi.input"].read(length))
+            user_id = doc["user_id"]
+            (item,) = doc["items"]  # the ceiling handles exactly one item
+            sku, qty = item["sku"], item["qty"]
+            if not isinstance(qty, int) or qty <= 0 or not isinstance(sku, str):
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            return _reply(start_response, "400 Bad Request", {"error": {"code": "invalid_request"}})
+        left = reserve(f"{key_prefix}stock:{sku}", qty)
+        if left < 0:
+            return _reply(
+                start_response,
+                "409 Conflict",
+                {"error": {"code": "sold_out", "message": "not enough stock", "sku": sku}},
+            )
+        return _reply(
+            start_response,
+            "201 Created",
+            {"data": {"user_id": user_id, "items": [{"sku": sku, "qty": qty}], "remaining": left}},
+        )
+
+    return app

@@ -1,0 +1,225 @@
+"""One command: start services and targets, run the hot-SKU sell-out, stop everything, write results.
+
+    .venv/bin/python -m bench                  # full run (all targets, 64 and 256 connections)
+    .venv/bin/python -m bench --smoke          # tiny numbers, well under a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from bench import plots
+from bench.cpu import CpuWindow
+from bench.generators import GENERATORS, Load
+from bench.procs import ProcessGroup, free_port, install_signal_handlers, wait_for_port
+from bench.scenarios import failures, ratios, sellout_metrics
+from bench.services import create_bench_db, drop_bench_db, start_redis
+from bench.targets import Env, Target, all_targets
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+HOT_SKU = "hot-1"
+WARM_SKU = "warm-1"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """CLI."""
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny numbers for the test suite")
+    p.add_argument("--targets", default="ceiling,pg_for_update,pg_conditional,pg_optimistic")
+    p.add_argument("--connections", default="64,256", help="comma list")
+    p.add_argument("--units", type=int, default=10_000)
+    p.add_argument("--attempts", type=int, default=200_000)
+    p.add_argument("--max-seconds", type=float, default=120.0, help="cap per load run (recorded if hit)")
+    p.add_argument("--warmup", type=int, default=2_000, help="requests before each target's runs")
+    p.add_argument("--generator", choices=sorted(GENERATORS), default="wrk")
+    p.add_argument("--locust-bin", default="locust", help="for --generator locust")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--worker-connections", type=int, default=1000)
+    p.add_argument("--redis-client", choices=["default", "tuned", "lean"], default="tuned")
+    p.add_argument("--redis-pool", type=int, default=None,
+                   help="max redis connections per worker (default: = --worker-connections, so no greenlet ever waits)")
+    p.add_argument("--pg-pool", type=int, default=12, help="PostgreSQL connections per worker")
+    p.add_argument("--pg-dsn", default="host=127.0.0.1 port=5432 user=postgres", help="without dbname")
+    p.add_argument("--pg-admin-db", default="test", help="database to connect to for CREATE/DROP DATABASE")
+    p.add_argument("--keep-db", action="store_true", help="do not drop flashstock_bench at the end")
+    p.add_argument("--out-dir", type=Path, default=None, help="default bench/results (smoke: bench/results/tmp/smoke)")
+    p.add_argument("--label", default=None, help="result file prefix (default hot_sku / smoke)")
+    p.add_argument("--no-plots", action="store_true")
+    a = p.parse_args(argv)
+    if a.smoke:
+        a.units, a.attempts, a.warmup, a.max_seconds = 200, 1_500, 100, 20.0
+        if a.connections == "64,256":
+            a.connections = "8,32"
+    a.out_dir = a.out_dir or (BENCH / "results" / "tmp" / "smoke" if a.smoke else BENCH / "results")
+    a.label = a.label or ("smoke" if a.smoke else "hot_sku")
+    a.redis_pool = a.redis_pool or a.worker_connections
+    return a
+
+
+def _versions() -> dict[str, str]:
+    """Versions of what was measured."""
+    import gevent
+    import gunicorn
+    import psycopg2
+    import redis
+
+    def cmd(*argv: str) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+        except OSError:
+            return "n/a"
+
+    return {
+        "python": platform.python_version(),
+        "redis_py": redis.__version__,
+        "gunicorn": gunicorn.__version__,
+        "gevent": gevent.__version__,
+        "psycopg2": psycopg2.__version__.split()[0],
+        "redis_server": cmd("redis-server", "--version"),
+        "wrk": cmd("wrk", "-v").splitlines()[0] if cmd("wrk", "-v") else "n/a",
+        "git_head": cmd("git", "-C", str(REPO), "rev-parse", "--short", "HEAD"),
+    }
+
+
+def run_target(
+    procs: ProcessGroup, target: Target, env: Env, a: argparse.Namespace, redis_pid: int, tmp: Path
+) -> tuple[list[dict], dict[tuple[str, int], list[float]]]:
+    """Start one target, run the sell-out at each connection count, stop it."""
+    port = free_port()
+    server = procs.start(target.name, target.command(env, port), cwd=REPO)
+    runs: list[dict] = []
+    curves: dict[tuple[str, int], list[float]] = {}
+    try:
+        wait_for_port(port, 30, server)
+        generate = GENERATORS[a.generator]
+        extra = {"locust_bin": a.locust_bin} if a.generator == "locust" else {}
+        if a.warmup:
+            target.seed(env, WARM_SKU, 10**9)
+            warm = Load(port, WARM_SKU, 32, a.warmup, 30.0, f"{target.name}-warm")
+            generate(procs, warm, tmp / f"{target.name}-warm.json", **extra)
+        for conns in [int(c) for c in a.connections.split(",")]:
+            target.seed(env, HOT_SKU, a.units)
+            load = Load(port, HOT_SKU, conns, a.attempts, a.max_seconds, f"{target.name}-c{conns}")
+            window = CpuWindow({"server": server.pid, "redis": redis_pid}, include_postgres=target.needs_postgres)
+            window.start()
+            t0 = time.monotonic()
+            result = generate(procs, load, tmp / f"{load.tag}.json", **extra)
+            cpu = window.stop(time.monotonic() - t0, result["generator_cpu_s"])
+            holds = target.count_holds(env, HOT_SKU) if target.count_holds else None
+            metrics = sellout_metrics(a.units, result, target.read_stock(env, HOT_SKU), holds)
+            curves[(target.name, conns)] = result.pop("success_t")
+            run = {"target": target.name, "connections": conns, "load": result, "cpu": cpu, "sellout": metrics}
+            run["failures"] = failures(run)
+            runs.append(run)
+            print(_line(run), flush=True)
+    finally:
+        procs.stop(server)
+    return runs, curves
+
+
+def _line(run: dict) -> str:
+    """One human-readable summary line."""
+    ld, m, st = run["load"], run["sellout"], run["load"]["status"]
+    lat = ld["latency_ms"]
+    return (
+        f"{run['target']:15s} c={run['connections']:<4d} req={ld['requests']:<7d} rps={ld['rps']:<8.0f} "
+        f"201={st['201']} 409={st['409']} 5xx={st['5xx']} other={st['other']} err={st['transport_errors']} "
+        f"p50={lat['p50']}ms p99={lat['p99']}ms max={lat['max']}ms sellout={m['sellout_s']}s "
+        f"over={m['oversell']} under={m['undersell']} gen_cpu={run['cpu']['generator_share_of_capacity']:.0%} "
+        f"other_tenants_cpu={run['cpu']['other_share_of_capacity']:.0%}"
+        + (" TRUNCATED" if ld.get("truncated") else "")
+        + (f" FAIL: {', '.join(run['failures'])}" if run["failures"] else "")
+    )
+
+
+def write_results(a: argparse.Namespace, doc: dict, curves: dict[tuple[str, int], list[float]]) -> list[Path]:
+    """JSON (everything but timestamps), CSV summary, CSV of success timestamps, PNG plots."""
+    a.out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [a.out_dir / f"{a.label}.json", a.out_dir / f"{a.label}_summary.csv", a.out_dir / f"{a.label}_success_t.csv"]
+    paths[0].write_text(json.dumps(doc, indent=1))
+    with paths[1].open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["target", "connections", "requests", "rps", "s201", "s409", "s5xx", "other", "transport_errors",
+                    "p50_ms", "p95_ms", "p99_ms", "max_ms", "sellout_s", "oversell", "undersell",
+                    "generator_cpu_share", "other_cpu_share", "truncated"])
+        for r in doc["runs"]:
+            ld, st, lat = r["load"], r["load"]["status"], r["load"]["latency_ms"]
+            w.writerow([r["target"], r["connections"], ld["requests"], ld["rps"], st["201"], st["409"], st["5xx"],
+                        st["other"], st["transport_errors"], lat["p50"], lat["p95"], lat["p99"], lat["max"],
+                        r["sellout"]["sellout_s"], r["sellout"]["oversell"], r["sellout"]["undersell"],
+                        r["cpu"]["generator_share_of_capacity"], r["cpu"]["other_share_of_capacity"],
+                        ld.get("truncated", False)])
+    with paths[2].open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["target", "connections", "success_index", "t_s"])
+        for (t, c), ts in curves.items():
+            w.writerows([t, c, i + 1, v] for i, v in enumerate(ts))
+    if not a.no_plots and doc["runs"]:
+        paths += plots.write_all(doc["runs"], curves, a.out_dir, a.label)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; exit 1 on oversell, undersell, 5xx, transport errors or a crashed run."""
+    a = parse_args(argv)
+    install_signal_handlers()
+    targets = all_targets()
+    chosen = [targets[n] for n in a.targets.split(",")]
+    tmp = BENCH / "results" / "tmp" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    tmp.mkdir(parents=True, exist_ok=True)
+    needs_pg = any(t.needs_postgres for t in chosen)
+    runs: list[dict] = []
+    curves: dict[tuple[str, int], list[float]] = {}
+    errors: list[str] = []
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with ProcessGroup(tmp) as procs:
+        try:
+            redis_srv = start_redis(procs)
+            dsn = create_bench_db(a.pg_dsn, a.pg_admin_db) if needs_pg else None
+            env = Env(redis_port=redis_srv.port, pg_dsn=dsn, workers=a.workers,
+                      worker_connections=a.worker_connections, redis_client=a.redis_client,
+                      redis_pool=a.redis_pool, pg_pool=a.pg_pool)
+            for target in chosen:
+                try:
+                    r, c = run_target(procs, target, env, a, redis_srv.pid, tmp)
+                except Exception as exc:  # noqa: BLE001 - one broken target must not hide the others
+                    errors.append(f"{target.name}: {exc!r}")
+                    print(f"{target.name}: FAILED {exc!r} (logs in {tmp})", file=sys.stderr, flush=True)
+                    continue
+                runs += r
+                curves.update(c)
+        finally:
+            procs.stop_all()
+            if needs_pg and not a.keep_db:
+                drop_bench_db(a.pg_dsn, a.pg_admin_db)
+    doc: dict[str, Any] = {
+        "scenario": "hot_sku_sellout",
+        "started": started,
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+        "versions": _versions(),
+        "cores": os.cpu_count(),
+        "runs": runs,
+        "ratios": ratios(runs),
+        "errors": errors,
+    }
+    for p in write_results(a, doc, curves):
+        print(f"wrote {p.relative_to(REPO) if p.is_relative_to(REPO) else p}")
+    bad = errors + [f"{r['target']}@{r['connections']}: {f}" for r in runs for f in r["failures"]]
+    for b in bad:
+        print(f"FAIL {b}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
