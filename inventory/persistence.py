@@ -136,7 +136,8 @@ def _read_batch(inv: Inventory, consumer: str, size: int, idle_ms: int) -> list[
     try:
         return _read(inv.redis, inv.keys.outbox, consumer, size, idle_ms)
     except ResponseError as error:
-        if "NOGROUP" not in str(error):
+        # redis-server says NOGROUP; fakeredis says the key must exist (same cause: no stream/group yet).
+        if "NOGROUP" not in str(error) and "requires the key to exist" not in str(error):
             raise
         ensure_group(inv.redis, inv.keys.outbox)  # first run, or Redis lost the stream
         return _read(inv.redis, inv.keys.outbox, consumer, size, idle_ms)

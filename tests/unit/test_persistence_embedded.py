@@ -107,3 +107,11 @@ def test_start_embedded_migrates_recovers_and_persists_in_the_background(embedde
     finally:
         keeper.stop()
     assert active() is None
+
+
+def test_first_drain_on_an_empty_embedded_redis_creates_the_group_instead_of_failing(
+    embedded: Inventory, sqlite_sessions
+) -> None:  # noqa: ANN001
+    assert drain_once(embedded, sqlite_sessions).entries == 0
+    make_product(embedded, stock=1)
+    assert drain_once(embedded, sqlite_sessions).stock_events == 1
