@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench.procs import ProcessGroup
+from bench.targets import BENCH_API_KEY
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -80,6 +81,7 @@ def run_wrk(procs: ProcessGroup, load: Load, out: Path, threads: int = 2) -> dic
         wrk, "-t", str(threads), "-c", str(load.connections), "-d", f"{int(load.max_seconds)}s",
         "--timeout", "10s", "-s", str(BENCH / "wrk" / "reserve.lua"),
         f"http://127.0.0.1:{load.port}", "--", load.sku, str(load.qty), str(quota), load.tag, str(out),
+        BENCH_API_KEY,
     ]
     for stale in out.parent.glob(out.name + ".done.*"):
         stale.unlink()

@@ -39,12 +39,13 @@ class ProcessGroup:
         self.log_dir = log_dir
         self._procs: list[tuple[str, subprocess.Popen, IO[bytes]]] = []
 
-    def start(self, name: str, argv: Sequence[str], cwd: Path | None = None) -> subprocess.Popen:
-        """Spawn argv with stdout/stderr to log_dir/name.log."""
+    def start(self, name: str, argv: Sequence[str], cwd: Path | None = None,
+              env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Spawn argv with stdout/stderr to log_dir/name.log (env: extra variables on top of ours)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{name}.log", "ab")
         proc = subprocess.Popen(
-            list(argv), cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            list(argv), cwd=cwd, env={**os.environ, **env} if env else None, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self._procs.append((name, proc, log))
         return proc

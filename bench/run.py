@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """CLI."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny numbers for the test suite")
-    p.add_argument("--targets", default="ceiling,pg_for_update,pg_conditional,pg_optimistic")
+    p.add_argument("--targets", default="flashstock,ceiling,pg_for_update,pg_conditional,pg_optimistic")
     p.add_argument("--connections", default="64,256", help="comma list")
     p.add_argument("--units", type=int, default=10_000)
     p.add_argument("--attempts", type=int, default=200_000)
@@ -97,7 +97,8 @@ def run_target(
 ) -> tuple[list[dict], dict[tuple[str, int], list[float]]]:
     """Start one target, run the sell-out at each connection count, stop it."""
     port = free_port()
-    server = procs.start(target.name, target.command(env, port), cwd=REPO)
+    server = procs.start(target.name, target.command(env, port), cwd=REPO,
+                         env=target.env_vars(env) if target.env_vars else None)
     runs: list[dict] = []
     curves: dict[tuple[str, int], list[float]] = {}
     try:

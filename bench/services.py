@@ -12,6 +12,7 @@ from bench.baselines.common import SCHEMA
 from bench.procs import ProcessGroup, free_port, wait_for_port
 
 BENCH_DB = "flashstock_bench"
+BENCH_API_DB = "flashstock_bench_api"  # flashstock's own schema (migrations), apart from the baselines'
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ def create_bench_db(base_dsn: str, admin_db: str) -> str:
     with admin.cursor() as cur:
         cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DB)))
     admin.close()
+    with admin_conn(base_dsn, admin_db) as cur:
+        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_API_DB)))
     dsn = pg_dsn(base_dsn, BENCH_DB)
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute(SCHEMA)
@@ -61,4 +64,19 @@ def drop_bench_db(base_dsn: str, admin_db: str) -> None:
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DB)))
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_API_DB)))
     admin.close()
+
+
+class admin_conn:
+    """Autocommit cursor on the admin database (CREATE/DROP DATABASE)."""
+
+    def __init__(self, base_dsn: str, admin_db: str) -> None:
+        self.conn = psycopg2.connect(pg_dsn(base_dsn, admin_db))
+        self.conn.autocommit = True
+
+    def __enter__(self):  # noqa: ANN204
+        return self.conn.cursor()
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()

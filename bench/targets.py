@@ -42,6 +42,7 @@ class Target:
     read_stock: Callable[[Env, str], int]  # (env, sku) -> units still available
     count_holds: Optional[Callable[[Env, str], int]] = None  # units held, from the server's own records
     needs_postgres: bool = False
+    env_vars: Optional[Callable[[Env], dict[str, str]]] = None  # extra environment for the server
 
 
 def gunicorn_argv(env: Env, port: int, app_spec: str) -> list[str]:
@@ -126,16 +127,106 @@ def redis_read_stock(env: Env, sku: str) -> int:
 
 
 def ceiling_target(name: str = "ceiling", client: Optional[str] = None) -> Target:
-    """Bare WSGI + one reserve EVALSHA (bench/ceiling/app.py); client overrides env.redis_client."""
+    """Bare WSGI + flashstock's own reserve Lua call (bench/ceiling/app.py), same keys and stock as
+    the flashstock target; client overrides env.redis_client."""
 
     def command(env: Env, port: int) -> list[str]:
         spec = (
-            f"bench.ceiling.app:create_app(redis_port={env.redis_port}, key_prefix={env.key_prefix!r}, "
+            f"bench.ceiling.app:create_app(redis_port={env.redis_port}, key_prefix={FS_KEY_PREFIX!r}, "
             f"client={client or env.redis_client!r}, max_connections={env.redis_pool})"
         )
         return gunicorn_argv(env, port, spec)
 
-    return Target(name, command, redis_seed, redis_read_stock)
+    return Target(name, command, fs_seed, fs_read_stock, fs_count_holds)
+
+
+# --- flashstock API ----------------------------------------------------------------------------
+
+FS_KEY_PREFIX = "fsbench"  # KeySpace prefix (no braces/spaces) shared by flashstock and the ceiling
+BENCH_API_KEY = "bench-storefront-key"  # sent by bench/wrk/reserve.lua as X-API-Key to every target
+
+
+def _inventory(env: Env) -> tuple[redis.Redis, "object"]:
+    from inventory import Inventory
+    from inventory.config import Settings
+
+    r = redis.Redis(host="127.0.0.1", port=env.redis_port)
+    return r, Inventory(r, Settings(key_prefix=FS_KEY_PREFIX))
+
+
+def fs_seed(env: Env, sku: str, units: int) -> None:
+    """Wipe every key under the bench prefix (holds, records, limits), then configure the SKU."""
+    r, inv = _inventory(env)
+    with r:
+        batch: list[bytes] = []
+        for key in r.scan_iter(match=f"{FS_KEY_PREFIX}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                r.unlink(*batch)
+                batch = []
+        if batch:
+            r.unlink(*batch)
+        inv.catalog.configure(sku, name=f"bench {sku}", price=1000)
+        inv.catalog.adjust_stock(sku, set_total=units)
+
+
+def fs_read_stock(env: Env, sku: str) -> int:
+    """Available units per the SKU's stock hash."""
+    r, inv = _inventory(env)
+    with r:
+        return inv.catalog.get(sku).stock.available
+
+
+def fs_count_holds(env: Env, sku: str) -> int:
+    """Units held (+ sold) per the SKU's stock hash: must equal the 201s."""
+    r, inv = _inventory(env)
+    with r:
+        st = inv.catalog.get(sku).stock
+        return st.held + st.sold
+
+
+def fs_env(env: Env) -> dict[str, str]:
+    """flashstock settings for the bench: private Redis, bench database, limits out of the way."""
+    return {
+        "REDIS_URL": f"redis://127.0.0.1:{env.redis_port}/0",
+        "DATABASE_URL": _api_db_url(env),
+        "KEY_PREFIX": FS_KEY_PREFIX,
+        "STOREFRONT_API_KEYS": BENCH_API_KEY,
+        "ADMIN_API_KEYS": "bench-admin-key",
+        "RATE_LIMIT_RESERVATIONS": "1000/second",  # per user; every attempt is a distinct user
+        "RATE_LIMIT_RESERVATIONS_PER_IP": "1000000/second",  # all load comes from 127.0.0.1
+        "REDIS_MAX_CONNECTIONS": str(env.worker_connections),  # also its gunicorn worker_connections
+        "WEB_CONCURRENCY": str(env.workers),
+        "LOG_LEVEL": "INFO",  # the product's one JSON line per request is part of what is measured
+    }
+
+
+def _sqlalchemy_url(dsn: str) -> str:
+    """libpq key=value DSN -> postgresql+psycopg2:// URL."""
+    kv = dict(part.split("=", 1) for part in dsn.split())
+    auth = kv.get("user", "postgres") + (f":{kv['password']}" if "password" in kv else "")
+    return (f"postgresql+psycopg2://{auth}@{kv.get('host', '127.0.0.1')}:{kv.get('port', '5432')}"
+            f"/{kv.get('dbname', 'flashstock_bench')}")
+
+
+def _api_db_url(env: Env) -> str:
+    from bench.services import BENCH_API_DB
+
+    return _sqlalchemy_url(env.pg_dsn or "").rsplit("/", 1)[0] + f"/{BENCH_API_DB}"
+
+
+def flashstock_command(env: Env, port: int) -> list[str]:
+    """The product as deployed: gunicorn.conf.py + wsgi:app (gevent, 2 workers); bind overridden."""
+    from inventory.migrations import upgrade
+
+    upgrade(_api_db_url(env))  # idempotent; the API expects the schema in place
+    return [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
+            "--backlog", "2048", "wsgi:app"]
+
+
+def flashstock_target() -> Target:
+    return Target("flashstock", flashstock_command, fs_seed, fs_read_stock, fs_count_holds,
+                  needs_postgres=True, env_vars=fs_env)
 
 
 def all_targets() -> dict[str, Target]:
@@ -143,6 +234,7 @@ def all_targets() -> dict[str, Target]:
     return {
         t.name: t
         for t in (
+            flashstock_target(),
             ceiling_target(),
             # redis-py construction variants of the ceiling (see NOTES.md, redis-py under gevent)
             ceiling_target("ceiling_default_client", "default"),

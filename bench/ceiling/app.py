@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -40,25 +41,53 @@ def _reply(start_response: StartResponse, status: str, doc: dict) -> Iterable[by
     return [body]
 
 
+HOLD_TTL_MS = 120_000  # inventory.config.Settings defaults: hold_ttl_seconds, record_retention_seconds
+RETENTION_MS = 86_400_000
+
+
+def flashstock_reserve_source() -> str:
+    """flashstock's own reserve script (lua/reserve-3+3n.lua) with its includes spliced in."""
+    from inventory.scripts import load_sources
+
+    return load_sources()["reserve"].source
+
+
 def create_app(
     redis_host: str = "127.0.0.1",
     redis_port: int = 6379,
-    key_prefix: str = "bench:",
+    key_prefix: str = "fsbench",
     client: str = "tuned",
     max_connections: int = 128,
     script_path: str | None = None,
 ) -> Callable[[dict, StartResponse], Iterable[bytes]]:
-    """gunicorn factory: 'bench.ceiling.app:create_app(redis_port=..., client="tuned")'."""
-    source = load_reserve_script(script_path or DEFAULT_SCRIPT)
+    """gunicorn factory: 'bench.ceiling.app:create_app(redis_port=..., client="tuned")'.
+
+    Runs exactly the Lua call inventory/reservations.py makes: flashstock's reserve script with
+    KEYS = reservation record, expiry index, dirty set, then stock/holds/buyers of the SKU and
+    ARGV = token, user, fingerprint, now ms, ttl ms, retention ms, sku, qty. Nothing else
+    (no auth, validation library, limits, logging or metrics). script_path swaps in another script.
+    """
+    from inventory.ids import new_token
+    from inventory.keys import KeySpace
+    from inventory.reservations import _fingerprint
+
+    source = load_reserve_script(script_path) if script_path else flashstock_reserve_source()
+    keys = KeySpace(key_prefix)
     r, evalsha = make_client(client, redis_host, redis_port, max_connections)
     sha = {"value": r.script_load(source)}
 
-    def reserve(key: str, qty: int) -> int:
+    def reserve(user_id: str, sku: str, qty: int) -> list:
+        token = new_token()
+        line = keys.sku(sku)
+        now = int(time.time() * 1000)
+        argv = (6, keys.reservation(token), keys.expiries, keys.dirty, line.stock, line.holds, line.buyers,
+                token, user_id, _fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), now, HOLD_TTL_MS,
+                RETENTION_MS, sku, qty)
         try:
-            return evalsha(sha["value"], 1, key, qty)
+            return evalsha(sha["value"], *argv)
         except NoScriptError:  # server restarted or SCRIPT FLUSH: load once more and retry
             sha["value"] = r.script_load(source)
-            return evalsha(sha["value"], 1, key, qty)
+            return evalsha(sha["value"], *argv)
 
     def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if environ["REQUEST_METHOD"] != "POST" or environ["PATH_INFO"] != "/v1/reservations":
@@ -73,17 +102,20 @@ def create_app(
                 raise ValueError
         except (ValueError, KeyError, TypeError):
             return _reply(start_response, "400 Bad Request", {"error": {"code": "invalid_request"}})
-        left = reserve(f"{key_prefix}stock:{sku}", qty)
-        if left < 0:
+        reply = reserve(str(user_id), sku, qty)
+        code = int(reply[0])
+        if code == -3:
             return _reply(
                 start_response,
                 "409 Conflict",
                 {"error": {"code": "sold_out", "message": "not enough stock", "sku": sku}},
             )
+        if code != 0:
+            return _reply(start_response, "422 Unprocessable Entity", {"error": {"code": f"reply_{code}"}})
         return _reply(
             start_response,
             "201 Created",
-            {"data": {"user_id": user_id, "items": [{"sku": sku, "qty": qty}], "remaining": left}},
+            {"data": {"user_id": user_id, "items": [{"sku": sku, "qty": qty}], "expires_ms": int(reply[1])}},
         )
 
     return app

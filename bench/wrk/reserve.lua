@@ -1,6 +1,7 @@
 -- wrk driver for POST /v1/reservations: distinct user id per request, status and
 -- error-code counts, per-success CLOCK_MONOTONIC timestamps, per-thread quota.
--- usage: wrk -t T -c C -d MAXDUR -s reserve.lua URL -- SKU QTY QUOTA_PER_THREAD TAG OUT.json
+-- usage: wrk -t T -c C -d MAXDUR -s reserve.lua URL -- SKU QTY QUOTA_PER_THREAD TAG OUT.json [API_KEY]
+-- API_KEY (optional) is sent as X-API-Key (flashstock's storefront key; other targets ignore it).
 -- A thread that reaches its quota stops and touches OUT.json.done.<tid>; wrk itself only exits at
 -- -d, so the driver sends SIGINT once every thread is done (wrk then reports as usual).
 local ffi = require("ffi")
@@ -28,6 +29,7 @@ function init(args)
   n, answered, first, last, stopped = 0, 0, nil, nil, false
   status, codes, success_t = {}, {}, {}
   headers_tbl = { ["Content-Type"] = "application/json" }
+  if args[6] and args[6] ~= "" then headers_tbl["X-API-Key"] = args[6] end
 end
 
 function request()
