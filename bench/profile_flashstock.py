@@ -29,15 +29,17 @@ from bench.targets import Env, flashstock_target
 BENCH = Path(__file__).resolve().parent
 # (label, substring of a collapsed-stack frame); a sample counts once per label
 PARTS = [
-    ("rate limits (api/ratelimit.py)", "ratelimit.py"),
+    ("rate limits (api/ratelimit.py, incl. its Redis pipeline)", "ratelimit.py"),
     ("marshmallow validation", "marshmallow"),
     ("auth (api/auth.py)", "auth.py"),
     ("idempotency (api/idempotency.py)", "idempotency.py"),
     ("logging (structlog / logging)", "structlog"),
     ("metrics (prometheus_client)", "prometheus_client"),
-    ("reserve core call (inventory/reservations.py)", "reservations.py"),
-    ("redis-py (all calls)", "/redis/"),
-    ("flask / werkzeug", "werkzeug"),
+    ("reserve view (api/views/reservations.py)", "api/views/reservations.py"),
+    ("reserve core call (inventory/reservations.py)", "inventory/reservations.py"),
+    ("redis-py (all calls, incl. socket I/O)", "(redis/"),
+    ("flask / werkzeug", "(flask/"),
+    ("werkzeug", "(werkzeug/"),
     ("gunicorn gevent worker (I/O, parsing)", "gunicorn"),
 ]
 
