@@ -19,7 +19,7 @@ def _fmt(x: float, nd: int = 0) -> str:
 def runs_table(doc: dict) -> str:
     head = ("| target | conns | answered | req/s | p50 ms | p95 ms | p99 ms | max ms | sold out after | 409 | 5xx "
             "| oversell | undersell | server CPU / req | wrk CPU share | other tenants |")
-    rows = [head, "|" + "---|" * head.count("|")[:-1] if False else "|" + "---|" * (head.count("|") - 1)]
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in doc["runs"]:
         ld, st, lat, m, cpu = r["load"], r["load"]["status"], r["load"]["latency_ms"], r["sellout"], r["cpu"]
         answered = st["201"] + st["409"] + st["5xx"] + st["other"]
