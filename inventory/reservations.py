@@ -99,17 +99,17 @@ class Reservations:
     def release(self, reservation_id: str, *, user_id: str | None = None) -> Reservation:
         """Cancel a hold: its stock returns exactly once; releasing again is harmless."""
         token = self._token(reservation_id)
-        self._on_lines(token, lambda skus: self._release_call(token, skus, user_id or "", "cancel"))
+        self._on_lines(token, lambda skus, _: self._release_call(token, skus, user_id or "", "cancel"))
         return self.get(reservation_id, user_id=user_id)
 
     def checkout(self, reservation_id: str, *, user_id: str | None = None) -> Order:
         """Turn an open hold into an order awaiting payment; repeating returns the same order."""
         token = self._token(reservation_id)
         keys = self.ctx.keys
-        reply = self._on_lines(token, lambda skus: self.ctx.run(
+        reply = self._on_lines(token, lambda skus, owner: self.ctx.run(
             "checkout",
             [keys.reservation(token), keys.expiries, keys.dirty, keys.outbox,
-             keys.user_orders(self._owner(token))] + self.ctx.line_keys(skus),
+             keys.user_orders(owner)] + self.ctx.line_keys(skus),
             [token, user_id or "", self.ctx.now_ms(), ids.order_id(token),
              self.settings.order_retention_seconds * 1000, *skus],
         ))
@@ -130,10 +130,10 @@ class Reservations:
             raise (OrderNotFound if order_id else ReservationNotFound)("No such order or reservation.")
         keys = self.ctx.keys
         try:
-            reply = self._on_lines(token, lambda skus: self.ctx.run(
+            reply = self._on_lines(token, lambda skus, owner: self.ctx.run(
                 "record_payment",
                 [keys.reservation(token), keys.expiries, keys.dirty, keys.outbox,
-                 keys.user_orders(self._owner(token))] + self.ctx.line_keys(skus),
+                 keys.user_orders(owner)] + self.ctx.line_keys(skus),
                 [token, event_id, result, self.ctx.now_ms(), ids.order_id(token),
                  self.settings.order_retention_seconds * 1000, *skus],
             ))
@@ -160,7 +160,7 @@ class Reservations:
                 break
             for token in tokens:
                 try:
-                    reply = self._on_lines(token, lambda skus, t=token: self._release_call(t, skus, "", "expire"))
+                    reply = self._on_lines(token, lambda skus, _, t=token: self._release_call(t, skus, "", "expire"))
                 except (ReservationNotFound, StaleRead):
                     continue
                 if int(reply[0]) == 0:
@@ -229,21 +229,16 @@ class Reservations:
             raise ReservationNotFound("No such reservation.", reservation_id=reservation_id)
         return token
 
-    def _owner(self, token: str) -> str:
-        owner = self.ctx.redis.hget(self.ctx.keys.reservation(token), "u")
-        if owner is None:
-            raise ReservationNotFound("No such reservation.")
-        return text(owner)
+    def _on_lines(self, token: str, call: Callable[[list[str], str], list[Any]]) -> list[Any]:
+        """Run a script that needs the reservation's SKUs (and owner) in KEYS; retry if lines changed meanwhile.
 
-    def _skus(self, token: str) -> list[str]:
-        fields = self.ctx.redis.hkeys(self.ctx.keys.reservation(token))
-        return sorted(text(f)[2:] for f in fields if text(f).startswith("l:"))
-
-    def _on_lines(self, token: str, call: Callable[[list[str]], list[Any]]) -> list[Any]:
-        """Run a script that needs the reservation's SKUs in KEYS; retry if lines changed meanwhile."""
+        One read gives both; a missing record passes no SKUs and owner '' and the script answers 'not found'.
+        """
         for _ in range(_STALE_RETRIES):
+            record = decode_hash(self.ctx.redis.hgetall(self.ctx.keys.reservation(token)))
+            skus = sorted(field[2:] for field in record if field.startswith("l:"))
             try:
-                return call(self._skus(token))
+                return call(skus, record.get("u", ""))
             except StaleRead:
                 continue
         raise StaleRead("The reservation kept changing; try again.")
