@@ -74,6 +74,12 @@ class Unavailable(InventoryError):
     code = "unavailable"
 
 
+class RateLimited(InventoryError):
+    """A rate-limit bucket passed to reserve is over its limit; `retry_after_ms` says when it reopens."""
+
+    code = "rate_limited"
+
+
 def _detail(reply: list[Any], index: int) -> Any:
     value = reply[index] if len(reply) > index else None
     return value.decode() if isinstance(value, bytes) else value
@@ -97,6 +103,7 @@ SCRIPT_ERRORS: dict[int, tuple[type[InventoryError], str, tuple[str, ...]]] = {
     ),
     -11: (InvalidArgument, "Invalid argument.", ("argument",)),
     -12: (StaleRead, "The reservation changed while being read.", ()),
+    -13: (RateLimited, "Too many requests; slow down.", ("bucket", "retry_after_ms")),
 }
 
 

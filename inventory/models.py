@@ -140,6 +140,16 @@ class Hold:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """A fixed-window request counter checked (and counted) atomically with a reservation."""
+
+    key: str  # the counter's full Redis key
+    limit: int  # requests allowed per window
+    window_seconds: int
+    label: str = ""  # how the limit is described to the caller, e.g. "10 per 1 second"
+
+
+@dataclass(frozen=True)
 class SweepResult:
     """What one expiry sweep did."""
 

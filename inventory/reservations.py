@@ -5,17 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from inventory import ids
 from inventory.context import Context, decode_hash, text
 from inventory.errors import (
     InvalidArgument,
     OrderNotFound,
+    RateLimited,
     ReservationNotFound,
     StaleRead,
 )
-from inventory.models import Line, Order, PaymentOutcome, Reservation, Status, SweepResult, from_ms
+from inventory.models import (
+    Line, Order, PaymentOutcome, RateLimit, Reservation, Status, SweepResult, from_ms,
+)
 from inventory.validation import check_lines, check_user
 
 _STALE_RETRIES = 5
@@ -51,8 +54,12 @@ class Reservations:
         *,
         ttl_seconds: int | None = None,
         idempotency_key: str | None = None,
+        rate_limits: Sequence[RateLimit] = (),
     ) -> Reservation:
-        """Hold stock for a user, all lines or none; a repeated idempotency key replays the original."""
+        """Hold stock for a user, all lines or none; a repeated idempotency key replays the original.
+
+        Each of `rate_limits` counts this call; if one is over its limit, RateLimited and nothing held.
+        """
         check_user(user_id)
         lines = check_lines(items)
         ttl = self.settings.hold_ttl_seconds if ttl_seconds is None else ttl_seconds
@@ -66,11 +73,19 @@ class Reservations:
         now, ttl_ms = self.ctx.now_ms(), ttl * 1000
         keys = [self.ctx.keys.reservation(token), self.ctx.keys.expiries, self.ctx.keys.dirty]
         keys += self.ctx.line_keys([sku for sku, _ in lines])
+        keys += [bucket.key for bucket in rate_limits]
         args: list[Any] = [token, user_id, _fingerprint(user_id, lines, ttl_ms), now, ttl_ms,
-                           self.settings.record_retention_seconds * 1000]
+                           self.settings.record_retention_seconds * 1000, len(rate_limits)]
         for sku, qty in lines:
             args += [sku, qty]
-        reply = self.ctx.run("reserve", keys, args)
+        for bucket in rate_limits:
+            args += [bucket.limit, bucket.window_seconds]
+        try:
+            reply = self.ctx.run("reserve", keys, args)
+        except RateLimited as error:
+            bucket = rate_limits[int(error.details["bucket"]) - 1]
+            raise RateLimited(error.message, limit=bucket.label or str(bucket.limit),
+                              retry_after_ms=int(error.details["retry_after_ms"])) from None
         if int(reply[0]) == 1:
             return replace(self.get(ids.reservation_id(token)), replayed=True)
         prices = [int(p) for p in reply[2:]]

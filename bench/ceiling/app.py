@@ -46,7 +46,7 @@ RETENTION_MS = 86_400_000
 
 
 def flashstock_reserve_source() -> str:
-    """flashstock's own reserve script (lua/reserve-3+3n.lua) with its includes spliced in."""
+    """flashstock's own reserve script (lua/reserve-3+3n+m.lua) with its includes spliced in."""
     from inventory.scripts import load_sources
 
     return load_sources()["reserve"].source
@@ -64,7 +64,7 @@ def create_app(
 
     Runs exactly the Lua call inventory/reservations.py makes: flashstock's reserve script with
     KEYS = reservation record, expiry index, dirty set, then stock/holds/buyers of the SKU and
-    ARGV = token, user, fingerprint, now ms, ttl ms, retention ms, sku, qty. Nothing else
+    ARGV = token, user, fingerprint, now ms, ttl ms, retention ms, 0 rate-limit buckets, sku, qty. Nothing else
     (no auth, validation library, limits, logging or metrics). script_path swaps in another script.
     """
     from inventory.ids import new_token
@@ -82,7 +82,7 @@ def create_app(
         now = int(time.time() * 1000)
         argv = (6, keys.reservation(token), keys.expiries, keys.dirty, line.stock, line.holds, line.buyers,
                 token, user_id, _fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), now, HOLD_TTL_MS,
-                RETENTION_MS, sku, qty)
+                RETENTION_MS, 0, sku, qty)
         try:
             return evalsha(sha["value"], *argv)
         except NoScriptError:  # server restarted or SCRIPT FLUSH: load once more and retry

@@ -24,7 +24,7 @@ def test_every_operation_has_one_script_with_a_full_header() -> None:
         assert header.startswith("--[["), src.filename
         assert re.search(r"KEYS\[1\]", header) and re.search(r"ARGV\[1\]", header), src.filename
         assert "Returns" in header and "Invariant" in header, src.filename
-        assert re.match(r"^[a-z_]+-[0-9+n]+\.lua$", src.filename), src.filename
+        assert re.match(r"^[a-z_]+-[0-9+nm]+\.lua$", src.filename), src.filename
         assert not re.search(r"^--@include", src.source, re.M), "includes are spliced by the loader"
 
 

@@ -7,6 +7,7 @@ KEYS[3]        dirty SKU set (SKUs changed since the last reconcile)
 KEYS[3+3i-2]   stock hash of line i              {sku:<sku>}
 KEYS[3+3i-1]   holds zset of line i (member "<token>|<qty>|<user>" -> expiry ms)
 KEYS[3+3i]     buyers hash of line i (user -> units held or ordered)
+KEYS[3+3n+j]   counter of rate-limit bucket j (fixed window; the API's per-user and per-IP buckets)
 
 ARGV[1]        reservation token
 ARGV[2]        user id
@@ -14,8 +15,11 @@ ARGV[3]        request fingerprint (same token + other fingerprint = conflict)
 ARGV[4]        now, ms since epoch
 ARGV[5]        time to live, ms
 ARGV[6]        record retention after expiry, ms
-ARGV[5+2i]     sku of line i
-ARGV[6+2i]     quantity of line i (integer >= 1)
+ARGV[7]        m, the number of rate-limit buckets (0 for none)
+ARGV[6+2i]     sku of line i
+ARGV[7+2i]     quantity of line i (integer >= 1)
+ARGV[7+2n+2j-1] request limit of bucket j per window
+ARGV[7+2n+2j]   window of bucket j, seconds
 
 Returns
   {0, expires_ms, price_1, ..., price_n}   held
@@ -26,27 +30,46 @@ Returns
   {-4, sku, limit, already}                per-user limit exceeded (held + ordered)
   {-8}                                     token reused with a different request
   {-11, argument}                          invalid argument
+  {-13, j, retry_after_ms}                 rate-limit bucket j is over its limit (nothing else changed)
 
 Invariant: for every SKU avail + held + sold == total, each >= 0.
 Activity: each line also counts the reservation in its stock hash's per-minute window
 ('rm' = minute number now_ms // 60000, 'rc' = count in that minute, 'rp' = count in the minute before),
 so admins can read reservations per minute without another key.
+Rate limits: every call counts once in each bucket (INCR; EXPIRE when the window opens), the same
+fixed-window counters Flask-Limiter keeps for the other endpoints, so admission and the hold are one
+round trip. A call over any bucket's limit is refused before the reservation is looked at.
 ]]
 --@include "common"
 
 local token, user, fingerprint = ARGV[1], ARGV[2], ARGV[3]
 local now, ttl, retention = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local n = (#ARGV - 6) / 2
+if not is_count(ARGV[7]) then return {-11, 'rate_limits'} end
+local m = tonumber(ARGV[7])
+local n = (#ARGV - 7 - 2 * m) / 2
 
 if token == '' or user == '' then return {-11, 'id'} end
 if not (is_count(ARGV[4]) and is_count(ARGV[5]) and is_count(ARGV[6])) or ttl < 1 then
   return {-11, 'ttl'}
 end
-if n < 1 or n ~= math.floor(n) or #KEYS ~= 3 + 3 * n then return {-11, 'items'} end
+if n < 1 or n ~= math.floor(n) or #KEYS ~= 3 + 3 * n + m then return {-11, 'items'} end
+
+for j = 1, m do
+  local limit, window = ARGV[6 + 2 * n + 2 * j], ARGV[7 + 2 * n + 2 * j]
+  if not (is_count(limit) and is_count(window)) or tonumber(window) < 1 then return {-11, 'rate_limits'} end
+end
+for j = 1, m do
+  local bucket = KEYS[3 + 3 * n + j]
+  local count = redis.call('INCR', bucket)
+  if count == 1 then redis.call('EXPIRE', bucket, ARGV[7 + 2 * n + 2 * j]) end
+  if count > tonumber(ARGV[6 + 2 * n + 2 * j]) then
+    return {-13, j, math.max(redis.call('PTTL', bucket), 1)}
+  end
+end
 
 local skus, qtys, seen = {}, {}, {}
 for i = 1, n do
-  local sku, qty = ARGV[5 + 2 * i], ARGV[6 + 2 * i]
+  local sku, qty = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
   if not is_count(qty) or tonumber(qty) < 1 then return {-11, 'qty'} end
   if seen[sku] then return {-11, 'duplicate_sku'} end
   seen[sku] = true
