@@ -10,6 +10,7 @@ from flask_smorest import Api
 
 from api import errors, observability, ratelimit
 from api.auth import SECURITY_SCHEMES, Authenticator
+from api.hotpath import FastReserve
 from api.idempotency import IdempotencyStore
 from api.schemas import ErrorOut
 from api.state import ApiState, CheckoutHook
@@ -81,4 +82,6 @@ def create_app(settings: Settings | None = None, *, inventory: Inventory | None 
         api.register_blueprint(module.blp)
     app.register_blueprint(ops.blp)
     errors.init_app(app)
+    if settings.api_fast_path:
+        app.wsgi_app = FastReserve(app, app.wsgi_app)  # type: ignore[method-assign]
     return app

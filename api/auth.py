@@ -60,7 +60,11 @@ class Authenticator:
 
     def authenticate(self) -> Principal:
         """The caller of the current request, or 401."""
-        api_key = request.headers.get(API_KEY_HEADER)
+        return self.authenticate_headers(request.headers.get(API_KEY_HEADER),
+                                         request.headers.get("Authorization", ""))
+
+    def authenticate_headers(self, api_key: str | None, authorization: str) -> Principal:
+        """The caller presenting this X-API-Key (or None) and Authorization header value, or 401."""
         if api_key is not None:
             candidate = api_key.encode("utf-8", "surrogateescape")
             if _matches(candidate, self._admin):
@@ -68,7 +72,7 @@ class Authenticator:
             if _matches(candidate, self._storefront):
                 return Principal("storefront")
             raise _unauthorized("Invalid API key.", reason="invalid_api_key")
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return Principal("user", self._user_from_token(token.strip()))
         raise _unauthorized("Credentials required: an API key or a bearer token.", reason="missing")
@@ -91,16 +95,25 @@ class Authenticator:
 
 def require(authenticator: Authenticator, *kinds: Kind) -> Principal:
     """Authenticate and insist on one of `kinds` (401 without credentials, 403 with the wrong ones)."""
-    principal = authenticator.authenticate()
-    if principal.kind not in kinds:
-        raise ApiError("forbidden", "These credentials do not allow this operation.", kind=principal.kind)
+    principal = allowed(authenticator.authenticate(), kinds)
     g.principal = principal
     return principal
 
 
+def allowed(principal: Principal, kinds: tuple[Kind, ...]) -> Principal:
+    """The principal if it is one of `kinds`, else 403."""
+    if principal.kind not in kinds:
+        raise ApiError("forbidden", "These credentials do not allow this operation.", kind=principal.kind)
+    return principal
+
+
 def acting_user(given: str | None) -> str:
-    """The user the request acts for: the token's subject, or `user_id` sent with a storefront key."""
-    principal: Principal = g.principal
+    """The user the current request acts for (see `user_for`)."""
+    return user_for(g.principal, given)
+
+
+def user_for(principal: Principal, given: str | None) -> str:
+    """The token's subject, or `user_id` sent with a storefront key."""
     if principal.kind == "user":
         if given is not None and given != principal.user_id:
             raise ApiError("forbidden", "user_id does not match the token's subject.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -69,16 +70,55 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+@dataclass(frozen=True)
+class ErrorReply:
+    """An error answer before it becomes an HTTP response (Flask's or the WSGI hot path's)."""
+
+    code: str
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def error_reply(code: str, message: str, details: dict[str, Any] | None = None,
+                headers: dict[str, str] | None = None, status: int | None = None) -> ErrorReply:
+    """The envelope {"error": {"code", "message", "details"}} with its status from STATUS_BY_CODE."""
+    return ErrorReply(code, status or STATUS_BY_CODE.get(code, 500),
+                      {"error": {"code": code, "message": message, "details": _plain(details or {})}},
+                      dict(headers or {}))
+
+
+def inventory_error_reply(error: InventoryError) -> ErrorReply:
+    """A domain error's answer; 503 and 429 say when to retry."""
+    details, headers = dict(error.details), {}
+    if error.code == "unavailable":
+        headers["Retry-After"] = RETRY_AFTER_UNAVAILABLE
+    elif error.code == "rate_limited":
+        retry_after_ms = details.pop("retry_after_ms", 1000)
+        headers["Retry-After"] = str(max(1, math.ceil(int(retry_after_ms) / 1000)))
+    return error_reply(error.code, error.message, details, headers)
+
+
+def redis_down_reply(error: BaseException) -> ErrorReply:
+    return error_reply("unavailable", "The inventory store is unavailable; retry shortly.",
+                       {"reason": type(error).__name__}, {"Retry-After": RETRY_AFTER_UNAVAILABLE})
+
+
+def to_response(reply: ErrorReply) -> Response:
+    """The Flask response for an error reply (and its code noted for the request log line)."""
+    if has_request_context():
+        g.error_code = reply.code
+    response = jsonify(reply.body)
+    response.status_code = reply.status
+    for name, value in reply.headers.items():
+        response.headers[name] = value
+    return response
+
+
 def envelope(code: str, message: str, details: dict[str, Any] | None = None,
              headers: dict[str, str] | None = None, status: int | None = None) -> Response:
     """The JSON error response: {"error": {"code", "message", "details"}}."""
-    if has_request_context():
-        g.error_code = code
-    response = jsonify({"error": {"code": code, "message": message, "details": _plain(details or {})}})
-    response.status_code = status or STATUS_BY_CODE.get(code, 500)
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+    return to_response(error_reply(code, message, details, headers, status))
 
 
 def _plain(value: Any) -> Any:
@@ -92,8 +132,7 @@ def _plain(value: Any) -> Any:
 
 
 def handle_inventory_error(error: InventoryError) -> Response:
-    headers = {"Retry-After": RETRY_AFTER_UNAVAILABLE} if error.code == "unavailable" else None
-    return envelope(error.code, error.message, error.details, headers)
+    return to_response(inventory_error_reply(error))
 
 
 def handle_api_error(error: ApiError) -> Response:
@@ -142,8 +181,7 @@ def handle_rate_limited(error: RateLimitExceeded) -> Response:
 
 def handle_redis_down(error: Exception) -> Response:
     current_app.logger.warning("redis unavailable: %s", error)
-    return envelope("unavailable", "The inventory store is unavailable; retry shortly.",
-                    {"reason": type(error).__name__}, {"Retry-After": RETRY_AFTER_UNAVAILABLE})
+    return to_response(redis_down_reply(error))
 
 
 def handle_database_down(error: Exception) -> Response:

@@ -61,13 +61,29 @@ def configure_logging(level: str = "INFO") -> None:
 log = structlog.get_logger("flashstock.api")
 
 
-def _begin() -> None:
-    given = request.headers.get(REQUEST_ID_HEADER)
-    request_id = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
-    g.request_id = request_id
-    g.started = time.perf_counter()
+def begin(given_request_id: str | None) -> str:
+    """Start a request's log context: the caller's X-Request-ID if well-formed, else a new one."""
+    ok = given_request_id and _REQUEST_ID.match(given_request_id)
+    request_id = given_request_id if ok else uuid.uuid4().hex
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
+    return request_id  # type: ignore[return-value]
+
+
+def finish(method: str, endpoint: str, path: str, status: int, seconds: float,
+           remote_addr: str | None, error_code: str | None) -> None:
+    """Count the request in the metrics and write its one log line."""
+    metrics.observe_request(method, endpoint, status, seconds)
+    fields: dict[str, Any] = {"method": method, "path": path, "status": status,
+                              "duration_ms": round(seconds * 1000, 3), "remote_addr": remote_addr}
+    if error_code:
+        fields["error"] = error_code
+    log.info("request", **fields)
+
+
+def _begin() -> None:
+    g.request_id = begin(request.headers.get(REQUEST_ID_HEADER))
+    g.started = time.perf_counter()
 
 
 def _finish(response: Response) -> Response:
@@ -76,16 +92,9 @@ def _finish(response: Response) -> Response:
         _begin()
         request_id = g.request_id
     response.headers[REQUEST_ID_HEADER] = request_id
-    elapsed = time.perf_counter() - g.started
     rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
-    status = response.status_code
-    metrics.observe_request(request.method, rule, status, elapsed)
-    fields: dict[str, Any] = {"method": request.method, "path": request.path, "status": status,
-                              "duration_ms": round(elapsed * 1000, 3), "remote_addr": request.remote_addr}
-    code = g.get("error_code")
-    if code:
-        fields["error"] = code
-    log.info("request", **fields)
+    finish(request.method, rule, request.path, response.status_code, time.perf_counter() - g.started,
+           request.remote_addr, g.get("error_code"))
     return response
 
 

@@ -9,6 +9,7 @@ from typing import Any, Callable
 import marshmallow as ma
 from flask import request
 from flask_smorest import Blueprint
+from werkzeug.http import parse_options_header
 
 from api.errors import ApiError
 
@@ -18,11 +19,17 @@ def invalid(messages: Any) -> ApiError:
 
 
 def json_body() -> Any:
+    """The current request's JSON body (see `decode_json`)."""
+    return decode_json(request.get_data(cache=True), request.content_type)
+
+
+def decode_json(raw: bytes, content_type: str | None) -> Any:
     """The JSON body ({} when empty): 400 if it is not JSON, 415 if it is sent as another media type."""
-    raw = request.get_data(cache=True)
     if not raw:
         return {}
-    if not request.is_json:
+    mimetype = parse_options_header(content_type)[0].lower()
+    if not (mimetype == "application/json"
+            or (mimetype.startswith("application/") and mimetype.endswith("+json"))):
         raise ApiError("unsupported_media_type", "Send the body as application/json.")
     try:
         return json.loads(raw)

@@ -1,30 +1,23 @@
 """Rate limits per user and per client IP on the reservation endpoints (Flask-Limiter, Redis storage).
 
 Two shared Flask-Limiter buckets cover every reservation endpoint: one per user, one per client IP.
-Most endpoints use Flask-Limiter's decorators. The hot path, POST /v1/reservations, hits the very same
-buckets (same keys, same fixed-window semantics) through `ReservationLimits.hit`, which increments
-both counters and fetches the idempotency record in one pipelined round trip: Flask-Limiter would
-spend a round trip per limit plus its own per-request bookkeeping.
+Most endpoints use Flask-Limiter's decorators. The hot path, POST /v1/reservations, counts the very
+same buckets (same keys, same fixed-window semantics) inside the reserve script itself: admission and
+the hold are one Redis round trip, where Flask-Limiter would spend a round trip per limit plus its own
+per-request bookkeeping. `ReservationLimits.buckets` names those counters for the core.
 """
 
 from __future__ import annotations
 
-import math
-import time
-from typing import Any
-
 from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from limits import RateLimitItem, parse
-from limits.storage import RedisStorage
+from limits import parse
 from redis import Redis
-from redis.exceptions import NoScriptError
 
-from api.errors import ApiError
 from inventory.config import Settings
 from inventory.keys import KeySpace
-from inventory.store import MEMORY_URL
+from inventory.models import RateLimit
 
 USER_SCOPE, IP_SCOPE = "reservations-user", "reservations-ip"
 
@@ -56,73 +49,32 @@ per_user = limiter.shared_limit(_user_limit, scope=USER_SCOPE, key_func=user_key
 per_ip = limiter.shared_limit(_ip_limit, scope=IP_SCOPE, key_func=get_remote_address)
 
 
-def _limited(item: RateLimitItem, retry_after: float) -> ApiError:
-    return ApiError("rate_limited", "Too many requests; slow down.", limit=str(item),
-                    headers={"Retry-After": str(max(1, math.ceil(retry_after)))})
-
-
 class ReservationLimits:
-    """Hit the per-user and per-IP buckets (and GET one more key) in a single Redis round trip."""
+    """The two buckets a reservation counts against, as the core's RateLimit counters."""
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
+    def __init__(self, settings: Settings, key_prefix: str) -> None:
         self.user_item = parse(settings.rate_limit_reservations)
         self.ip_item = parse(settings.rate_limit_reservations_per_ip)
-        self.redis = redis
+        self.key_prefix = key_prefix
 
-    def hit(self, user: str, ip: str, also_get: str | None = None) -> bytes | None:
-        """Count one request against both buckets; 429 if either is over; returns GET `also_get`."""
-        storage = limiter.storage
-        checks = [(self.user_item, user, USER_SCOPE), (self.ip_item, ip, IP_SCOPE)]
-        if not isinstance(storage, RedisStorage):  # embedded mode: in-process counters
-            for item, key, scope in checks:
-                if not limiter.limiter.hit(item, key, scope):
-                    reset_at = limiter.limiter.get_window_stats(item, key, scope).reset_time
-                    raise _limited(item, reset_at - time.time())
-            return self.redis.get(also_get) if also_get else None
-        client = storage.get_connection()
-        names = [storage.prefixed_key(item.key_for(key, scope)) for item, key, scope in checks]
-        replies = self._pipelined(client, storage.lua_incr_expire, checks, names, also_get)
-        for (item, _, _), name, count in zip(checks, names, replies):
-            if int(count) > item.amount:
-                ttl_ms = client.pttl(name)
-                raise _limited(item, (ttl_ms if ttl_ms > 0 else 1000) / 1000)
-        return replies[2] if also_get else None
-
-    @staticmethod
-    def _pipelined(client: Redis, incr_expire: Any, checks: Any, names: list[str],
-                   also_get: str | None) -> list[Any]:
-        def run() -> list[Any]:
-            # Flask-Limiter's own incr_expire script, by SHA: a redis-py pipeline given the Script
-            # object would first ask SCRIPT EXISTS, an extra round trip on every request.
-            pipe = client.pipeline(transaction=False)
-            for (item, _, _), name in zip(checks, names):
-                pipe.evalsha(incr_expire.sha, 1, name, item.get_expiry(), 1)
-            if also_get:
-                pipe.get(also_get)
-            return pipe.execute(raise_on_error=False)
-
-        replies = run()
-        if any(isinstance(reply, NoScriptError) for reply in replies):
-            client.script_load(incr_expire.script)  # after a Redis restart or SCRIPT FLUSH
-            replies = run()
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
-        return replies
+    def buckets(self, user_id: str, ip: str) -> list[RateLimit]:
+        """The user's and the client IP's counters, keyed as limits' RedisStorage keys them."""
+        return [RateLimit(f"{self.key_prefix}:{item.key_for(key, scope)}", item.amount, item.get_expiry(),
+                          str(item))
+                for item, key, scope in ((self.user_item, f"u:{user_id}", USER_SCOPE),
+                                         (self.ip_item, ip, IP_SCOPE))]
 
 
 def init_app(app: Flask, settings: Settings, redis: Redis) -> ReservationLimits:
     """Bind the limiter to the app, storing counters in the inventory's Redis (same pool and timeouts)."""
-    keys = KeySpace(settings.key_prefix)
+    key_prefix = KeySpace(settings.key_prefix).scoped("rl")
     app.config["FLASHSTOCK_RATE_LIMIT_USER"] = settings.rate_limit_reservations
     app.config["FLASHSTOCK_RATE_LIMIT_IP"] = settings.rate_limit_reservations_per_ip
-    if settings.redis_url.startswith(MEMORY_URL):
-        app.config["RATELIMIT_STORAGE_URI"] = "memory://"
-        app.config["RATELIMIT_STORAGE_OPTIONS"] = {}
-    else:
-        app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url
-        app.config["RATELIMIT_STORAGE_OPTIONS"] = {"connection_pool": redis.connection_pool,
-                                                   "key_prefix": keys.scoped("rl")}
+    # The inventory's own client pool (embedded mode: fakeredis's), so the reserve script and the
+    # decorators count in the same Redis; the URI only selects limits' Redis storage.
+    app.config["RATELIMIT_STORAGE_URI"] = "redis://inventory"
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = {"connection_pool": redis.connection_pool,
+                                               "key_prefix": key_prefix}
     limiter._storage_options = {}  # noqa: SLF001 - a new app (tests) brings its own storage options
     limiter.init_app(app)
     # Only decorated limits are used; they are checked by their decorators, so the per-request
@@ -134,4 +86,4 @@ def init_app(app: Flask, settings: Settings, redis: Redis) -> ReservationLimits:
     app.after_request_funcs[None] = [f for f in app.after_request_funcs.get(None, [])
                                      if getattr(f, "args", (None,))[:1] != (limiter,)]
     app.extensions["flashstock_limiter"] = limiter
-    return ReservationLimits(settings, redis)
+    return ReservationLimits(settings, key_prefix)

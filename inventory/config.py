@@ -33,6 +33,7 @@ class Settings:
     rate_limit_reservations: str = "30/second"
     rate_limit_reservations_per_ip: str = "1000/second"
     idempotency_ttl_seconds: int = 86_400
+    api_fast_path: bool = True  # POST /v1/reservations answered outside Flask (api/hotpath.py)
     api_bind: str = "127.0.0.1:8000"
     api_workers: int = 2
     metrics_dir: str = ""
@@ -87,6 +88,7 @@ class Settings:
             rate_limit_reservations_per_ip=env.str("RATE_LIMIT_RESERVATIONS_PER_IP",
                                                    d.rate_limit_reservations_per_ip),
             idempotency_ttl_seconds=env.int("IDEMPOTENCY_TTL_SECONDS", d.idempotency_ttl_seconds),
+            api_fast_path=env.bool("API_FAST_PATH", d.api_fast_path),
             api_bind=env.str("BIND", d.api_bind),
             api_workers=env.int("WEB_CONCURRENCY", d.api_workers),
             metrics_dir=env.str("PROMETHEUS_MULTIPROC_DIR", d.metrics_dir),

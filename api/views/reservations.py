@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 
 from api import idempotency, metrics, ratelimit
 from api.auth import STOREFRONT_SECURITY, acting_user, require
+from api.hotpath import hold
 from api.parsing import arguments
 from api.schemas import AmendIn, OrderData, ReservationData, ReserveIn, UserIn, reservation_json
 from api.state import respond, state
@@ -43,29 +44,22 @@ def _fingerprint(user_id: str, args: Any) -> str:
 @arguments(blp, ReserveIn())
 def create_reservation(args: dict[str, Any]) -> Response:
     """Hold stock on one or more SKUs for a user, all lines or none."""
-    # The hot path: rate limits and the idempotency lookup share one round trip, the hold is one script.
+    # Without an Idempotency-Key this request is normally answered by api/hotpath.py, before Flask.
     st = state()
     user_id = acting_user(args.get("user_id"))
     key = idempotency.header_key()
-    record_key = st.idempotency.record_key(_idempotency_scope(), key) if key else None
-    stored = st.limits.hit(f"u:{user_id}", request.remote_addr or "127.0.0.1", record_key)
-    items = [(item["sku"], item["qty"]) for item in args["items"]]
 
     def produce() -> Response:
-        try:
-            held = st.inventory.reservations.reserve(
-                user_id, items, ttl_seconds=args.get("ttl_seconds"), idempotency_key=key)
-        except InventoryError as error:
-            metrics.RESERVATIONS.labels(error.code).inc()
-            raise
-        metrics.RESERVATIONS_HELD.inc()
+        held = hold(st, user_id, args, request.remote_addr or "127.0.0.1", key)
         response = jsonify({"data": reservation_json(held)})
         response.status_code = 201
         return response
 
-    if record_key is None:
+    if key is None:
         return produce()
-    return st.idempotency.run(record_key, _fingerprint(user_id, args), stored, produce)
+    record_key = st.idempotency.record_key(_idempotency_scope(), key)
+    return st.idempotency.run(record_key, _fingerprint(user_id, args), st.inventory.redis.get(record_key),
+                              produce)
 
 
 @blp.route("/<string:reservation_id>", methods=["GET"])

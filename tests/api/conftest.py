@@ -39,9 +39,10 @@ def with_api_settings(settings: Settings) -> Settings:
     )
 
 
-@pytest.fixture
-def api_settings(settings: Settings) -> Settings:
-    return with_api_settings(settings)
+@pytest.fixture(params=[True, False], ids=["hot-path", "flask-only"])
+def api_settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
+    """Every API test runs with POST /v1/reservations on the WSGI hot path and on the Flask view."""
+    return with_api_settings(settings).with_overrides(api_fast_path=request.param)
 
 
 class CheckoutRecorder:

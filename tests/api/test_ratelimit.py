@@ -61,25 +61,23 @@ def test_embedded_mode_limits_in_process(api_settings, clock):
     assert [reserve(client, "alice").status_code for _ in range(3)] == [201, 201, 429]
 
 
-def test_pipelined_hit_loads_the_limit_script_when_the_server_lacks_it(real_redis, key_prefix):
-    from limits.storage import RedisStorage
+def test_the_reserve_scripts_buckets_are_flask_limiters_counters(api_settings, api_inv):
+    from api.ratelimit import IP_SCOPE, USER_SCOPE
 
-    from api.ratelimit import ReservationLimits
+    app = create_app(api_settings, inventory=api_inv, on_checkout=None)
+    limits, storage = app.extensions["flashstock"].limits, app.extensions["flashstock_limiter"].storage
+    user_bucket, ip_bucket = limits.buckets("alice", "10.0.0.1")
+    assert user_bucket.key == storage.prefixed_key(limits.user_item.key_for("u:alice", USER_SCOPE))
+    assert ip_bucket.key == storage.prefixed_key(limits.ip_item.key_for("10.0.0.1", IP_SCOPE))
+    assert (user_bucket.limit, user_bucket.window_seconds) == (1000, 1)
 
-    base = RedisStorage.SCRIPT_INCR_EXPIRE
-    base = base.decode() if isinstance(base, bytes) else base
-    source = f"{base}\n-- {key_prefix}"  # a script (SHA) this server has never seen: NOSCRIPT first
-    script = real_redis.register_script(source)
-    names = [f"{key_prefix}:rl:a", f"{key_prefix}:rl:b"]
 
-    class Item:
-        @staticmethod
-        def get_expiry() -> int:
-            return 60
-
-    checks = [(Item, "a", "s"), (Item, "b", "s")]
-    real_redis.set(f"{key_prefix}:idem", b"stored")
-    replies = ReservationLimits._pipelined(real_redis, script, checks, names, f"{key_prefix}:idem")
-    assert replies == [1, 1, b"stored"]
-    assert ReservationLimits._pipelined(real_redis, script, checks, names, None) == [2, 2]
-    assert 0 < real_redis.ttl(names[0]) <= 60
+def test_the_hot_path_and_the_idempotent_flask_path_share_one_budget(limited_client, api_inv):
+    make_product(api_inv, stock=100)
+    body = {"user_id": "alice", "items": [{"sku": "HOT", "qty": 1}]}
+    assert reserve(limited_client, "alice").status_code == 201  # hot path
+    keyed = {**SF, "Idempotency-Key": "k-1"}
+    assert limited_client.post("/v1/reservations", json=body, headers=keyed).status_code == 201  # Flask view
+    assert reserve(limited_client, "alice").status_code == 201
+    response = limited_client.post("/v1/reservations", json=body, headers={**SF, "Idempotency-Key": "k-2"})
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) >= 1

@@ -1,0 +1,103 @@
+"""POST /v1/reservations answered straight on WSGI: the flash-sale hot path without Flask's machinery.
+
+During a stampede this endpoint is nearly all the traffic, and Flask's request and response objects,
+hooks and error dispatch cost more CPU than the reservation itself (BENCHMARKS.md). This middleware
+answers it with the same parts the Flask view uses: the authenticator, the ReserveIn schema, `hold`
+(rate limits counted inside the reserve script), the error table, the request log line and metrics.
+Requests with an Idempotency-Key (stored-response replay) or without a Content-Length go on to the
+Flask view, as does everything when Settings.api_fast_path is off.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from http import HTTPStatus
+from typing import Any, Callable, Iterable
+
+import structlog
+from flask import Flask
+
+from api import metrics, observability
+from api.auth import allowed, user_for
+from api.errors import REDIS_DOWN, ApiError, ErrorReply, error_reply, inventory_error_reply, redis_down_reply
+from api.parsing import decode_json, load
+from api.schemas import ReserveIn, reservation_json
+from api.state import ApiState
+from inventory.errors import InventoryError
+from inventory.models import Reservation
+
+PATH = "/v1/reservations"
+ENDPOINT = PATH  # the metrics label Flask's url rule gives this endpoint
+STOREFRONT_KINDS = ("storefront", "user")
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+log = structlog.get_logger("flashstock.api")
+_STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
+
+
+def hold(st: ApiState, user_id: str, args: dict[str, Any], client_ip: str,
+         idempotency_key: str | None = None) -> Reservation:
+    """Reserve for a validated request, counting it in the user's and the IP's rate-limit buckets."""
+    try:
+        held = st.inventory.reservations.reserve(
+            user_id, [(item["sku"], item["qty"]) for item in args["items"]],
+            ttl_seconds=args.get("ttl_seconds"), idempotency_key=idempotency_key,
+            rate_limits=st.limits.buckets(user_id, client_ip))
+    except InventoryError as error:
+        metrics.RESERVATIONS.labels(error.code).inc()
+        raise
+    metrics.RESERVATIONS_HELD.inc()
+    return held
+
+
+class FastReserve:
+    """WSGI middleware in front of the Flask app that serves plain POST /v1/reservations itself."""
+
+    def __init__(self, app: Flask, downstream: WSGIApp) -> None:
+        self.state: ApiState = app.extensions["flashstock"]
+        self.max_body = int(app.config["MAX_CONTENT_LENGTH"])
+        self.downstream = downstream
+        self.schema = ReserveIn()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if (environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST"
+                or "HTTP_IDEMPOTENCY_KEY" in environ or not environ.get("CONTENT_LENGTH", "").isdigit()):
+            return self.downstream(environ, start_response)
+        started = time.perf_counter()
+        request_id = observability.begin(environ.get("HTTP_X_REQUEST_ID"))
+        remote_addr = environ.get("REMOTE_ADDR") or "127.0.0.1"
+        try:
+            status, doc, headers, code = 201, {"data": reservation_json(self._reserve(environ, remote_addr))}, {}, None
+        except Exception as error:  # noqa: BLE001 - every failure becomes the documented envelope
+            reply = self._error_reply(error, environ)
+            status, doc, headers, code = reply.status, reply.body, reply.headers, reply.code
+        body = json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+        start_response(_STATUS_LINES[status], [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+            ("X-Request-ID", request_id), *headers.items()])
+        observability.finish("POST", ENDPOINT, PATH, status, time.perf_counter() - started, remote_addr, code)
+        structlog.contextvars.clear_contextvars()
+        return [body]
+
+    def _reserve(self, environ: dict[str, Any], remote_addr: str) -> Reservation:
+        st = self.state
+        principal = allowed(st.auth.authenticate_headers(environ.get("HTTP_X_API_KEY"),
+                                                         environ.get("HTTP_AUTHORIZATION", "")),
+                            STOREFRONT_KINDS)
+        length = int(environ["CONTENT_LENGTH"])
+        if length > self.max_body:
+            raise ApiError("payload_too_large", "The data value transmitted exceeds the capacity limit.")
+        args = load(self.schema, decode_json(environ["wsgi.input"].read(length), environ.get("CONTENT_TYPE")))
+        return hold(st, user_for(principal, args.get("user_id")), args, remote_addr)
+
+    @staticmethod
+    def _error_reply(error: Exception, environ: dict[str, Any]) -> ErrorReply:
+        if isinstance(error, ApiError):
+            return error_reply(error.code, error.message, error.details, error.headers)
+        if isinstance(error, InventoryError):
+            return inventory_error_reply(error)
+        if isinstance(error, REDIS_DOWN):
+            log.warning("redis unavailable", error=str(error))
+            return redis_down_reply(error)
+        log.exception("unhandled error", method="POST", path=environ.get("PATH_INFO"))
+        return error_reply("internal_error", "Internal error.", status=500)

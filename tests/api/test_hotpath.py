@@ -1,0 +1,99 @@
+"""POST /v1/reservations on the WSGI hot path answers exactly as the Flask view does, without Flask."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+
+from api import create_app
+from api.hotpath import FastReserve
+from tests.api.conftest import ADMIN, SF, error_of, user_token
+from tests.helpers import make_product
+
+ITEM = [{"sku": "HOT", "qty": 1}]
+# (headers, body or raw bytes): every kind of answer the endpoint gives.
+CASES: dict[str, tuple[dict[str, str], Any]] = {
+    "held": (SF, {"user_id": "alice", "items": ITEM}),
+    "held_with_jwt": ({"Authorization": f"Bearer {user_token('bob')}"}, {"items": ITEM}),
+    "sold_out": (SF, {"user_id": "carol", "items": [{"sku": "HOT", "qty": 50}]}),
+    "unknown_sku": (SF, {"user_id": "dave", "items": [{"sku": "NOPE", "qty": 1}]}),
+    "invalid_fields": (SF, {"user_id": "", "items": [{"sku": "HOT", "qty": 0}], "extra": 1}),
+    "no_user_with_storefront_key": (SF, {"items": ITEM}),
+    "jwt_user_mismatch": ({"Authorization": f"Bearer {user_token('bob')}"}, {"user_id": "eve", "items": ITEM}),
+    "no_credentials": ({}, {"user_id": "alice", "items": ITEM}),
+    "wrong_key": ({"X-API-Key": "nope"}, {"user_id": "alice", "items": ITEM}),
+    "admin_key": (ADMIN, {"user_id": "alice", "items": ITEM}),
+    "not_json": ({**SF, "Content-Type": "application/json"}, b"{not json"),
+    "form_body": ({**SF, "Content-Type": "application/x-www-form-urlencoded"}, b"user_id=alice"),
+    "empty_body": ({**SF, "Content-Type": "application/json"}, b""),
+}
+
+
+def _answer(app: Any, headers: dict[str, str], body: Any) -> tuple[int, Any, dict[str, str]]:
+    client = app.test_client()
+    if isinstance(body, bytes):
+        response = client.post("/v1/reservations", data=body, headers=headers)
+    else:
+        response = client.post("/v1/reservations", json=body, headers=headers)
+    doc = response.get_json()
+    if doc and "data" in doc:  # ids and times differ between two holds
+        doc["data"] = {k: v for k, v in doc["data"].items() if k not in ("id", "created_at", "expires_at")}
+    kept = {k: v for k, v in response.headers.items() if k in ("Content-Type", "WWW-Authenticate", "Retry-After")}
+    return response.status_code, doc, kept
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_hot_path_answers_like_the_flask_view(case, api_settings, api_inv):
+    make_product(api_inv, stock=10)
+    headers, body = CASES[case]
+    hot = create_app(api_settings.with_overrides(api_fast_path=True), inventory=api_inv, on_checkout=None)
+    flask = create_app(api_settings.with_overrides(api_fast_path=False), inventory=api_inv, on_checkout=None)
+    assert isinstance(hot.wsgi_app, FastReserve) and not isinstance(flask.wsgi_app, FastReserve)
+    assert _answer(hot, headers, body) == _answer(flask, headers, body)
+
+
+def test_plain_reservations_never_reach_flask_and_keyed_ones_do(api_settings, api_inv, monkeypatch):
+    make_product(api_inv, stock=10)
+    app = create_app(api_settings.with_overrides(api_fast_path=True), inventory=api_inv, on_checkout=None)
+    reached: list[str] = []
+    downstream = app.wsgi_app.downstream
+
+    def flask_app(environ, start_response):
+        reached.append(environ["PATH_INFO"])
+        return downstream(environ, start_response)
+
+    monkeypatch.setattr(app.wsgi_app, "downstream", flask_app)
+    client = app.test_client()
+    body = {"user_id": "alice", "items": ITEM}
+    assert client.post("/v1/reservations", json=body, headers=SF).status_code == 201
+    assert reached == []
+    keyed = client.post("/v1/reservations", json=body, headers={**SF, "Idempotency-Key": "k1"})
+    assert keyed.status_code == 201 and reached == ["/v1/reservations"]
+    assert client.get("/v1/products", headers=SF).status_code == 200
+    assert reached == ["/v1/reservations", "/v1/products"]
+
+
+def test_redis_down_is_503_with_retry_after(api_settings, api_inv, monkeypatch):
+    app = create_app(api_settings.with_overrides(api_fast_path=True), inventory=api_inv, on_checkout=None)
+
+    def down(*_: Any, **__: Any) -> Any:
+        raise redis.exceptions.ConnectionError("connection refused")
+
+    monkeypatch.setattr(api_inv.reservations, "reserve", down)
+    response = app.test_client().post("/v1/reservations", json={"user_id": "a", "items": ITEM}, headers=SF)
+    assert response.status_code == 503 and error_of(response)["code"] == "unavailable"
+    assert response.headers["Retry-After"] == "1"
+
+
+def test_an_unexpected_failure_is_500_internal_error_and_logged(api_settings, api_inv, monkeypatch, capsys):
+    app = create_app(api_settings.with_overrides(api_fast_path=True), inventory=api_inv, on_checkout=None)
+    monkeypatch.setattr(api_inv.reservations, "reserve", lambda *_, **__: 1 / 0)
+    response = app.test_client().post("/v1/reservations", json={"user_id": "a", "items": ITEM},
+                                      headers={**SF, "X-Request-ID": "trace-500"})
+    assert response.status_code == 500
+    assert error_of(response) == {"code": "internal_error", "message": "Internal error.", "details": {}}
+    assert response.headers["X-Request-ID"] == "trace-500"
+    out = capsys.readouterr().out
+    assert "ZeroDivisionError" in out and '"status": 500' in out
