@@ -28,21 +28,17 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import psycopg2
 import redis
 import redis.asyncio as aredis
-from psycopg2 import sql
 
 from bench import flow_plots
 from bench.cpu import CpuWindow
 from bench.flow_check import (
     STATUS_OF_PAY,
     ClientOrder,
-    DbOrder,
     Sample,
-    SkuState,
     drain_after_stall,
     expected_sold,
     lag_series,
@@ -52,24 +48,35 @@ from bench.flow_check import (
     stats,
     stock_agreement,
 )
+from bench.flow_stack import (
+    DB_NAME,
+    REPO,
+    SAMPLE_EVERY_S,
+    Snapshot,
+    Stack,
+    collect,
+    create_db,
+    delete_amqp_queue,
+    drop_db,
+    flow_inventory,
+    log_errors,
+    persist_task_stats,
+    product_env,
+    seed,
+    signal_group,
+    start_stack,
+    stop_stack,
+    wait_drained,
+)
 from bench.flowgen import Flow, FlowConfig, FlowRun, drive, summarize
-from bench.procs import ProcessGroup, free_port, install_signal_handlers, wait_for_port
-from bench.services import admin_conn, pg_dsn, start_redis
+from bench.procs import ProcessGroup, install_signal_handlers
+from bench.services import start_redis
 from bench.suite import Context
-from bench.targets import BENCH_API_KEY, Env, _sqlalchemy_url, fs_env
+from bench.targets import BENCH_API_KEY
 
 NAME = "full_flow"
-PREFIX = "fsflow"  # own key prefix on the shared private redis-server
-# Own database per process: other scenarios drop theirs by name, and two runs may overlap on a shared box.
-DB_NAME = f"flashstock_bench_flow_{os.getpid()}"
 QUEUE = "flashstock-bench-flow"  # + a random suffix per run (RabbitMQ is shared)
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 BOUNDED_SKU = "flow-ltd"
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_EVERY_S = 0.1
-# The order row's insert time, stamped by PostgreSQL itself; added to the bench database only.
-LAG_COLUMN = "ALTER TABLE orders ADD COLUMN bench_persisted_at double precision " \
-             "DEFAULT extract(epoch from clock_timestamp())"
 
 
 @dataclass(frozen=True)
@@ -95,129 +102,6 @@ FULL = Plan(connections=64, warmup_s=3.0, steady_s=60.0, stall_lead_s=3.0, stall
             ample_skus=3, ample_stock=10_000_000, bounded_stock=2_000, fail_ratio=0.2, drain_timeout_s=120.0)
 
 
-@dataclass
-class Stack:
-    """The processes and addresses of one run."""
-
-    api: subprocess.Popen
-    worker: subprocess.Popen
-    beat: subprocess.Popen
-    port: int
-    env: dict[str, str]
-    db_url: str
-
-
-# -- services --------------------------------------------------------------------------------------
-
-
-def create_db(base_dsn: str, admin_db: str) -> str:
-    """(Re)create this scenario's database, migrate it, add the lag column; return its SQLAlchemy URL."""
-    from inventory.migrations import upgrade
-
-    drop_db(base_dsn, admin_db)
-    with admin_conn(base_dsn, admin_db) as cur:
-        cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB_NAME)))
-    url = _sqlalchemy_url(pg_dsn(base_dsn, DB_NAME))
-    upgrade(url)
-    with psycopg2.connect(pg_dsn(base_dsn, DB_NAME)) as conn, conn.cursor() as cur:
-        cur.execute(LAG_COLUMN)
-    conn.close()
-    return url
-
-
-def drop_db(base_dsn: str, admin_db: str) -> None:
-    """Drop this scenario's database (only ours, by its fixed name)."""
-    with admin_conn(base_dsn, admin_db) as cur:
-        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB_NAME)))
-
-
-def product_env(ctx: Context, db_url: str, broker: str, secret: str) -> dict[str, str]:
-    """The hot-SKU target's settings (bench.targets.fs_env) on our prefix, database, queue and secret."""
-    env = fs_env(Env(redis_port=ctx.redis_port, pg_dsn=pg_dsn(ctx.pg_base_dsn, DB_NAME),
-                     workers=getattr(ctx.args, "workers", 2),
-                     worker_connections=getattr(ctx.args, "worker_connections", 1000)))
-    env.update(DATABASE_URL=db_url, KEY_PREFIX=PREFIX, WEBHOOK_SECRET=secret)
-    if broker == "amqp":
-        env["CELERY_BROKER_URL"] = AMQP_URL
-    return env
-
-
-def _wait_log(procs: ProcessGroup, name: str, proc: subprocess.Popen, marker: bytes, timeout_s: float) -> None:
-    log = procs.log_dir / f"{name}.log"
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode}; see {log}")
-        if log.exists() and marker in log.read_bytes():
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"{name} not ready after {timeout_s}s; see {log}")
-
-
-def start_stack(ctx: Context, env: dict[str, str], db_url: str, queue: str) -> Stack:
-    """Worker and beat as in the Procfile, then the API as deployed (gunicorn.conf.py + wsgi:app)."""
-    py, celery = sys.executable, [sys.executable, "-m", "celery", "-A", "sync.app"]
-    worker = ctx.procs.start("flow-worker", [*celery, "worker", "-Q", queue, "--concurrency", "2",
-                                             "--without-gossip", "--without-mingle", "-l", "INFO",
-                                             "-n", f"flow-{os.getpid()}@%h"], cwd=REPO, env=env)
-    _wait_log(ctx.procs, "flow-worker", worker, b" ready.", 60)
-    beat = ctx.procs.start("flow-beat", [*celery, "beat", "-l", "INFO", "--pidfile=", "-s",
-                                         str(ctx.tmp / "flow-beat-schedule")], cwd=REPO, env=env)
-    port = free_port()
-    api = ctx.procs.start("flow-api", [py, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}",
-                                       "--backlog", "2048", "wsgi:app"], cwd=REPO, env=env)
-    wait_for_port(port, 30, api)
-    _wait_log(ctx.procs, "flow-beat", beat, b"beat: Starting", 30)
-    return Stack(api, worker, beat, port, env, db_url)
-
-
-def stop_stack(ctx: Context, stack: Stack) -> None:
-    """API first (no new checkouts), then beat and worker; each by its process group."""
-    _signal(stack.worker, signal.SIGCONT)
-    for proc in (stack.api, stack.beat, stack.worker):
-        ctx.procs.stop(proc)
-
-
-def _signal(proc: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _inventory(ctx: Context) -> Any:
-    from inventory import Inventory
-    from inventory.config import Settings
-
-    return Inventory(redis.Redis(host="127.0.0.1", port=ctx.redis_port), Settings(key_prefix=PREFIX))
-
-
-def seed(ctx: Context, stock: dict[str, int], broker_url: str, queue: str, timeout_s: float = 30.0) -> None:
-    """Configure the SKUs through the core once the worker has set the Redis epoch, then wait until
-    the seed events are persisted (a drain is queued the way beat would)."""
-    from inventory.config import Settings
-    from sync.app import make_celery
-
-    inv = _inventory(ctx)
-    _until(lambda: inv.redis.exists(inv.keys.epoch), timeout_s, "worker never initialised the Redis epoch")
-    for sku, units in stock.items():
-        inv.catalog.configure(sku, name=f"bench {sku}", price=1000)
-        inv.catalog.adjust_stock(sku, set_total=units, reason="seed")
-    app = make_celery(Settings(redis_url=f"redis://127.0.0.1:{ctx.redis_port}/0", key_prefix=PREFIX,
-                               celery_queue=queue, celery_broker_url=broker_url))
-    try:
-        app.send_task("flashstock.persist_outbox", queue=queue)
-    finally:
-        app.close()
-    _until(lambda: inv.redis.xlen(inv.keys.outbox) == 0, timeout_s, "seed events were not persisted")
-
-
-def _until(cond: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
 # -- load ------------------------------------------------------------------------------------------
 
 
@@ -253,12 +137,12 @@ async def _sample(port: int, stream: str, sink: list[Sample]) -> None:
 async def _stall(worker: subprocess.Popen, plan: Plan, marks: dict[str, float]) -> None:
     """Stop the whole worker (main process and pool children) for plan.stall_s, then resume it."""
     await asyncio.sleep(plan.stall_lead_s)
-    _signal(worker, signal.SIGSTOP)
+    signal_group(worker, signal.SIGSTOP)
     marks["stopped"] = time.time()
     try:
         await asyncio.sleep(plan.stall_s)
     finally:
-        _signal(worker, signal.SIGCONT)
+        signal_group(worker, signal.SIGCONT)
         marks["resumed"] = time.time()
 
 
@@ -289,93 +173,6 @@ async def load(ctx: Context, plan: Plan, stack: Stack, cfg: FlowConfig, stream: 
         print(f"{NAME} {name:7s} flows={s['flows']} completed/s={s['completed_flows_per_s']} "
               f"req/s={s['requests_per_s']} outcomes={s['outcomes']}", flush=True)
     return phases
-
-
-# -- after the load --------------------------------------------------------------------------------
-
-
-def wait_drained(inv: Any, timeout_s: float, sink: list[Sample]) -> tuple[bool, float]:
-    """Poll until the outbox is empty with nothing pending three times in a row (bounded)."""
-    from inventory.persistence import GROUP
-
-    t0, empty = time.monotonic(), 0
-    while time.monotonic() - t0 < timeout_s:
-        info = inv.redis.xinfo_stream(inv.keys.outbox)
-        sink.append(Sample(time.time(), int(info["length"]), int(info["entries-added"])))
-        pending = int(inv.redis.xpending(inv.keys.outbox, GROUP)["pending"])
-        empty = empty + 1 if info["length"] == 0 and pending == 0 else 0
-        if empty >= 3:
-            return True, time.monotonic() - t0
-        time.sleep(SAMPLE_EVERY_S)
-    return False, time.monotonic() - t0
-
-
-@dataclass
-class Snapshot:
-    """Both stores after the drain."""
-
-    orders: dict[str, DbOrder]
-    persisted_at: dict[str, float]
-    ledger: dict[str, tuple[int, int]]
-    payments: dict[str, int]
-    rejects: int
-    product_drifts: list[str]
-    redis: dict[str, SkuState | None]
-    outbox_len: int
-    outbox_pending: int
-    reconcile: dict
-
-
-def collect(ctx: Context, inv: Any, db_url: str, skus: list[str]) -> Snapshot:
-    """Read PostgreSQL and Redis, then run a full reconciliation pass with repair disabled."""
-    from inventory.context import decode_hash
-    from inventory.db import make_engine, make_session_factory
-    from inventory.persistence import GROUP
-    from inventory.reconcile import run_reconciliation
-
-    conn = psycopg2.connect(pg_dsn(ctx.pg_base_dsn, DB_NAME))
-    with conn, conn.cursor() as cur:
-        cur.execute("SELECT o.id, o.user_id, o.status, o.bench_persisted_at, l.sku, l.qty FROM orders o "
-                    "LEFT JOIN order_lines l ON l.order_id = o.id ORDER BY o.id, l.sku")
-        orders: dict[str, DbOrder] = {}
-        persisted_at: dict[str, float] = {}
-        for oid, user, status, at, sku, qty in cur.fetchall():
-            prior = orders.get(oid)
-            lines = (prior.lines if prior else ()) + (((sku, int(qty)),) if sku is not None else ())
-            orders[oid] = DbOrder(oid, user, status, lines)
-            persisted_at[oid] = float(at)
-        cur.execute("SELECT sku, sum(total_delta), sum(sold_delta) FROM stock_ledger GROUP BY sku")
-        ledger = {sku: (int(t), int(s)) for sku, t, s in cur.fetchall()}
-        cur.execute("SELECT result, count(*) FROM payment_events GROUP BY result")
-        payments = {r: int(n) for r, n in cur.fetchall()}
-        cur.execute("SELECT count(*) FROM outbox_rejects")
-        rejects = int(cur.fetchone()[0])
-        cur.execute("SELECT r.id, d.sku, d.kind, d.detail FROM reconcile_drifts d "
-                    "JOIN reconcile_runs r ON r.id = d.run_id ORDER BY r.id")
-        drifts = [f"run {r} {sku} {kind}: {detail}" for r, sku, kind, detail in cur.fetchall()]
-    conn.close()
-    state: dict[str, SkuState | None] = {}
-    for sku in skus:
-        f = decode_hash(inv.redis.hgetall(inv.keys.sku(sku).stock))
-        state[sku] = SkuState(*(int(f.get(k) or 0) for k in ("total", "avail", "held", "sold"))) if f else None
-    length = int(inv.redis.xlen(inv.keys.outbox))
-    pending = int(inv.redis.xpending(inv.keys.outbox, GROUP)["pending"])
-    engine = make_engine(db_url, pool_size=2)
-    try:
-        report = run_reconciliation(inv, make_session_factory(engine), repair=False, full=True)
-    finally:
-        engine.dispose()
-    recon = {"clean": report.clean, "skus_checked": report.skus_checked, "skus_busy": report.skus_busy,
-             "skipped": report.skipped, "drifts": [f"{d.sku} {d.kind}: {d.detail}" for d in report.drifts]}
-    return Snapshot(orders, persisted_at, ledger, payments, rejects, drifts, state, length, pending, recon)
-
-
-def _log_errors(path: Path) -> list[str]:
-    """ERROR lines and tracebacks in a worker/beat log."""
-    if not path.exists():
-        return []
-    return [line for line in path.read_text(errors="replace").splitlines()
-            if "ERROR" in line or line.startswith("Traceback")]
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -436,52 +233,7 @@ def evaluate(plan: Plan, phases: dict[str, Phase], stock: dict[str, int], snap: 
     rc = snap.reconcile
     if not rc["clean"] or rc["skus_busy"] or rc["skipped"]:
         failures.append(f"reconcile (full, no repair) not clean: {rc}")
-
-    lag_rows, points, from_sent = [], {name: [] for name in phases}, {name: [] for name in phases}
-    t_base = phases["warmup"].started
-    for p in phases.values():
-        for f in p.run.flows:
-            if f.order_id is not None and f.order_id in snap.persisted_at and f.t_checkout is not None:
-                lag_ms = (snap.persisted_at[f.order_id] - f.t_checkout) * 1000
-                sent_ms = (snap.persisted_at[f.order_id] - f.t_checkout_sent) * 1000
-                points[p.name].append((f.t_checkout, lag_ms))
-                from_sent[p.name].append(sent_ms)
-                lag_rows.append([p.name, f.index, f.order_id, f.sku, f.pay, f.status,
-                                 round(f.t_checkout - t_base, 4), round(lag_ms, 2), round(sent_ms, 2)])
-    backlog_rows = [[p.name, round(s.t - t_base, 3), s.length, s.added] for p in phases.values() for s in p.samples]
-
-    steady, stall = phases["steady"], phases["stall"]
-    arrival = rate(steady.samples, steady.started, steady.ended, "added")
-    steady_backlog = stats([s.length for s in steady.samples])
-    clear_below = max(int(steady_backlog["p99"] or 0), 10)
-    drain = drain_after_stall(stall.samples, stall.marks.get("resumed", stall.ended), clear_below) \
-        if "resumed" in stall.marks else {}
-    drain_rate = drain.get("drain_entries_per_s")
-    ratio = round(drain_rate / arrival, 2) if drain_rate and arrival else None
-    trend = lag_trend(points["steady"])
-    first, last = trend["first"], trend["last"]
-    lag_bounded = None if first["p99"] is None else last["p99"] <= 2 * first["p99"] + 100
-    persistence = {
-        # from the checkout's 202 reaching the client (negative: the row was in before the answer arrived)
-        "lag_ms": {name: stats([lag for _, lag in pts]) for name, pts in points.items()},
-        "lag_from_request_ms": {name: stats(v) for name, v in from_sent.items()},
-        "lag_trend_steady": trend,
-        "lag_series_steady": lag_series(points["steady"], steady.started),
-        "steady_backlog_entries": steady_backlog,
-        "steady_arrival_entries_per_s": round(arrival, 1) if arrival else None,
-        "steady_drain_entries_per_s": round(rate(steady.samples, steady.started, steady.ended, "removed") or 0, 1),
-        "stall": {"seconds": plan.stall_s, "clear_below_entries": clear_below, **drain,
-                  # seconds since the warm-up started, like the CSVs' time columns
-                  **{f"{k}_t_s": round(v - t_base, 3) for k, v in stall.marks.items()}},
-        "drain_over_arrival": ratio,
-        "entries_per_order": 2,
-        "drain_after_load_s": round(drain_s, 3),
-    }
-    targets = {
-        "drain_rate_at_least_3x_arrival": {"met": ratio is not None and ratio >= 3, "ratio": ratio},
-        "lag_does_not_grow": {"met": lag_bounded, "rule": "last-10% p99 <= 2 x first-10% p99 + 100 ms",
-                              "first_p99_ms": first["p99"], "last_p99_ms": last["p99"]},
-    }
+    persistence, targets, lag_rows, backlog_rows = persistence_figures(plan, phases, snap, drain_s)
     doc = {
         "scenario": NAME,
         "plan": asdict(plan),
@@ -502,6 +254,67 @@ def evaluate(plan: Plan, phases: dict[str, Phase], stock: dict[str, int], snap: 
     return doc, lag_rows, backlog_rows
 
 
+def persistence_figures(plan: Plan, phases: dict[str, Phase], snap: Snapshot,
+                        drain_s: float) -> tuple[dict, dict, list[list], list[list]]:
+    """Lag per order, its trend, arrival and drain rates, the two persistence targets; CSV rows."""
+    lag_rows, points, from_sent = [], {name: [] for name in phases}, {name: [] for name in phases}
+    t_base = phases["warmup"].started
+    for p in phases.values():
+        for f in p.run.flows:
+            if f.order_id is not None and f.order_id in snap.persisted_at and f.t_checkout is not None:
+                lag_ms = (snap.persisted_at[f.order_id] - f.t_checkout) * 1000
+                sent_ms = (snap.persisted_at[f.order_id] - f.t_checkout_sent) * 1000
+                points[p.name].append((f.t_checkout, lag_ms))
+                from_sent[p.name].append((f.t_checkout, sent_ms))
+                lag_rows.append([p.name, f.index, f.order_id, f.sku, f.pay, f.status,
+                                 round(f.t_checkout - t_base, 4), round(lag_ms, 2), round(sent_ms, 2)])
+    backlog_rows = [[p.name, round(s.t - t_base, 3), s.length, s.added] for p in phases.values() for s in p.samples]
+
+    steady, stall = phases["steady"], phases["stall"]
+    arrival = rate(steady.samples, steady.started, steady.ended, "added")
+    steady_backlog = stats([s.length for s in steady.samples])
+    clear_below = max(int(steady_backlog["p99"] or 0), 10)
+    drain = drain_after_stall(stall.samples, stall.marks.get("resumed", stall.ended), clear_below) \
+        if "resumed" in stall.marks else {}
+    drain_rate = drain.get("drain_entries_per_s")
+    ratio = round(drain_rate / arrival, 2) if drain_rate and arrival else None
+    trend = lag_trend(points["steady"])
+    first, last = trend["first"], trend["last"]
+    lag_bounded = None if first["p99"] is None else last["p99"] <= 2 * first["p99"] + 100
+    persistence = {
+        # from the checkout's 202 reaching the client (negative: the row was in before the answer arrived)
+        "lag_ms": {name: stats([lag for _, lag in pts]) for name, pts in points.items()},
+        "lag_from_request_ms": {name: stats([lag for _, lag in pts]) for name, pts in from_sent.items()},
+        "lag_trend_steady": trend,
+        "lag_trend_steady_from_request": lag_trend(from_sent["steady"]),
+        "lag_series_steady": lag_series(points["steady"], steady.started),
+        "steady_backlog_entries": steady_backlog,
+        "steady_arrival_entries_per_s": round(arrival, 1) if arrival else None,
+        "steady_drain_entries_per_s": round(rate(steady.samples, steady.started, steady.ended, "removed") or 0, 1),
+        "stall": {"seconds": plan.stall_s, "clear_below_entries": clear_below, **drain,
+                  # seconds since the warm-up started, like the CSVs' time columns
+                  **{f"{k}_t_s": round(v - t_base, 3) for k, v in stall.marks.items()}},
+        "drain_over_arrival": ratio,
+        # CPU the Celery worker (main + pool) spent per outbox entry persisted in the steady phase
+        "steady_worker_cpu_us_per_entry": _cpu_per_entry(steady),
+        "entries_per_order": 2,
+        "drain_after_load_s": round(drain_s, 3),
+    }
+    targets = {
+        "drain_rate_at_least_3x_arrival": {"met": ratio is not None and ratio >= 3, "ratio": ratio},
+        "lag_does_not_grow": {"met": lag_bounded, "rule": "last-10% p99 <= 2 x first-10% p99 + 100 ms",
+                              "first_p99_ms": first["p99"], "last_p99_ms": last["p99"]},
+    }
+    return persistence, targets, lag_rows, backlog_rows
+
+
+def _cpu_per_entry(phase: Phase) -> float | None:
+    moved = rate(phase.samples, phase.started, phase.ended, "removed")
+    if not moved:
+        return None
+    return round(phase.cpu["component_cpu_s"]["worker"] / (moved * (phase.ended - phase.started)) * 1e6, 1)
+
+
 def summary_lines(doc: dict) -> list[str]:
     """Short console lines."""
     st, pe, ag = doc["phases"]["steady"], doc["persistence"], doc["agreement"]
@@ -511,9 +324,11 @@ def summary_lines(doc: dict) -> list[str]:
     throughput = (f"steady: {st['completed_flows_per_s']} flows/s, {st['requests_per_s']} req/s over "
                   f"{st['connections']} users; p50/p99 ms reserve {p['reserve']}, checkout {p['checkout']}, "
                   f"webhook {p['webhook']}")
-    persistence = (f"persistence lag ms p50/p99 {lag['p50']}/{lag['p99']} (p99 first 10% {tr['first']['p99']}, "
-                   f"last 10% {tr['last']['p99']}); drain {pe['stall'].get('drain_entries_per_s')} entries/s vs "
-                   f"arrival {pe['steady_arrival_entries_per_s']}/s = {pe['drain_over_arrival']}x")
+    req = pe["lag_from_request_ms"]["steady"]
+    persistence = (f"persistence lag ms p50/p99 from the 202 {lag['p50']}/{lag['p99']} (p99 first 10% "
+                   f"{tr['first']['p99']}, last 10% {tr['last']['p99']}), from the checkout request "
+                   f"{req['p50']}/{req['p99']}; drain {pe['stall'].get('drain_entries_per_s')} entries/s vs arrival "
+                   f"{pe['steady_arrival_entries_per_s']}/s = {pe['drain_over_arrival']}x")
     agreement = (f"agreement: {ag['client_orders']} client orders, {ag['db_orders']} in Postgres, reconcile "
                  f"clean={ag['reconcile_no_repair']['clean']}, outbox {ag['outbox_len']} left/"
                  f"{ag['outbox_pending']} pending")
@@ -559,40 +374,31 @@ def run(ctx: Context) -> dict:
         env = product_env(ctx, db_url, broker, secret) | {"CELERY_QUEUE": queue}
         stack = start_stack(ctx, env, db_url, queue)
         seed(ctx, stock, env.get("CELERY_BROKER_URL", ""), queue)
-        inv = _inventory(ctx)
+        inv = flow_inventory(ctx)
         cfg = FlowConfig("127.0.0.1", stack.port, BENCH_API_KEY, secret, tuple(stock), frozenset({BOUNDED_SKU}),
                          plan.fail_ratio, tag=f"f{secrets.token_hex(2)}")
         phases = asyncio.run(load(ctx, plan, stack, cfg, inv.keys.outbox))
         drained, drain_s = wait_drained(inv, plan.drain_timeout_s, phases["stall"].samples)
         snap = collect(ctx, inv, db_url, list(stock))
-        log_errors = {name: _log_errors(ctx.procs.log_dir / f"{name}.log") for name in ("flow-worker", "flow-beat")}
+        errors = {name: log_errors(ctx.procs.log_dir / f"{name}.log") for name in ("flow-worker", "flow-beat")}
+        tasks = persist_task_stats(ctx.procs.log_dir / "flow-worker.log")
     finally:
         if stack is not None:
             stop_stack(ctx, stack)
         if broker == "amqp":
-            _delete_amqp_queue(queue)
+            delete_amqp_queue(queue)
         if not getattr(ctx.args, "keep_db", False):
             drop_db(ctx.pg_base_dsn, ctx.pg_admin_db)
     doc, lag_rows, backlog_rows = evaluate(plan, phases, stock, snap, drained, drain_s)
     doc.update(started=started, broker=broker, smoke=ctx.smoke, versions=_versions(), cores=os.cpu_count(),
-               log_errors={k: v[:20] for k, v in log_errors.items()}, logs=str(ctx.tmp))
-    for name, lines in log_errors.items():
+               log_errors={k: v[:20] for k, v in errors.items()}, logs=str(ctx.tmp), persist_tasks=tasks)
+    for name, lines in errors.items():
         if lines:
             doc["failures"].append(f"{name}: {len(lines)} ERROR lines, first: {lines[0][:300]}")
             doc["summary"].append(f"FAIL {doc['failures'][-1]}")
     for path in write_results(ctx.out_dir, doc, lag_rows, backlog_rows, not getattr(ctx.args, "no_plots", False)):
         print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return doc
-
-
-def _delete_amqp_queue(queue: str) -> None:
-    from kombu import Connection
-
-    try:
-        with Connection(AMQP_URL, connect_timeout=5) as conn:
-            conn.default_channel.queue_delete(queue)
-    except Exception as exc:  # noqa: BLE001 - cleanup must not hide the run's result
-        print(f"could not delete RabbitMQ queue {queue}: {exc!r}", file=sys.stderr)
 
 
 def _versions() -> dict[str, str]:
