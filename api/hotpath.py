@@ -10,11 +10,11 @@ Flask view, as does everything when Settings.api_fast_path is off.
 
 from __future__ import annotations
 
-import json
 import time
 from http import HTTPStatus
 from typing import Any, Callable, Iterable
 
+import orjson
 import structlog
 from flask import Flask
 
@@ -71,7 +71,7 @@ class FastReserve:
         except Exception as error:  # noqa: BLE001 - every failure becomes the documented envelope
             reply = self._error_reply(error, environ)
             status, doc, headers, code = reply.status, reply.body, reply.headers, reply.code
-        body = json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+        body = orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
         start_response(_STATUS_LINES[status], [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
             ("X-Request-ID", request_id), *headers.items()])

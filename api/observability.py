@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 import structlog
 from flask import Flask, Response, g, request
 
@@ -36,12 +37,18 @@ class _StdoutLogger:
     log = debug = info = warn = warning = error = critical = exception = fatal = msg
 
 
+def _json_line(event: dict[str, Any], **options: Any) -> str:
+    """One log line; orjson is several times faster than json on this per-request path."""
+    return orjson.dumps(event, default=options.get("default")).decode()
+
+
 def configure_logging(level: str = "INFO") -> None:
     """JSON lines for structlog and stdlib loggers alike, each with the request id when in a request."""
     numeric = logging.getLevelName(level.upper())
     numeric = numeric if isinstance(numeric, int) else logging.INFO
     structlog.configure(
-        processors=[*_SHARED, structlog.processors.format_exc_info, structlog.processors.JSONRenderer()],
+        processors=[*_SHARED, structlog.processors.format_exc_info,
+                    structlog.processors.JSONRenderer(serializer=_json_line)],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=lambda *_: _StdoutLogger(),
         cache_logger_on_first_use=True,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from functools import wraps
 from typing import Any, Callable
 
 import marshmallow as ma
+import orjson
 from flask import request
 from flask_smorest import Blueprint
 from werkzeug.http import parse_options_header
@@ -32,8 +32,8 @@ def decode_json(raw: bytes, content_type: str | None) -> Any:
             or (mimetype.startswith("application/") and mimetype.endswith("+json"))):
         raise ApiError("unsupported_media_type", "Send the body as application/json.")
     try:
-        return json.loads(raw)
-    except ValueError:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
         raise ApiError("bad_request", "The body is not valid JSON.") from None
 
 
