@@ -1,0 +1,292 @@
+"""Redis memory per SKU and per open single-line reservation, against the issue-6 targets.
+
+    .venv/bin/python -m bench.memory [--smoke]
+
+Targets: MEMORY USAGE summed over a SKU's keys <= 1 KiB; over one open single-line reservation's
+keys <= 300 B. Products are configured and stocked through the core (Catalog's script calls,
+pipelined as the importer does), reservations taken through `Inventory.reservations.reserve`, and
+KeySpace names every key. Two methods:
+  1. per key: `MEMORY USAGE key SAMPLES 0` of the keys a SKU or reservation owns, plus its share
+     of shared structures (catalogue zset, expiry zset, the SKU's holds zset and buyers hash) as the
+     structure's growth divided by the entries added;
+  2. `INFO memory` used_memory growth divided by the SKUs or reservations added (this also counts
+     the keyspace's own hash tables and the expires table, amortised).
+Transient entries (outbox stream, dirty set) are cleared first, as persistence and reconciliation do.
+Reservations are measured in three layouts: one per SKU over many SKUs ("spread"), all on one hot
+SKU with UUID user ids ("hot") and the same with 13-character user ids ("hot-short-ids").
+"""
+
+from __future__ import annotations
+
+import platform
+import uuid
+from dataclasses import dataclass
+from statistics import mean
+from typing import Sequence
+
+import redis
+
+from bench.goals import at_most, verdict
+from bench.solo import delete_prefix, main, parser, write_json
+from bench.suite import Context
+from inventory import Inventory, Settings, ids
+from inventory.context import decode_hash, text
+from inventory.errors import raise_for_reply
+from inventory.scripts import load_sources
+
+NAME = "memory"
+PREFIX = "fm"  # as long as the product's default "fs", so key names are as long as in production
+SKU_TARGET_B = 1024
+RESERVATION_TARGET_B = 300
+LONG_NAME = 120  # over hash-max-listpack-value (64): the stock hash becomes a real hash table
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How many SKUs and reservations each measurement adds."""
+
+    skus: int
+    long_name_skus: int
+    reservations: int  # per layout
+
+
+def sizes(smoke: bool) -> Sizes:
+    """Smoke: a second or two; full: ~10k of each, where per-entry figures are stable to a byte."""
+    return Sizes(300, 50, 300) if smoke else Sizes(10_000, 500, 10_000)
+
+
+# -- pure logic (tested in tests/bench) -------------------------------------------------------------
+
+
+def per_entry(before: dict[str, int], after: dict[str, int], entries: int) -> float:
+    """Growth of a set of keys (missing = 0 bytes) per entry added."""
+    return sum(after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after)) / entries
+
+
+def field_bytes(key: str, fields: dict[str, str]) -> dict[str, int]:
+    """Raw bytes of a hash's key name and of each field (name + value), largest first."""
+    sizes_ = {f"field {name}": len(name.encode()) + len(value.encode()) for name, value in fields.items()}
+    return {"key name": len(key.encode()), **dict(sorted(sizes_.items(), key=lambda kv: -kv[1]))}
+
+
+def dominant(parts: dict[str, float]) -> list[str]:
+    """Parts as 'name: bytes (share)', largest first."""
+    total = sum(parts.values()) or 1.0
+    return [f"{k}: {v:.0f} B ({v / total:.0%})" for k, v in sorted(parts.items(), key=lambda kv: -kv[1])]
+
+
+# -- Redis helpers --------------------------------------------------------------------------------
+
+
+def usage(client: redis.Redis, keys: Sequence[str]) -> dict[str, int]:
+    """MEMORY USAGE key SAMPLES 0 of each key (0 when missing), pipelined."""
+    out: dict[str, int] = {}
+    for start in range(0, len(keys), 1000):
+        chunk = keys[start:start + 1000]
+        pipe = client.pipeline(transaction=False)
+        for key in chunk:
+            pipe.memory_usage(key, samples=0)
+        out.update({k: int(v or 0) for k, v in zip(chunk, pipe.execute())})
+    return out
+
+
+def used_memory(client: redis.Redis) -> int:
+    """INFO memory used_memory, read on a fresh connection (a pipeline's query buffer lingers on the old one)."""
+    client.connection_pool.disconnect()
+    return int(client.info("memory")["used_memory"])
+
+
+def settle(inv: Inventory) -> None:
+    """Empty the outbox and the dirty set, as a persistence drain and a reconciliation would."""
+    inv.redis.xtrim(inv.keys.outbox, maxlen=0, approximate=False)
+    inv.redis.delete(inv.keys.dirty)
+
+
+def configure(inv: Inventory, skus: Sequence[str], names: Sequence[str], stock: int) -> None:
+    """Create and stock products through the core's own script calls, pipelined (the importer's route)."""
+    calls = inv.catalog
+    for start in range(0, len(skus), 500):
+        pipe = inv.redis.pipeline(transaction=False)
+        for sku, name in zip(skus[start:start + 500], names[start:start + 500]):
+            pairs = calls.configure_pairs(sku, name=name, price=1999, currency="USD", per_user_limit=2)
+            inv.ctx.scripts.call("configure_product", *calls.configure_call(sku, pairs, None), client=pipe)
+            inv.ctx.scripts.call("adjust_stock", *calls.adjust_call(sku, "set", stock, None, "seed"), client=pipe)
+        for reply in pipe.execute():
+            raise_for_reply(reply)
+
+
+# -- measurements ---------------------------------------------------------------------------------
+
+
+def measure_skus(inv: Inventory, label: str, skus: list[str], names: list[str]) -> dict:
+    """Bytes per configured, stocked SKU, by both methods."""
+    client, keys = inv.redis, inv.keys
+    settle(inv)
+    catalog0, mem0 = usage(client, [keys.catalog]), used_memory(client)
+    configure(inv, skus, names, stock=1000)
+    dirty = usage(client, [keys.dirty])
+    settle(inv)
+    mem1, catalog1 = used_memory(client), usage(client, [keys.catalog])
+    stock = usage(client, [keys.sku(s).stock for s in skus])
+    n = len(skus)
+    parts = {"stock hash (own key)": mean(stock.values()), "catalogue zset entry": per_entry(catalog0, catalog1, n)}
+    sample = keys.sku(skus[0]).stock
+    return {
+        "label": label, "skus": n, "name_chars": len(names[0]),
+        "per_key_b": round(sum(parts.values()), 1), "info_b": round((mem1 - mem0) / n, 1), "parts_b": parts,
+        "stock_hash_max_b": max(stock.values()), "encoding": text(client.object("encoding", sample)),
+        "transient_dirty_entry_b": round(dirty.get(keys.dirty, 0) / n, 1),
+        "sample_fields": field_bytes(sample, decode_hash(client.hgetall(sample))),
+    }
+
+
+def warm_up(inv: Inventory, skus: Sequence[str]) -> dict:
+    """One reserve + release per SKU, so its stock hash has its activity fields before we measure.
+
+    Returns the size of a closed (released) reservation record, kept for record_retention_seconds;
+    the warm-up records are then deleted so they do not count in the reservation figures.
+    """
+    tokens = []
+    for i, sku in enumerate(skus):
+        reservation = inv.reservations.reserve(f"warmup-{i}", {sku: 1})
+        inv.reservations.release(reservation.id)
+        tokens.append(ids.token_of(reservation.id, "r") or "")
+    records = [inv.keys.reservation(t) for t in tokens]
+    closed = usage(inv.redis, records)
+    ttl = inv.redis.ttl(records[0])
+    inv.redis.delete(*records)
+    settle(inv)
+    return {"closed_record_b": round(mean(closed.values()), 1), "closed_record_ttl_s": ttl}
+
+
+def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: list[str]) -> tuple[dict, list[str]]:
+    """Bytes per open single-line reservation (skus[i] for users[i]), by both methods; and failures."""
+    client, keys = inv.redis, inv.keys
+    distinct = sorted(set(skus))
+    shared = {
+        "expiry zset entry": [keys.expiries],
+        "holds zset entry": [keys.sku(s).holds for s in distinct],
+        "buyers hash field": [keys.sku(s).buyers for s in distinct],
+        "stock hash change": [keys.sku(s).stock for s in distinct],
+    }
+    flat = [k for group in shared.values() for k in group]
+    held0 = sum(int(client.hget(keys.sku(s).stock, "held") or 0) for s in distinct)
+    settle(inv)
+    before, mem0 = usage(client, flat), used_memory(client)
+    tokens = [ids.token_of(inv.reservations.reserve(user, {sku: 1}).id, "r") or "" for user, sku in zip(users, skus)]
+    settle(inv)
+    mem1, after = used_memory(client), usage(client, flat)
+    records = usage(client, [keys.reservation(t) for t in tokens])
+    n = len(tokens)
+    parts = {"record hash (own key)": mean(records.values())}
+    parts |= {name: per_entry({k: before[k] for k in group}, {k: after[k] for k in group}, n)
+              for name, group in shared.items()}
+    sample = keys.reservation(tokens[0])
+    held1 = sum(int(client.hget(keys.sku(s).stock, "held") or 0) for s in distinct)
+    failures = [] if held1 - held0 == n else [f"memory/{layout}: held grew by {held1 - held0}, expected {n}"]
+    return {
+        "layout": layout, "reservations": n, "skus": len(distinct), "user_id_chars": len(users[0]),
+        "per_key_b": round(sum(parts.values()), 1), "info_b": round((mem1 - mem0) / n, 1),
+        "parts_b": {k: round(v, 1) for k, v in parts.items()},
+        "encodings": {"record": text(client.object("encoding", sample)),
+                      "holds": text(client.object("encoding", keys.sku(distinct[0]).holds)),
+                      "buyers": text(client.object("encoding", keys.sku(distinct[0]).buyers)),
+                      "expiries": text(client.object("encoding", keys.expiries))},
+        "sample_record_fields": field_bytes(sample, decode_hash(client.hgetall(sample))),
+        "sample_hold_member_chars": len(text(client.zrange(keys.sku(distinct[0]).holds, 0, 0)[0])),
+    }, failures
+
+
+def background(inv: Inventory, skus: int = 200, holds: int = 300) -> None:
+    """Other products and open holds, so one-off allocations (first keys, script runs, the expiry
+    zset turning into a skiplist as it does in production) happen before anything is measured."""
+    names = [f"BKG-{i:06d}" for i in range(skus)]
+    configure(inv, names, names, stock=holds)
+    for i in range(holds):
+        inv.reservations.reserve(f"bkg{i:010d}", {names[0]: 1})
+    settle(inv)
+
+
+def active_row(inv: Inventory, configured: dict, skus: list[str]) -> dict:
+    """The per-key SKU figure again once each stock hash carries its per-minute activity counters."""
+    active = mean(usage(inv.redis, [inv.keys.sku(s).stock for s in skus]).values())
+    parts = {**configured["parts_b"], "stock hash (own key)": active}
+    sample = inv.keys.sku(skus[0]).stock
+    return {**configured, "label": "typical, after sale activity (per-minute counters)", "info_b": None,
+            "per_key_b": round(sum(parts.values()), 1), "parts_b": parts,
+            "sample_fields": field_bytes(sample, decode_hash(inv.redis.hgetall(sample)))}
+
+
+# -- scenario -------------------------------------------------------------------------------------
+
+
+def run(ctx: Context) -> dict:
+    """Scenario entry point (bench/suite.py contract)."""
+    size = sizes(ctx.smoke)
+    client = redis.Redis(host="127.0.0.1", port=ctx.redis_port)
+    inv = Inventory(client, Settings(key_prefix=PREFIX))
+    for source in load_sources().values():  # the script cache must not grow inside a measurement
+        client.script_load(source.source)
+    skus = [f"SKU-{i:06d}" for i in range(size.skus)]
+    long_skus = [f"LNG-{i:06d}" for i in range(size.long_name_skus)]
+    hot, hot_short = "HOT-000001", "HOT-000002"
+    failures: list[str] = []
+    try:
+        background(inv)
+        sku_rows = [
+            measure_skus(inv, "typical (22-char name)", skus, [f"Flash sale item {i:06d}" for i in range(size.skus)]),
+            measure_skus(inv, f"long name ({LONG_NAME} chars)", long_skus,
+                         [f"Long product name {i:06d} ".ljust(LONG_NAME, "x") for i in range(size.long_name_skus)]),
+        ]
+        n, half = size.reservations, size.skus // 2
+        configure(inv, [hot, hot_short], ["Hot item", "Hot item 2"], stock=n * 2)
+        closed = warm_up(inv, [*skus, hot, hot_short])
+        sku_rows.append(active_row(inv, sku_rows[0], skus))
+        short_ids = [f"u{i:012d}" for i in range(max(n, half))]
+        layouts = [("spread", skus[:half], [str(uuid.uuid4()) for _ in range(half)]),
+                   ("spread-short-ids", skus[half:2 * half], short_ids[:half]),
+                   ("hot", [hot] * n, [str(uuid.uuid4()) for _ in range(n)]),
+                   ("hot-short-ids", [hot_short] * n, short_ids[:n])]
+        res_rows = []
+        for layout, layout_skus, users in layouts:
+            row, bad = measure_reservations(inv, layout, layout_skus, users)
+            res_rows.append(row)
+            failures += bad
+        version = client.info("server")["redis_version"]
+    finally:
+        delete_prefix(client, PREFIX)
+    targets = {
+        f"sku[{r['label']}] {method}": at_most(r[key], SKU_TARGET_B, "B")
+        for r in sku_rows for method, key in (("per-key", "per_key_b"), ("INFO", "info_b")) if r[key] is not None
+    } | {
+        f"reservation[{r['layout']}] {method}": at_most(r[key], RESERVATION_TARGET_B, "B")
+        for r in res_rows for method, key in (("per-key", "per_key_b"), ("INFO", "info_b"))
+    }
+    result = {
+        "scenario": NAME, "smoke": ctx.smoke, "sizes": size.__dict__, "key_prefix": PREFIX,
+        "versions": {"python": platform.python_version(), "redis_py": redis.__version__, "redis_server": version},
+        "per_sku": sku_rows, "per_reservation": res_rows, "closed_reservation": closed,
+        "targets": targets, "failures": failures,
+    }
+    result["summary"] = summary(result)
+    write_json(ctx, NAME, result)
+    return result
+
+
+def summary(result: dict) -> list[str]:
+    """Console lines: each figure against its target, and what dominates."""
+    lines = []
+    for r in result["per_sku"]:
+        lines.append(f"per SKU, {r['label']}: per-key {r['per_key_b']} B, INFO {r['info_b']} B; "
+                     + "; ".join(dominant(r["parts_b"])))
+    for r in result["per_reservation"]:
+        lines.append(f"per reservation, {r['layout']}: per-key {r['per_key_b']} B, INFO {r['info_b']} B; "
+                     + "; ".join(dominant(r["parts_b"])))
+    lines.append(f"closed (released) record kept {result['closed_reservation']['closed_record_ttl_s']} s: "
+                 f"{result['closed_reservation']['closed_record_b']} B")
+    lines += [f"target {name}: {verdict(goal)}" for name, goal in result["targets"].items()]
+    return lines
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(NAME, run, parser("python -m bench.memory", __doc__ or "").parse_args()))
