@@ -82,12 +82,15 @@ def check_recovery(inv: Inventory, session_factory: sessionmaker[Session]) -> Re
 
 
 def _check(inv: Inventory, session_factory: sessionmaker[Session]) -> RecoveryCheck:
-    marker = inv.redis.get(inv.keys.epoch)
-    epoch = text(marker) if marker is not None else None
-    last = stream_last_id(inv)
+    # Postgres first, Redis second: a drain committing between the two reads can only move the
+    # persisted position up to where the stream already was. Read the other way round, that drain
+    # makes a healthy stream look behind what was persisted ("rolled back") and triggers a rebuild.
     with session_factory() as session:
         state = session.get(SyncStateRow, 1)
         known = has_data(session)
+    marker = inv.redis.get(inv.keys.epoch)
+    epoch = text(marker) if marker is not None else None
+    last = stream_last_id(inv)
     if epoch is None and not known:
         epoch = _init_epoch(inv, session_factory, last)
         return RecoveryCheck("initialized", "fresh Redis and empty database", epoch)

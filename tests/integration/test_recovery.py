@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 
@@ -118,3 +119,40 @@ def test_rebuilding_chosen_skus_keeps_open_holds_and_an_admin_pause(real_inv: In
     with pytest.raises(InventoryError):
         real_inv.reservations.reserve("keeper", {"HOT": 2})
     assert real_inv.reservations.checkout(held.id).status.value == "pending_payment"
+
+
+
+@pytest.mark.parametrize("drain_lands", ["after_the_stream_read", "after_the_database_read"])
+def test_a_drain_committing_during_the_check_is_not_mistaken_for_a_rollback(
+        real_inv: Inventory, pg_sessions, monkeypatch: pytest.MonkeyPatch, drain_lands: str) -> None:
+    # Found by bench/full_flow.py: under load the check rebuilt a healthy Redis, pausing every SKU.
+    assert check_recovery(real_inv, pg_sessions).state == "initialized"
+    make_product(real_inv, "HOT", stock=10)
+    persist_now(real_inv, pg_sessions)
+    drained: list[str] = []
+
+    def a_worker_persists_a_new_checkout() -> None:
+        if not drained:
+            drained.extend(_sell(real_inv, 1))
+            persist_now(real_inv, pg_sessions)
+
+    read_stream = recovery_module.stream_last_id
+
+    def stream_read_then_drain(inv: Inventory):  # noqa: ANN202
+        last = read_stream(inv)
+        if drain_lands == "after_the_stream_read":
+            a_worker_persists_a_new_checkout()
+        return last
+
+    @contextmanager
+    def database_read_then_drain():  # noqa: ANN202
+        with pg_sessions() as session:
+            yield session
+        if drain_lands == "after_the_database_read":
+            a_worker_persists_a_new_checkout()
+
+    monkeypatch.setattr(recovery_module, "stream_last_id", stream_read_then_drain)
+    monkeypatch.setattr(recovery_module, "rebuild_from_postgres",
+                        lambda *a, **k: pytest.fail("a healthy Redis was rebuilt"))
+    assert check_recovery(real_inv, database_read_then_drain).state == "ok"
+    assert len(drained) == 1 and stock(real_inv).sold == 1
