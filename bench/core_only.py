@@ -72,16 +72,19 @@ CLIENTS: dict[str, Callable[[int], redis.Redis]] = {
 # -- pure logic (tested in tests/bench) -------------------------------------------------------------
 
 
-def benchmark_command(sha: str, keys: list[str], args: list[Any], token: str, user: str) -> list[str]:
+def benchmark_command(sha: str, keys: list[str], args: list[Any], token: str, user: str, run_tag: str) -> list[str]:
     """EVALSHA argv for redis-benchmark: the captured call with a random token and user per call.
 
     Each __rand_int__ is drawn separately, so the record key and the token differ per call and from
-    each other; the script only needs both to be new. Two in a row give 24 digits: no collisions.
+    each other; the script only needs both to be new. Two in a row give 24 digits. redis-benchmark
+    seeds random() from time ^ pid, so two runs can draw the same sequence: run_tag (unique per run)
+    starts every token, or a later run would meet an earlier run's records and get -8 for each call.
     """
     if args[0] != token or args[1] != user:
         raise ValueError("captured ARGV does not start with token, user")
-    rand_token = RAND * 2
-    rand_token = "t" * max(0, len(token) - 24) + rand_token  # same length as a real token
+    if len(run_tag) != len(token) - 24:
+        raise ValueError(f"run_tag must be {len(token) - 24} characters, so tokens keep their length")
+    rand_token = run_tag + RAND * 2
     rand_user = "u" + RAND if len(user) == 13 else f"{user[:-12]}{RAND}"
     argv_keys = [k.replace(token, rand_token) for k in keys]
     argv_args = [rand_token, rand_user, *(str(a) for a in args[2:])]
@@ -248,7 +251,7 @@ def capture_reserve(prefix: str, sku: str) -> tuple[list[str], list[Any], str, s
     return keys, args, ids.token_of(reservation.id, "r") or "", user
 
 
-def run_benchmark(ctx: Context, sha: str, sku: str, ops: int, connections: int, mode: str) -> dict:
+def run_benchmark(ctx: Context, sha: str, sku: str, ops: int, connections: int, mode: str, run_tag: str) -> dict:
     """redis-benchmark EVALSHA of the core's reserve call; its CPU from rusage, ops/s from its CSV."""
     exe = shutil.which("redis-benchmark")
     if exe is None:
@@ -256,7 +259,7 @@ def run_benchmark(ctx: Context, sha: str, sku: str, ops: int, connections: int, 
     keys, args, token, user = capture_reserve(PREFIX, sku)
     label = f"rb-c{connections}-{mode}"
     argv = [exe, "-h", "127.0.0.1", "-p", str(ctx.redis_port), "-n", str(ops), "-c", str(connections),
-            "-r", str(RB_KEYSPACE), "--csv", *benchmark_command(sha, keys, args, token, user)]
+            "-r", str(RB_KEYSPACE), "--csv", *benchmark_command(sha, keys, args, token, user, run_tag)]
     window = CpuWindow({"redis": ctx.redis_pid}, include_postgres=False)
     window.start()
     t0 = time.monotonic()
@@ -318,11 +321,11 @@ def run(ctx: Context) -> dict:
                      size.core_ops + 1000))
         plan.append((f"core-{name}-sold-out", partial(run_core, ctx, name, 1, size.sold_out_ops, mode="sold_out"), 0))
     for conns in size.rb_connections:
-        plan.append((f"rb-c{conns}", partial(run_benchmark, ctx, sha, ops=size.rb_ops, connections=conns, mode="hold"),
-                     size.rb_ops + 1000))
+        plan.append((f"rb-c{conns}", partial(run_benchmark, ctx, sha, ops=size.rb_ops, connections=conns, mode="hold",
+                                             run_tag=f"h{conns:02d}"), size.rb_ops + 1000))
     for conns in (1, max(size.rb_connections)):
         plan.append((f"rb-c{conns}-sold-out", partial(run_benchmark, ctx, sha, ops=size.sold_out_ops,
-                                                      connections=conns, mode="sold_out"), 0))
+                                                      connections=conns, mode="sold_out", run_tag=f"s{conns:02d}"), 0))
     try:
         for sku, phase_fn, initial in plan:
             seed(inv, sku, initial)

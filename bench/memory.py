@@ -19,6 +19,7 @@ SKU with UUID user ids ("hot") and the same with 13-character user ids ("hot-sho
 from __future__ import annotations
 
 import platform
+import time
 import uuid
 from dataclasses import dataclass
 from statistics import mean
@@ -90,10 +91,23 @@ def usage(client: redis.Redis, keys: Sequence[str]) -> dict[str, int]:
     return out
 
 
-def used_memory(client: redis.Redis) -> int:
-    """INFO memory used_memory, read on a fresh connection (a pipeline's query buffer lingers on the old one)."""
+def used_memory(client: redis.Redis, wait_s: float = 10.0) -> int:
+    """INFO memory used_memory once it holds still.
+
+    On a shared server another scenario's mass UNLINK frees in the background and the keyspace's
+    hash tables shrink and rehash in serverCron, so wait for no pending lazy free and two equal
+    readings 100 ms apart. Read on a fresh connection: a big pipeline's query buffer lingers on the old one.
+    """
     client.connection_pool.disconnect()
-    return int(client.info("memory")["used_memory"])
+    deadline = time.monotonic() + wait_s
+    last = -1
+    while True:
+        info = client.info("memory")
+        used = int(info["used_memory"])
+        if (used == last and not int(info.get("lazyfree_pending_objects", 0))) or time.monotonic() > deadline:
+            return used
+        last = used
+        time.sleep(0.1)
 
 
 def settle(inv: Inventory) -> None:
@@ -277,7 +291,8 @@ def summary(result: dict) -> list[str]:
     """Console lines: each figure against its target, and what dominates."""
     lines = []
     for r in result["per_sku"]:
-        lines.append(f"per SKU, {r['label']}: per-key {r['per_key_b']} B, INFO {r['info_b']} B; "
+        info = "n/a" if r["info_b"] is None else f"{r['info_b']} B"
+        lines.append(f"per SKU, {r['label']}: per-key {r['per_key_b']} B, INFO {info}; "
                      + "; ".join(dominant(r["parts_b"])))
     for r in result["per_reservation"]:
         lines.append(f"per reservation, {r['layout']}: per-key {r['per_key_b']} B, INFO {r['info_b']} B; "

@@ -35,19 +35,26 @@ def test_captured_call_is_the_cores_reserve_shape():
 
 def test_benchmark_command_randomises_token_and_user_only():
     keys, args, token, user = capture_reserve(PREFIX, "S-1")
-    argv = benchmark_command("sha1", keys, args, token, user)
+    argv = benchmark_command("sha1", keys, args, token, user, "h01")
     assert argv[:3] == ["EVALSHA", "sha1", "6"]
     record, rest, argv_args = argv[3], argv[4:9], argv[9:]
     assert "__rand_int____rand_int__" in record and token not in record
     assert rest == keys[1:]
-    assert len(argv_args[0]) == len(token) and argv_args[0].endswith("__rand_int____rand_int__")
+    assert argv_args[0] == "h01__rand_int____rand_int__" and len(argv_args[0]) == len(token)
+    assert record == f"{PREFIX}:{{res:h01__rand_int____rand_int__}}"
     assert argv_args[1] == "u__rand_int__" and len(argv_args[1]) == len(user)
     assert argv_args[2:] == [str(a) for a in args[2:]]
 
 
 def test_benchmark_command_refuses_an_unexpected_argv():
     with pytest.raises(ValueError):
-        benchmark_command("sha1", ["k"], ["user", "token"], "token", "user")
+        benchmark_command("sha1", ["k"], ["user", "token"], "token", "user", "h01")
+
+
+def test_benchmark_command_needs_a_run_tag_that_keeps_the_token_length():
+    keys, args, token, user = capture_reserve(PREFIX, "S-1")
+    with pytest.raises(ValueError):
+        benchmark_command("sha1", keys, args, token, user, "h1")
 
 
 def test_counter_failures_accepts_counts_that_add_up():
