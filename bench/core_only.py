@@ -76,9 +76,9 @@ def benchmark_command(sha: str, keys: list[str], args: list[Any], token: str, us
     """EVALSHA argv for redis-benchmark: the captured call with a random token and user per call.
 
     Each __rand_int__ is drawn separately, so the record key and the token differ per call and from
-    each other; the script only needs both to be new. Two in a row give 24 digits. redis-benchmark
-    seeds random() from time ^ pid, so two runs can draw the same sequence: run_tag (unique per run)
-    starts every token, or a later run would meet an earlier run's records and get -8 for each call.
+    each other; the script only needs both to be new. Two in a row give 24 digits. Two redis-benchmark
+    runs can draw the same random() sequence (seen here: a whole run answered -8, token reused), so
+    run_tag, unique per run, starts every token.
     """
     if args[0] != token or args[1] != user:
         raise ValueError("captured ARGV does not start with token, user")
