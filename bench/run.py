@@ -1,22 +1,32 @@
-"""One command: start services and targets, run the hot-SKU sell-out, stop everything, write results.
+"""One command: start services, run the scenarios, stop everything, write results.
 
-    .venv/bin/python -m bench                  # full run (all targets, 64 and 256 connections)
-    .venv/bin/python -m bench --smoke          # tiny numbers, well under a minute
+    .venv/bin/python -m bench                                # every scenario, full size
+    .venv/bin/python -m bench --smoke                        # every scenario, tiny numbers
+    .venv/bin/python -m bench --scenarios hot_sku,browse_mix # a subset (comma list)
+
+Each scenario is `run(ctx: Context) -> dict` (bench/suite.py), named in SCENARIOS and imported only
+when it runs; a run writes out_dir/scenarios.json (each scenario's failures, summary and seconds) and
+exits 1 if any scenario failed. The hot-SKU sell-out (`hot_sku`) lives in this module: --targets,
+--units, --attempts, --warmup, --generator and --label are its knobs. --connections, --max-seconds and
+the server settings also apply to the other HTTP scenarios.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import importlib
+import importlib.util
 import json
 import os
 import platform
 import subprocess
 import sys
 import time
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from bench import plots
 from bench.cpu import CpuWindow
@@ -24,18 +34,52 @@ from bench.generators import GENERATORS, Load
 from bench.procs import ProcessGroup, free_port, install_signal_handlers, wait_for_port
 from bench.scenarios import failures, ratios, sellout_metrics
 from bench.services import create_bench_db, drop_bench_db, start_redis
+from bench.suite import Context
 from bench.targets import Env, Target, all_targets
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 HOT_SKU = "hot-1"
 WARM_SKU = "warm-1"
+# Scenario name -> "module:function" taking a Context; modules are imported only when chosen.
+SCENARIOS: dict[str, str] = {
+    "hot_sku": "bench.run:hot_sku",
+    "full_flow": "bench.full_flow:run",
+    "browse_mix": "bench.browse_mix:run",
+    "core_only": "bench.core_only:run",
+    "memory": "bench.memory:run",
+    "reconcile_scale": "bench.reconcile_scale:run",
+}
+RUN_INDEX = "scenarios.json"  # per-scenario failures, summary and seconds of the last run in out_dir
+
+
+class ScenarioUnavailable(Exception):
+    """A chosen scenario's module does not exist (yet)."""
+
+
+def scenario_exists(name: str) -> bool:
+    """True if the scenario's module can be found (without importing it)."""
+    return importlib.util.find_spec(SCENARIOS[name].split(":")[0]) is not None
+
+
+def resolve(name: str) -> Callable[[Context], dict]:
+    """The scenario's run function, imported from its "module:function" registry entry."""
+    module, _, func = SCENARIOS[name].partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:
+            raise
+        raise ScenarioUnavailable(f"scenario {name!r}: module {module} does not exist") from None
+    return getattr(mod, func)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """CLI."""
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--smoke", action="store_true", help="tiny numbers for the test suite")
+    p.add_argument("--smoke", action="store_true", help="tiny numbers for the test suite (every scenario)")
+    p.add_argument("--scenarios", default=None,
+                   help=f"comma list of {','.join(SCENARIOS)} (default: all whose module exists)")
     p.add_argument("--targets", default="flashstock,ceiling,pg_for_update,pg_conditional,pg_optimistic")
     p.add_argument("--connections", default="64,256", help="comma list")
     p.add_argument("--units", type=int, default=10_000)
@@ -52,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pg-pool", type=int, default=12, help="PostgreSQL connections per worker")
     p.add_argument("--pg-dsn", default="host=127.0.0.1 port=5432 user=postgres", help="without dbname")
     p.add_argument("--pg-admin-db", default="test", help="database to connect to for CREATE/DROP DATABASE")
-    p.add_argument("--keep-db", action="store_true", help="do not drop flashstock_bench at the end")
+    p.add_argument("--keep-db", action="store_true", help="do not drop the flashstock_bench* databases at the end")
     p.add_argument("--out-dir", type=Path, default=None, help="default bench/results (smoke: bench/results/tmp/smoke)")
     p.add_argument("--label", default=None, help="result file prefix (default hot_sku / smoke)")
     p.add_argument("--no-plots", action="store_true")
@@ -64,6 +108,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a.out_dir = a.out_dir or (BENCH / "results" / "tmp" / "smoke" if a.smoke else BENCH / "results")
     a.label = a.label or ("smoke" if a.smoke else "hot_sku")
     a.redis_pool = a.redis_pool or a.worker_connections
+    if a.scenarios is None:
+        a.scenarios = ",".join(n for n in SCENARIOS if scenario_exists(n))
+    unknown = [n for n in a.scenarios.split(",") if n not in SCENARIOS]
+    if unknown:
+        p.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     return a
 
 
@@ -171,39 +220,33 @@ def write_results(a: argparse.Namespace, doc: dict, curves: dict[tuple[str, int]
     return paths
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; exit 1 on oversell, undersell, 5xx, transport errors or a crashed run."""
-    a = parse_args(argv)
-    install_signal_handlers()
+def hot_sku(ctx: Context) -> dict:
+    """Scenario 1: every --targets target sells out one SKU at each --connections count."""
+    a = ctx.args
     targets = all_targets()
     chosen = [targets[n] for n in a.targets.split(",")]
-    tmp = BENCH / "results" / "tmp" / datetime.now().strftime("%Y%m%d-%H%M%S")
-    tmp.mkdir(parents=True, exist_ok=True)
     needs_pg = any(t.needs_postgres for t in chosen)
     runs: list[dict] = []
     curves: dict[tuple[str, int], list[float]] = {}
     errors: list[str] = []
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    with ProcessGroup(tmp) as procs:
-        try:
-            redis_srv = start_redis(procs)
-            dsn = create_bench_db(a.pg_dsn, a.pg_admin_db) if needs_pg else None
-            env = Env(redis_port=redis_srv.port, pg_dsn=dsn, workers=a.workers,
-                      worker_connections=a.worker_connections, redis_client=a.redis_client,
-                      redis_pool=a.redis_pool, pg_pool=a.pg_pool)
-            for target in chosen:
-                try:
-                    r, c = run_target(procs, target, env, a, redis_srv.pid, tmp)
-                except Exception as exc:  # noqa: BLE001 - one broken target must not hide the others
-                    errors.append(f"{target.name}: {exc!r}")
-                    print(f"{target.name}: FAILED {exc!r} (logs in {tmp})", file=sys.stderr, flush=True)
-                    continue
-                runs += r
-                curves.update(c)
-        finally:
-            procs.stop_all()
-            if needs_pg and not a.keep_db:
-                drop_bench_db(a.pg_dsn, a.pg_admin_db)
+    try:
+        dsn = create_bench_db(a.pg_dsn, a.pg_admin_db) if needs_pg else None
+        env = Env(redis_port=ctx.redis_port, pg_dsn=dsn, workers=a.workers,
+                  worker_connections=a.worker_connections, redis_client=a.redis_client,
+                  redis_pool=a.redis_pool, pg_pool=a.pg_pool)
+        for target in chosen:
+            try:
+                r, c = run_target(ctx.procs, target, env, a, ctx.redis_pid, ctx.tmp)
+            except Exception as exc:  # noqa: BLE001 - one broken target must not hide the others
+                errors.append(f"{target.name}: {exc!r}")
+                print(f"{target.name}: FAILED {exc!r} (logs in {ctx.tmp})", file=sys.stderr, flush=True)
+                continue
+            runs += r
+            curves.update(c)
+    finally:
+        if needs_pg and not a.keep_db:
+            drop_bench_db(a.pg_dsn, a.pg_admin_db)
     doc: dict[str, Any] = {
         "scenario": "hot_sku_sellout",
         "started": started,
@@ -217,6 +260,51 @@ def main(argv: list[str] | None = None) -> int:
     for p in write_results(a, doc, curves):
         print(f"wrote {p.relative_to(REPO) if p.is_relative_to(REPO) else p}")
     bad = errors + [f"{r['target']}@{r['connections']}: {f}" for r in runs for f in r["failures"]]
+    return {"failures": bad, "summary": [_line(r) for r in runs]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen scenarios; exit 1 if any reports a failure or crashes, 2 if one does not exist."""
+    a = parse_args(argv)
+    try:
+        chosen = {name: resolve(name) for name in a.scenarios.split(",")}
+    except ScenarioUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    missing = [n for n in SCENARIOS if n not in chosen and not scenario_exists(n)]
+    if missing:
+        print(f"not run (module not written yet): {', '.join(missing)}", flush=True)
+    install_signal_handlers()
+    tmp = BENCH / "results" / "tmp" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    tmp.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict] = {}
+    started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    with ProcessGroup(tmp) as procs:
+        try:
+            redis_srv = start_redis(procs)
+            ctx = Context(procs=procs, redis_port=redis_srv.port, redis_pid=redis_srv.pid, pg_base_dsn=a.pg_dsn,
+                          pg_admin_db=a.pg_admin_db, smoke=a.smoke, out_dir=a.out_dir, tmp=tmp, args=a)
+            for name, run in chosen.items():
+                print(f"== {name}", flush=True)
+                t0 = time.monotonic()
+                try:
+                    doc = run(ctx)
+                    results[name] = {"failures": list(doc["failures"]), "summary": list(doc["summary"])}
+                except Exception as exc:  # noqa: BLE001 - a crashed scenario must not hide the others
+                    traceback.print_exc()
+                    results[name] = {"failures": [f"crashed: {exc!r} (logs in {tmp})"], "summary": []}
+                results[name]["seconds"] = round(time.monotonic() - t0, 1)
+        finally:
+            procs.stop_all()
+    a.out_dir.mkdir(parents=True, exist_ok=True)
+    (a.out_dir / RUN_INDEX).write_text(json.dumps({
+        "started": started, "smoke": a.smoke, "cores": os.cpu_count(), "versions": _versions(),
+        "scenarios": results}, indent=1))
+    for name, res in results.items():
+        print(f"== {name}: {len(res['failures'])} failure(s), {res['seconds']} s")
+        for line in res["summary"]:
+            print(f"  {line}")
+    bad = [f"{name}: {f}" for name, res in results.items() for f in res["failures"]]
     for b in bad:
         print(f"FAIL {b}", file=sys.stderr)
     return 1 if bad else 0
