@@ -289,8 +289,10 @@ def write_results(out_dir: Path, doc: dict) -> list[Path]:
 
 def run(ctx: Context) -> dict:
     """The scenario: both targets, every connection count; fails on oversell, undersell, 5xx, odd answers."""
-    cfg = SMOKE if ctx.smoke else FULL
     a = ctx.args
+    cfg = SMOKE if ctx.smoke else FULL
+    if getattr(a, "mix_requests", None):
+        cfg = replace(cfg, requests=a.mix_requests)
     connections = [int(c) for c in a.connections.split(",")]
     plan = request_plan(cfg.requests, cfg.skus, cfg.zipf_s, cfg.reserve_share, cfg.seed)
     reserves = sum(1 for op, _ in plan if op == RESERVE)

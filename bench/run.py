@@ -100,6 +100,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, default=None, help="default bench/results (smoke: bench/results/tmp/smoke)")
     p.add_argument("--label", default=None, help="result file prefix (default hot_sku / smoke)")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--mix-requests", type=int, default=None,
+                   help="browse_mix: requests per target and connection count (default 100,000; smoke 3,000)")
     a = p.parse_args(argv)
     if a.smoke:
         a.units, a.attempts, a.warmup, a.max_seconds = 200, 1_500, 100, 20.0
