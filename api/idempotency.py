@@ -71,7 +71,8 @@ class IdempotencyStore:
 
     def run(self, record_key: str, print_: str, stored: bytes | None,
             produce: Callable[[], Response]) -> Response:
-        """Replay a stored response, or produce one and store it (domain errors included, 5xx never)."""
+        """Replay a stored response, or produce one and store it (domain errors included; 429 and 5xx,
+        which say "try again later", never)."""
         replayed = self.replay(stored, print_)
         if replayed is not None:
             return replayed
@@ -79,6 +80,6 @@ class IdempotencyStore:
             response = produce()
         except InventoryError as error:
             response = handle_inventory_error(error)
-        if response.status_code < 500:
+        if response.status_code < 500 and response.status_code != 429:
             self.save(record_key, print_, response)
         return response

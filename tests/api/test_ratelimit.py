@@ -81,3 +81,16 @@ def test_the_hot_path_and_the_idempotent_flask_path_share_one_budget(limited_cli
     assert reserve(limited_client, "alice").status_code == 201
     response = limited_client.post("/v1/reservations", json=body, headers={**SF, "Idempotency-Key": "k-2"})
     assert response.status_code == 429 and int(response.headers["Retry-After"]) >= 1
+
+
+def test_a_rate_limited_keyed_request_is_not_stored_so_a_later_retry_runs(limited_client, api_inv):
+    make_product(api_inv, stock=100)
+    for n in range(3):
+        assert reserve(limited_client, "alice").status_code == 201
+    body = {"user_id": "alice", "items": [{"sku": "HOT", "qty": 1}]}
+    keyed = {**SF, "Idempotency-Key": "retry-me"}
+    first = limited_client.post("/v1/reservations", json=body, headers=keyed)
+    assert first.status_code == 429
+    again = limited_client.post("/v1/reservations", json=body, headers=keyed)
+    assert again.status_code == 429 and "Idempotent-Replayed" not in again.headers
+    assert not api_inv.redis.keys(api_inv.keys.scoped("idem:*"))
