@@ -69,11 +69,10 @@ class IdempotencyStore:
         record = {"fp": print_, "status": response.status_code, "body": response.get_data(as_text=True)}
         self.redis.set(record_key, json.dumps(record, separators=(",", ":")), ex=self.ttl, nx=True)
 
-    def run(self, record_key: str, print_: str, stored: bytes | None,
-            produce: Callable[[], Response]) -> Response:
+    def run(self, record_key: str, print_: str, produce: Callable[[], Response]) -> Response:
         """Replay a stored response, or produce one and store it (domain errors included; 429 and 5xx,
         which say "try again later", never)."""
-        replayed = self.replay(stored, print_)
+        replayed = self.replay(self.redis.get(record_key), print_)
         if replayed is not None:
             return replayed
         try:

@@ -58,8 +58,7 @@ def create_reservation(args: dict[str, Any]) -> Response:
     if key is None:
         return produce()
     record_key = st.idempotency.record_key(_idempotency_scope(), key)
-    return st.idempotency.run(record_key, _fingerprint(user_id, args), st.inventory.redis.get(record_key),
-                              produce)
+    return st.idempotency.run(record_key, _fingerprint(user_id, args), produce)
 
 
 @blp.route("/<string:reservation_id>", methods=["GET"])
@@ -125,8 +124,7 @@ def checkout(args: dict[str, Any] | None, reservation_id: str) -> Response:
     if key is None:
         return produce()
     record_key = st.idempotency.record_key(_idempotency_scope(), key)
-    return st.idempotency.run(record_key, _fingerprint(user_id, args), st.idempotency.redis.get(record_key),
-                              produce)
+    return st.idempotency.run(record_key, _fingerprint(user_id, args), produce)
 
 
 def _notify_checkout(order: Order) -> None:
