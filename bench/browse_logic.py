@@ -6,8 +6,9 @@ import itertools
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
+
+from bench.flow_check import SkuState  # one SKU's counters, shared with the full-flow checks
 
 READ, RESERVE = "p", "r"  # op letters in the plan files bench/wrk/mix.lua reads
 TYPES = {READ: "read", RESERVE: "reserve"}
@@ -87,16 +88,6 @@ def latency_summary(values_ms: Iterable[float]) -> dict:
         return round(v[max(0, math.ceil(p / 100 * len(v)) - 1)], 3)
 
     return {"n": len(v), "p50": pct(50), "p95": pct(95), "p99": pct(99), "max": round(v[-1], 3)}
-
-
-@dataclass(frozen=True)
-class SkuState:
-    """Counters of one SKU's stock hash after a run."""
-
-    total: int
-    available: int
-    held: int
-    sold: int
 
 
 def check_skus(stock: Mapping[str, SkuState], successes: Mapping[str, int], sold_out: Mapping[str, int]) -> dict:

@@ -48,6 +48,7 @@ from bench.targets import (
     ceiling_target,
     flashstock_target,
     gunicorn_argv,
+    wipe_bench_prefix,
 )
 
 NAME = "browse_mix"
@@ -101,14 +102,7 @@ def seed_catalog(redis_port: int, cfg: MixConfig) -> None:
     from inventory.importer import apply_plan, plan_import
 
     with redis.Redis(host="127.0.0.1", port=redis_port) as r:
-        batch: list[bytes] = []
-        for key in r.scan_iter(match=f"{FS_KEY_PREFIX}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                r.unlink(*batch)
-                batch = []
-        if batch:
-            r.unlink(*batch)
+        wipe_bench_prefix(r)
         inv = _inventory(r)
         rows = [CatalogRow(line=i + 1, sku=sku_name(i), name=f"bench {sku_name(i)}", price=1000, stock=cfg.stock)
                 for i in range(cfg.skus)]

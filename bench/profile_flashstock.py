@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import collections
 import shutil
-import subprocess
 import sys
 import time
 from datetime import datetime

@@ -154,18 +154,23 @@ def _inventory(env: Env) -> tuple[redis.Redis, "object"]:
     return r, Inventory(r, Settings(key_prefix=FS_KEY_PREFIX))
 
 
+def wipe_bench_prefix(r: redis.Redis) -> None:
+    """Unlink every key under the bench prefix (products, holds, records, limits), in batches."""
+    batch: list[bytes] = []
+    for key in r.scan_iter(match=f"{FS_KEY_PREFIX}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            r.unlink(*batch)
+            batch = []
+    if batch:
+        r.unlink(*batch)
+
+
 def fs_seed(env: Env, sku: str, units: int) -> None:
-    """Wipe every key under the bench prefix (holds, records, limits), then configure the SKU."""
+    """Wipe every key under the bench prefix, then configure the SKU."""
     r, inv = _inventory(env)
     with r:
-        batch: list[bytes] = []
-        for key in r.scan_iter(match=f"{FS_KEY_PREFIX}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                r.unlink(*batch)
-                batch = []
-        if batch:
-            r.unlink(*batch)
+        wipe_bench_prefix(r)
         inv.catalog.configure(sku, name=f"bench {sku}", price=1000)
         inv.catalog.adjust_stock(sku, set_total=units)
 
