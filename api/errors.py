@@ -33,6 +33,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "version_conflict": 409,
     "stock_below_committed": 409,
     "stale_read": 409,
+    "product_recovering": 409,
     "unavailable": 503,
     # HTTP level
     "bad_request": 400,

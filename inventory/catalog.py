@@ -124,9 +124,13 @@ class Catalog:
             pairs += ["paused", "1" if paused else "0"]
         return pairs
 
-    def set_recovering(self, sku: str, recovering: bool) -> None:
-        """Stop (or resume) reservations of a SKU while its counters are rebuilt."""
-        self._raw_configure(sku, ["paused", "r" if recovering else "0"], None)
+    def set_recovering(self, sku: str, recovering: bool, *, paused: bool = False) -> None:
+        """Stop reservations of a SKU while its counters are rebuilt, or end that (rebuild only).
+
+        Only this call leaves 'recovering' (then to `paused`): admins get ProductRecovering meanwhile.
+        """
+        flag = "r" if recovering else ("1" if paused else "0")
+        self._raw_configure(sku, ["paused", flag], None, rebuild=True)
 
     def adjust_stock(
         self,
@@ -183,25 +187,26 @@ class Catalog:
             holds.append(Hold(f"r_{token}", user, int(qty), from_ms(int(score))))  # type: ignore[arg-type]
         return holds
 
-    def _raw_configure(self, sku: str, pairs: list[Any], expected_version: int | None) -> int:
-        reply = self.ctx.run("configure_product", *self.configure_call(sku, pairs, expected_version))
+    def _raw_configure(self, sku: str, pairs: list[Any], expected_version: int | None, *,
+                       rebuild: bool = False) -> int:
+        reply = self.ctx.run("configure_product", *self.configure_call(sku, pairs, expected_version, rebuild=rebuild))
         return int(reply[1])
 
     # Keys and arguments of the two admin scripts, so batch writers (the importer) can pipeline them.
 
-    def configure_call(self, sku: str, pairs: list[Any],
-                       expected_version: int | None) -> tuple[list[str], list[Any]]:
+    def configure_call(self, sku: str, pairs: list[Any], expected_version: int | None, *,
+                       rebuild: bool = False) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of configure_product for already validated pairs."""
         keys = self.ctx.keys
         return ([keys.sku(sku).stock, keys.catalog, keys.dirty, keys.outbox],
-                [sku, self._version_arg(expected_version), self.ctx.now_ms(), *pairs])
+                [sku, self._version_arg(expected_version), "1" if rebuild else "", *pairs])
 
     def adjust_call(self, sku: str, mode: str, units: int, expected_version: int | None,
                     reason: str) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of adjust_stock ('set' a total or 'add' a signed delta)."""
         keys = self.ctx.keys
         return ([keys.sku(sku).stock, keys.dirty, keys.outbox],
-                [sku, mode, units, self._version_arg(expected_version), self.ctx.now_ms(), reason])
+                [sku, mode, units, self._version_arg(expected_version), reason])
 
     @staticmethod
     def _version_arg(expected_version: int | None) -> Any:

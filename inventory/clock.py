@@ -1,9 +1,16 @@
-"""Time source for the core: scripts get 'now' from here, so tests can drive the clock."""
+"""One clock: Redis's. Scripts read TIME themselves; the core reads it for display and admin input.
+
+No host clock decides anything: API hosts whose clocks differ, or a request whose arguments were built
+before another ran, cannot disagree about whether a hold is alive, because only the script that acts
+reads the time (lua/includes/clock.lua). Tests replace both sides with a virtual clock through
+`ScriptedClock`, which only code that builds a Context by hand can pass; settings cannot select it.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Protocol
+
+from redis import Redis
 
 
 class Clock(Protocol):
@@ -11,21 +18,19 @@ class Clock(Protocol):
         """Milliseconds since the Unix epoch, UTC."""
 
 
-class SystemClock:
-    """Wall-clock time."""
+class ScriptedClock(Clock, Protocol):
+    """A clock the scripts read too (tests): `bind` returns the Lua that replaces includes/clock.lua."""
+
+    def bind(self, redis: Redis, key: str) -> str:
+        """Attach to a Redis client; the returned Lua defines now_ms() reading `key`."""
+
+
+class RedisClock:
+    """Redis's own clock (TIME), the one the scripts decide by; one round trip per read."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
 
     def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
-
-
-class ManualClock:
-    """A clock that moves only when told to (tests, simulations)."""
-
-    def __init__(self, start_ms: int = 1_800_000_000_000) -> None:
-        self._now = start_ms
-
-    def now_ms(self) -> int:
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        self._now += int(seconds * 1000)
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 from redis import Redis
 
-from inventory.clock import Clock, SystemClock
+from inventory.clock import Clock, RedisClock, ScriptedClock
 from inventory.config import Settings
 from inventory.errors import raise_for_reply
 from inventory.keys import KeySpace
@@ -25,11 +25,18 @@ class Context:
     settings: Settings
 
     @classmethod
-    def create(cls, redis: Redis, settings: Settings | None = None, clock: Clock | None = None) -> "Context":
+    def create(cls, redis: Redis, settings: Settings | None = None,
+               clock: ScriptedClock | None = None) -> "Context":
+        """Wire the core; time is Redis's own unless a test passes a virtual clock for both sides."""
         settings = settings or Settings()
-        return cls(redis, KeySpace(settings.key_prefix), Scripts(redis), clock or SystemClock(), settings)
+        keys = KeySpace(settings.key_prefix)
+        if clock is None:
+            return cls(redis, keys, Scripts(redis), RedisClock(redis), settings)
+        source = clock.bind(redis, keys.test_clock)
+        return cls(redis, keys, Scripts(redis, clock_source=source), clock, settings)
 
     def now_ms(self) -> int:
+        """Redis's time in ms (display, admin input, sweep candidates); scripts read it themselves."""
         return self.clock.now_ms()
 
     def run(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:

@@ -64,6 +64,12 @@ class StockBelowCommitted(InventoryError):
     code = "stock_below_committed"
 
 
+class ProductRecovering(InventoryError):
+    """The SKU's counters are being rebuilt; only the rebuild may reopen (or pause) it."""
+
+    code = "product_recovering"
+
+
 class StaleRead(InventoryError):
     """Lines changed between reading a reservation and acting on it; retried internally."""
 
@@ -101,9 +107,12 @@ SCRIPT_ERRORS: dict[int, tuple[type[InventoryError], str, tuple[str, ...]]] = {
         "Total stock cannot drop below units held and sold.",
         ("committed", "requested"),
     ),
-    -11: (InvalidArgument, "Invalid argument.", ("argument",)),
+    -11: (InvalidArgument, "Invalid argument (a quantity above the maximum, a malformed id, ...).",
+          ("argument",)),
     -12: (StaleRead, "The reservation changed while being read.", ()),
     -13: (RateLimited, "Too many requests; slow down.", ("bucket", "retry_after_ms")),
+    -14: (ProductRecovering, "The product is being rebuilt after a Redis data loss; try again shortly.",
+          ("sku",)),
 }
 
 

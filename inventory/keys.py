@@ -66,6 +66,12 @@ class KeySpace:
         """Marker written when Redis state is seeded or rebuilt; missing means Redis lost data."""
         return f"{self.prefix}:epoch"
 
+    @property
+    def test_clock(self) -> str:
+        """Virtual time of a test's clock (tests/clocks.py); outside the prefix, so a test that
+        simulates data loss by deleting '<prefix>:*' keeps its clock, as Redis keeps TIME."""
+        return f"{self.prefix}.testclock"
+
     def scoped(self, name: str) -> str:
         """A key owned by an adapter (rate limits, idempotency records, locks) under this prefix."""
         return f"{self.prefix}:{name}"

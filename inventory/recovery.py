@@ -147,7 +147,7 @@ def rebuild_from_postgres(inv: Inventory, session_factory: sessionmaker[Session]
             configured[sku] = paused
     restored = restore_order_records(inv, session_factory, rebuilt)
     for sku in rebuilt:
-        inv.catalog.configure(sku, paused=configured[sku] == "1")
+        inv.catalog.set_recovering(sku, False, paused=configured[sku] == "1")
     epoch = ""
     if skus is None:
         epoch = new_epoch()

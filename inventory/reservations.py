@@ -70,11 +70,11 @@ class Reservations:
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
             raise InvalidArgument("Idempotency keys are 1-255 characters.", field="idempotency_key")
         token = ids.token_for_key(user_id, idempotency_key) if idempotency_key else ids.new_token()
-        now, ttl_ms = self.ctx.now_ms(), ttl * 1000
+        ttl_ms = ttl * 1000
         keys = [self.ctx.keys.reservation(token), self.ctx.keys.expiries, self.ctx.keys.dirty]
         keys += self.ctx.line_keys([sku for sku, _ in lines])
         keys += [bucket.key for bucket in rate_limits]
-        args: list[Any] = [token, user_id, _fingerprint(user_id, lines, ttl_ms), now, ttl_ms,
+        args: list[Any] = [token, user_id, _fingerprint(user_id, lines, ttl_ms), ttl_ms,
                            self.settings.record_retention_seconds * 1000, len(rate_limits)]
         for sku, qty in lines:
             args += [sku, qty]
@@ -88,13 +88,13 @@ class Reservations:
                               retry_after_ms=int(error.details["retry_after_ms"])) from None
         if int(reply[0]) == 1:
             return replace(self.get(ids.reservation_id(token)), replayed=True)
-        prices = [int(p) for p in reply[2:]]
+        prices = [int(p) for p in reply[3:]]
         return Reservation(
             id=ids.reservation_id(token),
             user_id=user_id,
             status=Status.HELD,
             lines=tuple(Line(sku, qty, price) for (sku, qty), price in zip(lines, prices)),
-            created_at=from_ms(now),  # type: ignore[arg-type]
+            created_at=from_ms(int(reply[2])),  # type: ignore[arg-type]
             expires_at=from_ms(int(reply[1])),  # type: ignore[arg-type]
         )
 
@@ -102,13 +102,19 @@ class Reservations:
               user_id: str | None = None) -> Reservation:
         """Set new quantities for some lines of an open reservation (0 removes a line)."""
         token = self._token(reservation_id)
-        lines = check_lines(changes, allow_zero=True)
-        keys = [self.ctx.keys.reservation(token), self.ctx.keys.dirty]
-        keys += self.ctx.line_keys([sku for sku, _ in lines])
-        args: list[Any] = [token, user_id or "", self.ctx.now_ms()]
-        for sku, qty in lines:
-            args += [sku, qty]
-        self.ctx.run("amend", keys, args)
+        wanted = dict(check_lines(changes, allow_zero=True))
+        keys = self.ctx.keys
+
+        def amend_call(current: list[str], _owner: str) -> list[Any]:
+            # Every current line is named too, so the script can check that all its holds are still there.
+            skus = sorted(set(current) | set(wanted))
+            args: list[Any] = [token, user_id or ""]
+            for sku in skus:
+                args += [sku, wanted.get(sku, "")]
+            return self.ctx.run("amend", [keys.reservation(token), keys.expiries, keys.dirty]
+                                + self.ctx.line_keys(skus), args)
+
+        self._on_lines(token, amend_call)
         return self.get(reservation_id, user_id=user_id)
 
     def release(self, reservation_id: str, *, user_id: str | None = None) -> Reservation:
@@ -125,8 +131,7 @@ class Reservations:
             "checkout",
             [keys.reservation(token), keys.expiries, keys.dirty, keys.outbox,
              keys.user_orders(owner)] + self.ctx.line_keys(skus),
-            [token, user_id or "", self.ctx.now_ms(), ids.order_id(token),
-             self.settings.order_retention_seconds * 1000, *skus],
+            [token, user_id or "", ids.order_id(token), self.settings.order_retention_seconds * 1000, *skus],
         ))
         order = self.get_order(text(reply[1]))
         return replace(order, replayed=int(reply[0]) == 1)
@@ -149,8 +154,8 @@ class Reservations:
                 "record_payment",
                 [keys.reservation(token), keys.expiries, keys.dirty, keys.outbox,
                  keys.user_orders(owner)] + self.ctx.line_keys(skus),
-                [token, event_id, result, self.ctx.now_ms(), ids.order_id(token),
-                 self.settings.order_retention_seconds * 1000, *skus],
+                [token, event_id, result, ids.order_id(token), self.settings.order_retention_seconds * 1000,
+                 *skus],
             ))
         except ReservationNotFound:
             if order_id:
@@ -263,5 +268,5 @@ class Reservations:
         return self.ctx.run(
             "release",
             [keys.reservation(token), keys.expiries, keys.dirty] + self.ctx.line_keys(skus),
-            [token, user_id, self.ctx.now_ms(), mode, self.settings.record_retention_seconds * 1000, *skus],
+            [token, user_id, mode, self.settings.record_retention_seconds * 1000, *skus],
         )

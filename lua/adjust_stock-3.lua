@@ -10,8 +10,7 @@ ARGV[1]        sku
 ARGV[2]        mode: 'set' (ARGV[3] is the new total) | 'add' (ARGV[3] is a signed delta)
 ARGV[3]        units
 ARGV[4]        expected version ('' = no compare-and-set)
-ARGV[5]        now, ms since epoch
-ARGV[6]        reason recorded in the ledger event (e.g. 'seed', 'admin')
+ARGV[5]        reason recorded in the ledger event (e.g. 'seed', 'admin')
 
 Returns
   {0, total, available, held, sold, version}   applied (version bumped only if total changed)
@@ -22,16 +21,15 @@ Returns
 
 Invariant: avail + held + sold == total, each >= 0.
 ]]
+--@include "clock"
 --@include "common"
 
-local sku, mode, units, expected, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[6]
-local now = tonumber(ARGV[5])
+local sku, mode, units, expected, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 if mode ~= 'set' and mode ~= 'add' then return {-11, 'mode'} end
 local magnitude = string.match(units, '^-?(%d+)$')
 if not magnitude or string.len(magnitude) > 12 then return {-11, 'units'} end
 if mode == 'set' and string.sub(units, 1, 1) == '-' then return {-11, 'units'} end
 if expected ~= '' and not is_count(expected) then return {-11, 'expected_version'} end
-if not is_count(ARGV[5]) then return {-11, 'now'} end
 if reason == '' then return {-11, 'reason'} end
 
 local s = redis.call('HMGET', KEYS[1], 'total', 'avail', 'held', 'sold', 'ver')
@@ -51,6 +49,6 @@ if delta ~= 0 then
   redis.call('HSET', KEYS[1], 'total', new_total, 'avail', avail, 'ver', version)
   redis.call('SADD', KEYS[2], sku)
   redis.call('XADD', KEYS[3], '*', 'type', 'stock_adjusted', 'sku', sku, 'delta', delta,
-    'total', new_total, 'ver', version, 'reason', reason, 'ts', now)
+    'total', new_total, 'ver', version, 'reason', reason, 'ts', now_ms())
 end
 return {0, new_total, avail, held, sold, version}

@@ -14,10 +14,13 @@ KEYS[5+3i]     buyers hash of line i
 
 ARGV[1]        reservation token
 ARGV[2]        user id ('' = any user)
-ARGV[3]        now, ms since epoch
-ARGV[4]        order id to assign
-ARGV[5]        order record retention, ms
-ARGV[5+i]      sku of line i (must be exactly the reservation's lines)
+ARGV[3]        order id to assign
+ARGV[4]        order record retention, ms
+ARGV[4+i]      sku of line i (must be exactly the reservation's lines)
+
+Time is Redis's own (now_ms()). Checkout acts only while the reservation is unexpired on that clock
+and every hold is still in its holds index; otherwise the reservation is expired here (remaining
+holds back exactly once). The user's order index is trimmed to the retention and expires with it.
 
 Returns
   {0, order_id}                            checked out now
@@ -30,12 +33,13 @@ Returns
 
 Invariant: for every SKU avail + held + sold == total, each >= 0.
 ]]
+--@include "clock"
 --@include "common"
 
-local token, user, order_id = ARGV[1], ARGV[2], ARGV[4]
-local now, retention = tonumber(ARGV[3]), tonumber(ARGV[5])
-local n = #ARGV - 5
-if not (is_count(ARGV[3]) and is_count(ARGV[5])) then return {-11, 'now'} end
+local token, user, order_id = ARGV[1], ARGV[2], ARGV[3]
+local retention = tonumber(ARGV[4])
+local n = #ARGV - 4
+if not is_count(ARGV[4]) then return {-11, 'retention'} end
 if order_id == '' or #KEYS ~= 5 + 3 * n then return {-11, 'items'} end
 
 local rkey = KEYS[1]
@@ -46,23 +50,22 @@ if rec[2] == 'expired' then return {-6} end
 if rec[2] ~= 'held' then return {-7, rec[2]} end
 
 local skus = {}
-for i = 1, n do skus[i] = ARGV[5 + i] end
+for i = 1, n do skus[i] = ARGV[4 + i] end
 if not lines_match(rkey, rec[4], skus) then return {-12} end
 local owner = rec[1]
 local qtys, prices = read_lines(rkey, skus)
 
+local now = now_ms()
 if now >= tonumber(rec[3]) or not holds_intact(5, token, owner, qtys) then
-  release_lines(5, KEYS[3], token, owner, skus, qtys)
-  redis.call('HSET', rkey, 'st', 'expired', 'end', now)
-  redis.call('ZREM', KEYS[2], token)
+  expire_reservation(5, rkey, KEYS[2], KEYS[3], token, owner, skus, qtys, now)
   return {-6}
 end
 
-sell_lines(5, KEYS[3], token, owner, skus, qtys)
+sell_lines(5, KEYS[3], rkey, token, owner, skus, qtys)
 emit_order_event(KEYS[4], 'order_created', order_id, token, owner,
   encode_lines(skus, qtys, prices), now, '')
 redis.call('HSET', rkey, 'st', 'pending_payment', 'oid', order_id, 'co', now)
 redis.call('PEXPIRE', rkey, retention)
-redis.call('ZADD', KEYS[5], now, order_id)
+index_order(KEYS[5], order_id, now, retention)
 redis.call('ZREM', KEYS[2], token)
 return {0, order_id}

@@ -9,7 +9,7 @@ KEYS[4]        outbox stream
 
 ARGV[1]        sku
 ARGV[2]        expected version ('' = no compare-and-set)
-ARGV[3]        now, ms since epoch
+ARGV[3]        '1' when the caller is the recovery rebuild, '' otherwise
 ARGV[4..]      field, value pairs; fields: name, price (minor units), cur, limit (0 = none),
                start, end (ms since epoch, 0 = open), paused ('0' | '1' | 'r' recovering)
 
@@ -17,15 +17,18 @@ Returns
   {0, version}                              applied (version is bumped on every change)
   {-9, expected, actual}                    version conflict
   {-11, argument}                           invalid argument
+  {-14, sku}                                the SKU is recovering: only the rebuild may change 'paused'
 
-Invariant: stock counters are untouched; start < end whenever both are set.
+Invariant: stock counters are untouched; start < end whenever both are set; a SKU marked
+recovering ('r') leaves that state only through the rebuild, so it never sells before its counters
+are rebuilt.
 ]]
+--@include "clock"
 --@include "common"
 
-local sku, expected = ARGV[1], ARGV[2]
-local now = tonumber(ARGV[3])
+local sku, expected, rebuild = ARGV[1], ARGV[2], ARGV[3] == '1'
 if sku == '' then return {-11, 'sku'} end
-if not is_count(ARGV[3]) then return {-11, 'now'} end
+if ARGV[3] ~= '' and not rebuild then return {-11, 'rebuild'} end
 if expected ~= '' and not is_count(expected) then return {-11, 'expected_version'} end
 if (#ARGV - 3) % 2 ~= 0 then return {-11, 'fields'} end
 
@@ -47,9 +50,10 @@ for i = 4, #ARGV, 2 do
   changes[field] = value
 end
 
-local cur = redis.call('HMGET', KEYS[1], 'ver', 'start', 'end')
+local cur = redis.call('HMGET', KEYS[1], 'ver', 'start', 'end', 'paused')
 local version = to_int(cur[1])
 if expected ~= '' and tonumber(expected) ~= version then return {-9, tonumber(expected), version} end
+if cur[4] == 'r' and changes.paused and changes.paused ~= 'r' and not rebuild then return {-14, sku} end
 local starts = to_int(changes.start or cur[2])
 local ends = to_int(changes['end'] or cur[3])
 if starts > 0 and ends > 0 and ends <= starts then return {-11, 'window'} end
@@ -71,5 +75,5 @@ redis.call('SADD', KEYS[3], sku)
 local p = redis.call('HMGET', KEYS[1], 'name', 'price', 'cur', 'limit', 'start', 'end', 'paused')
 redis.call('XADD', KEYS[4], '*', 'type', 'product_configured', 'sku', sku, 'name', p[1],
   'price', p[2], 'cur', p[3], 'limit', p[4], 'start', p[5], 'end', p[6], 'paused', p[7],
-  'ver', version, 'ts', now)
+  'ver', version, 'ts', now_ms())
 return {0, version}

@@ -23,10 +23,13 @@ KEYS[5+3i]     buyers hash of line i
 ARGV[1]        reservation token
 ARGV[2]        payment event id
 ARGV[3]        result: 'paid' | 'failed'
-ARGV[4]        now, ms since epoch
-ARGV[5]        order id to assign if the reservation has none yet
-ARGV[6]        order record retention, ms
-ARGV[6+i]      sku of line i (must be exactly the reservation's lines)
+ARGV[4]        order id to assign if the reservation has none yet
+ARGV[5]        order record retention, ms
+ARGV[5+i]      sku of line i (must be exactly the reservation's lines)
+
+Time is Redis's own (now_ms()). A held reservation counts as open only while it is unexpired on
+that clock and every hold is still in its holds index (one truth per hold): a 'paid' for a hold
+that lazy expiry already reclaimed becomes refund_required, never a sale of stock that went back.
 
 Returns
   {0, status_after, order_id_or_empty}     applied (status may be unchanged)
@@ -38,12 +41,13 @@ Returns
 
 Invariant: for every SKU avail + held + sold == total, each >= 0.
 ]]
+--@include "clock"
 --@include "common"
 
-local token, event_id, result, new_order_id = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
-local now, retention = tonumber(ARGV[4]), tonumber(ARGV[6])
-local n = #ARGV - 6
-if not (is_count(ARGV[4]) and is_count(ARGV[6])) then return {-11, 'now'} end
+local token, event_id, result, new_order_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local retention = tonumber(ARGV[5])
+local n = #ARGV - 5
+if not is_count(ARGV[5]) then return {-11, 'retention'} end
 if event_id == '' then return {-11, 'event_id'} end
 if result ~= 'paid' and result ~= 'failed' then return {-11, 'status'} end
 if new_order_id == '' or #KEYS ~= 5 + 3 * n then return {-11, 'items'} end
@@ -58,16 +62,17 @@ if prior then
 end
 
 local skus = {}
-for i = 1, n do skus[i] = ARGV[6 + i] end
+for i = 1, n do skus[i] = ARGV[5 + i] end
 if not lines_match(rkey, rec[4], skus) then return {-12} end
 local owner, status, order_id = rec[1], rec[2], rec[5]
 local qtys, prices = read_lines(rkey, skus)
 local lines = encode_lines(skus, qtys, prices)
+local now = now_ms()
 
 local function open_order(kind)
   order_id = order_id or new_order_id
   redis.call('HSET', rkey, 'oid', order_id)
-  redis.call('ZADD', KEYS[5], now, order_id)
+  index_order(KEYS[5], order_id, now, retention)
   redis.call('PEXPIRE', rkey, retention)
   emit_order_event(KEYS[4], kind, order_id, token, owner, lines, now, event_id)
 end
@@ -77,7 +82,7 @@ if status == 'held' then
   redis.call('ZREM', KEYS[2], token)
   local open = now < tonumber(rec[3]) and holds_intact(5, token, owner, qtys)
   if open and result == 'paid' then
-    sell_lines(5, KEYS[3], token, owner, skus, qtys)
+    sell_lines(5, KEYS[3], rkey, token, owner, skus, qtys)
     open_order('order_created')
     emit_order_event(KEYS[4], 'order_paid', order_id, token, owner, lines, now, event_id)
     redis.call('HSET', rkey, 'co', now)
@@ -95,7 +100,7 @@ elseif status == 'pending_payment' then
   if result == 'paid' then
     after = 'paid'
   else
-    unsell_lines(5, KEYS[3], owner, skus, qtys)
+    unsell_lines(5, KEYS[3], rkey, owner, skus, qtys)
     after = 'payment_failed'
   end
   emit_order_event(KEYS[4], 'order_' .. after, order_id, token, owner, lines, now, event_id)

@@ -11,10 +11,14 @@ KEYS[3+3i]     buyers hash of line i
 
 ARGV[1]        reservation token
 ARGV[2]        user id ('' = any user)
-ARGV[3]        now, ms since epoch
-ARGV[4]        mode: 'cancel' | 'expire'
-ARGV[5]        record retention after release, ms
-ARGV[5+i]      sku of line i (must be exactly the reservation's lines)
+ARGV[3]        mode: 'cancel' | 'expire'
+ARGV[4]        record retention after release, ms
+ARGV[4+i]      sku of line i (must be exactly the reservation's lines)
+
+Time is Redis's own (now_ms()): 'expire' acts only once the expiry has passed on that clock, so a
+sweeper whose host clock runs ahead cannot cut a hold short. Each hold returns its units only if it
+is still in its SKU's holds index (removed in the same step), so stock comes back exactly once even
+when lazy expiry reclaimed some of the holds first.
 
 Returns
   {0, status, units_returned}              released now ('released' or 'expired')
@@ -27,12 +31,13 @@ Returns
 
 Invariant: for every SKU avail + held + sold == total, each >= 0.
 ]]
+--@include "clock"
 --@include "common"
 
-local token, user, mode = ARGV[1], ARGV[2], ARGV[4]
-local now, retention = tonumber(ARGV[3]), tonumber(ARGV[5])
-local n = #ARGV - 5
-if not (is_count(ARGV[3]) and is_count(ARGV[5])) then return {-11, 'now'} end
+local token, user, mode = ARGV[1], ARGV[2], ARGV[3]
+local retention = tonumber(ARGV[4])
+local n = #ARGV - 4
+if not is_count(ARGV[4]) then return {-11, 'retention'} end
 if mode ~= 'cancel' and mode ~= 'expire' then return {-11, 'mode'} end
 if #KEYS ~= 3 + 3 * n then return {-11, 'items'} end
 
@@ -45,11 +50,12 @@ end
 if user ~= '' and rec[1] ~= user then return {-5} end
 if rec[2] == 'released' or rec[2] == 'expired' or rec[2] == 'payment_failed' then return {1, rec[2]} end
 if rec[2] ~= 'held' then return {-7, rec[2]} end
+local now = now_ms()
 local expired = now >= tonumber(rec[3])
 if mode == 'expire' and not expired then return {2} end
 
 local skus = {}
-for i = 1, n do skus[i] = ARGV[5 + i] end
+for i = 1, n do skus[i] = ARGV[4 + i] end
 if not lines_match(rkey, rec[4], skus) then return {-12} end
 
 local qtys = read_lines(rkey, skus)

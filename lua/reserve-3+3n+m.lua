@@ -12,24 +12,25 @@ KEYS[3+3n+j]   counter of rate-limit bucket j (fixed window; the API's per-user 
 ARGV[1]        reservation token
 ARGV[2]        user id
 ARGV[3]        request fingerprint (same token + other fingerprint = conflict)
-ARGV[4]        now, ms since epoch
-ARGV[5]        time to live, ms
-ARGV[6]        record retention after expiry, ms
-ARGV[7]        m, the number of rate-limit buckets (0 for none)
-ARGV[6+2i]     sku of line i
-ARGV[7+2i]     quantity of line i (integer >= 1)
-ARGV[7+2n+2j-1] request limit of bucket j per window
-ARGV[7+2n+2j]   window of bucket j, seconds
+ARGV[4]        time to live, ms
+ARGV[5]        record retention after expiry, ms
+ARGV[6]        m, the number of rate-limit buckets (0 for none)
+ARGV[5+2i]     sku of line i
+ARGV[6+2i]     quantity of line i (integer 1..MAX_QTY)
+ARGV[6+2n+2j-1] request limit of bucket j per window
+ARGV[6+2n+2j]   window of bucket j, seconds
+
+Time is Redis's own (now_ms(), from TIME): the hold expires at now + ttl on the server's clock.
 
 Returns
-  {0, expires_ms, price_1, ..., price_n}   held
+  {0, expires_ms, created_ms, price_1, ..., price_n}   held
   {1, status}                              replay of an existing reservation with the same fingerprint
   {-1, sku}                                product not found
   {-2, sku, reason}                        sale not active (paused | recovering | not_started | ended)
   {-3, sku, available, requested}          sold out
   {-4, sku, limit, already}                per-user limit exceeded (held + ordered)
   {-8}                                     token reused with a different request
-  {-11, argument}                          invalid argument
+  {-11, argument}                          invalid argument (qty above MAX_QTY included)
   {-13, j, retry_after_ms}                 rate-limit bucket j is over its limit (nothing else changed)
 
 Invariant: for every SKU avail + held + sold == total, each >= 0.
@@ -40,40 +41,39 @@ Rate limits: every call counts once in each bucket (INCR; EXPIRE when the window
 fixed-window counters Flask-Limiter keeps for the other endpoints, so admission and the hold are one
 round trip. A call over any bucket's limit is refused before the reservation is looked at.
 ]]
+--@include "clock"
 --@include "common"
 
 local token, user, fingerprint = ARGV[1], ARGV[2], ARGV[3]
-local now, ttl, retention = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-if not is_count(ARGV[7]) then return {-11, 'rate_limits'} end
-local m = tonumber(ARGV[7])
-local n = (#ARGV - 7 - 2 * m) / 2
+local ttl, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
+if not is_count(ARGV[6]) then return {-11, 'rate_limits'} end
+local m = tonumber(ARGV[6])
+local n = (#ARGV - 6 - 2 * m) / 2
 
 if token == '' or user == '' then return {-11, 'id'} end
-if not (is_count(ARGV[4]) and is_count(ARGV[5]) and is_count(ARGV[6])) or ttl < 1 then
-  return {-11, 'ttl'}
-end
+if not (is_count(ARGV[4]) and is_count(ARGV[5])) or ttl < 1 then return {-11, 'ttl'} end
 if n < 1 or n ~= math.floor(n) or #KEYS ~= 3 + 3 * n + m then return {-11, 'items'} end
 
 for j = 1, m do
-  local limit, window = ARGV[6 + 2 * n + 2 * j], ARGV[7 + 2 * n + 2 * j]
+  local limit, window = ARGV[5 + 2 * n + 2 * j], ARGV[6 + 2 * n + 2 * j]
   if not (is_count(limit) and is_count(window)) or tonumber(window) < 1 then return {-11, 'rate_limits'} end
 end
-for j = 1, m do
-  local bucket = KEYS[3 + 3 * n + j]
-  local count = redis.call('INCR', bucket)
-  if count == 1 then redis.call('EXPIRE', bucket, ARGV[7 + 2 * n + 2 * j]) end
-  if count > tonumber(ARGV[6 + 2 * n + 2 * j]) then
-    return {-13, j, math.max(redis.call('PTTL', bucket), 1)}
-  end
-end
-
 local skus, qtys, seen = {}, {}, {}
 for i = 1, n do
-  local sku, qty = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
-  if not is_count(qty) or tonumber(qty) < 1 then return {-11, 'qty'} end
+  local sku, qty = ARGV[5 + 2 * i], ARGV[6 + 2 * i]
+  if not is_qty(qty, 1) then return {-11, 'qty'} end
   if seen[sku] then return {-11, 'duplicate_sku'} end
   seen[sku] = true
   skus[i], qtys[i] = sku, tonumber(qty)
+end
+
+for j = 1, m do
+  local bucket = KEYS[3 + 3 * n + j]
+  local count = redis.call('INCR', bucket)
+  if count == 1 then redis.call('EXPIRE', bucket, ARGV[6 + 2 * n + 2 * j]) end
+  if count > tonumber(ARGV[5 + 2 * n + 2 * j]) then
+    return {-13, j, math.max(redis.call('PTTL', bucket), 1)}
+  end
 end
 
 local existing = redis.call('HMGET', KEYS[1], 'fp', 'st')
@@ -82,6 +82,7 @@ if existing[2] then
   return {1, existing[2]}
 end
 
+local now = now_ms()
 -- Lazy expiry: stock of abandoned holds comes back even when no sweeper runs.
 for i = 1, n do
   local base = 3 + 3 * (i - 1)
@@ -129,9 +130,9 @@ for i = 1, n do
   record[#record + 1] = prices[i]
 end
 redis.call('HSET', KEYS[1], unpack(record))
-redis.call('PEXPIREAT', KEYS[1], expires + retention)
+redis.call('PEXPIRE', KEYS[1], ttl + retention)
 redis.call('ZADD', KEYS[2], expires, token)
 
-local reply = {0, expires}
+local reply = {0, expires, now}
 for i = 1, n do reply[#reply + 1] = prices[i] end
 return reply

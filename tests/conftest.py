@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from inventory import Inventory, Settings
-from inventory.clock import ManualClock
+from tests.clocks import ManualClock
 
 REDIS_URL = os.environ.get("FLASHSTOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 DATABASE_URL = os.environ.get(
@@ -59,6 +59,7 @@ def key_prefix() -> str:
 def real_redis(redis_server: redis.Redis, key_prefix: str) -> Iterator[redis.Redis]:
     yield redis_server
     delete_prefix(redis_server, key_prefix)
+    redis_server.delete(f"{key_prefix}.testclock")  # tests/clocks.py; outside the prefix on purpose
 
 
 @pytest.fixture(params=["fakeredis", "redis-server"])

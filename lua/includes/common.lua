@@ -1,8 +1,18 @@
 -- Shared helpers, spliced by the loader where a script says: --@include "common" (own line).
 -- Nothing here touches a key that the including script did not receive in KEYS.
 
+-- Largest quantity of one line (inventory.validation.MAX_QTY). Lua prints bigger numbers in
+-- exponent form ('1e+14'), which a hold member could not be parsed back from.
+local MAX_QTY = 1000000
+
 local function is_count(v)
   return v ~= nil and string.match(v, '^%d+$') ~= nil and string.len(v) <= 15
+end
+
+-- A line quantity: an integer from low (0 or 1) to MAX_QTY.
+local function is_qty(v, low)
+  return v ~= nil and string.match(v, '^%d+$') ~= nil and string.len(v) <= 7
+    and tonumber(v) >= low and tonumber(v) <= MAX_QTY
 end
 
 local function to_int(v)
@@ -26,14 +36,17 @@ local function add_buyer_units(buyers_key, user, delta)
 end
 
 -- Gives back every hold of one SKU whose expiry has passed (expired means now >= expiry).
+-- The member is removed and its units returned in one step, so a hold is reclaimed exactly once.
 local function reclaim_expired(stock_key, holds_key, buyers_key, now, batch)
   local due = redis.call('ZRANGEBYSCORE', holds_key, '-inf', now, 'LIMIT', 0, batch)
   local freed = 0
   for _, member in ipairs(due) do
     local _, qty, user = parse_member(member)
-    redis.call('ZREM', holds_key, member)
-    add_buyer_units(buyers_key, user, -qty)
-    freed = freed + qty
+    if qty then
+      redis.call('ZREM', holds_key, member)
+      add_buyer_units(buyers_key, user, -qty)
+      freed = freed + qty
+    end
   end
   if freed > 0 then
     redis.call('HINCRBY', stock_key, 'avail', freed)
@@ -95,9 +108,10 @@ local function read_lines(rkey, skus)
 end
 
 -- True while every line's hold is still present (not reclaimed by lazy expiry).
+-- A line of quantity 0 (named but not held, as amend's new lines) has no hold to check.
 local function holds_intact(first, token, owner, qtys)
   for i = 1, #qtys do
-    if not redis.call('ZSCORE', KEYS[first + 3 * i - 1], hold_member(token, qtys[i], owner)) then
+    if qtys[i] > 0 and not redis.call('ZSCORE', KEYS[first + 3 * i - 1], hold_member(token, qtys[i], owner)) then
       return false
     end
   end
@@ -107,33 +121,64 @@ end
 local function release_lines(first, dirty_key, token, owner, skus, qtys)
   local returned = 0
   for i = 1, #skus do
-    local b = first + 3 * i
-    returned = returned + release_hold(KEYS[b - 2], KEYS[b - 1], KEYS[b], token, qtys[i], owner)
-    redis.call('SADD', dirty_key, skus[i])
+    if qtys[i] > 0 then
+      local b = first + 3 * i
+      returned = returned + release_hold(KEYS[b - 2], KEYS[b - 1], KEYS[b], token, qtys[i], owner)
+      redis.call('SADD', dirty_key, skus[i])
+    end
   end
   return returned
 end
 
 -- held -> sold for every line; callers check holds_intact first.
-local function sell_lines(first, dirty_key, token, owner, skus, qtys)
+-- A SKU with a per-user limit keeps the ordered units in the buyer's count (recorded as 'b:<sku>'
+-- so a failed payment takes back exactly those); without a limit the count only ever holds open
+-- holds, so the buyers hash stays the size of the open work, not of the sale's history.
+local function sell_lines(first, dirty_key, rkey, token, owner, skus, qtys)
   for i = 1, #skus do
     local b = first + 3 * i
     redis.call('ZREM', KEYS[b - 1], hold_member(token, qtys[i], owner))
     redis.call('HINCRBY', KEYS[b - 2], 'held', -qtys[i])
     redis.call('HINCRBY', KEYS[b - 2], 'sold', qtys[i])
+    if to_int(redis.call('HGET', KEYS[b - 2], 'limit')) > 0 then
+      redis.call('HSET', rkey, 'b:' .. skus[i], qtys[i])
+    else
+      add_buyer_units(KEYS[b], owner, -qtys[i])
+    end
     redis.call('SADD', dirty_key, skus[i])
   end
 end
 
 -- sold -> available for every line of an order whose payment failed.
-local function unsell_lines(first, dirty_key, owner, skus, qtys)
+local function unsell_lines(first, dirty_key, rkey, owner, skus, qtys)
   for i = 1, #skus do
     local b = first + 3 * i
     redis.call('HINCRBY', KEYS[b - 2], 'sold', -qtys[i])
     redis.call('HINCRBY', KEYS[b - 2], 'avail', qtys[i])
-    add_buyer_units(KEYS[b], owner, -qtys[i])
+    local counted = to_int(redis.call('HGET', rkey, 'b:' .. skus[i]))
+    if counted > 0 then
+      add_buyer_units(KEYS[b], owner, -counted)
+      redis.call('HDEL', rkey, 'b:' .. skus[i])
+    end
     redis.call('SADD', dirty_key, skus[i])
   end
+end
+
+-- A held reservation whose time is up (or whose holds were reclaimed): whatever is still held
+-- goes back, exactly once, and the record says 'expired' from now on.
+local function expire_reservation(first, rkey, expiries_key, dirty_key, token, owner, skus, qtys, now)
+  local returned = release_lines(first, dirty_key, token, owner, skus, qtys)
+  redis.call('HSET', rkey, 'st', 'expired', 'end', now)
+  redis.call('ZREM', expiries_key, token)
+  return returned
+end
+
+-- A user's order index: newest orders by creation time, trimmed to the retention window and
+-- expiring with its newest order, so it never outlives the records it points to.
+local function index_order(orders_key, order_id, now, retention)
+  redis.call('ZADD', orders_key, now, order_id)
+  redis.call('ZREMRANGEBYSCORE', orders_key, '-inf', '(' .. (now - retention))
+  redis.call('PEXPIRE', orders_key, retention)
 end
 
 -- Transactional outbox: the event is appended in the same script call as the state change.

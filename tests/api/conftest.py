@@ -14,7 +14,7 @@ import pytest
 
 from api import create_app
 from inventory import Inventory, Settings
-from inventory.clock import ManualClock
+from tests.clocks import ManualClock
 
 STOREFRONT_KEYS = ("sf-key-current", "sf-key-previous")
 ADMIN_KEYS = ("admin-key-current", "admin-key-previous")

@@ -6,7 +6,7 @@ import json
 import time
 
 from inventory import Inventory
-from inventory.clock import ManualClock
+from tests.clocks import ManualClock
 from tests.helpers import make_product
 from tests.integration.cli_support import cli, cli_env, cli_json, db, live, run_process  # noqa: F401
 

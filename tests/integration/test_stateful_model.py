@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from inventory import Inventory, Settings
-from inventory.clock import ManualClock
+from tests.clocks import ManualClock
 from inventory.errors import InventoryError
 from tests.conftest import delete_prefix
 
@@ -40,6 +40,7 @@ class R:
     live: set[str] = field(default_factory=set)
     oid: bool = False
     events: dict[str, str] = field(default_factory=dict)
+    uncounted: set[str] = field(default_factory=set)
 
 
 class Model:
@@ -92,9 +93,13 @@ class Model:
 
     def amend(self, rid: str, changes: dict[str, int], now: int) -> str:
         r = self.res[rid]
+        if r.status == "expired":
+            return "reservation_expired"
         if r.status != "held":
             return "reservation_closed"
-        if now >= r.exp:
+        if now >= r.exp or r.live != set(r.lines):
+            self._release_all(r)
+            r.status = "expired"
             return "reservation_expired"
         count = len(r.lines) + sum(1 for s, q in changes.items() if q and s not in r.lines) \
             - sum(1 for s, q in changes.items() if not q and s in r.lines)
@@ -141,6 +146,9 @@ class Model:
             p = self.products[sku]
             p.held -= q
             p.sold += q
+            if not p.limit:  # only a SKU with a per-user limit keeps ordered units in the count
+                self.buyers[(sku, r.user)] -= q
+                r.uncounted.add(sku)
         r.live.clear()
         r.oid = True
 
@@ -183,7 +191,8 @@ class Model:
                     p = self.products[sku]
                     p.sold -= q
                     p.avail += q
-                    self.buyers[(sku, r.user)] -= q
+                    if sku not in r.uncounted:
+                        self.buyers[(sku, r.user)] -= q
                 r.status = "payment_failed"
         elif result == "paid" and r.status in ("released", "expired", "payment_failed"):
             r.status, r.oid = "refund_required", True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inventory import Inventory
-from inventory.clock import ManualClock
+from tests.clocks import ManualClock
 from inventory.errors import (
     InvalidArgument,
     LimitExceeded,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 
 from inventory import Inventory, Settings
-from inventory.clock import ManualClock
+from tests.clocks import ManualClock
 from inventory.models import Line
 from inventory.outbox import (
     Malformed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inventory import Inventory
-from inventory.clock import ManualClock
+from tests.clocks import ManualClock
 from inventory.errors import IdempotencyConflict, InvalidArgument, OrderNotFound, ReservationNotFound
 from inventory.models import Status
 from tests.helpers import assert_invariant, make_product, stock

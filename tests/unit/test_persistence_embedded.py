@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from inventory import Inventory, Settings
-from inventory.clock import ManualClock
+from tests.clocks import ManualClock
 from inventory.db import make_engine, make_session_factory
 from inventory.housekeeping import Housekeeper
 from inventory.migrations import is_up_to_date, upgrade

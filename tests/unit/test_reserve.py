@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from inventory import Inventory
-from inventory.clock import ManualClock
+from tests.clocks import ManualClock
 from inventory.errors import (
     IdempotencyConflict,
     InvalidArgument,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from inventory import Inventory
-from inventory.clock import ManualClock
+from tests.clocks import ManualClock
 from inventory.sale_status import read_status, reservations_per_minute
 from tests.helpers import make_product
 

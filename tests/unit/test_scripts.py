@@ -9,7 +9,7 @@ import pytest
 from redis.crc import key_slot
 
 from inventory import Inventory
-from inventory.clock import ManualClock
+from tests.clocks import ManualClock
 from inventory.scripts import Scripts, load_sources
 from tests.helpers import make_product, stock
 

@@ -1,59 +1,85 @@
 --[[
 amend: change the lines of an open reservation atomically (add, change quantity, remove).
-Lines not named stay as they are; the expiry does not move.
+Lines not changed stay as they are; the expiry does not move.
 
 KEYS[1]        reservation record (hash)
-KEYS[2]        dirty SKU set
-KEYS[2+3i-2]   stock hash of line i
-KEYS[2+3i-1]   holds zset of line i
-KEYS[2+3i]     buyers hash of line i
+KEYS[2]        expiry index (zset)
+KEYS[3]        dirty SKU set
+KEYS[3+3i-2]   stock hash of line i
+KEYS[3+3i-1]   holds zset of line i
+KEYS[3+3i]     buyers hash of line i
 
 ARGV[1]        reservation token
 ARGV[2]        user id ('' = any user)
-ARGV[3]        now, ms since epoch
-ARGV[2+2i]     sku of line i
-ARGV[3+2i]     new quantity of line i (0 removes the line)
+ARGV[1+2i]     sku of line i: every line the reservation has now, plus the lines being added
+ARGV[2+2i]     new quantity of line i (0..MAX_QTY; 0 removes the line), or '' to leave it unchanged
+
+Time is Redis's own (now_ms()). The script acts only while the reservation is unexpired on that
+clock AND every one of its holds is still in its SKU's holds index: a hold that another request
+reclaimed meanwhile (lazy expiry) makes the whole reservation expired here, its remaining holds go
+back exactly once, and nothing is re-held. So a change whose arguments were built before the
+reclaim can never re-add or double-return stock.
 
 Returns
   {0, expires_ms, line_count}              amended
   {-1, sku} | {-2, sku, reason} | {-3, sku, available, requested} | {-4, sku, limit, already}
   {-5}                                     no such reservation (or another user's)
-  {-6}                                     reservation expired
+  {-6}                                     reservation expired (its remaining holds are released)
   {-7, status}                             reservation no longer open
   {-11, argument}                          invalid argument (empty result, bad quantity, ...)
+  {-12}                                    lines in ARGV are stale (a current line is not named): re-read and retry
 
-Invariant: for every SKU avail + held + sold == total, each >= 0.
+Invariant: for every SKU avail + held + sold == total, each >= 0; a buyer's count moves only with
+the hold it counts.
 ]]
+--@include "clock"
 --@include "common"
 
 local token, user = ARGV[1], ARGV[2]
-local now = tonumber(ARGV[3])
-local n = (#ARGV - 3) / 2
-if not is_count(ARGV[3]) then return {-11, 'now'} end
-if n < 1 or n ~= math.floor(n) or #KEYS ~= 2 + 3 * n then return {-11, 'items'} end
+local n = (#ARGV - 2) / 2
+if n < 1 or n ~= math.floor(n) or #KEYS ~= 3 + 3 * n then return {-11, 'items'} end
+
+local skus, news, seen = {}, {}, {}
+for i = 1, n do
+  local sku, qty = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+  if qty ~= '' and not is_qty(qty, 0) then return {-11, 'qty'} end
+  if seen[sku] then return {-11, 'duplicate_sku'} end
+  seen[sku] = true
+  skus[i], news[i] = sku, tonumber(qty)
+end
 
 local rkey = KEYS[1]
 local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n')
 if not rec[1] or (user ~= '' and rec[1] ~= user) then return {-5} end
+if rec[2] == 'expired' then return {-6} end
 if rec[2] ~= 'held' then return {-7, rec[2]} end
-if now >= tonumber(rec[3]) then return {-6} end
 local owner, expires, count = rec[1], tonumber(rec[3]), tonumber(rec[4])
 
-local skus, olds, news, seen = {}, {}, {}, {}
+local olds, current = {}, 0
 for i = 1, n do
-  local sku, qty = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
-  if not is_count(qty) then return {-11, 'qty'} end
-  if seen[sku] then return {-11, 'duplicate_sku'} end
-  seen[sku] = true
-  skus[i], news[i] = sku, tonumber(qty)
-  olds[i] = to_int(redis.call('HGET', rkey, 'l:' .. sku))
+  olds[i] = to_int(redis.call('HGET', rkey, 'l:' .. skus[i]))
+  if olds[i] > 0 then current = current + 1 end
+  if news[i] == nil then
+    if olds[i] == 0 then return {-12} end
+    news[i] = olds[i]
+  end
+end
+if current ~= count then return {-12} end
+
+local now = now_ms()
+if now >= expires or not holds_intact(3, token, owner, olds) then
+  expire_reservation(3, rkey, KEYS[2], KEYS[3], token, owner, skus, olds, now)
+  return {-6}
+end
+
+for i = 1, n do
   if olds[i] == 0 and news[i] > 0 then count = count + 1 end
   if olds[i] > 0 and news[i] == 0 then count = count - 1 end
 end
 if count < 1 then return {-11, 'empty'} end
 
 for i = 1, n do
-  local base = 2 + 3 * (i - 1)
+  local base = 3 + 3 * (i - 1)
   if news[i] > olds[i] then
     reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000)
   end
@@ -61,7 +87,7 @@ end
 
 local prices = {}
 for i = 1, n do
-  local base = 2 + 3 * (i - 1)
+  local base = 3 + 3 * (i - 1)
   local grow = news[i] - olds[i]
   if grow > 0 then
     local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price')
@@ -79,7 +105,7 @@ for i = 1, n do
 end
 
 for i = 1, n do
-  local base = 2 + 3 * (i - 1)
+  local base = 3 + 3 * (i - 1)
   local grow = news[i] - olds[i]
   if grow ~= 0 then
     if olds[i] > 0 then
@@ -88,7 +114,7 @@ for i = 1, n do
     redis.call('HINCRBY', KEYS[base + 1], 'avail', -grow)
     redis.call('HINCRBY', KEYS[base + 1], 'held', grow)
     add_buyer_units(KEYS[base + 3], owner, grow)
-    redis.call('SADD', KEYS[2], skus[i])
+    redis.call('SADD', KEYS[3], skus[i])
     if news[i] > 0 then
       redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, news[i], owner))
       redis.call('HSET', rkey, 'l:' .. skus[i], news[i])
