@@ -78,3 +78,16 @@ def test_holds_lists_open_reservations_of_a_sku(client, api_inv):
     assert sorted((h["user_id"], h["qty"]) for h in holds) == [("alice", 1), ("bob", 3)]
     assert all(h["reservation_id"].startswith("r_") for h in holds)
     assert client.get("/v1/admin/products/NOPE/holds", headers=ADMIN).status_code == 404
+
+
+def test_put_cannot_reopen_a_sku_that_recovery_is_rebuilding(client, api_inv):
+    make_product(api_inv, stock=10)
+    api_inv.catalog.set_recovering("HOT", True)
+    for paused in (False, True):
+        response = client.put("/v1/admin/products/HOT", headers=ADMIN, json={"paused": paused})
+        assert response.status_code == 409 and error_of(response)["code"] == "product_recovering"
+    assert api_inv.catalog.get("HOT").sale_state.value == "recovering"
+    reserve = client.post("/v1/reservations", json={"user_id": "alice", "items": [{"sku": "HOT", "qty": 1}]},
+                          headers=SF)
+    assert reserve.status_code == 409 and error_of(reserve)["details"]["reason"] == "recovering"
+    assert stock(api_inv).available == 10
