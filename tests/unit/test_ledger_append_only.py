@@ -57,6 +57,15 @@ def test_delete_of_a_ledger_row_is_refused_and_leaves_it_as_it_was(sessions) -> 
     assert rows(sessions) == before
 
 
+def test_insert_or_replace_cannot_delete_a_ledger_row_behind_the_triggers(sessions) -> None:
+    append(sessions, "adj:1-0:HOT")
+    before = rows(sessions)
+    with refused(), sessions.begin() as s:  # REPLACE deletes the old row; make_engine turns on recursive_triggers
+        s.execute(text("INSERT OR REPLACE INTO stock_ledger (ref, sku, kind, total_delta, sold_delta, version, "
+                       "created_ms) VALUES ('adj:1-0:HOT', 'HOT', 'seed', 999, 0, 1, 1)"))
+    assert rows(sessions) == before
+
+
 def test_migrate_down_removes_the_triggers_and_up_restores_them(sqlite_url: str, sessions) -> None:
     append(sessions, "adj:1-0:HOT")
     downgrade(sqlite_url, "0001")
