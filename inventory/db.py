@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine for the URL; SQLite gets foreign keys and WAL, Postgres a bounded pool."""
+    """An engine for the URL; SQLite gets foreign keys, WAL and recursive triggers, Postgres a bounded pool."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False})
 
@@ -16,6 +16,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
+            # Without it, INSERT OR REPLACE deletes a conflicting row without firing DELETE triggers,
+            # which would slip past the append-only ledger's guard (migration 0002).
+            cursor.execute("PRAGMA recursive_triggers=ON")
             cursor.close()
 
         return engine

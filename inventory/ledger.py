@@ -1,4 +1,14 @@
-"""What the system of record says about stock: ledger sums plus outbox entries not yet persisted."""
+"""What the system of record says about stock: ledger sums plus outbox entries not yet persisted.
+
+The stock ledger is append-only, and the database enforces it (migration 0002): an UPDATE or DELETE of a
+`stock_ledger` row, or a TRUNCATE on PostgreSQL, fails with APPEND_ONLY_MESSAGE (SQLSTATE
+APPEND_ONLY_SQLSTATE on PostgreSQL, a constraint error on SQLite; IntegrityError in SQLAlchemy on both)
+and leaves the rows as they were. A correction is therefore always a new, compensating row with its own
+`ref`: an admin stock change appends 'adj:<stream id>:<sku>' with a signed total_delta, a failed payment
+appends 'returned:<order>:<sku>' with -qty in sold_delta against the order's 'sold:' row, and
+reconciliation repairs Redis from these sums (or re-emits missing orders to the outbox) without
+touching existing rows.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +20,10 @@ from sqlalchemy.orm import Session
 
 from inventory.outbox import Event, Movement, OrderEvent, movements
 from inventory.tables import SOLD_STATUSES, STATUS_RANK, LedgerRow, OrderLineRow, OrderRow, ProductRow
+
+# What the append-only triggers answer (the values in migration 0002, kept equal by a test).
+APPEND_ONLY_MESSAGE = "stock_ledger is append-only"
+APPEND_ONLY_SQLSTATE = "23001"  # restrict_violation
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,9 @@ class PaymentEventRow(Base):
 class LedgerRow(Base):
     """Append-only stock movement; SUM(total_delta) and SUM(sold_delta) per SKU are the persisted counters.
 
+    The database refuses UPDATE and DELETE of these rows (triggers of migration 0002); corrections are
+    new rows.
+
     `ref` makes each fact unique: 'sold:<order>:<sku>', 'returned:<order>:<sku>', 'adj:<stream id>:<sku>'.
     """
 

@@ -26,6 +26,11 @@ def upgrade(database_url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(database_url), revision)
 
 
+def downgrade(database_url: str, revision: str) -> None:
+    """Revert migrations down to `revision` (e.g. "0001"; "base" removes every table)."""
+    command.downgrade(alembic_config(database_url), revision)
+
+
 def current_revision(engine: Engine) -> str | None:
     """The revision a database is at, or None when it has never been migrated."""
     from alembic.runtime.migration import MigrationContext
