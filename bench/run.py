@@ -49,6 +49,7 @@ SCENARIOS: dict[str, str] = {
     "core_only": "bench.core_only:run",
     "memory": "bench.memory:run",
     "reconcile_scale": "bench.reconcile_scale:run",
+    "reconcile_latency": "bench.reconcile_latency:run",
 }
 RUN_INDEX = "scenarios.json"  # per-scenario failures, summary and seconds of the last run in out_dir
 

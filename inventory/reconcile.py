@@ -6,9 +6,20 @@ Policy
   * Redis selling more than Postgres knows means an order's outbox entry was lost: the order is
     re-emitted from its Redis record first, so a sale is never undone by a repair. Only sold units
     that no order anywhere backs are given back.
-  * Writes are compare-and-set (WATCH on the SKU's stock hash): a SKU that changes meanwhile is
-    re-read, never overwritten with a stale answer.
+  * Writes are compare-and-set (WATCH on the SKU's stock hash and holds): a SKU that changes
+    meanwhile is re-read, never overwritten with a stale answer.
   * Only SKUs in the dirty set are checked (those changed since the last repairing run), unless full.
+
+Reads never block Redis (inventory/reconcile_reads.py): no call returns more than one slice, the
+outbox is read once per run plus its new tail, and a sliced read is never taken for a snapshot:
+  * the cheap pass reads each SKU atomically (several small SKUs per bounded MULTI; a SKU with many
+    holds in slices under WATCH, kept only if EXEC confirms nothing changed), then the outbox tail,
+    then PostgreSQL. It only picks suspects; a torn view there could at most add one.
+  * a repair acts only on an observation made inside its own compare-and-set: WATCH stock + holds,
+    read the outbox tail, the hash and the holds in slices, query PostgreSQL, then MULTI/EXEC with the
+    write. If any slice saw a state the SKU no longer has, the stock hash or holds changed after
+    WATCH, EXEC fails and nothing is written. Outbox entries this SKU's counters depend on are in the
+    view or already committed to PostgreSQL (module docstring of reconcile_reads says why).
 """
 
 from __future__ import annotations
@@ -25,7 +36,8 @@ from inventory.context import decode_hash, text
 from inventory.engine import Inventory
 from inventory.ledger import Counts, Persisted, expected_counts, products, settled
 from inventory.models import Line
-from inventory.outbox import Event, Movement, OrderEvent, ProductConfigured, order_event_fields, parse_entries
+from inventory.outbox import Event, Movement, OrderEvent, ProductConfigured, order_event_fields
+from inventory.reconcile_reads import OutboxView, lex_members, read_holds, read_skus, scan_set
 from inventory.tables import STATUS_RANK, OrderRow, ProductRow, ReconcileDriftRow, ReconcileRunRow
 
 log = logging.getLogger(__name__)
@@ -123,20 +135,22 @@ def run_reconciliation(inv: Inventory, session_factory: sessionmaker[Session], *
         return ReconcileReport(None, full, repair, 0, (), 0, started, started,
                                skipped=f"outbox backlog {backlog} > {MAX_BACKLOG}; persistence is behind")
     skus = _skus_to_check(inv, session_factory, full)
+    outbox = OutboxView(inv.redis, inv.keys.outbox)
     candidates: list[str] = []
     for start in range(0, len(skus), _CHUNK):
         chunk = skus[start:start + _CHUNK]
         if repair and chunk:
             inv.redis.srem(inv.keys.dirty, *chunk)  # a change from now on marks the SKU dirty again
-        candidates += _candidates(inv, session_factory, chunk)
-    before = {sku: check_sku(inv, session_factory, sku, repair=False) for sku in candidates} if repair else {}
+        candidates += _candidates(inv, session_factory, chunk, outbox)
+    before = {sku: check_sku(inv, session_factory, sku, repair=False, outbox=outbox)
+              for sku in candidates} if repair else {}
     sold_differs = [sku for sku, d in before.items() if d is not None and d.redis is not None
                     and d.redis.sold != d.expected.sold]
-    reemitted = recover_orders(inv, session_factory, sold_differs) if sold_differs else {}
+    reemitted = recover_orders(inv, session_factory, sold_differs, outbox=outbox) if sold_differs else {}
     recovered = len({order for orders in reemitted.values() for order in orders})
     drifts, busy = [], 0
     for sku in candidates:
-        drift = check_sku(inv, session_factory, sku, repair=repair)
+        drift = check_sku(inv, session_factory, sku, repair=repair, outbox=outbox)
         if drift is not None and drift.kind == "busy":
             busy += 1
             inv.redis.sadd(inv.keys.dirty, sku)  # selling too fast to compare now: next run
@@ -167,67 +181,62 @@ def run_reconciliation(inv: Inventory, session_factory: sessionmaker[Session], *
 
 def _skus_to_check(inv: Inventory, session_factory: sessionmaker[Session], full: bool) -> list[str]:
     if not full:
-        return sorted(text(s) for s in inv.redis.smembers(inv.keys.dirty))
+        return sorted(scan_set(inv.redis, inv.keys.dirty))
     with session_factory() as session:
         known = set(session.scalars(select(ProductRow.sku)))
-    return sorted(known | set(inv.catalog.all_skus()))
+    return sorted(known | set(lex_members(inv.redis, inv.keys.catalog)))
 
 
-def _parse_holds(members: Sequence[Any]) -> list[tuple[str, int, str]]:
-    holds = []
-    for member in members:
-        token, qty, user = text(member).split("|", 2)
-        holds.append((token, int(qty), user))
-    return holds
-
-
-def _candidates(inv: Inventory, session_factory: sessionmaker[Session], skus: Sequence[str]) -> list[str]:
+def _candidates(inv: Inventory, session_factory: sessionmaker[Session], skus: Sequence[str],
+                outbox: OutboxView) -> list[str]:
     """SKUs that look drifted in one cheap pass (each is then re-checked exactly under WATCH)."""
     if not skus:
         return []
-    pipe = inv.redis.pipeline(transaction=True)
-    for sku in skus:
-        keys = inv.keys.sku(sku)
-        pipe.hgetall(keys.stock)
-        pipe.zrange(keys.holds, 0, -1)
-    pipe.xrange(inv.keys.outbox)
-    replies = pipe.execute()
-    events = parse_entries(replies[-1])
+    reads = read_skus(inv.redis, skus, inv.keys.sku)
+    outbox.refresh()  # after the reads: their SKUs' events are in the view or committed
+    events = [e for sku in skus for e in outbox.for_sku(sku)]
     with session_factory() as session:
         base, pending = settled(session, list(skus), events)
         known = set(products(session, list(skus)))
     out = []
-    for i, sku in enumerate(skus):
-        fields, holds = decode_hash(replies[2 * i]), _parse_holds(replies[2 * i + 1])
-        moves = [m for m in pending if m.sku == sku]
-        expected = expected_counts(base.get(sku), moves, sum(q for _, q, _ in holds))
-        if not fields and sku not in known and sku not in base and not moves:
+    for sku in skus:
+        seen = reads[sku]
+        if seen is None:  # changed on every attempt: let the exact check decide (or report it busy)
+            out.append(sku)
             continue
-        if Counts.of(fields) != expected:
+        moves = [m for m in pending if m.sku == sku]
+        expected = expected_counts(base.get(sku), moves, sum(q for _, q, _ in seen.holds))
+        if not seen.fields and sku not in known and sku not in base and not moves:
+            continue
+        if Counts.of(seen.fields) != expected:
             out.append(sku)
     return out
 
 
-def observe(pipe: Any, inv: Inventory, session: Session, sku: str) -> Observation:
-    """Read one SKU under WATCH (pipe is watching its stock hash) and what Postgres says about it."""
+def observe(pipe: Any, inv: Inventory, session: Session, sku: str, outbox: OutboxView | None = None) -> Observation:
+    """Read one SKU under WATCH (pipe watches its stock hash; holds are added here) and what Postgres says."""
     keys = inv.keys.sku(sku)
+    pipe.watch(keys.holds)  # read in slices below: only EXEC's WATCH check makes them one snapshot
+    outbox = outbox or OutboxView(inv.redis, inv.keys.outbox)
+    outbox.refresh()  # after WATCH: any later event of this SKU also changes its stock hash
     fields = decode_hash(pipe.hgetall(keys.stock))
-    holds = _parse_holds(pipe.zrange(keys.holds, 0, -1))
-    events = parse_entries(pipe.xrange(inv.keys.outbox))
+    holds = read_holds(pipe, keys.holds)
+    events = outbox.for_sku(sku)
     base, pending = settled(session, [sku], events)
     return Observation(fields, holds, events, base.get(sku), [m for m in pending if m.sku == sku],
                        products(session, [sku]).get(sku))
 
 
 def check_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: str, *,
-              repair: bool) -> SkuDrift | None:
+              repair: bool, outbox: OutboxView | None = None) -> SkuDrift | None:
     """Exact check of one SKU; with repair, write the expected counters if nothing changed meanwhile."""
     stock_key = inv.keys.sku(sku).stock
+    outbox = outbox or OutboxView(inv.redis, inv.keys.outbox)
     for _ in range(_ATTEMPTS):
         with inv.redis.pipeline(transaction=True) as pipe, session_factory() as session:
             try:
-                pipe.watch(stock_key)
-                seen = observe(pipe, inv, session, sku)
+                pipe.watch(stock_key, inv.keys.sku(sku).holds)
+                seen = observe(pipe, inv, session, sku, outbox)
                 drift = _drift(sku, seen)
                 pipe.multi()
                 if drift is not None and repair and drift.kind != "unrepairable":
@@ -323,7 +332,7 @@ def _record(session_factory: sessionmaker[Session], report: ReconcileReport) -> 
 
 
 def recover_orders(inv: Inventory, session_factory: sessionmaker[Session],
-                   skus: Sequence[str]) -> dict[str, set[str]]:
+                   skus: Sequence[str], *, outbox: OutboxView | None = None) -> dict[str, set[str]]:
     """Re-emit the outbox events of orders Redis has but Postgres (and the outbox) do not reflect.
 
     Returns the re-emitted order ids by SKU. Scans reservation records, so it only runs for SKUs
@@ -340,8 +349,10 @@ def recover_orders(inv: Inventory, session_factory: sessionmaker[Session],
     records += _order_records(inv, batch, wanted)
     if not records:
         return {}
+    outbox = outbox or OutboxView(inv.redis, inv.keys.outbox)
+    outbox.refresh()
     pending_status: dict[str, str] = {}
-    for event in parse_entries(inv.redis.xrange(inv.keys.outbox)):
+    for event in outbox.events:
         if isinstance(event, OrderEvent):
             prior = pending_status.get(event.order_id)
             if prior is None or STATUS_RANK[event.status] > STATUS_RANK[prior]:

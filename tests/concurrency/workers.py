@@ -51,3 +51,28 @@ def sample_min_available(redis_url: str, stock_keys: list[str], stop: Any) -> in
         values = [int(client.hget(key, "avail") or 0) for key in stock_keys]
         lowest = min(values + ([lowest] if lowest is not None else []))
     return lowest if lowest is not None else 0
+
+
+def trade(redis_url: str, prefix: str, skus: list[str], seed: int, rounds: int) -> dict[str, int]:
+    """Reserve random baskets (some with a 1 s hold that expires), then check out, release or abandon each."""
+    inv = _inventory(redis_url, prefix)
+    rng = random.Random(seed)
+    done = {"reserved": 0, "checked_out": 0, "released": 0, "abandoned": 0, "refused": 0}
+    for n in range(rounds):
+        chosen = rng.sample(skus, rng.randint(1, min(2, len(skus))))
+        try:
+            held = inv.reservations.reserve(f"trader-{seed}-{n}", {s: rng.randint(1, 2) for s in chosen},
+                                            ttl_seconds=rng.choice([1, 60]))
+            done["reserved"] += 1
+            action = rng.random()
+            if action < 0.5:
+                inv.reservations.checkout(held.id)
+                done["checked_out"] += 1
+            elif action < 0.8:
+                inv.reservations.release(held.id)
+                done["released"] += 1
+            else:
+                done["abandoned"] += 1  # left to expire (1 s) or stay open (60 s)
+        except InventoryError:
+            done["refused"] += 1
+    return done

@@ -157,3 +157,39 @@ def test_a_run_waits_while_persistence_is_far_behind(real_inv: Inventory, pg_ses
     report = run_reconciliation(real_inv, pg_sessions, repair=True)
     assert report.skipped and report.skus_checked == 0 and report.run_id is None
     assert real_inv.redis.sismember(real_inv.keys.dirty, "HOT")
+
+
+def _drifts(report) -> list[tuple]:
+    return [(d.sku, d.kind, d.redis, d.expected, d.units_repaired) for d in report.drifts]
+
+
+def test_slices_smaller_than_the_holds_and_the_outbox_give_the_same_report_as_one_slice(
+        real_inv: Inventory, pg_sessions, monkeypatch) -> None:
+    from inventory import reconcile_reads
+
+    for n in range(5):
+        make_product(real_inv, f"S{n}", stock=100)
+    _settled(real_inv, pg_sessions)
+    for i in range(30):  # S0 gets 30 open holds, S1..S4 7-8 each; 11 outbox entries wait unpersisted
+        real_inv.reservations.reserve(f"h{i}", {"S0": 1, f"S{1 + i % 4}": 1})
+    _sell(real_inv, 6, sku="S1")
+    for n in range(5):
+        real_inv.catalog.adjust_stock(f"S{n}", add=1)
+    real_inv.redis.hincrby(real_inv.keys.sku("S0").stock, "avail", 2)
+    real_inv.redis.hincrby(real_inv.keys.sku("S3").stock, "held", -1)
+    real_inv.redis.hincrby(real_inv.keys.sku("S3").stock, "avail", 1)
+    whole = run_reconciliation(real_inv, pg_sessions, repair=False, full=True)
+    assert real_inv.redis.xlen(real_inv.keys.outbox) == 11 and real_inv.redis.zcard(real_inv.keys.sku("S0").holds) == 30
+
+    for name, value in (("OUTBOX_SLICE", 4), ("HOLDS_SLICE", 3), ("BATCH_HOLDS", 5), ("BATCH_SKUS", 2),
+                        ("SET_SLICE", 2)):
+        monkeypatch.setattr(reconcile_reads, name, value)
+    sliced = run_reconciliation(real_inv, pg_sessions, repair=False, full=True)
+    assert _drifts(sliced) == _drifts(whole) and [d[:2] for d in _drifts(whole)] == \
+        [("S0", "counters"), ("S3", "counters")]
+    assert sliced.skus_checked == whole.skus_checked == 5
+
+    repaired = run_reconciliation(real_inv, pg_sessions, repair=True, full=True)
+    assert repaired.skus_repaired == 2 and repaired.units_repaired == 3
+    assert stock(real_inv, "S0").held == 30 and stock(real_inv, "S3").held == 7
+    assert run_reconciliation(real_inv, pg_sessions, repair=True, full=True).clean

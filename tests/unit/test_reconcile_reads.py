@@ -1,0 +1,52 @@
+"""Bounded reads of reconciliation: slices add up to the whole, on fakeredis and on redis-server."""
+
+from __future__ import annotations
+
+import pytest
+
+from inventory import Inventory, reconcile_reads
+from inventory.outbox import StockAdjusted
+from inventory.reconcile_reads import OutboxView, lex_members, read_skus, read_watched, scan_set
+from tests.helpers import make_product
+
+
+@pytest.fixture
+def tiny(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in (("OUTBOX_SLICE", 3), ("HOLDS_SLICE", 4), ("BATCH_HOLDS", 5), ("BATCH_SKUS", 2),
+                        ("SET_SLICE", 2)):
+        monkeypatch.setattr(reconcile_reads, name, value)
+
+
+def test_outbox_view_reads_every_entry_in_slices_then_only_the_new_tail(inv: Inventory, tiny: None) -> None:
+    for n in range(4):
+        make_product(inv, f"S{n}", stock=5)  # 2 entries each
+    view = OutboxView(inv.redis, inv.keys.outbox)
+    assert view.refresh() == 8 and len(view.events) == 8
+    inv.catalog.adjust_stock("S1", add=2)
+    assert view.refresh() == 1 and view.refresh() == 0
+    assert [type(e).__name__ for e in view.for_sku("S1")] == ["ProductConfigured", "StockAdjusted", "StockAdjusted"]
+    assert isinstance(view.for_sku("S1")[-1], StockAdjusted) and view.for_sku("S1")[-1].delta == 2
+
+
+def test_read_skus_matches_whole_reads_for_small_and_large_skus(inv: Inventory, tiny: None) -> None:
+    for n in range(3):
+        make_product(inv, f"S{n}", stock=50)
+    for i in range(9):  # S0: 9 holds (over one slice); S1: 1; S2: none
+        inv.reservations.reserve(f"u{i}", {"S0": 1, "S1": 1} if i == 0 else {"S0": 1})
+    reads = read_skus(inv.redis, ["S0", "S1", "S2", "NOPE"], inv.keys.sku)
+    for sku in ("S0", "S1", "S2"):
+        keys = inv.keys.sku(sku)
+        whole = {tuple(m.decode().split("|")) for m in inv.redis.zrange(keys.holds, 0, -1)}
+        assert {(t, str(q), u) for t, q, u in reads[sku].holds} == whole
+        assert reads[sku].fields["held"] == str(len(whole))
+    assert reads["NOPE"].fields == {} and reads["NOPE"].holds == []
+    assert read_watched(inv.redis, inv.keys.sku("S0")).holds == reads["S0"].holds
+
+
+def test_set_and_catalogue_walks_return_every_member(inv: Inventory, tiny: None) -> None:
+    skus = [f"S{n}" for n in range(7)]
+    for sku in skus:
+        make_product(inv, sku, stock=1)
+    inv.redis.sadd(inv.keys.dirty, *skus)
+    assert scan_set(inv.redis, inv.keys.dirty) == set(skus)
+    assert lex_members(inv.redis, inv.keys.catalog) == sorted(skus)
