@@ -34,8 +34,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         worker_enable_remote_control=False,
         timezone="UTC",
         enable_utc=True,
-        beat_scheduler="redbeat.RedBeatScheduler",
+        beat_scheduler="sync.beat.ResilientScheduler",
         redbeat_redis_url=settings.redis_url,
+        # Bounded waits: a stalled or vanished Redis fails a tick (retried a second later) instead of hanging it.
+        redbeat_redis_options={"socket_timeout": settings.redis_timeout_seconds,
+                               "socket_connect_timeout": settings.redis_timeout_seconds},
         redbeat_key_prefix=f"{prefix}:redbeat",
         redbeat_lock_key=f"{prefix}:redbeat::lock",
         redbeat_lock_timeout=max(30, int(4 * settings.expire_interval_seconds)),
