@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery
 
 from inventory.config import Settings
+from sync.recovery_timer import RecoveryTimer
 
 TASKS = "sync.tasks"
 
@@ -71,6 +72,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
     """A Celery app for these settings (default: from the environment)."""
     app = Celery("flashstock", include=[TASKS])
     app.conf.update(celery_config(settings or Settings.from_env()))
+    app.steps["worker"].add(RecoveryTimer)
     return app
 
 

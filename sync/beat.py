@@ -43,6 +43,8 @@ class ResilientScheduler(RedBeatScheduler):
         try:
             if not self._holds_lock():
                 return self.max_interval
+            if self.lock is not None:
+                self.lock.extend(int(self.lock_timeout))  # only the owner writes entries (redbeat extends again)
             self._restore_static_entries()
             return super().tick(min=min, **kwargs)
         except LockNotOwnedError:
@@ -64,7 +66,7 @@ class ResilientScheduler(RedBeatScheduler):
     def _holds_lock(self) -> bool:
         """True if this beat holds the lock or has just taken it (it was free); False on standby."""
         if not self.lock_key or self.lock is not None:
-            return True  # held: redbeat's tick extends it and raises LockNotOwnedError if it was lost
+            return True  # held, as far as we know: extending it raises LockNotOwnedError if it was lost
         lock = self._new_lock()
         if not lock.acquire(blocking=False):
             return False

@@ -20,7 +20,7 @@ from inventory import Inventory, Settings
 from inventory.errors import ProductNotFound
 from inventory.models import SaleState
 from inventory.tables import LedgerRow
-from tests.celery_workers import CeleryBeat, CeleryWorker, wait_for, worker_env
+from tests.celery_workers import CeleryBeat, CeleryWorker, send, wait_for, worker_env
 from tests.conftest import server_unavailable
 from tests.helpers import make_product, stock
 from tests.own_redis import OwnRedis
@@ -125,6 +125,7 @@ def _sell_and_persist(stack: Stack, inv: Inventory, pg_sessions) -> None:  # noq
     for n in range(5):
         inv.reservations.checkout(inv.reservations.reserve(f"b{n}", {"HOT": 1}).id)
     inv.reservations.reserve("holder", {"HOT": 3})  # an open hold: lost with the flush
+    send(stack.settings, "flashstock.persist_outbox")  # as the API does after a checkout (beat may be down)
 
     def persisted() -> bool:
         with pg_sessions() as s:
