@@ -157,7 +157,8 @@ def test_a_flushall_with_beat_and_worker_running_is_rebuilt_and_beat_reschedules
     assert beat.alive() and worker.alive()
 
 
-def test_a_flushall_with_beat_down_is_rebuilt_by_the_workers_own_timer(stack: Stack, pg_sessions) -> None:  # noqa: ANN001
+def test_a_flushall_with_beat_down_is_rebuilt_by_the_workers_own_timer(
+        stack: Stack, pg_sessions) -> None:  # noqa: ANN001 - sessionmaker
     worker = stack.worker()
     inv = stack.inventory()
     _sell_and_persist(stack, inv, pg_sessions)
