@@ -14,9 +14,9 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
-from redis.exceptions import LockError, RedisError, ResponseError, WatchError
+from redis.exceptions import RedisError, ResponseError, WatchError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,6 +31,9 @@ from inventory.tables import OrderLineRow, OrderRow, PaymentEventRow, SyncStateR
 log = logging.getLogger(__name__)
 
 _ATTEMPTS = 20
+# Short, and renewed per SKU while rebuilding: a check cut off by a Redis stall (its release failing
+# too) blocks the next one for at most this long, well inside the 30 s in which recovery must resume.
+_LOCK_SECONDS = 20
 
 
 @dataclass(frozen=True)
@@ -69,19 +72,19 @@ def stream_last_id(inv: Inventory) -> StreamId:
 
 def check_recovery(inv: Inventory, session_factory: sessionmaker[Session]) -> RecoveryCheck:
     """Detect lost or rolled-back Redis state and rebuild it; cheap when all is well (run it often)."""
-    lock = inv.redis.lock(inv.keys.scoped("lock:recovery"), timeout=300, blocking=False)
+    lock = inv.redis.lock(inv.keys.scoped("lock:recovery"), timeout=_LOCK_SECONDS, blocking=False)
     if not lock.acquire():
         return RecoveryCheck("busy", "another process is checking", "")
     try:
-        return _check(inv, session_factory)
+        return _check(inv, session_factory, lock.reacquire)
     finally:
         try:
             lock.release()
-        except LockError:
+        except RedisError:  # lost or unreachable: it expires by itself; keep the original error, if any
             pass
 
 
-def _check(inv: Inventory, session_factory: sessionmaker[Session]) -> RecoveryCheck:
+def _check(inv: Inventory, session_factory: sessionmaker[Session], keep_alive: Callable[[], Any]) -> RecoveryCheck:
     # Postgres first, Redis second: a drain committing between the two reads can only move the
     # persisted position up to where the stream already was. Read the other way round, that drain
     # makes a healthy stream look behind what was persisted ("rolled back") and triggers a rebuild.
@@ -106,7 +109,7 @@ def _check(inv: Inventory, session_factory: sessionmaker[Session]) -> RecoveryCh
     else:
         return RecoveryCheck("ok", "", epoch or "")
     log.error("recovery needed: %s; rebuilding Redis from Postgres", reason)
-    report = rebuild_from_postgres(inv, session_factory)
+    report = rebuild_from_postgres(inv, session_factory, keep_alive=keep_alive)
     return RecoveryCheck("rebuilt", reason, report.epoch, report)
 
 
@@ -128,10 +131,12 @@ def _follow(session_factory: sessionmaker[Session], epoch: str, last: StreamId, 
 
 
 def rebuild_from_postgres(inv: Inventory, session_factory: sessionmaker[Session],
-                          skus: Sequence[str] | None = None) -> RebuildReport:
+                          skus: Sequence[str] | None = None, *,
+                          keep_alive: Callable[[], Any] | None = None) -> RebuildReport:
     """Pause SKUs, rebuild their counters (and buyers, open order records) from Postgres + outbox, resume.
 
-    With skus=None every SKU Postgres knows is rebuilt and a new epoch is started.
+    With skus=None every SKU Postgres knows is rebuilt and a new epoch is started. keep_alive is
+    called before each SKU (the recovery check renews its lock with it; raising there stops the rebuild).
     """
     with session_factory() as session:
         targets = sorted(set(skus) if skus is not None else all_skus(session))
@@ -139,6 +144,8 @@ def rebuild_from_postgres(inv: Inventory, session_factory: sessionmaker[Session]
         inv.catalog.set_recovering(sku, True)
     rebuilt, failed, configured = [], [], {}
     for sku in targets:
+        if keep_alive is not None:
+            keep_alive()
         paused = _rebuild_sku(inv, session_factory, sku)
         if paused is None:
             failed.append(sku)

@@ -10,6 +10,7 @@ from typing import Any
 from celery import Celery
 
 from inventory.config import Settings
+from sync.recovery_timer import RecoveryTimer
 
 TASKS = "sync.tasks"
 
@@ -34,8 +35,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         worker_enable_remote_control=False,
         timezone="UTC",
         enable_utc=True,
-        beat_scheduler="redbeat.RedBeatScheduler",
+        beat_scheduler="sync.beat.ResilientScheduler",
         redbeat_redis_url=settings.redis_url,
+        # Bounded waits: a stalled or vanished Redis fails a tick (retried a second later) instead of hanging it.
+        redbeat_redis_options={"socket_timeout": settings.redis_timeout_seconds,
+                               "socket_connect_timeout": settings.redis_timeout_seconds},
         redbeat_key_prefix=f"{prefix}:redbeat",
         redbeat_lock_key=f"{prefix}:redbeat::lock",
         redbeat_lock_timeout=max(30, int(4 * settings.expire_interval_seconds)),
@@ -68,6 +72,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
     """A Celery app for these settings (default: from the environment)."""
     app = Celery("flashstock", include=[TASKS])
     app.conf.update(celery_config(settings or Settings.from_env()))
+    app.steps["worker"].add(RecoveryTimer)
     return app
 
 

@@ -95,12 +95,10 @@ def _fresh_process(**_: Any) -> None:
 
 @worker_ready.connect
 def _on_worker_ready(**_: Any) -> None:
-    """At start-up: warn about a Redis that can lose data, and recover it if it already did."""
+    """At start-up: warn about a Redis that can lose data (the recovery timer checks it at once)."""
     try:
         warn_if_not_durable(runtime.inventory())
-        check = check_recovery(runtime.inventory(), runtime.sessions())
-        log.info("recovery check at start-up: %s %s", check.state, check.reason)
     except TRANSIENT:
-        log.warning("start-up recovery check failed; the periodic check retries", exc_info=True)
+        log.warning("cannot read Redis persistence settings at start-up", exc_info=True)
     finally:
         runtime.reset()

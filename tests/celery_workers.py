@@ -51,6 +51,7 @@ class CeleryWorker:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "sync.app", *self.command()],
             cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() ends it and every child it forked
         )
         log.close()
         wait_for(lambda: self.ready_marker in self.log_path.read_bytes() or self.proc.poll() is not None, 60)
@@ -59,16 +60,23 @@ class CeleryWorker:
 
     def kill9(self) -> None:
         assert self.proc is not None
-        os.kill(self.proc.pid, signal.SIGKILL)
+        _signal_group(self.proc, signal.SIGKILL)
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                self.kill9()
+                pass
+        _signal_group(self.proc, signal.SIGKILL)  # whatever of the group is still there (pool children)
+        self.proc.wait(10)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -81,6 +89,13 @@ class CeleryBeat(CeleryWorker):
 
     def command(self) -> list[str]:
         return ["beat", "-l", "DEBUG", "--pidfile=", "-s", str(self.log_path.with_suffix(".schedule"))]
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def worker_env(settings: Settings, database_url: str, **extra: Any) -> dict[str, str]:

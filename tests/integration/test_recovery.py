@@ -156,3 +156,21 @@ def test_a_drain_committing_during_the_check_is_not_mistaken_for_a_rollback(
                         lambda *a, **k: pytest.fail("a healthy Redis was rebuilt"))
     assert check_recovery(real_inv, database_read_then_drain).state == "ok"
     assert len(drained) == 1 and stock(real_inv).sold == 1
+
+
+def test_the_recovery_lock_is_short_and_renewed_before_each_sku_of_a_rebuild(
+        real_inv: Inventory, pg_sessions, key_prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert check_recovery(real_inv, pg_sessions).state == "initialized"
+    for sku in ("HOT", "TEE"):
+        make_product(real_inv, sku, stock=5)
+    persist_now(real_inv, pg_sessions)
+    delete_prefix(real_inv.redis, key_prefix)
+    ttls: list[int] = []
+    rebuild_sku = recovery_module._rebuild_sku
+    monkeypatch.setattr(recovery_module, "_rebuild_sku", lambda inv, sessions, sku: (
+        ttls.append(inv.redis.pttl(inv.keys.scoped("lock:recovery"))), rebuild_sku(inv, sessions, sku))[1])
+
+    assert check_recovery(real_inv, pg_sessions).state == "rebuilt"
+
+    # A check cut off by a Redis stall keeps the next one out for at most 20 s, not minutes.
+    assert len(ttls) == 2 and all(15_000 < ttl <= 20_000 for ttl in ttls)

@@ -57,7 +57,7 @@ def test_celery_is_json_only_without_results_with_late_acks_and_prefixed_broker_
     assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
     assert config["broker_url"] == "redis://r:6379/0" and config["task_default_queue"] == "orders"
     assert config["broker_transport_options"]["global_keyprefix"] == "shop:celery:"
-    assert config["beat_scheduler"] == "redbeat.RedBeatScheduler" and config["redbeat_key_prefix"] == "shop:redbeat"
+    assert config["beat_scheduler"] == "sync.beat.ResilientScheduler" and config["redbeat_key_prefix"] == "shop:redbeat"
     assert {"persist-outbox", "expire-holds", "reconcile-dirty", "recovery-check"} <= set(config["beat_schedule"])
 
 
