@@ -147,8 +147,12 @@ class IdempotencyStore:
         except BaseException:
             self._release_quietly(record_key, marker, print_)
             raise
-        keep = final(response)
-        if not self.settle(record_key, marker, print_, response if keep else None):
+        try:
+            settled = self.settle(record_key, marker, print_, response if final(response) else None)
+        except RedisError:  # the operation ran: answer it; the lease frees the key for a retry
+            log.warning("idempotency_settle_failed", record=record_key, status=response.status_code)
+            return response
+        if not settled:
             log.warning("idempotency_claim_lost", record=record_key, status=response.status_code)
         return response
 

@@ -167,3 +167,23 @@ def test_a_claimer_whose_lease_ran_out_neither_stores_nor_releases(backend, real
     assert store.settle(record, current, "fp", Response('{"ok":1}', status=201)) is True
     assert store.claim(record, "fp") == {"fp": "fp", "status": 201, "body": '{"ok":1}'}
     assert 0 < client.pttl(record) <= 60_000
+
+
+def test_a_redis_failure_after_the_run_still_answers_and_the_lease_frees_the_key(app, client, api_inv, monkeypatch):
+    make_product(api_inv)
+    rid = _hold(api_inv)
+    store = _store(app, wait_seconds=0, lease_seconds=0.3)
+
+    def down(*_: Any, **__: Any) -> Any:
+        raise redis.exceptions.ConnectionError("connection reset")
+
+    monkeypatch.setattr(store, "settle", down)
+    first = _checkout(client, rid, "settle-1")
+    assert first.status_code == 202  # the checkout happened: its answer is not turned into a 503
+    monkeypatch.undo()
+    deadline = time.monotonic() + 10
+    while _checkout(client, rid, "settle-1").status_code == 409:  # in progress until the lease ends
+        assert time.monotonic() < deadline, "the lease never expired"
+        time.sleep(0.05)
+    again = _checkout(client, rid, "settle-1")
+    assert again.status_code == 202 and again.get_json()["data"] == first.get_json()["data"]
