@@ -55,18 +55,15 @@ def payment_webhook(args: dict[str, Any]) -> Response:
         metrics.PAYMENTS.labels(outcome.status.value).inc()
         return respond(_payment, outcome)
 
-    return st.idempotency.run(record_key, print_, produce, final=applied,
+    return st.idempotency.run(record_key, print_, produce, final=_applied,
                               reused=lambda: _event_id_reused(args["event_id"]))
 
 
-def applied(response: Response) -> bool:
-    """Only an applied (or replayed) payment is stored under its event id.
-
-    Everything else is answered afresh on the provider's retry, which it makes for any non-2xx:
-    not found (the record may be missing while Redis is rebuilt: 503 while the epoch marker is absent,
-    404 otherwise), 503, 5xx, stale read and conflicts. A stored 404 would make the retry after
-    recovery get it back and leave the order pending_payment for good.
-    """
+def _applied(response: Response) -> bool:
+    """Only an applied (or replayed) payment is stored under its event id."""
+    # Everything else is answered afresh on the provider's retry, which it makes for any non-2xx: a
+    # missing record (503 while Redis is being rebuilt, else 404), 503, 5xx, stale read, conflicts.
+    # A stored 404 would be replayed to the retry after recovery and leave the order pending for good.
     return response.status_code == 200
 
 
