@@ -44,6 +44,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "not_found": 404,
     "method_not_allowed": 405,
     "event_id_reused": 409,
+    "idempotency_request_in_progress": 409,
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,

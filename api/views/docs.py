@@ -14,7 +14,8 @@ _DESCRIPTIONS = {
     401: "Missing or invalid credentials: unauthorized (webhooks: invalid_signature).",
     403: "Credentials valid but not allowed here: forbidden.",
     404: "Not found (another user's reservation or order is not found too).",
-    409: "Conflict with the current state (sold_out, limit_exceeded, sale_not_active, ...).",
+    409: "Conflict with the current state (sold_out, limit_exceeded, sale_not_active, ...; "
+         "idempotency_request_in_progress with Retry-After while the same keyed request still runs).",
     413: "Body too large: payload_too_large.",
     415: "Body is not JSON: unsupported_media_type.",
     422: "Invalid input: invalid_request / invalid_argument / idempotency_key_reused.",
@@ -23,6 +24,9 @@ _DESCRIPTIONS = {
 }
 _RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",
                                 "schema": {"type": "string"}}}
+_RETRY_AFTER_409 = {"Retry-After": {"description": "Seconds to wait before retrying "
+                                                   "(idempotency_request_in_progress only).",
+                                    "schema": {"type": "string"}}}
 Decorator = Callable[[Any], Any]
 
 
@@ -43,7 +47,7 @@ def responses(blp: Blueprint, status: int, schema: Any, *errors: int, descriptio
     decorators: list[Decorator] = [blp.response(status, schema, description=description)]
     with_body = {400, 413, 415, 503}
     for code in sorted(set(errors) | with_body):
-        headers = _RETRY_AFTER if code in (429, 503) else None
+        headers = _RETRY_AFTER if code in (429, 503) else _RETRY_AFTER_409 if code == 409 else None
         decorators.append(blp.alt_response(code, schema=ErrorOut, description=_DESCRIPTIONS.get(code),
                                            headers=headers))
     if security is not None:

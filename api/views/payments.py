@@ -10,13 +10,13 @@ from flask import Response, request
 from flask_smorest import Blueprint
 
 from api import metrics
-from api.errors import ApiError, handle_inventory_error
+from api.errors import ApiError
 from api.schemas import PaymentData, PaymentEventIn
 from api.state import respond, state
 from api.parsing import arguments
 from api.views.docs import responses
 from api.webhooks import HEADER_DOCS
-from inventory.errors import InventoryError
+from inventory.errors import IdempotencyConflict, OrderNotFound, ReservationNotFound, Unavailable
 
 blp = Blueprint("payments", __name__, url_prefix="/v1/payments", description="Payment provider callbacks.")
 _payment = PaymentData()
@@ -39,21 +39,34 @@ def payment_webhook(args: dict[str, Any]) -> Response:
     print_ = hashlib.sha256(json.dumps(args, sort_keys=True).encode()).hexdigest()
     record_key = st.inventory.keys.scoped(
         f"whk:{hashlib.sha256(args['event_id'].encode()).hexdigest()[:40]}")
-    stored = st.idempotency.redis.get(record_key)
-    if stored is not None:
-        record = json.loads(stored)
-        if record["fp"] != print_:
-            raise ApiError("event_id_reused", "This event id was already received with a different body.",
-                           event_id=args["event_id"])
-        return Response(record["body"], status=record["status"], mimetype="application/json")
-    try:
-        outcome = st.inventory.reservations.record_payment(
-            event_id=args["event_id"], result=args["status"],
-            reservation_id=args.get("reservation_id"), order_id=args.get("order_id"))
+
+    def produce() -> Response:
+        try:
+            outcome = st.inventory.reservations.record_payment(
+                event_id=args["event_id"], result=args["status"],
+                reservation_id=args.get("reservation_id"), order_id=args.get("order_id"))
+        except IdempotencyConflict:  # the record's own ev:<id> field saw this event with another result
+            raise _event_id_reused(args["event_id"]) from None
+        except (OrderNotFound, ReservationNotFound):
+            if not st.inventory.redis.exists(st.inventory.keys.epoch):
+                raise Unavailable("The inventory store is being rebuilt; retry shortly.",
+                                  reason="recovering") from None
+            raise
         metrics.PAYMENTS.labels(outcome.status.value).inc()
-        response = respond(_payment, outcome)
-    except InventoryError as error:
-        response = handle_inventory_error(error)
-    if response.status_code < 500:
-        st.idempotency.save(record_key, print_, response)
-    return response
+        return respond(_payment, outcome)
+
+    return st.idempotency.run(record_key, print_, produce, final=_applied,
+                              reused=lambda: _event_id_reused(args["event_id"]))
+
+
+def _applied(response: Response) -> bool:
+    """Only an applied (or replayed) payment is stored under its event id."""
+    # Everything else is answered afresh on the provider's retry, which it makes for any non-2xx: a
+    # missing record (503 while Redis is being rebuilt, else 404), 503, 5xx, stale read, conflicts.
+    # A stored 404 would be replayed to the retry after recovery and leave the order pending for good.
+    return response.status_code == 200
+
+
+def _event_id_reused(event_id: str) -> ApiError:
+    return ApiError("event_id_reused", "This event id was already received with a different body.",
+                    event_id=event_id)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import structlog
-from flask import Response, g, jsonify, request
+from flask import Response, jsonify, request
 from flask_smorest import Blueprint
 
 from api import idempotency, metrics, ratelimit
@@ -29,14 +29,18 @@ def _authenticate() -> None:
     require(state().auth, "storefront", "user")
 
 
-def _idempotency_scope() -> str:
-    principal = g.principal
-    return f"user:{principal.user_id}" if principal.kind == "user" else "storefront"
-
-
-def _fingerprint(user_id: str, args: Any) -> str:
-    return idempotency.fingerprint(f"{request.method} {request.url_rule.rule}",  # type: ignore[union-attr]
-                                   user_id, [request.view_args, args])
+def _keyed(user_id: str, args: dict[str, Any], produce: Callable[[], Response]) -> Response:
+    """Run `produce` under the request's Idempotency-Key (scoped to the acting user), if it has one."""
+    key = idempotency.header_key()
+    if key is None:
+        return produce()
+    st = state()
+    # user_id is in the scope and the fingerprint already; leaving it out of the body makes a
+    # storefront request with user_id and the same user's JWT request without it the same request.
+    body = {name: value for name, value in args.items() if name != "user_id"}
+    print_ = idempotency.fingerprint(f"{request.method} {request.url_rule.rule}",  # type: ignore[union-attr]
+                                     user_id, [request.view_args, body])
+    return st.idempotency.run(st.idempotency.record_key(f"user:{user_id}", key), print_, produce)
 
 
 @blp.route("", methods=["POST"], parameters=[idempotency.HEADER_DOC])
@@ -55,10 +59,7 @@ def create_reservation(args: dict[str, Any]) -> Response:
         response.status_code = 201
         return response
 
-    if key is None:
-        return produce()
-    record_key = st.idempotency.record_key(_idempotency_scope(), key)
-    return st.idempotency.run(record_key, _fingerprint(user_id, args), produce)
+    return _keyed(user_id, args, produce)
 
 
 @blp.route("/<string:reservation_id>", methods=["GET"])
@@ -120,11 +121,7 @@ def checkout(args: dict[str, Any] | None, reservation_id: str) -> Response:
             _notify_checkout(order)
         return respond(_order, order, 202)
 
-    key = idempotency.header_key()
-    if key is None:
-        return produce()
-    record_key = st.idempotency.record_key(_idempotency_scope(), key)
-    return st.idempotency.run(record_key, _fingerprint(user_id, args), produce)
+    return _keyed(user_id, args, produce)
 
 
 def _notify_checkout(order: Order) -> None:

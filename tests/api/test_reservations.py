@@ -209,9 +209,27 @@ def test_same_idempotency_key_with_another_body_is_422(client, api_inv):
     assert reserve(client, headers=key).status_code == 201
     response = reserve(client, items=[{"sku": "HOT", "qty": 2}], headers=key)
     assert response.status_code == 422 and error_of(response)["code"] == "idempotency_key_reused"
-    other_user = reserve(client, user="bob", headers=key)
-    assert other_user.status_code == 422
     assert stock(api_inv).held == 1
+
+
+def test_another_users_request_with_the_same_key_is_a_different_key(client, api_inv):
+    make_product(api_inv, stock=5)
+    key = {"Idempotency-Key": "shared-key-text"}
+    alice = reserve(client, headers=key)
+    bob = reserve(client, user="bob", items=[{"sku": "HOT", "qty": 2}], headers=key)
+    assert alice.status_code == bob.status_code == 201
+    assert bob.get_json()["data"]["id"] != alice.get_json()["data"]["id"]
+    assert reserve(client, headers=key).get_data() == alice.get_data()
+    assert stock(api_inv).held == 3
+
+
+def test_a_storefront_request_and_the_same_users_token_share_a_key(client, api_inv):
+    make_product(api_inv, stock=5)
+    first = reserve(client, user="bob", headers={"Idempotency-Key": "bob-1"})
+    again = client.post("/v1/reservations", json={"items": [{"sku": "HOT", "qty": 1}]},
+                        headers={**bearer("bob"), "Idempotency-Key": "bob-1"})
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+    assert again.get_data() == first.get_data() and stock(api_inv).held == 1
 
 
 def test_idempotent_replay_of_a_conflict_returns_the_original_409(client, api_inv):
@@ -238,6 +256,12 @@ def test_checkout_idempotency_key_replays_the_202(client, api_inv, checkout_hook
     first = client.post(f"/v1/reservations/{rid}/checkout", json={"user_id": "alice"}, headers=headers)
     second = client.post(f"/v1/reservations/{rid}/checkout", json={"user_id": "alice"}, headers=headers)
     assert first.status_code == second.status_code == 202 and first.get_data() == second.get_data()
-    reused = client.post(f"/v1/reservations/{rid}/checkout", json={"user_id": "bob"}, headers=headers)
+    other = reserve(client).get_json()["data"]["id"]
+    reused = client.post(f"/v1/reservations/{other}/checkout", json={"user_id": "alice"}, headers=headers)
     assert reused.status_code == 422 and error_of(reused)["code"] == "idempotency_key_reused"
+    # Another user's request with this key text is that user's own key: it cannot poison alice's.
+    bob = client.post(f"/v1/reservations/{rid}/checkout", json={"user_id": "bob"}, headers=headers)
+    assert bob.status_code == 404 and error_of(bob)["code"] == "reservation_not_found"
+    third = client.post(f"/v1/reservations/{rid}/checkout", json={"user_id": "alice"}, headers=headers)
+    assert third.status_code == 202 and third.get_data() == first.get_data()
     assert len(checkout_hook.orders) == 1
