@@ -13,6 +13,7 @@ from inventory.errors import (
     InvalidArgument,
     OrderNotFound,
     RateLimited,
+    ReservationClosed,
     ReservationNotFound,
     StaleRead,
 )
@@ -181,8 +182,8 @@ class Reservations:
             for token in tokens:
                 try:
                     reply = self._on_lines(token, lambda skus, _, t=token: self._release_call(t, skus, "", "expire"))
-                except (ReservationNotFound, StaleRead):
-                    continue
+                except (ReservationNotFound, ReservationClosed, StaleRead):
+                    continue  # gone, checked out or paid since it was listed: nothing to expire
                 if int(reply[0]) == 0:
                     expired += 1
                     returned += int(reply[2])

@@ -209,3 +209,19 @@ def test_a_host_whose_clock_runs_behind_cannot_extend_or_revive_a_hold(
     with pytest.raises(ReservationExpired):
         wall_inv.reservations.amend(held.id, {"HOT": 1})
     assert stock(wall_inv).available == 5
+
+
+def test_a_sweep_skips_a_reservation_paid_between_listing_it_and_releasing_it(
+        inv: Inventory, clock: ManualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_product(inv, stock=5)
+    held = inv.reservations.reserve("alice", {"HOT": 2}, ttl_seconds=10)
+    also_due = inv.reservations.reserve("bob", {"HOT": 1}, ttl_seconds=10)
+    clock.advance(10)
+    webhook_host = second_host(inv, clock)
+    before_next_script(inv, lambda: webhook_host.reservations.record_payment(
+        event_id="evt-1", result="paid", reservation_id=held.id), monkeypatch)
+    swept = inv.reservations.expire_due()
+    assert swept.expired == 1 and swept.units_returned == 1
+    assert inv.reservations.get(held.id).status is Status.REFUND_REQUIRED
+    assert inv.reservations.get(also_due.id).status is Status.EXPIRED
+    assert stock(inv).available == 5
