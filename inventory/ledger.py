@@ -84,22 +84,27 @@ def unpersisted(session: Session, events: Sequence[Event]) -> list[Movement]:
     return [m for ref, m in moves.items() if ref not in known]
 
 
+class LedgerBusy(Exception):
+    """The drain kept committing these movements while they were read: no consistent view this time."""
+
+
 def settled(session: Session, skus: Sequence[str], events: Sequence[Event],
             attempts: int = 5) -> tuple[dict[str, Persisted], list[Movement]]:
     """Ledger sums and the outbox movements not in them, read so that both agree.
 
     A drain may commit some of `events` between our queries; reading the persisted refs before and
     after the sums and retrying until they match gives a view in which each movement counts once,
-    whatever the isolation level (SQLite included).
+    whatever the isolation level (SQLite included). If they never match, LedgerBusy: a view that
+    counts a batch twice (or not at all) must never reach a repair.
     """
     moves = {m.ref: m for e in events for m in movements(e) if m.sku in set(skus)}
     for _ in range(attempts):
         before = known_refs(session, moves)
         base = persisted(session, skus)
         if known_refs(session, moves) == before:
-            break
+            return base, [m for ref, m in moves.items() if ref not in before]
         session.rollback()  # a fresh snapshot for databases that hold one per transaction
-    return base, [m for ref, m in moves.items() if ref not in before]
+    raise LedgerBusy(f"persistence kept committing movements of {len(skus)} SKU(s) while they were read")
 
 
 def expected_counts(base: Persisted | None, pending: Iterable[Movement], held: int) -> Counts:

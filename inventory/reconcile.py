@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inventory.context import decode_hash, text
 from inventory.engine import Inventory
-from inventory.ledger import Counts, Persisted, expected_counts, products, settled
+from inventory.ledger import Counts, LedgerBusy, Persisted, expected_counts, products, settled
 from inventory.models import Line
 from inventory.outbox import Event, Movement, OrderEvent, ProductConfigured, order_event_fields
 from inventory.reconcile_reads import OutboxView, lex_members, read_holds, read_skus, scan_set
@@ -196,7 +196,10 @@ def _candidates(inv: Inventory, session_factory: sessionmaker[Session], skus: Se
     outbox.refresh()  # after the reads: their SKUs' events are in the view or committed
     events = [e for sku in skus for e in outbox.for_sku(sku)]
     with session_factory() as session:
-        base, pending = settled(session, list(skus), events)
+        try:
+            base, pending = settled(session, list(skus), events)
+        except LedgerBusy:
+            return list(skus)  # no consistent cheap view: the exact check of each SKU decides
         known = set(products(session, list(skus)))
     out = []
     for sku in skus:
@@ -244,7 +247,7 @@ def check_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: str, 
                 else:
                     pipe.exists(stock_key)  # EXEC still fails if the SKU changed since WATCH
                 pipe.execute()
-            except WatchError:
+            except (WatchError, LedgerBusy):
                 continue
         if drift is None:
             return None

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inventory.context import text
 from inventory.engine import Inventory
-from inventory.ledger import all_skus, buyer_units, has_data
+from inventory.ledger import LedgerBusy, all_skus, buyer_units, has_data
 from inventory.outbox import ZERO_ID, StreamId
 from inventory.reconcile import catalog_fields, observe, queue_counts
 from inventory.store import MEMORY_URL
@@ -188,7 +188,7 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
                 if buyers:
                     pipe.hset(keys.buyers, mapping=buyers)
                 pipe.execute()
-            except WatchError:
+            except (WatchError, LedgerBusy):
                 continue
         return str(catalog_fields(sku, seen)["paused"])
     raise RedisError(f"SKU {sku} kept changing during rebuild")

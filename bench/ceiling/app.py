@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -64,7 +63,8 @@ def create_app(
 
     Runs exactly the Lua call inventory/reservations.py makes: flashstock's reserve script with
     KEYS = reservation record, expiry index, dirty set, then stock/holds/buyers of the SKU and
-    ARGV = token, user, fingerprint, now ms, ttl ms, retention ms, 0 rate-limit buckets, sku, qty. Nothing else
+    ARGV = token, user, fingerprint, ttl ms, retention ms, 0 rate-limit buckets, sku, qty (the script reads
+    Redis's TIME itself). Nothing else
     (no auth, validation library, limits, logging or metrics). script_path swaps in another script.
     """
     from inventory.ids import new_token
@@ -79,9 +79,8 @@ def create_app(
     def reserve(user_id: str, sku: str, qty: int) -> list:
         token = new_token()
         line = keys.sku(sku)
-        now = int(time.time() * 1000)
         argv = (6, keys.reservation(token), keys.expiries, keys.dirty, line.stock, line.holds, line.buyers,
-                token, user_id, _fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), now, HOLD_TTL_MS,
+                token, user_id, _fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), HOLD_TTL_MS,
                 RETENTION_MS, 0, sku, qty)
         try:
             return evalsha(sha["value"], *argv)
