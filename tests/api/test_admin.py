@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from inventory import Inventory
 from tests.api.conftest import ADMIN, SF, error_of
 from tests.helpers import assert_invariant, make_product, stock
 
