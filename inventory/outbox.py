@@ -94,6 +94,15 @@ class ProductConfigured:
 
 
 @dataclass(frozen=True)
+class SaleSwitched:
+    """The global sale switch was set (paused) or cleared."""
+
+    entry_id: str
+    paused: bool
+    ts_ms: int
+
+
+@dataclass(frozen=True)
 class Malformed:
     """An entry that does not parse; persisted as a reject so nothing disappears silently."""
 
@@ -102,7 +111,7 @@ class Malformed:
     error: str
 
 
-Event = Union[OrderEvent, StockAdjusted, ProductConfigured, Malformed]
+Event = Union[OrderEvent, StockAdjusted, ProductConfigured, SaleSwitched, Malformed]
 
 
 def parse_lines(encoded: str) -> tuple[Line, ...]:
@@ -144,6 +153,10 @@ def _parse(eid: str, f: dict[str, str]) -> Event:
         return ProductConfigured(eid, _sku(f), f["name"], int(f["price"]), f["cur"], int(f["limit"] or 0),
                                  int(f["start"] or 0), int(f["end"] or 0), f["paused"], int(f["ver"]),
                                  int(f["ts"]))
+    if kind == "sale_switch":
+        if f["paused"] not in ("0", "1"):
+            raise ValueError(f"paused {f['paused']!r}")
+        return SaleSwitched(eid, f["paused"] == "1", int(f["ts"]))
     raise ValueError(f"unknown event type {kind!r}")
 
 

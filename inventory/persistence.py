@@ -29,6 +29,7 @@ from inventory.outbox import (
     Malformed,
     OrderEvent,
     ProductConfigured,
+    SaleSwitched,
     StockAdjusted,
     StreamId,
     movements,
@@ -42,6 +43,7 @@ from inventory.tables import (
     OutboxRejectRow,
     PaymentEventRow,
     ProductRow,
+    SaleSwitchRow,
     SyncStateRow,
 )
 
@@ -218,6 +220,7 @@ def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]], key
 def apply_events(session: Session, events: Sequence[Event], *, now_ms: int) -> None:
     """Write the effects of events; applying the same events again (in any order) changes nothing."""
     _apply_products(session, [e for e in events if isinstance(e, ProductConfigured)], now_ms)
+    _apply_sale_switch(session, [e for e in events if isinstance(e, SaleSwitched)], now_ms)
     orders = [e for e in events if isinstance(e, OrderEvent)]
     _apply_orders(session, orders, now_ms)
     ledger = [m for e in events for m in movements(e)]
@@ -230,6 +233,26 @@ def apply_events(session: Session, events: Sequence[Event], *, now_ms: int) -> N
         dict(entry_id=e.entry_id, fields=json.dumps(e.fields, sort_keys=True), error=e.error, received_ms=now_ms)
         for e in rejects.values()
     ], ["entry_id"])
+
+
+def _apply_sale_switch(session: Session, events: list[SaleSwitched], now_ms: int) -> None:
+    """The newest switch entry wins (stream ids order them), whatever order batches arrive in."""
+    if not events:
+        return
+    newest = max(events, key=lambda e: StreamId.parse(e.entry_id))
+    entry = StreamId.parse(newest.entry_id)
+    row = session.get(SaleSwitchRow, 1, with_for_update=True)
+    if row is None:
+        session.add(SaleSwitchRow(id=1, paused=newest.paused, entry_ms=entry.ms, entry_seq=entry.seq,
+                                  updated_ms=now_ms))
+    elif (row.entry_ms, row.entry_seq) < (entry.ms, entry.seq):
+        row.paused, row.entry_ms, row.entry_seq, row.updated_ms = newest.paused, entry.ms, entry.seq, now_ms
+
+
+def persisted_sale_switch(session: Session) -> bool:
+    """Whether PostgreSQL last saw every sale paused (restored into Redis by a rebuild)."""
+    row = session.get(SaleSwitchRow, 1)
+    return bool(row and row.paused)
 
 
 def _apply_products(session: Session, events: list[ProductConfigured], now_ms: int) -> None:

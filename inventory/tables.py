@@ -159,6 +159,18 @@ class SyncStateRow(Base):
     updated_ms: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class SaleSwitchRow(Base):
+    """The global sale switch as last set (one row, id 1); its outbox entry id orders the changes."""
+
+    __tablename__ = "sale_switch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    entry_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    entry_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class OutboxRejectRow(Base):
     """An outbox entry that could not be parsed: kept for a human instead of being dropped."""
 
