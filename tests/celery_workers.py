@@ -49,7 +49,8 @@ class CeleryWorker:
     def start(self) -> "CeleryWorker":
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "sync.app", *self.command()],
+            # --quiet: no start-up banner, so every line the process writes is a JSON log line (sync/logs.py)
+            [sys.executable, "-m", "celery", "-A", "sync.app", "--quiet", *self.command()],
             cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends it and every child it forked
         )
