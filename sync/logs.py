@@ -3,8 +3,8 @@
 Celery configures no logging of its own once a `setup_logging` receiver exists (and then leaves
 stdout alone too), so every line of the process, Celery's, redbeat's, the core's stdlib loggers and
 ours, goes through one structlog ProcessorFormatter and comes out as one JSON object, with the same
-keys as the API's lines (`event`, `level`, `timestamp`, `logger`, `request_id`). Start the processes
-with `celery --quiet` so the start-up banners (plain `print`s) stay out of stdout as well.
+keys as the API's lines (`event`, `level`, `timestamp`, `logger`, `request_id`). The worker's start-up
+banner (a plain `print`) is turned off here; beat's needs `celery --quiet beat`.
 """
 
 from __future__ import annotations
@@ -72,9 +72,11 @@ def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
 
 
 @signals.celeryd_init.connect
-def _early_worker_logging(options: dict[str, Any] | None = None, **_: Any) -> None:
-    """The worker warns (privileges) before Celery sets up logging: make that a JSON line as well."""
+def _early_worker_logging(instance: Any = None, options: dict[str, Any] | None = None, **_: Any) -> None:
+    """JSON from the worker's first line: its privilege warning precedes Celery's logging setup."""
     configure_logging((options or {}).get("loglevel") or "INFO")
+    if instance is not None:
+        instance.quiet = True  # no plain-text banner, whichever command line started the worker
 
 
 @signals.worker_ready.connect

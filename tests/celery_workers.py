@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -81,6 +82,22 @@ class CeleryWorker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        """Every complete line of the log as a JSON object (sync/logs.py); a line that is not one fails."""
+        text = self.log()
+        lines = text.splitlines()
+        if not text.endswith("\n"):
+            lines = lines[:-1]  # still being written
+        parsed = []
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise AssertionError(f"{self.name}: line {number} is not JSON: {line!r}") from None
+            assert isinstance(record, dict), line
+            parsed.append(record)
+        return parsed
 
 
 class CeleryBeat(CeleryWorker):

@@ -7,6 +7,7 @@ sync layer's own trigger (`sync.tasks.notify_checkout`), published to the test's
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -41,6 +42,15 @@ def processes() -> Iterator[list[CeleryWorker]]:
 
 
 @pytest.fixture
+def root_logging() -> Iterator[None]:
+    """create_app points the root logger at this test's captured stdout: put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers, root.level = handlers, level
+
+
+@pytest.fixture
 def wired_trigger(real_redis: Any, sync_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """notify_checkout as in production, but on this test's prefix, broker keys and queue."""
     app = make_celery(sync_settings)
@@ -53,21 +63,16 @@ def wired_trigger(real_redis: Any, sync_settings: Settings, monkeypatch: pytest.
     app.close()
 
 
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    """Every line as a JSON object; fails on the first line that is not one."""
-    lines = []
-    for number, line in enumerate(text.splitlines(), 1):
-        try:
-            parsed = json.loads(line)
-        except ValueError:
-            pytest.fail(f"line {number} is not JSON: {line!r}")
-        assert isinstance(parsed, dict), line
-        lines.append(parsed)
-    return lines
+class PreforkWorker(CeleryWorker):
+    """The worker as the Procfile runs it: prefork children, where the tasks and their log lines run."""
+
+    def command(self) -> list[str]:
+        return ["worker", "--pool=prefork", "--concurrency=2", *super().command()[2:]]
 
 
+@pytest.mark.parametrize("worker_class", [CeleryWorker, PreforkWorker], ids=["solo", "prefork"])
 def test_one_request_id_finds_the_api_line_outbox_entry_order_row_and_worker_lines(
-        real_redis: Any, migrated_db_url: str, pg_sessions, sync_settings: Settings, wired_trigger: None,
+        worker_class: type[CeleryWorker], real_redis: Any, migrated_db_url: str, pg_sessions, sync_settings: Settings, wired_trigger: None, root_logging: None,
         processes: list[CeleryWorker], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     env = worker_env(sync_settings, migrated_db_url)
     processes.append(CeleryBeat(tmp_path, "beat", env).start())
@@ -91,7 +96,7 @@ def test_one_request_id_finds_the_api_line_outbox_entry_order_row_and_worker_lin
                if isinstance(e, OrderEvent) and e.order_id == order_id]
     assert [(e.kind, e.request_id) for e in created] == [("order_created", RID)]
 
-    worker = CeleryWorker(tmp_path, "worker", env).start()
+    worker = worker_class(tmp_path, "worker", env).start()
     processes.append(worker)
 
     def persisted() -> str | None:
@@ -99,17 +104,17 @@ def test_one_request_id_finds_the_api_line_outbox_entry_order_row_and_worker_lin
             return s.scalar(select(OrderRow.request_id).where(OrderRow.id == order_id))
 
     assert wait_for(persisted, 60) == RID
-    about_order = wait_for(lambda: [line for line in _json_lines(worker.log())
+    about_order = wait_for(lambda: [line for line in worker.json_lines()
                                     if line.get("order_id") == order_id], 60)
     assert [(line["event"], line["request_id"], line["kind"]) for line in about_order] == [
         ("order event persisted", RID, "order_created")]
     # The drain the checkout queued ran with the id bound: Celery's own line for it carries it too.
     wait_for(lambda: any(line.get("task") == "flashstock.persist_outbox" and line.get("request_id") == RID
-                         and "succeeded" in line["event"] for line in _json_lines(worker.log())), 60)
-    wait_for(lambda: any("Sending due task" in line["event"] for line in _json_lines(processes[0].log())), 60)
+                         and "succeeded" in line["event"] for line in worker.json_lines()), 60)
+    wait_for(lambda: any("Sending due task" in line["event"] for line in processes[0].json_lines()), 60)
 
     for process in processes:
         process.stop()
     for process in processes:
-        lines = _json_lines(process.log())
+        lines = process.json_lines()
         assert lines and all({"event", "level", "timestamp"} <= line.keys() for line in lines), process.name
