@@ -72,7 +72,8 @@ class PreforkWorker(CeleryWorker):
 
 @pytest.mark.parametrize("worker_class", [CeleryWorker, PreforkWorker], ids=["solo", "prefork"])
 def test_one_request_id_finds_the_api_line_outbox_entry_order_row_and_worker_lines(
-        worker_class: type[CeleryWorker], real_redis: Any, migrated_db_url: str, pg_sessions, sync_settings: Settings, wired_trigger: None, root_logging: None,
+        worker_class: type[CeleryWorker], real_redis: Any, migrated_db_url: str, pg_sessions,
+        sync_settings: Settings, wired_trigger: None, root_logging: None,
         processes: list[CeleryWorker], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     env = worker_env(sync_settings, migrated_db_url)
     processes.append(CeleryBeat(tmp_path, "beat", env).start())
