@@ -48,6 +48,8 @@ class OrderRow(Base):
     total: Mapped[int] = mapped_column(BigInteger, default=0)
     created_ms: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
+    # X-Request-ID of the call that created the order (checkout, or a payment for an open hold).
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
     lines: Mapped[list["OrderLineRow"]] = relationship(back_populates="order", order_by="OrderLineRow.sku")
 
@@ -76,6 +78,7 @@ class PaymentEventRow(Base):
     order_id: Mapped[str] = mapped_column(String(64), index=True)
     result: Mapped[str] = mapped_column(String(16))
     received_ms: Mapped[int] = mapped_column(BigInteger)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the webhook call's X-Request-ID
 
 
 class LedgerRow(Base):
