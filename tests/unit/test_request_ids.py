@@ -95,10 +95,16 @@ def test_persisted_orders_and_payments_keep_the_request_id_that_created_them(
             ("evt-1", "req-pay")]
 
 
-def test_migration_0003_adds_and_removes_the_request_id_columns(tmp_path: Path) -> None:
+def test_migration_0004_adds_and_removes_the_request_id_columns(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     upgrade(url)
-    downgrade(url, "0002")
+    downgrade(url, "0003")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            assert "request_id" not in [row[1] for row in conn.exec_driver_sql("PRAGMA table_info(orders)")]
+    finally:
+        engine.dispose()
     upgrade(url)
     engine = make_engine(url)
     try:

@@ -1,8 +1,8 @@
 """request ids: orders and payment_events remember the X-Request-ID of the call that created them
 
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-08
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-02
 
 The Lua scripts write the caller's request id into each order event of the outbox ('rid'); the drain
 stores it with the row the event creates, so one id finds a buyer's request, its outbox entry and its
@@ -15,8 +15,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
