@@ -25,7 +25,11 @@
     while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
     return n.toFixed(i ? 1 : 0) + " " + units[i];
   }
-  const secs = (ms) => ms == null ? "–" : (ms / 1000).toFixed(1) + " s";
+  function secs(ms) {
+    if (ms == null) return "–";
+    const s = ms / 1000;
+    return s < 120 ? s.toFixed(1) + " s" : s < 7200 ? (s / 60).toFixed(1) + " min" : (s / 3600).toFixed(1) + " h";
+  }
 
   function flash(text, isError) { const f = $("flash"); f.textContent = text; f.className = isError ? "error" : ""; }
 
