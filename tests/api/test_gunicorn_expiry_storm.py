@@ -12,6 +12,7 @@ import asyncio
 import json
 import random
 import time
+from datetime import datetime
 from collections import Counter, defaultdict
 from typing import Any, Iterator
 
@@ -74,7 +75,10 @@ async def buyer(storm: Storm, n: int, rng: random.Random) -> None:
     if held.status != 201:
         return
     rid = held.body["data"]["id"]
-    await asyncio.sleep(rng.uniform(0.5, 1.1))  # lands around the 1 s expiry (client and server lag add ~0.1-0.3 s)
+    # Aim at the expiry Redis gave this hold (same machine, same clock), from 0.6 s before to 0.3 s after:
+    # under load a request's own lag pushes it later, so most still land on both sides of the boundary.
+    expires = datetime.fromisoformat(held.body["data"]["expires_at"].replace("Z", "+00:00")).timestamp()
+    await asyncio.sleep(max(0.0, expires - time.time() + rng.uniform(-0.6, 0.3)))
     action = ACTIONS[n % len(ACTIONS)]
     path = f"/v1/reservations/{rid}"
     if action in ("grow", "shrink"):
