@@ -130,6 +130,10 @@ class StockIn(Strict):
             raise ma.ValidationError("Give exactly one of 'set' and 'add'.", "set")
 
 
+class SaleSwitchIn(Strict):
+    paused = _strict_bool(required=True, metadata={"description": "true pauses every sale, SKUs created later too."})
+
+
 class ReconcileIn(Strict):
     repair = _strict_bool(load_default=False)
     full = _strict_bool(load_default=False)
@@ -266,5 +270,10 @@ AdminProductData = data_of(AdminProductOut)
 StockData = data_of(StockOut)
 HoldListData = data_of(HoldOut, many=True)
 PaymentData = data_of(PaymentOut)
+class SaleSwitchOut(ma.Schema):
+    paused = fields.Boolean(required=True, metadata={"description": "Whether the global switch pauses every sale."})
+
+
+SaleSwitchData = data_of(SaleSwitchOut)
 ReconcileData = type("ReconcileData", (ma.Schema,), {
     "data": fields.Dict(required=True, metadata={"description": "The reconciliation report."})})

@@ -23,8 +23,12 @@ def to_ms(moment: datetime | None) -> int:
     return int(moment.astimezone(timezone.utc).timestamp() * 1000)
 
 
-def sale_state(fields: dict[str, str], now_ms: int) -> SaleState:
+def sale_state(fields: dict[str, str], now_ms: int, globally_paused: bool = False) -> SaleState:
     """Mirror of the scripts' closed_reason(): why a SKU can or cannot be reserved now."""
+    if fields.get("paused") == "r":
+        return SaleState.RECOVERING
+    if globally_paused:
+        return SaleState.PAUSED_GLOBALLY
     if fields.get("paused") in _PAUSED:
         return _PAUSED[fields["paused"]]
     starts, ends = int(fields.get("start") or 0), int(fields.get("end") or 0)
@@ -35,8 +39,8 @@ def sale_state(fields: dict[str, str], now_ms: int) -> SaleState:
     return SaleState.ACTIVE
 
 
-def product_of(sku: str, fields: dict[str, str], now_ms: int) -> Product:
-    """A Product from the SKU's stock hash."""
+def product_of(sku: str, fields: dict[str, str], now_ms: int, globally_paused: bool = False) -> Product:
+    """A Product from the SKU's stock hash (and the global sale switch)."""
     return Product(
         sku=sku,
         name=fields.get("name", sku),
@@ -46,7 +50,7 @@ def product_of(sku: str, fields: dict[str, str], now_ms: int) -> Product:
         sale_starts_at=from_ms(int(fields.get("start") or 0)),
         sale_ends_at=from_ms(int(fields.get("end") or 0)),
         paused=fields.get("paused", "0") != "0",
-        sale_state=sale_state(fields, now_ms),
+        sale_state=sale_state(fields, now_ms, globally_paused),
         stock=stock_of(sku, fields),
     )
 
@@ -158,10 +162,14 @@ class Catalog:
     def get(self, sku: str) -> Product:
         """One product with live stock."""
         check_sku(sku)
-        fields = decode_hash(self.ctx.redis.hgetall(self.ctx.keys.sku(sku).stock))
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        pipe.hgetall(self.ctx.keys.sku(sku).stock)
+        pipe.get(self.ctx.keys.sale_switch)
+        raw, switch = pipe.execute()
+        fields = decode_hash(raw)
         if not fields:
             raise ProductNotFound("No such product.", sku=sku)
-        return product_of(sku, fields, self.ctx.now_ms())
+        return product_of(sku, fields, self.ctx.now_ms(), switch == b"1")
 
     def list(self, *, after: str = "", limit: int = 100) -> list[Product]:
         """Products in SKU order, `limit` at a time after the SKU `after`."""
@@ -170,8 +178,10 @@ class Catalog:
         pipe = self.ctx.redis.pipeline(transaction=False)
         for sku in skus:
             pipe.hgetall(self.ctx.keys.sku(sku).stock)
+        pipe.get(self.ctx.keys.sale_switch)
+        *replies, switch = pipe.execute()
         now = self.ctx.now_ms()
-        return [product_of(sku, decode_hash(raw), now) for sku, raw in zip(skus, pipe.execute()) if raw]
+        return [product_of(sku, decode_hash(raw), now, switch == b"1") for sku, raw in zip(skus, replies) if raw]
 
     def all_skus(self) -> list[str]:
         """Every SKU in the catalogue index."""

@@ -57,6 +57,11 @@ class KeySpace:
         return f"{self.prefix}:outbox"
 
     @property
+    def sale_switch(self) -> str:
+        """Global sale switch ('1' = every sale paused), read by the scripts that hold stock."""
+        return f"{self.prefix}:sale"
+
+    @property
     def catalog(self) -> str:
         """Zset of every SKU (score 0, lexicographic order)."""
         return f"{self.prefix}:catalog"

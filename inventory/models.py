@@ -29,6 +29,7 @@ class SaleState(str, Enum):
 
     ACTIVE = "active"
     PAUSED = "paused"
+    PAUSED_GLOBALLY = "paused_globally"
     RECOVERING = "recovering"
     NOT_STARTED = "not_started"
     ENDED = "ended"

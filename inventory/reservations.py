@@ -72,7 +72,8 @@ class Reservations:
             raise InvalidArgument("Idempotency keys are 1-255 characters.", field="idempotency_key")
         token = ids.token_for_key(user_id, idempotency_key) if idempotency_key else ids.new_token()
         ttl_ms = ttl * 1000
-        keys = [self.ctx.keys.reservation(token), self.ctx.keys.expiries, self.ctx.keys.dirty]
+        keys = [self.ctx.keys.reservation(token), self.ctx.keys.expiries, self.ctx.keys.dirty,
+                self.ctx.keys.sale_switch]
         keys += self.ctx.line_keys([sku for sku, _ in lines])
         keys += [bucket.key for bucket in rate_limits]
         args: list[Any] = [token, user_id, _fingerprint(user_id, lines, ttl_ms), ttl_ms,
@@ -112,7 +113,7 @@ class Reservations:
             args: list[Any] = [token, user_id or ""]
             for sku in skus:
                 args += [sku, wanted.get(sku, "")]
-            return self.ctx.run("amend", [keys.reservation(token), keys.expiries, keys.dirty]
+            return self.ctx.run("amend", [keys.reservation(token), keys.expiries, keys.dirty, keys.sale_switch]
                                 + self.ctx.line_keys(skus), args)
 
         self._on_lines(token, amend_call)

@@ -151,7 +151,26 @@ def _fill_states(inv: Inventory, results: dict[str, SaleChange]) -> None:
 
 
 def _state(inv: Inventory, fields: dict[str, str]) -> str:
-    return sale_state(fields, inv.ctx.now_ms()).value
+    return sale_state(fields, inv.ctx.now_ms(), global_paused(inv)).value
+
+
+def set_global_pause(inv: Inventory, paused: bool) -> bool:
+    """Pause (or resume) every sale at once, SKUs created later included; per-SKU settings are kept.
+
+    The reserve and amend scripts read the switch themselves, so the next hold after this call is refused.
+    """
+    if not isinstance(paused, bool):
+        raise InvalidArgument("paused must be true or false.", field="paused")
+    if paused:
+        inv.redis.set(inv.keys.sale_switch, "1")
+    else:
+        inv.redis.delete(inv.keys.sale_switch)
+    return paused
+
+
+def global_paused(inv: Inventory) -> bool:
+    """Whether the global switch pauses every sale right now."""
+    return inv.redis.get(inv.keys.sale_switch) == b"1"
 
 
 def live_skus(inv: Inventory, skus: list[str]) -> list[str]:

@@ -57,14 +57,15 @@ def read_status(inv: Inventory, skus: Iterable[str], *,
     for sku in skus:
         pipe.hgetall(inv.keys.sku(sku).stock)
         pipe.zcard(inv.keys.sku(sku).holds)
-    replies = pipe.execute()
+    pipe.get(inv.keys.sale_switch)
+    *replies, switch = pipe.execute()
     now = inv.ctx.now_ms()
     result = []
     for index, sku in enumerate(skus):
         fields, holds = decode_hash(replies[2 * index]), int(replies[2 * index + 1])
         if not fields:
             raise ProductNotFound("No such product.", sku=sku)
-        product = product_of(sku, fields, now)
+        product = product_of(sku, fields, now, switch == b"1")
         result.append(SkuStatus(
             sku=sku, state=product.sale_state, total=product.stock.total, available=product.stock.available,
             held=product.stock.held, sold=product.stock.sold,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import fakeredis
 import pytest
@@ -12,6 +13,9 @@ import redis
 
 from inventory import Inventory, Settings
 from tests.clocks import ManualClock
+
+if TYPE_CHECKING:
+    from tests.own_redis import OwnRedis
 
 REDIS_URL = os.environ.get("FLASHSTOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 DATABASE_URL = os.environ.get(
@@ -69,6 +73,20 @@ def any_redis(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[redis
         yield fakeredis.FakeRedis(server=fakeredis.FakeServer())
         return
     yield request.getfixturevalue("real_redis")
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator["OwnRedis"]:
+    """A private redis-server on a free port, for tests that flush, stall or kill it."""
+    from tests.own_redis import OwnRedis
+
+    server = OwnRedis(tmp_path)
+    try:
+        server.start()
+    except (OSError, AssertionError) as error:
+        server_unavailable("redis-server (own instance)", error)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ class Model:
         self.products: dict[str, P] = {}
         self.res: dict[str, R] = {}
         self.buyers: Counter[tuple[str, str]] = Counter()
+        self.all_paused = False  # the global sale switch
 
     def _give_back(self, r: R, sku: str) -> None:
         if sku in r.live:
@@ -58,7 +59,7 @@ class Model:
         p = self.products.get(sku)
         if p is None:
             return "product_not_found"
-        if p.paused:
+        if p.paused or self.all_paused:
             return "sale_not_active"
         if p.avail < grow:
             return "sold_out"

@@ -9,15 +9,17 @@ from flask_smorest import Blueprint
 
 from api.auth import ADMIN_SECURITY, require
 from api.schemas import AdminProductData, HoldListData, LimitQuery, ProductIn, ReconcileData, ReconcileIn, \
-    StockData, StockIn
+    SaleSwitchData, SaleSwitchIn, StockData, StockIn
 from api.state import respond, state
 from api.parsing import arguments
 from api.views.docs import responses
 from inventory.errors import ProductNotFound
 from inventory.reconcile import run_reconciliation
+from inventory.sale_admin import global_paused, set_global_pause
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Operator endpoints (admin API key).")
 _product, _stock, _holds, _reconcile = AdminProductData(), StockData(), HoldListData(), ReconcileData()
+_switch = SaleSwitchData()
 _CONFIG_FIELDS = {"name": "name", "price": "price", "currency": "currency", "per_user_limit": "per_user_limit",
                   "sale_starts_at": "starts_at", "sale_ends_at": "ends_at", "paused": "paused"}
 
@@ -78,6 +80,22 @@ def list_holds(args: dict[str, Any], sku: str) -> Response:
     catalog = state().inventory.catalog
     catalog.get(sku)  # 404 for an unknown SKU rather than an empty list
     return respond(_holds, catalog.holds(sku, limit=args["limit"]))
+
+
+@blp.route("/sale", methods=["GET"])
+@responses(blp, 200, SaleSwitchData, 401, 403, security=ADMIN_SECURITY)
+def get_sale_switch() -> Response:
+    """The global sale switch: whether every sale is paused."""
+    return respond(_switch, {"paused": global_paused(state().inventory)})
+
+
+@blp.route("/sale", methods=["PUT"])
+@responses(blp, 200, SaleSwitchData, 401, 403, 422, security=ADMIN_SECURITY)
+@arguments(blp, SaleSwitchIn())
+def set_sale_switch(args: dict[str, Any]) -> Response:
+    """Pause (or resume) every sale at once, SKUs created later included; per-SKU pauses are kept."""
+    paused = set_global_pause(state().inventory, args["paused"])
+    return respond(_switch, {"paused": paused})
 
 
 @blp.route("/reconcile", methods=["POST"])

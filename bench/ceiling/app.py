@@ -62,7 +62,7 @@ def create_app(
     """gunicorn factory: 'bench.ceiling.app:create_app(redis_port=..., client="tuned")'.
 
     Runs exactly the Lua call inventory/reservations.py makes: flashstock's reserve script with
-    KEYS = reservation record, expiry index, dirty set, then stock/holds/buyers of the SKU and
+    KEYS = reservation record, expiry index, dirty set, global sale switch, then stock/holds/buyers of the SKU and
     ARGV = token, user, fingerprint, ttl ms, retention ms, 0 rate-limit buckets, sku, qty (the script reads
     Redis's TIME itself). Nothing else
     (no auth, validation library, limits, logging or metrics). script_path swaps in another script.
@@ -79,7 +79,7 @@ def create_app(
     def reserve(user_id: str, sku: str, qty: int) -> list:
         token = new_token()
         line = keys.sku(sku)
-        argv = (6, keys.reservation(token), keys.expiries, keys.dirty, line.stock, line.holds, line.buyers,
+        argv = (7, keys.reservation(token), keys.expiries, keys.dirty, keys.sale_switch, line.stock, line.holds, line.buyers,
                 token, user_id, _fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), HOLD_TTL_MS,
                 RETENTION_MS, 0, sku, qty)
         try:

@@ -9,7 +9,7 @@ import click
 from inventory.cli.common import domain_errors, emit, json_option, load_settings, open_inventory, persist_now
 from inventory.errors import InvalidArgument
 from inventory.moments import parse_moment
-from inventory.sale_admin import SaleChange, all_skus, update_sale
+from inventory.sale_admin import SaleChange, all_skus, set_global_pause, update_sale
 
 _COLUMNS = ["sku", "applied", "state", "version", "note"]
 _ALL = click.option("--all", "all_", is_flag=True, help="Every SKU in the catalogue.")
@@ -67,7 +67,13 @@ def schedule(skus: tuple[str, ...], all_: bool, start: str | None, end: str | No
 @json_option
 @domain_errors
 def pause(skus: tuple[str, ...], all_: bool, expect_version: int | None, no_persist: bool, as_json: bool) -> None:
-    """Stop new reservations at once (checkouts of existing holds continue)."""
+    """Stop new reservations at once (checkouts of existing holds continue).
+
+    --all sets the global switch: every SKU, including ones created later, until `resume --all`.
+    """
+    if all_ and not skus:
+        _switch(True, as_json)
+        return
     _run(skus, all_, as_json, no_persist, paused=True, expected_version=expect_version)
 
 
@@ -79,8 +85,21 @@ def pause(skus: tuple[str, ...], all_: bool, expect_version: int | None, no_pers
 @json_option
 @domain_errors
 def resume(skus: tuple[str, ...], all_: bool, expect_version: int | None, no_persist: bool, as_json: bool) -> None:
-    """Allow reservations again (within the sale window)."""
+    """Allow reservations again (within the sale window).
+
+    --all clears the global switch; SKUs paused one by one stay paused until resumed by name.
+    """
+    if all_ and not skus:
+        _switch(False, as_json)
+        return
     _run(skus, all_, as_json, no_persist, paused=False, expected_version=expect_version)
+
+
+def _switch(paused: bool, as_json: bool) -> None:
+    set_global_pause(open_inventory(), paused)
+    state = "paused_globally" if paused else "active"
+    emit([SaleChange("*", True, state, 0, "global switch: every SKU, also ones created later")],
+         as_json=as_json, columns=_COLUMNS)
 
 
 @sale.command()

@@ -55,10 +55,11 @@ local function reclaim_expired(stock_key, holds_key, buyers_key, now, batch)
   return freed
 end
 
--- Why a SKU cannot be sold now, or nil when its sale is open.
-local function closed_reason(paused, starts, ends, now)
-  if paused == '1' then return 'paused' end
+-- Why a SKU cannot be sold now, or nil when its sale is open. `globally` is the global switch.
+local function closed_reason(globally, paused, starts, ends, now)
   if paused == 'r' then return 'recovering' end
+  if globally == '1' then return 'paused_globally' end
+  if paused == '1' then return 'paused' end
   local s, e = to_int(starts), to_int(ends)
   if s > 0 and now < s then return 'not_started' end
   if e > 0 and now >= e then return 'ended' end

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from inventory import Inventory
 from tests.api.conftest import ADMIN, SF, error_of
 from tests.helpers import assert_invariant, make_product, stock
 
@@ -91,3 +92,20 @@ def test_put_cannot_reopen_a_sku_that_recovery_is_rebuilding(client, api_inv):
                           headers=SF)
     assert reserve.status_code == 409 and error_of(reserve)["details"]["reason"] == "recovering"
     assert stock(api_inv).available == 10
+
+
+def test_admin_api_reads_and_sets_the_switch(client, api_inv: Inventory) -> None:
+    make_product(api_inv, "HOT", stock=5)
+    assert client.get("/v1/admin/sale", headers=ADMIN).get_json() == {"data": {"paused": False}}
+    response = client.put("/v1/admin/sale", headers=ADMIN, json={"paused": True})
+    assert response.status_code == 200 and response.get_json() == {"data": {"paused": True}}
+    refused = client.post("/v1/reservations", headers=SF, json={"user_id": "u1", "items": [{"sku": "HOT", "qty": 1}]})
+    assert refused.status_code == 409 and error_of(refused)["details"]["reason"] == "paused_globally"
+    assert client.get("/v1/products/HOT", headers=SF).get_json()["data"]["sale_status"] == "paused_globally"
+    for body in ({}, {"paused": "yes"}, {"paused": True, "extra": 1}):
+        bad = client.put("/v1/admin/sale", headers=ADMIN, json=body)
+        assert bad.status_code == 422 and error_of(bad)["code"] == "invalid_request"
+    assert client.put("/v1/admin/sale", headers=SF, json={"paused": False}).status_code in (401, 403)
+    assert client.put("/v1/admin/sale", headers=ADMIN, json={"paused": False}).get_json()["data"]["paused"] is False
+    assert client.post("/v1/reservations", headers=SF,
+                       json={"user_id": "u1", "items": [{"sku": "HOT", "qty": 1}]}).status_code == 201

@@ -21,24 +21,12 @@ from inventory.errors import ProductNotFound
 from inventory.models import SaleState
 from inventory.tables import LedgerRow
 from tests.celery_workers import CeleryBeat, CeleryWorker, send, wait_for, worker_env
-from tests.conftest import server_unavailable
 from tests.helpers import make_product, stock
 from tests.own_redis import OwnRedis
 
 DEADLINE = 30.0  # the requirement: work resumes within 30 s of Redis answering again, nobody restarting anything
 SENT = "Scheduler: Sending due task expire-holds"
 LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): [A-Z]+/[^\]]+\] (.*)$")
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path)
-    try:
-        server.start()
-    except (OSError, AssertionError) as error:
-        server_unavailable("redis-server (own instance)", error)
-    yield server
-    server.stop()
 
 
 @dataclass

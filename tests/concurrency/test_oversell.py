@@ -8,7 +8,6 @@ import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
-import pytest
 import redis
 
 from inventory import Inventory

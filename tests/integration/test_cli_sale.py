@@ -56,10 +56,11 @@ def test_pause_and_resume_all_skus_leave_a_recovering_sku_alone(cli_json, live: 
     for sku in ("A", "B", "C"):
         make_product(live, sku)
     live.catalog.set_recovering("C", True)
-    rows = {r["sku"]: r for r in cli_json("sale", "pause", "--all")}
-    assert [rows[s]["state"] for s in ("A", "B", "C")] == ["paused", "paused", "recovering"]
-    assert not rows["C"]["applied"]
-    rows = {r["sku"]: r for r in cli_json("sale", "resume", "--all")}
+    assert cli_json("sale", "pause", "--all")[0]["state"] == "paused_globally"
+    rows = {r["sku"]: r for r in cli_json("status", "--no-db")}
+    assert [rows[s]["state"] for s in ("A", "B", "C")] == ["paused_globally", "paused_globally", "recovering"]
+    cli_json("sale", "resume", "--all")
+    rows = {r["sku"]: r for r in cli_json("status", "--no-db")}
     assert [rows[s]["state"] for s in ("A", "B", "C")] == ["active", "active", "recovering"]
 
 

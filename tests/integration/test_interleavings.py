@@ -25,6 +25,7 @@ from inventory.context import decode_hash, text
 from inventory.errors import InventoryError
 from inventory.persistence import drain_once
 from inventory.reconcile import run_reconciliation
+from inventory.sale_admin import set_global_pause
 from tests.clocks import ManualClock
 from tests.conftest import delete_prefix
 from tests.model import Model, P
@@ -231,8 +232,13 @@ class Interleavings(RuleBasedStateMachine):
             actual = error.code
         assert actual == self.model.adjust(sku, mode, units)
 
-    @rule(sku=st.sampled_from(SKUS), change=st.sampled_from(["pause", "resume", "limit 0", "limit 2", "limit 4"]))
+    @rule(sku=st.sampled_from(SKUS), change=st.sampled_from(["pause", "resume", "limit 0", "limit 2", "limit 4",
+                                                              "pause all", "resume all"]))
     def admin_changes_a_product(self, sku: str, change: str) -> None:
+        if change.endswith(" all"):
+            self.model.all_paused = change == "pause all"
+            set_global_pause(self.admin, self.model.all_paused)
+            return
         if sku not in self.model.products:
             self._create(sku, 3)
             return

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+import fakeredis
 import pytest
 from redis.crc import key_slot
 
-from inventory import Inventory
+from inventory import Inventory, Settings
 from tests.clocks import ManualClock
 from inventory.scripts import Scripts, load_sources
 from tests.helpers import make_product, stock
@@ -70,7 +71,16 @@ def test_each_skus_keys_share_one_cluster_slot_in_every_script_call(
             assert len({key_slot(k.encode()) for k in sku_keys}) <= 1, (name, sku_keys)
 
 
-def test_script_flush_between_calls_changes_nothing(inv: Inventory) -> None:
+@pytest.fixture(params=["fakeredis", "own redis-server"])
+def flushable_inv(request: pytest.FixtureRequest, settings: Settings, clock: ManualClock) -> Inventory:
+    """SCRIPT FLUSH empties a whole server's script cache: never on the shared server."""
+    if request.param == "fakeredis":
+        return Inventory(fakeredis.FakeRedis(server=fakeredis.FakeServer()), settings, clock)
+    return Inventory(request.getfixturevalue("own_redis").client, settings, clock)
+
+
+def test_script_flush_between_calls_changes_nothing(flushable_inv: Inventory) -> None:
+    inv = flushable_inv
     make_product(inv, stock=5)
     inv.reservations.reserve("alice", {"HOT": 1})
     inv.redis.script_flush()

@@ -4,10 +4,11 @@ reserve: hold stock for one user on one or more lines, all or nothing.
 KEYS[1]        reservation record (hash)         {res:<token>}
 KEYS[2]        expiry index (zset token -> expiry ms)
 KEYS[3]        dirty SKU set (SKUs changed since the last reconcile)
-KEYS[3+3i-2]   stock hash of line i              {sku:<sku>}
-KEYS[3+3i-1]   holds zset of line i (member "<token>|<qty>|<user>" -> expiry ms)
-KEYS[3+3i]     buyers hash of line i (user -> units held or ordered)
-KEYS[3+3n+j]   counter of rate-limit bucket j (fixed window; the API's per-user and per-IP buckets)
+KEYS[4]        global sale switch (string; '1' = every sale paused)
+KEYS[4+3i-2]   stock hash of line i              {sku:<sku>}
+KEYS[4+3i-1]   holds zset of line i (member "<token>|<qty>|<user>" -> expiry ms)
+KEYS[4+3i]     buyers hash of line i (user -> units held or ordered)
+KEYS[4+3n+j]   counter of rate-limit bucket j (fixed window; the API's per-user and per-IP buckets)
 
 ARGV[1]        reservation token
 ARGV[2]        user id
@@ -26,7 +27,7 @@ Returns
   {0, expires_ms, created_ms, price_1, ..., price_n}   held
   {1, status}                              replay of an existing reservation with the same fingerprint
   {-1, sku}                                product not found
-  {-2, sku, reason}                        sale not active (paused | recovering | not_started | ended)
+  {-2, sku, reason}                        sale not active (paused_globally | paused | recovering | not_started | ended)
   {-3, sku, available, requested}          sold out
   {-4, sku, limit, already}                per-user limit exceeded (held + ordered)
   {-8}                                     token reused with a different request
@@ -52,7 +53,7 @@ local n = (#ARGV - 6 - 2 * m) / 2
 
 if token == '' or user == '' then return {-11, 'id'} end
 if not (is_count(ARGV[4]) and is_count(ARGV[5])) or ttl < 1 then return {-11, 'ttl'} end
-if n < 1 or n ~= math.floor(n) or #KEYS ~= 3 + 3 * n + m then return {-11, 'items'} end
+if n < 1 or n ~= math.floor(n) or #KEYS ~= 4 + 3 * n + m then return {-11, 'items'} end
 
 for j = 1, m do
   local limit, window = ARGV[5 + 2 * n + 2 * j], ARGV[6 + 2 * n + 2 * j]
@@ -68,7 +69,7 @@ for i = 1, n do
 end
 
 for j = 1, m do
-  local bucket = KEYS[3 + 3 * n + j]
+  local bucket = KEYS[4 + 3 * n + j]
   local count = redis.call('INCR', bucket)
   if count == 1 then redis.call('EXPIRE', bucket, ARGV[6 + 2 * n + 2 * j]) end
   if count > tonumber(ARGV[5 + 2 * n + 2 * j]) then
@@ -85,16 +86,17 @@ end
 local now = now_ms()
 -- Lazy expiry: stock of abandoned holds comes back even when no sweeper runs.
 for i = 1, n do
-  local base = 3 + 3 * (i - 1)
+  local base = 4 + 3 * (i - 1)
   reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000)
 end
 
+local globally = redis.call('GET', KEYS[4])
 local prices, windows = {}, {}
 for i = 1, n do
-  local base = 3 + 3 * (i - 1)
+  local base = 4 + 3 * (i - 1)
   local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc')
   if not s[1] then return {-1, skus[i]} end
-  local reason = closed_reason(s[3], s[4], s[5], now)
+  local reason = closed_reason(globally, s[3], s[4], s[5], now)
   if reason then return {-2, skus[i], reason} end
   local avail = tonumber(s[1])
   if avail < qtys[i] then return {-3, skus[i], avail, qtys[i]} end
@@ -111,7 +113,7 @@ local expires = now + ttl
 local minute = math.floor(now / 60000)
 local record = {'u', user, 'st', 'held', 'exp', expires, 'ct', now, 'fp', fingerprint, 'n', n}
 for i = 1, n do
-  local base = 3 + 3 * (i - 1)
+  local base = 4 + 3 * (i - 1)
   redis.call('HINCRBY', KEYS[base + 1], 'avail', -qtys[i])
   redis.call('HINCRBY', KEYS[base + 1], 'held', qtys[i])
   redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, qtys[i], user))

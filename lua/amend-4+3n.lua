@@ -5,9 +5,10 @@ Lines not changed stay as they are; the expiry does not move.
 KEYS[1]        reservation record (hash)
 KEYS[2]        expiry index (zset)
 KEYS[3]        dirty SKU set
-KEYS[3+3i-2]   stock hash of line i
-KEYS[3+3i-1]   holds zset of line i
-KEYS[3+3i]     buyers hash of line i
+KEYS[4]        global sale switch (string; '1' = every sale paused: no line may grow)
+KEYS[4+3i-2]   stock hash of line i
+KEYS[4+3i-1]   holds zset of line i
+KEYS[4+3i]     buyers hash of line i
 
 ARGV[1]        reservation token
 ARGV[2]        user id ('' = any user)
@@ -37,7 +38,7 @@ the hold it counts.
 
 local token, user = ARGV[1], ARGV[2]
 local n = (#ARGV - 2) / 2
-if n < 1 or n ~= math.floor(n) or #KEYS ~= 3 + 3 * n then return {-11, 'items'} end
+if n < 1 or n ~= math.floor(n) or #KEYS ~= 4 + 3 * n then return {-11, 'items'} end
 
 local skus, news, seen = {}, {}, {}
 for i = 1, n do
@@ -67,8 +68,8 @@ end
 if current ~= count then return {-12} end
 
 local now = now_ms()
-if now >= expires or not holds_intact(3, token, owner, olds) then
-  expire_reservation(3, rkey, KEYS[2], KEYS[3], token, owner, skus, olds, now)
+if now >= expires or not holds_intact(4, token, owner, olds) then
+  expire_reservation(4, rkey, KEYS[2], KEYS[3], token, owner, skus, olds, now)
   return {-6}
 end
 
@@ -79,20 +80,21 @@ end
 if count < 1 then return {-11, 'empty'} end
 
 for i = 1, n do
-  local base = 3 + 3 * (i - 1)
+  local base = 4 + 3 * (i - 1)
   if news[i] > olds[i] then
     reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000)
   end
 end
 
+local globally = redis.call('GET', KEYS[4])
 local prices = {}
 for i = 1, n do
-  local base = 3 + 3 * (i - 1)
+  local base = 4 + 3 * (i - 1)
   local grow = news[i] - olds[i]
   if grow > 0 then
     local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price')
     if not s[1] then return {-1, skus[i]} end
-    local reason = closed_reason(s[3], s[4], s[5], now)
+    local reason = closed_reason(globally, s[3], s[4], s[5], now)
     if reason then return {-2, skus[i], reason} end
     if tonumber(s[1]) < grow then return {-3, skus[i], tonumber(s[1]), grow} end
     local limit = to_int(s[2])
@@ -105,7 +107,7 @@ for i = 1, n do
 end
 
 for i = 1, n do
-  local base = 3 + 3 * (i - 1)
+  local base = 4 + 3 * (i - 1)
   local grow = news[i] - olds[i]
   if grow ~= 0 then
     if olds[i] > 0 then
