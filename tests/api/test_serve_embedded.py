@@ -17,7 +17,7 @@ from typing import Iterator
 
 from tests.api.test_gunicorn_hot_sku import ROOT, _free_port
 
-CLI = [sys.executable, "-c", "from inventory.cli import main; main()"]
+CLI = [sys.executable, "-m", "cli"]
 
 
 def _request(port: int, path: str, *, key: str = "", body: dict | None = None) -> tuple[int, dict | str]:
@@ -75,6 +75,8 @@ def test_serve_starts_the_api_on_the_embedded_default_with_demo_products(tmp_pat
         status, page = _request(port, "/docs")
         assert status == 200 and "/docs/assets/swagger-ui-bundle.js" in page
         assert _request(port, "/docs/assets/swagger-ui-bundle.js")[0] == 200
+    # serve patches gevent before anything imports redis or ssl: the start prints no MonkeyPatchWarning.
+    assert "MonkeyPatchWarning" not in output.read_text()
 
 
 def _readme_walkthrough() -> str:

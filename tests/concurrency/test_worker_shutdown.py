@@ -17,7 +17,7 @@ from inventory import Inventory, Settings
 from tests.celery_workers import ROOT, send, wait_for, worker_env
 from tests.helpers import make_product
 
-CLI = [sys.executable, "-c", "from inventory.cli import main; main()"]
+CLI = [sys.executable, "-m", "cli"]
 
 
 @pytest.fixture

@@ -98,7 +98,7 @@ def serve(bind: str | None, workers: int | None, seed: bool | None) -> None:
     """Start the HTTP API (gunicorn + gevent) and print the URL of its docs."""
     _patch_gevent()
     from api.serving import gunicorn_settings, prepare_metrics_dir
-    from inventory.cli.common import load_settings
+    from cli.common import load_settings
     from inventory.store import MEMORY_URL
 
     settings = load_settings()
