@@ -10,11 +10,12 @@ from flask_smorest import Api
 
 from api import errors, observability, ratelimit
 from api.auth import SECURITY_SCHEMES, Authenticator
+from api.dashboard_auth import DashboardSessions
 from api.hotpath import FastReserve
 from api.idempotency import IdempotencyStore
 from api.schemas import ErrorOut
 from api.state import ApiState, CheckoutHook
-from api.views import admin, ops, orders, payments, products, reservations
+from api.views import admin, dashboard, ops, orders, payments, products, reservations
 from api.webhooks import WebhookVerifier
 from inventory.config import Settings
 from inventory.engine import Inventory
@@ -68,10 +69,11 @@ def create_app(settings: Settings | None = None, *, inventory: Inventory | None 
     observability.configure_logging(settings.log_level)
     observability.init_app(app)  # first: request ids and the log line wrap everything else
     limits = ratelimit.init_app(app, settings, inventory.redis)
+    auth = Authenticator(settings)
     app.extensions["flashstock"] = ApiState(
         settings=settings,
         inventory=inventory,
-        auth=Authenticator(settings),
+        auth=auth,
         idempotency=IdempotencyStore(inventory.redis, inventory.keys, settings.idempotency_ttl_seconds),
         webhooks=WebhookVerifier(settings.webhook_secret.split(","), settings.webhook_tolerance_seconds),
         limits=limits,
@@ -81,6 +83,9 @@ def create_app(settings: Settings | None = None, *, inventory: Inventory | None 
     for module in (products, reservations, orders, payments, admin):
         api.register_blueprint(module.blp)
     app.register_blueprint(ops.blp)
+    app.extensions["flashstock_dashboard"] = sessions = DashboardSessions(settings, auth)
+    sessions.init_app(app, settings)
+    app.register_blueprint(dashboard.blp)
     errors.init_app(app)
     if settings.api_fast_path:
         app.wsgi_app = FastReserve(app, app.wsgi_app)  # type: ignore[method-assign]

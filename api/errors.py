@@ -41,6 +41,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "unauthorized": 401,
     "invalid_signature": 401,
     "forbidden": 403,
+    "csrf_failed": 403,
     "not_found": 404,
     "method_not_allowed": 405,
     "event_id_reused": 409,

@@ -65,6 +65,26 @@ class _Default:
         return REGISTRY.collect()
 
 
+def outcome_counts(multiproc_dir: str = "") -> dict[str, dict[str, float]]:
+    """Reservation and checkout attempts by outcome since start, summed over this host's workers."""
+    registry = CollectorRegistry(auto_describe=False)
+    if multiproc_dir:
+        MultiProcessCollector(registry, path=multiproc_dir)
+    else:
+        registry.register(_Default())  # type: ignore[arg-type]
+    wanted = {"flashstock_reservations": "reservations", "flashstock_checkouts": "checkouts"}
+    counts: dict[str, dict[str, float]] = {name: {} for name in wanted.values()}
+    for family in registry.collect():
+        name = wanted.get(family.name)
+        if name is None:
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                outcome = sample.labels.get("outcome", "")
+                counts[name][outcome] = counts[name].get(outcome, 0.0) + sample.value
+    return counts
+
+
 def render(inventory: Inventory, multiproc_dir: str = "") -> tuple[bytes, str]:
     """The exposition text of every metric plus the live stock gauges."""
     registry = CollectorRegistry(auto_describe=False)

@@ -77,6 +77,11 @@ def begin(given_request_id: str | None) -> str:
     return request_id  # type: ignore[return-value]
 
 
+def current_request_id() -> str:
+    """The request id bound for this request's log lines ('' outside a request)."""
+    return str(structlog.contextvars.get_contextvars().get("request_id", ""))
+
+
 def finish(method: str, endpoint: str, path: str, status: int, seconds: float,
            remote_addr: str | None, error_code: str | None) -> None:
     """Count the request in the metrics and write its one log line."""

@@ -28,7 +28,7 @@ def worker(concurrency: int, pool: str) -> None:
 def beat() -> None:
     """Run the beat scheduler (redbeat: only one of several started ones schedules at a time)."""
     settings = load_settings()
-    _celery_app().start(["beat", "-l", settings.log_level, "--pidfile=", "-s", "/tmp/flashstock-beat-schedule"])
+    _celery_app().start(["--quiet", "beat", "-l", settings.log_level, "--pidfile=", "-s", "/tmp/flashstock-beat-schedule"])
 
 
 COMMANDS = [worker, beat]

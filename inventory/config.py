@@ -45,6 +45,9 @@ class Settings:
     reconcile_interval_seconds: float = 60.0
     recovery_interval_seconds: float = 10.0
     log_level: str = "INFO"
+    dashboard_secret: str = ""  # signs dashboard session cookies; empty: derived from admin_api_keys
+    dashboard_session_seconds: int = 8 * 3600
+    dashboard_cookie_secure: bool = False  # set behind TLS: the cookie then travels over HTTPS only
 
     def __post_init__(self) -> None:
         if not self.key_prefix or any(c in self.key_prefix for c in "{} "):
@@ -55,6 +58,8 @@ class Settings:
             raise ValueError("redis_max_connections must be positive")
         if not 1 <= self.persist_batch_size <= 10_000:
             raise ValueError("persist_batch_size must be in 1..10000")
+        if not 60 <= self.dashboard_session_seconds <= 30 * 86_400:
+            raise ValueError("dashboard_session_seconds must be in 60..2592000")
 
     @property
     def broker_url(self) -> str:
@@ -100,6 +105,9 @@ class Settings:
             reconcile_interval_seconds=env.float("RECONCILE_INTERVAL_SECONDS", d.reconcile_interval_seconds),
             recovery_interval_seconds=env.float("RECOVERY_INTERVAL_SECONDS", d.recovery_interval_seconds),
             log_level=env.str("LOG_LEVEL", d.log_level),
+            dashboard_secret=env.str("DASHBOARD_SECRET", d.dashboard_secret),
+            dashboard_session_seconds=env.int("DASHBOARD_SESSION_SECONDS", d.dashboard_session_seconds),
+            dashboard_cookie_secure=env.bool("DASHBOARD_COOKIE_SECURE", d.dashboard_cookie_secure),
         )
         values.update(overrides)
         return cls(**values)

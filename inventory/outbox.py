@@ -49,6 +49,7 @@ class OrderEvent:
     lines: tuple[Line, ...]
     event_id: str
     ts_ms: int
+    request_id: str = ""  # X-Request-ID of the call that wrote the entry ('' = none)
 
     @property
     def status(self) -> str:
@@ -94,6 +95,15 @@ class ProductConfigured:
 
 
 @dataclass(frozen=True)
+class SaleSwitched:
+    """The global sale switch was set (paused) or cleared."""
+
+    entry_id: str
+    paused: bool
+    ts_ms: int
+
+
+@dataclass(frozen=True)
 class Malformed:
     """An entry that does not parse; persisted as a reject so nothing disappears silently."""
 
@@ -102,7 +112,7 @@ class Malformed:
     error: str
 
 
-Event = Union[OrderEvent, StockAdjusted, ProductConfigured, Malformed]
+Event = Union[OrderEvent, StockAdjusted, ProductConfigured, SaleSwitched, Malformed]
 
 
 def parse_lines(encoded: str) -> tuple[Line, ...]:
@@ -134,7 +144,7 @@ def _parse(eid: str, f: dict[str, str]) -> Event:
         if not f["order"].startswith("o_") or not f["res"] or not f["user"]:
             raise ValueError("order, res and user are required")
         return OrderEvent(eid, kind, f["order"], f["res"], f["user"], parse_lines(f["lines"]),
-                          f.get("event", ""), int(f["ts"]))
+                          f.get("event", ""), int(f["ts"]), f.get("rid", ""))
     if kind == "stock_adjusted":
         return StockAdjusted(eid, _sku(f), int(f["delta"]), int(f["total"]), int(f["ver"]),
                              f["reason"] or "admin", int(f["ts"]))
@@ -144,6 +154,10 @@ def _parse(eid: str, f: dict[str, str]) -> Event:
         return ProductConfigured(eid, _sku(f), f["name"], int(f["price"]), f["cur"], int(f["limit"] or 0),
                                  int(f["start"] or 0), int(f["end"] or 0), f["paused"], int(f["ver"]),
                                  int(f["ts"]))
+    if kind == "sale_switch":
+        if f["paused"] not in ("0", "1"):
+            raise ValueError(f"paused {f['paused']!r}")
+        return SaleSwitched(eid, f["paused"] == "1", int(f["ts"]))
     raise ValueError(f"unknown event type {kind!r}")
 
 
@@ -185,8 +199,8 @@ def movements(event: Event) -> list[Movement]:
 
 
 def order_event_fields(kind: str, order_id: str, token: str, user_id: str, lines: Iterable[Line],
-                       event_id: str, ts_ms: int) -> dict[str, str]:
+                       event_id: str, ts_ms: int, request_id: str = "") -> dict[str, str]:
     """Stream fields of an order event, exactly as the Lua scripts write them (for re-emission)."""
     encoded = ",".join(f"{line.sku}:{line.qty}:{line.unit_price}" for line in lines)
     return {"type": kind, "order": order_id, "res": token, "user": user_id, "lines": encoded,
-            "event": event_id, "ts": str(ts_ms)}
+            "event": event_id, "ts": str(ts_ms), "rid": request_id}

@@ -29,6 +29,7 @@ from inventory.outbox import (
     Malformed,
     OrderEvent,
     ProductConfigured,
+    SaleSwitched,
     StockAdjusted,
     StreamId,
     movements,
@@ -42,6 +43,7 @@ from inventory.tables import (
     OutboxRejectRow,
     PaymentEventRow,
     ProductRow,
+    SaleSwitchRow,
     SyncStateRow,
 )
 
@@ -176,6 +178,7 @@ def _persist_batch(inv: Inventory, session_factory: sessionmaker[Session],
     rejects = [e for e in events if isinstance(e, Malformed)]
     for reject in rejects:
         log.error("outbox entry rejected", extra={"entry_id": reject.entry_id, "error": reject.error})
+    _log_persisted(events)
     return DrainResult(
         entries=len(entries),
         order_events=sum(isinstance(e, OrderEvent) for e in events),
@@ -184,6 +187,18 @@ def _persist_batch(inv: Inventory, session_factory: sessionmaker[Session],
         rejects=len(rejects),
         batches=1,
     )
+
+
+def _log_persisted(events: Sequence[Event]) -> None:
+    """One line per order event now in the database, with the request id that wrote its outbox entry."""
+    # One line per order is the same volume as the API's request lines, and lets one id find the write.
+    if not log.isEnabledFor(logging.INFO):
+        return
+    for event in events:
+        if isinstance(event, OrderEvent):
+            log.info("order event persisted", extra={
+                "entry_id": event.entry_id, "kind": event.kind, "order_id": event.order_id,
+                "status": event.status, "request_id": event.request_id or None})
 
 
 # -- SQL ------------------------------------------------------------------------------------------
@@ -218,6 +233,7 @@ def _insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]], key
 def apply_events(session: Session, events: Sequence[Event], *, now_ms: int) -> None:
     """Write the effects of events; applying the same events again (in any order) changes nothing."""
     _apply_products(session, [e for e in events if isinstance(e, ProductConfigured)], now_ms)
+    _apply_sale_switch(session, [e for e in events if isinstance(e, SaleSwitched)], now_ms)
     orders = [e for e in events if isinstance(e, OrderEvent)]
     _apply_orders(session, orders, now_ms)
     ledger = [m for e in events for m in movements(e)]
@@ -230,6 +246,26 @@ def apply_events(session: Session, events: Sequence[Event], *, now_ms: int) -> N
         dict(entry_id=e.entry_id, fields=json.dumps(e.fields, sort_keys=True), error=e.error, received_ms=now_ms)
         for e in rejects.values()
     ], ["entry_id"])
+
+
+def _apply_sale_switch(session: Session, events: list[SaleSwitched], now_ms: int) -> None:
+    """The newest switch entry wins (stream ids order them), whatever order batches arrive in."""
+    if not events:
+        return
+    newest = max(events, key=lambda e: StreamId.parse(e.entry_id))
+    entry = StreamId.parse(newest.entry_id)
+    row = session.get(SaleSwitchRow, 1, with_for_update=True)
+    if row is None:
+        session.add(SaleSwitchRow(id=1, paused=newest.paused, entry_ms=entry.ms, entry_seq=entry.seq,
+                                  updated_ms=now_ms))
+    elif (row.entry_ms, row.entry_seq) < (entry.ms, entry.seq):
+        row.paused, row.entry_ms, row.entry_seq, row.updated_ms = newest.paused, entry.ms, entry.seq, now_ms
+
+
+def persisted_sale_switch(session: Session) -> bool:
+    """Whether PostgreSQL last saw every sale paused (restored into Redis by a rebuild)."""
+    row = session.get(SaleSwitchRow, 1)
+    return bool(row and row.paused)
 
 
 def _apply_products(session: Session, events: list[ProductConfigured], now_ms: int) -> None:
@@ -273,12 +309,16 @@ def _apply_orders(session: Session, events: list[OrderEvent], now_ms: int) -> No
     for order_id, group in by_order.items():
         first = min(group, key=lambda e: e.ts_ms)
         best = max(group, key=lambda e: STATUS_RANK[e.status])
+        # The id of the call that created the order (its first event; checkout or an early payment).
+        creator = min(group, key=lambda e: (e.ts_ms, STATUS_RANK[e.status]))
         orders.append(dict(id=order_id, reservation_id=first.reservation_id, user_id=first.user_id,
-                           status=best.status, total=first.total, created_ms=first.ts_ms, updated_ms=now_ms))
+                           status=best.status, total=first.total, created_ms=first.ts_ms, updated_ms=now_ms,
+                           request_id=creator.request_id or None))
         lines += [dict(order_id=order_id, sku=line.sku, qty=line.qty, unit_price=line.unit_price)
                   for line in first.lines]
         payments += [dict(event_id=e.event_id, order_id=order_id,
-                          result="failed" if e.kind == "order_payment_failed" else "paid", received_ms=e.ts_ms)
+                          result="failed" if e.kind == "order_payment_failed" else "paid", received_ms=e.ts_ms,
+                          request_id=e.request_id or None)
                      for e in group if e.event_id]
         updates.append(dict(b_id=order_id, b_status=best.status, b_rank=STATUS_RANK[best.status],
                             b_ts=first.ts_ms, b_now=now_ms))

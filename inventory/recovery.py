@@ -24,7 +24,9 @@ from inventory.context import text
 from inventory.engine import Inventory
 from inventory.ledger import LedgerBusy, all_skus, buyer_units, has_data
 from inventory.outbox import ZERO_ID, StreamId
+from inventory.persistence import persisted_sale_switch
 from inventory.reconcile import catalog_fields, observe, queue_counts
+from inventory.sale_admin import set_global_pause
 from inventory.store import MEMORY_URL
 from inventory.tables import OrderLineRow, OrderRow, PaymentEventRow, SyncStateRow
 
@@ -140,8 +142,11 @@ def rebuild_from_postgres(inv: Inventory, session_factory: sessionmaker[Session]
     """
     with session_factory() as session:
         targets = sorted(set(skus) if skus is not None else all_skus(session))
+        switch = persisted_sale_switch(session)
     for sku in targets:
         inv.catalog.set_recovering(sku, True)
+    if skus is None:  # the whole of Redis is rebuilt: the global switch comes back as last persisted
+        set_global_pause(inv, switch)
     rebuilt, failed, configured = [], [], {}
     for sku in targets:
         if keep_alive is not None:

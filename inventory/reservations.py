@@ -20,7 +20,7 @@ from inventory.errors import (
 from inventory.models import (
     Line, Order, PaymentOutcome, RateLimit, Reservation, Status, SweepResult, from_ms,
 )
-from inventory.validation import check_lines, check_user
+from inventory.validation import check_lines, check_request_id, check_user
 
 _STALE_RETRIES = 5
 PAYMENT_RESULTS = ("paid", "failed")
@@ -125,22 +125,25 @@ class Reservations:
         self._on_lines(token, lambda skus, _: self._release_call(token, skus, user_id or "", "cancel"))
         return self.get(reservation_id, user_id=user_id)
 
-    def checkout(self, reservation_id: str, *, user_id: str | None = None) -> Order:
+    def checkout(self, reservation_id: str, *, user_id: str | None = None, request_id: str = "") -> Order:
         """Turn an open hold into an order awaiting payment; repeating returns the same order."""
+        check_request_id(request_id)
         token = self._token(reservation_id)
         keys = self.ctx.keys
         reply = self._on_lines(token, lambda skus, owner: self.ctx.run(
             "checkout",
             [keys.reservation(token), keys.expiries, keys.dirty, keys.outbox,
              keys.user_orders(owner)] + self.ctx.line_keys(skus),
-            [token, user_id or "", ids.order_id(token), self.settings.order_retention_seconds * 1000, *skus],
+            [token, user_id or "", ids.order_id(token), self.settings.order_retention_seconds * 1000, *skus,
+             request_id],
         ))
         order = self.get_order(text(reply[1]))
         return replace(order, replayed=int(reply[0]) == 1)
 
     def record_payment(self, *, event_id: str, result: str, reservation_id: str | None = None,
-                       order_id: str | None = None) -> PaymentOutcome:
+                       order_id: str | None = None, request_id: str = "") -> PaymentOutcome:
         """Apply a payment provider's 'paid' / 'failed' result once per event id."""
+        check_request_id(request_id)
         if result not in PAYMENT_RESULTS:
             raise InvalidArgument("status must be 'paid' or 'failed'.", field="status")
         if not event_id or len(event_id) > 255:
@@ -157,7 +160,7 @@ class Reservations:
                 [keys.reservation(token), keys.expiries, keys.dirty, keys.outbox,
                  keys.user_orders(owner)] + self.ctx.line_keys(skus),
                 [token, event_id, result, ids.order_id(token), self.settings.order_retention_seconds * 1000,
-                 *skus],
+                 *skus, request_id],
             ))
         except ReservationNotFound:
             if order_id:

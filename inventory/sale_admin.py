@@ -161,11 +161,8 @@ def set_global_pause(inv: Inventory, paused: bool) -> bool:
     """
     if not isinstance(paused, bool):
         raise InvalidArgument("paused must be true or false.", field="paused")
-    if paused:
-        inv.redis.set(inv.keys.sale_switch, "1")
-    else:
-        inv.redis.delete(inv.keys.sale_switch)
-    return paused
+    reply = inv.ctx.run("set_sale_switch", [inv.keys.sale_switch, inv.keys.outbox], ["1" if paused else "0"])
+    return bool(int(reply[1]))
 
 
 def global_paused(inv: Inventory) -> bool:

@@ -48,6 +48,8 @@ class OrderRow(Base):
     total: Mapped[int] = mapped_column(BigInteger, default=0)
     created_ms: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
+    # X-Request-ID of the call that created the order (checkout, or a payment for an open hold).
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
     lines: Mapped[list["OrderLineRow"]] = relationship(back_populates="order", order_by="OrderLineRow.sku")
 
@@ -76,6 +78,7 @@ class PaymentEventRow(Base):
     order_id: Mapped[str] = mapped_column(String(64), index=True)
     result: Mapped[str] = mapped_column(String(16))
     received_ms: Mapped[int] = mapped_column(BigInteger)
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)  # the webhook call's X-Request-ID
 
 
 class LedgerRow(Base):
@@ -156,6 +159,18 @@ class SyncStateRow(Base):
     epoch: Mapped[str] = mapped_column(String(64))
     last_ms: Mapped[int] = mapped_column(BigInteger, default=0)
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class SaleSwitchRow(Base):
+    """The global sale switch as last set (one row, id 1); its outbox entry id orders the changes."""
+
+    __tablename__ = "sale_switch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    entry_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    entry_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_ms: Mapped[int] = mapped_column(BigInteger, default=0)
 
 

@@ -11,6 +11,8 @@ SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 USER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+=-]{0,127}$")
 MAX_QTY = 1_000_000
 MAX_LINES = 50
+# Visible ASCII only: the id is written into outbox entries and log lines verbatim.
+REQUEST_ID_PATTERN = re.compile(r"[!-~]{0,128}")
 
 
 def check_sku(sku: str) -> str:
@@ -23,6 +25,13 @@ def check_user(user_id: str) -> str:
     if not isinstance(user_id, str) or not USER_PATTERN.match(user_id):
         raise InvalidArgument("user_id must be 1-128 characters of letters, digits and ._@:+=-", field="user_id")
     return user_id
+
+
+def check_request_id(request_id: str) -> str:
+    """A request id for the outbox: '' (none) or 1-128 visible ASCII characters."""
+    if not isinstance(request_id, str) or not REQUEST_ID_PATTERN.fullmatch(request_id):
+        raise InvalidArgument("request_id must be at most 128 visible ASCII characters.", field="request_id")
+    return request_id
 
 
 def check_qty(qty: int, *, allow_zero: bool = False) -> int:

@@ -17,6 +17,7 @@ ARGV[2]        user id ('' = any user)
 ARGV[3]        order id to assign
 ARGV[4]        order record retention, ms
 ARGV[4+i]      sku of line i (must be exactly the reservation's lines)
+ARGV[5+n]      request id written to the outbox entry ('' = none; at most 128 visible ASCII characters)
 
 Time is Redis's own (now_ms()). Checkout acts only while the reservation is unexpired on that clock
 and every hold is still in its holds index; otherwise the reservation is expired here (remaining
@@ -38,8 +39,10 @@ Invariant: for every SKU avail + held + sold == total, each >= 0.
 
 local token, user, order_id = ARGV[1], ARGV[2], ARGV[3]
 local retention = tonumber(ARGV[4])
-local n = #ARGV - 4
+local n = #ARGV - 5
+local rid = ARGV[5 + n]
 if not is_count(ARGV[4]) then return {-11, 'retention'} end
+if n < 0 or #rid > 128 or string.find(rid, '[^!-~]') then return {-11, 'request_id'} end
 if order_id == '' or #KEYS ~= 5 + 3 * n then return {-11, 'items'} end
 
 local rkey = KEYS[1]
@@ -63,7 +66,7 @@ end
 
 sell_lines(5, KEYS[3], rkey, token, owner, skus, qtys)
 emit_order_event(KEYS[4], 'order_created', order_id, token, owner,
-  encode_lines(skus, qtys, prices), now, '')
+  encode_lines(skus, qtys, prices), now, '', rid)
 redis.call('HSET', rkey, 'st', 'pending_payment', 'oid', order_id, 'co', now)
 redis.call('PEXPIRE', rkey, retention)
 index_order(KEYS[5], order_id, now, retention)

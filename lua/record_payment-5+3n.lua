@@ -26,6 +26,7 @@ ARGV[3]        result: 'paid' | 'failed'
 ARGV[4]        order id to assign if the reservation has none yet
 ARGV[5]        order record retention, ms
 ARGV[5+i]      sku of line i (must be exactly the reservation's lines)
+ARGV[6+n]      request id written to the outbox entries ('' = none; at most 128 visible ASCII characters)
 
 Time is Redis's own (now_ms()). A held reservation counts as open only while it is unexpired on
 that clock and every hold is still in its holds index (one truth per hold): a 'paid' for a hold
@@ -46,8 +47,10 @@ Invariant: for every SKU avail + held + sold == total, each >= 0.
 
 local token, event_id, result, new_order_id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local retention = tonumber(ARGV[5])
-local n = #ARGV - 5
+local n = #ARGV - 6
+local rid = ARGV[6 + n]
 if not is_count(ARGV[5]) then return {-11, 'retention'} end
+if n < 0 or #rid > 128 or string.find(rid, '[^!-~]') then return {-11, 'request_id'} end
 if event_id == '' then return {-11, 'event_id'} end
 if result ~= 'paid' and result ~= 'failed' then return {-11, 'status'} end
 if new_order_id == '' or #KEYS ~= 5 + 3 * n then return {-11, 'items'} end
@@ -74,7 +77,7 @@ local function open_order(kind)
   redis.call('HSET', rkey, 'oid', order_id)
   index_order(KEYS[5], order_id, now, retention)
   redis.call('PEXPIRE', rkey, retention)
-  emit_order_event(KEYS[4], kind, order_id, token, owner, lines, now, event_id)
+  emit_order_event(KEYS[4], kind, order_id, token, owner, lines, now, event_id, rid)
 end
 
 local after = status
@@ -84,7 +87,7 @@ if status == 'held' then
   if open and result == 'paid' then
     sell_lines(5, KEYS[3], rkey, token, owner, skus, qtys)
     open_order('order_created')
-    emit_order_event(KEYS[4], 'order_paid', order_id, token, owner, lines, now, event_id)
+    emit_order_event(KEYS[4], 'order_paid', order_id, token, owner, lines, now, event_id, rid)
     redis.call('HSET', rkey, 'co', now)
     after = 'paid'
   else
@@ -103,7 +106,7 @@ elseif status == 'pending_payment' then
     unsell_lines(5, KEYS[3], rkey, owner, skus, qtys)
     after = 'payment_failed'
   end
-  emit_order_event(KEYS[4], 'order_' .. after, order_id, token, owner, lines, now, event_id)
+  emit_order_event(KEYS[4], 'order_' .. after, order_id, token, owner, lines, now, event_id, rid)
 elseif result == 'paid' and (status == 'released' or status == 'expired' or status == 'payment_failed') then
   open_order('order_refund_required')
   after = 'refund_required'

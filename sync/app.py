@@ -1,6 +1,7 @@
 """The Celery app, configured from the same Settings as everything else (broker: Redis or RabbitMQ).
 
-Run: celery -A sync.app worker -Q "$CELERY_QUEUE"   and   celery -A sync.app beat
+Run: celery -A sync.app --quiet worker -Q "$CELERY_QUEUE"   and   celery -A sync.app --quiet beat
+(--quiet: no start-up banner, so every stdout line is a JSON log line; see sync/logs.py)
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 from celery import Celery
 
 from inventory.config import Settings
+from sync import logs  # noqa: F401 - connects the JSON logging and request-id signal handlers
 from sync.recovery_timer import RecoveryTimer
 
 TASKS = "sync.tasks"

@@ -15,7 +15,7 @@ from inventory.persistence import drain_once
 from inventory.reconcile import run_reconciliation
 from inventory.recovery import check_recovery, warn_if_not_durable
 from inventory.store import MEMORY_URL
-from sync import runtime
+from sync import logs, runtime
 from sync.app import app
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,11 @@ def recovery_check() -> dict[str, str]:
     return {"state": check.state, "reason": check.reason}
 
 
-def notify_checkout(order_id: str | None = None) -> bool:
+def notify_checkout(order_id: str | None = None, request_id: str | None = None) -> bool:
     """Ask for prompt persistence after a checkout; never raises (the beat safety net catches up).
 
-    Embedded mode wakes the in-process housekeeper; otherwise at most one drain is queued at a time.
+    Embedded mode wakes the in-process housekeeper; otherwise at most one drain is queued at a time,
+    carrying the checkout's request id (default: the one bound for the current request's log lines).
     """
     try:
         keeper = housekeeping.active()
@@ -81,7 +82,9 @@ def notify_checkout(order_id: str | None = None) -> bool:
         inv = runtime.inventory()
         if not inv.redis.set(_flag(), order_id or "1", nx=True, px=2000):
             return False  # a drain is already queued and will pick this order up
-        persist_outbox.apply_async(queue=settings.celery_queue, retry=False)
+        # The drain that persists this order's entry may be one queued by an earlier checkout: each
+        # entry's own request id is in the entry ('rid') and in the drain's line for it.
+        persist_outbox.apply_async(queue=settings.celery_queue, retry=False, headers=logs.task_headers(request_id))
         return True
     except Exception:  # the order is durable in Redis; persistence catches up from the outbox anyway
         log.warning("persist trigger failed for %s", order_id, exc_info=True)

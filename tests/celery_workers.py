@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -49,7 +50,8 @@ class CeleryWorker:
     def start(self) -> "CeleryWorker":
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "sync.app", *self.command()],
+            # --quiet: no start-up banner, so every line the process writes is a JSON log line (sync/logs.py)
+            [sys.executable, "-m", "celery", "-A", "sync.app", "--quiet", *self.command()],
             cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends it and every child it forked
         )
@@ -80,6 +82,22 @@ class CeleryWorker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        """Every complete line of the log as a JSON object (sync/logs.py); a line that is not one fails."""
+        text = self.log()
+        lines = text.splitlines()
+        if not text.endswith("\n"):
+            lines = lines[:-1]  # still being written
+        parsed = []
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise AssertionError(f"{self.name}: line {number} is not JSON: {line!r}") from None
+            assert isinstance(record, dict), line
+            parsed.append(record)
+        return parsed
 
 
 class CeleryBeat(CeleryWorker):

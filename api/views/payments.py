@@ -9,7 +9,7 @@ from typing import Any
 from flask import Response, request
 from flask_smorest import Blueprint
 
-from api import metrics
+from api import metrics, observability
 from api.errors import ApiError
 from api.schemas import PaymentData, PaymentEventIn
 from api.state import respond, state
@@ -44,7 +44,8 @@ def payment_webhook(args: dict[str, Any]) -> Response:
         try:
             outcome = st.inventory.reservations.record_payment(
                 event_id=args["event_id"], result=args["status"],
-                reservation_id=args.get("reservation_id"), order_id=args.get("order_id"))
+                reservation_id=args.get("reservation_id"), order_id=args.get("order_id"),
+                request_id=observability.current_request_id())
         except IdempotencyConflict:  # the record's own ev:<id> field saw this event with another result
             raise _event_id_reused(args["event_id"]) from None
         except (OrderNotFound, ReservationNotFound):

@@ -8,7 +8,7 @@ import structlog
 from flask import Response, jsonify, request
 from flask_smorest import Blueprint
 
-from api import idempotency, metrics, ratelimit
+from api import idempotency, metrics, observability, ratelimit
 from api.auth import STOREFRONT_SECURITY, acting_user, require
 from api.hotpath import hold
 from api.parsing import arguments
@@ -112,7 +112,8 @@ def checkout(args: dict[str, Any] | None, reservation_id: str) -> Response:
 
     def produce() -> Response:
         try:
-            order = st.inventory.reservations.checkout(reservation_id, user_id=user_id)
+            order = st.inventory.reservations.checkout(reservation_id, user_id=user_id,
+                                                       request_id=observability.current_request_id())
         except InventoryError as error:
             metrics.CHECKOUTS.labels(error.code).inc()
             raise

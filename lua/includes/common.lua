@@ -183,7 +183,8 @@ local function index_order(orders_key, order_id, now, retention)
 end
 
 -- Transactional outbox: the event is appended in the same script call as the state change.
-local function emit_order_event(outbox_key, kind, order_id, token, owner, lines, now, event_id)
+-- rid is the request id of the call that caused it ('' = none), so one id finds the entry.
+local function emit_order_event(outbox_key, kind, order_id, token, owner, lines, now, event_id, rid)
   return redis.call('XADD', outbox_key, '*', 'type', kind, 'order', order_id, 'res', token,
-    'user', owner, 'lines', lines, 'event', event_id, 'ts', now)
+    'user', owner, 'lines', lines, 'event', event_id, 'ts', now, 'rid', rid or '')
 end

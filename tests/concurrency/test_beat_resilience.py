@@ -6,7 +6,6 @@ Recovery times are printed (`pytest -s`) so a run documents them; the 30 s deadl
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,7 +25,6 @@ from tests.own_redis import OwnRedis
 
 DEADLINE = 30.0  # the requirement: work resumes within 30 s of Redis answering again, nobody restarting anything
 SENT = "Scheduler: Sending due task expire-holds"
-LINE = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): [A-Z]+/[^\]]+\] (.*)$")
 
 
 @dataclass
@@ -162,11 +160,8 @@ def test_a_flushall_with_beat_down_is_rebuilt_by_the_workers_own_timer(
 def _events(process: CeleryWorker, name: str) -> list[tuple[datetime, str, str]]:
     """(time, beat, what) for each lock change and each task sent, from a beat's log."""
     found = []
-    for line in process.log().splitlines():
-        match = LINE.match(line)
-        if not match:
-            continue
-        when, message = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f"), match[2]
+    for record in process.json_lines():  # timestamps in UTC
+        when, message = datetime.fromisoformat(record["timestamp"].rstrip("Z")), record["event"]
         for marker, what in (("beat: Acquired lock", "acquired"), ("beat: Lost lock", "lost"), (SENT, "sent")):
             if message.startswith(marker):
                 found.append((when, name, what))

@@ -64,7 +64,7 @@ def settle(inv: Inventory, sessions: Any, clock: ManualClock) -> None:
 
 def test_many_full_lifecycles_leave_redis_at_the_size_of_the_open_work(
         real_redis: redis.Redis, settings: Settings, pg_sessions: Any) -> None:
-    short = replace(settings, record_retention_seconds=1, order_retention_seconds=1)
+    short = replace(settings, record_retention_seconds=2, order_retention_seconds=2)
     clock = ManualClock()
     inv = Inventory(real_redis, short, clock)
     make_product(inv, "FREE", stock=BUYERS)
@@ -74,10 +74,13 @@ def test_many_full_lifecycles_leave_redis_at_the_size_of_the_open_work(
     settle(inv, pg_sessions, clock)
     before_kinds, before_memory = footprint(real_redis, short.key_prefix)
 
-    for n in range(BUYERS):
-        run_lifecycle(inv, n, "FREE")
-    for n in range(50):
-        run_lifecycle(inv, BUYERS + n, "LIMITED")
+    # Workers sweep every few seconds; here after every 50 buyers, well within a record's real-time TTL
+    # (ttl + retention), so no record expires before the sweep that releases its hold.
+    for n in range(BUYERS + 50):
+        run_lifecycle(inv, n, "FREE" if n < BUYERS else "LIMITED")
+        if n % 50 == 49:
+            clock.advance(2)
+            inv.reservations.expire_due()
     settle(inv, pg_sessions, clock)
     time.sleep(max(short.record_retention_seconds, short.order_retention_seconds) + 1.5)  # real-time TTLs
     after_kinds, after_memory = footprint(real_redis, short.key_prefix)

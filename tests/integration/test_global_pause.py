@@ -62,3 +62,26 @@ def test_cli_pause_all_is_the_global_switch_and_status_shows_it(cli_json, live: 
     assert states == {"HOT": "paused_globally", "LATER": "paused_globally"}
     assert cli_json("sale", "resume", "--all")[0]["state"] == "active"
     live.reservations.reserve("bob", {"LATER": 1})
+
+
+def test_the_switch_is_persisted_and_restored_by_a_rebuild_after_redis_lost_everything(
+        real_inv: Inventory, pg_sessions) -> None:
+    from inventory.persistence import persist_now, persisted_sale_switch
+    from inventory.recovery import rebuild_from_postgres
+    from tests.conftest import delete_prefix
+
+    make_product(real_inv, "A", stock=5)
+    set_global_pause(real_inv, True)
+    persist_now(real_inv, pg_sessions)
+    with pg_sessions() as session:
+        assert persisted_sale_switch(session)
+    delete_prefix(real_inv.redis, real_inv.settings.key_prefix)  # a restart without persistence
+    rebuild_from_postgres(real_inv, pg_sessions)
+    assert global_paused(real_inv)
+    with pytest.raises(SaleNotActive):
+        real_inv.reservations.reserve("bob", {"A": 1})
+    set_global_pause(real_inv, False)
+    persist_now(real_inv, pg_sessions)
+    with pg_sessions() as session:
+        assert not persisted_sale_switch(session)
+    real_inv.reservations.reserve("bob", {"A": 1})

@@ -53,8 +53,8 @@ def test_the_worker_persists_exactly_n_orders_and_redis_and_postgres_agree(
     with pg_sessions() as s:
         assert s.scalar(select(func.sum(LedgerRow.sold_delta))) == stock(real_inv).sold == 200
     send(sync_settings, "flashstock.reconcile", full=True)
-    wait_for(lambda: "flashstock.reconcile" in workers[0].log() and "succeeded" in workers[0].log().split(
-        "flashstock.reconcile")[-1])
+    wait_for(lambda: any("flashstock.reconcile" in line["event"] and "succeeded" in line["event"]
+                         for line in workers[0].json_lines()))
     assert run_reconciliation(real_inv, pg_sessions, repair=False, full=True).clean
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import fakeredis
 import pytest
+import structlog
 
 from inventory import Inventory, Settings
 from inventory import housekeeping
@@ -27,9 +28,20 @@ def wired(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def test_notify_checkout_queues_one_drain_until_that_drain_starts(wired: list[dict[str, Any]]) -> None:
     assert tasks.notify_checkout("o_1") is True
     assert [tasks.notify_checkout(f"o_{n}") for n in range(5)] == [False] * 5
-    assert wired == [{"queue": "q-test", "retry": False}]
+    assert wired == [{"queue": "q-test", "retry": False, "headers": None}]
     runtime.inventory().redis.delete(tasks._flag())  # what persist_outbox does first
     assert tasks.notify_checkout("o_9") is True and len(wired) == 2
+
+
+def test_notify_checkout_hands_the_request_id_to_the_drain_it_queues(wired: list[dict[str, Any]]) -> None:
+    structlog.contextvars.bind_contextvars(request_id="req-7")
+    try:
+        assert tasks.notify_checkout("o_1") is True
+    finally:
+        structlog.contextvars.clear_contextvars()
+    runtime.inventory().redis.delete(tasks._flag())
+    assert tasks.notify_checkout("o_2", request_id="req-8") is True
+    assert [sent["headers"] for sent in wired] == [{"request_id": "req-7"}, {"request_id": "req-8"}]
 
 
 def test_notify_checkout_swallows_a_broker_failure(wired: list, monkeypatch: pytest.MonkeyPatch) -> None:

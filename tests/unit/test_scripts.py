@@ -11,10 +11,12 @@ from redis.crc import key_slot
 
 from inventory import Inventory, Settings
 from tests.clocks import ManualClock
+from inventory.sale_admin import set_global_pause
 from inventory.scripts import Scripts, load_sources
 from tests.helpers import make_product, stock
 
-SCRIPT_NAMES = {"reserve", "amend", "release", "checkout", "record_payment", "configure_product", "adjust_stock"}
+SCRIPT_NAMES = {"reserve", "amend", "release", "checkout", "record_payment", "configure_product", "adjust_stock",
+                "set_sale_switch"}
 
 
 def test_every_operation_has_one_script_with_a_full_header() -> None:
@@ -57,6 +59,7 @@ def test_each_skus_keys_share_one_cluster_slot_in_every_script_call(
     inv.reservations.reserve("carol", {"B": 1}, ttl_seconds=1)
     clock.advance(2)
     inv.reservations.expire_due()
+    set_global_pause(inv, True)
 
     assert {name for name, _ in calls} == SCRIPT_NAMES
     for name, keys in calls:

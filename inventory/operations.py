@@ -1,0 +1,153 @@
+"""What an operator watches during a sale: per-SKU status and holds, persistence lag, memory, reconcile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from redis.exceptions import ResponseError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from inventory.context import text
+from inventory.engine import Inventory
+from inventory.ledger import persisted
+from inventory.sale_admin import global_paused
+from inventory.sale_status import SkuStatus, read_status
+from inventory.tables import OrderLineRow, OrderRow, ReconcileDriftRow, ReconcileRunRow
+
+MAX_DRIFT_LINES = 10
+
+
+@dataclass(frozen=True)
+class SkuLive:
+    """One SKU's Redis-side figures plus the expiry of its soonest open hold (None: no open holds)."""
+
+    status: SkuStatus
+    soonest_expiry_ms: int | None
+
+
+@dataclass(frozen=True)
+class OutboxLag:
+    """Events not yet persisted (or not yet acknowledged) and the age of the oldest, by Redis's clock."""
+
+    depth: int
+    oldest_age_ms: int | None
+
+
+@dataclass(frozen=True)
+class RedisMemory:
+    """INFO memory figures in bytes (max 0: no maxmemory limit)."""
+
+    used: int
+    peak: int
+    max: int
+
+
+@dataclass(frozen=True)
+class LiveOps:
+    """Everything read from Redis for one refresh, at Redis's `now_ms`."""
+
+    now_ms: int
+    paused_globally: bool
+    skus: list[SkuLive]
+    outbox: OutboxLag
+    memory: RedisMemory
+
+
+@dataclass(frozen=True)
+class DriftLine:
+    """One SKU's drift found by a reconcile run."""
+
+    sku: str
+    kind: str
+    repaired: bool
+    units_repaired: int
+
+
+@dataclass(frozen=True)
+class ReconcileSummary:
+    """The latest reconciliation run and the drift it found."""
+
+    run_id: int
+    started_ms: int
+    finished_ms: int
+    full: bool
+    repair: bool
+    skus_checked: int
+    skus_drifted: int
+    skus_repaired: int
+    drifts: list[DriftLine]
+
+
+@dataclass(frozen=True)
+class PersistedOps:
+    """The database's side: units paid, persisted total/sold per SKU, the last reconcile."""
+
+    paid: dict[str, int]
+    totals: dict[str, tuple[int, int]]
+    last_reconcile: ReconcileSummary | None
+
+
+def read_live(inv: Inventory, skus: Sequence[str]) -> LiveOps:
+    """Per-SKU status and soonest hold expiry, outbox lag, Redis memory and the global pause (Redis only)."""
+    statuses = read_status(inv, skus)
+    pipe = inv.redis.pipeline(transaction=False)
+    for status in statuses:
+        pipe.zrange(inv.keys.sku(status.sku).holds, 0, 0, withscores=True)
+    pipe.xlen(inv.keys.outbox)
+    pipe.xrange(inv.keys.outbox, "-", "+", count=1)
+    replies = pipe.execute()
+    now = inv.ctx.now_ms()
+    live = [SkuLive(status, int(replies[i][0][1]) if replies[i] else None) for i, status in enumerate(statuses)]
+    depth, first = replies[len(statuses):]
+    oldest = int(text(first[0][0]).split("-", 1)[0]) if first else None  # stream ids start with Redis's ms
+    return LiveOps(
+        now_ms=now, paused_globally=global_paused(inv), skus=live,
+        outbox=OutboxLag(int(depth), None if oldest is None else max(0, now - oldest)),
+        memory=_memory(inv),
+    )
+
+
+def read_persisted(session_factory: sessionmaker[Session], skus: Sequence[str]) -> PersistedOps:
+    """Units paid and ledger total/sold per SKU, and the latest reconcile run, from the database."""
+    skus = list(skus)
+    with session_factory() as session:
+        return PersistedOps(paid=_paid(session, skus),
+                            totals={sku: (p.total, p.sold) for sku, p in persisted(session, skus).items()},
+                            last_reconcile=_last_reconcile(session))
+
+
+def _paid(session: Session, skus: list[str]) -> dict[str, int]:
+    paid = dict.fromkeys(skus, 0)
+    for start in range(0, len(skus), 500):
+        rows = session.execute(
+            select(OrderLineRow.sku, func.sum(OrderLineRow.qty))
+            .join(OrderRow, OrderRow.id == OrderLineRow.order_id)
+            .where(OrderRow.status == "paid", OrderLineRow.sku.in_(skus[start:start + 500]))
+            .group_by(OrderLineRow.sku))
+        for sku, qty in rows:
+            paid[sku] = int(qty or 0)
+    return paid
+
+
+def _last_reconcile(session: Session) -> ReconcileSummary | None:
+    run = session.scalars(select(ReconcileRunRow).order_by(ReconcileRunRow.id.desc()).limit(1)).first()
+    if run is None:
+        return None
+    drifts = session.scalars(select(ReconcileDriftRow).where(ReconcileDriftRow.run_id == run.id)
+                             .order_by(ReconcileDriftRow.sku).limit(MAX_DRIFT_LINES)).all()
+    return ReconcileSummary(
+        run_id=run.id, started_ms=run.started_ms, finished_ms=run.finished_ms, full=run.full, repair=run.repair,
+        skus_checked=run.skus_checked, skus_drifted=run.skus_drifted, skus_repaired=run.skus_repaired,
+        drifts=[DriftLine(d.sku, d.kind, d.repaired, d.units_repaired) for d in drifts])
+
+
+def _memory(inv: Inventory) -> RedisMemory:
+    """INFO memory; zeros where the server has no INFO (the embedded fakeredis)."""
+    try:
+        info: dict[str, Any] = inv.redis.info("memory")
+    except ResponseError:
+        return RedisMemory(0, 0, 0)
+    return RedisMemory(int(info.get("used_memory", 0)), int(info.get("used_memory_peak", 0)),
+                       int(info.get("maxmemory", 0)))
