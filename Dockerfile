@@ -4,10 +4,9 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 
-# Pinned dependencies first (cached layer); local index options in requirements.txt are dropped here.
+# Pinned dependencies first (cached layer); requirements.txt names no index, so pip's own applies.
 COPY requirements.txt .
-RUN grep -v '^--' requirements.txt > /tmp/requirements.txt \
-    && pip install --no-cache-dir -r /tmp/requirements.txt
+RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
 RUN pip install --no-cache-dir --no-deps . \

@@ -8,7 +8,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from inventory.engine import Inventory
-from inventory.errors import InventoryError
+from inventory.errors import InventoryError, ProductNotFound
+
+# The embedded server's demo catalogue: (sku, name, price in cents, stock, per-user limit)
+DEMO_PRODUCTS = (
+    ("DEMO-HOT", "Flash-sale headphones", 4999, 100, 1),
+    ("DEMO-TEE", "Launch-day T-shirt", 1999, 500, 3),
+    ("DEMO-MUG", "Collector's mug", 1299, 50, 2),
+)
+
+
+def seed_demo_products(inventory: Inventory) -> list[str]:
+    """Create the demo products that do not exist yet (existing ones and their stock are left alone)."""
+    created = []
+    for sku, name, price, stock, limit in DEMO_PRODUCTS:
+        try:
+            inventory.catalog.get(sku)
+            continue
+        except ProductNotFound:
+            pass
+        inventory.catalog.configure(sku, name=name, price=price, currency="USD", per_user_limit=limit)
+        inventory.catalog.adjust_stock(sku, set_total=stock, reason="seed")
+        created.append(sku)
+    return created
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from inventory.db import make_session_factory
+from inventory.db import connect_args, make_session_factory
 from inventory.engine import Inventory
 from inventory.recovery import RecoveryCheck, check_recovery
 from inventory.store import MEMORY_URL
@@ -64,7 +64,8 @@ class RecoveryTimer(bootsteps.StartStopStep):
         settings = runtime.settings()
         inv = Inventory.from_settings(settings)
         # Its own connections, none pooled: a prefork child forked while a check runs shares no socket.
-        engine = create_engine(settings.database_url, poolclass=NullPool)
+        engine = create_engine(settings.database_url, poolclass=NullPool,
+                               connect_args=connect_args(settings.database_url))
         sessions = make_session_factory(engine)
         try:
             while True:

@@ -107,3 +107,8 @@ def test_hot_sku_over_http_sells_exactly_the_stock_and_never_fails(gunicorn_serv
     assert re.search(rf'flashstock_reservations_total\{{outcome="held"\}} {STOCK}\.0', metrics)
     assert re.search(rf'flashstock_reservations_total\{{outcome="sold_out"\}} {ATTEMPTS - STOCK}\.0', metrics)
     assert _get(port, "/readyz")[0] == 200
+
+
+def test_gunicorn_starts_without_a_gevent_monkey_patch_warning(gunicorn_server, tmp_path):
+    # gunicorn.conf.py patches before the app imports redis; the worker's own patch then finds nothing to warn of.
+    assert "MonkeyPatchWarning" not in (tmp_path / "gunicorn.log").read_text()

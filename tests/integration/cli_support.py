@@ -16,7 +16,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy.orm import Session, sessionmaker
 
 from inventory import Inventory, Settings
-from inventory.cli import main
+from cli import main
 from inventory.tables import LedgerRow, ProductRow
 from tests.conftest import REDIS_URL
 

@@ -92,7 +92,7 @@ def test_status_and_holds_run_as_real_processes(run_process, live: Inventory) ->
 def test_unreachable_redis_exits_3_with_a_code(cli_env: dict[str, str]) -> None:
     from click.testing import CliRunner
 
-    from inventory.cli import main
+    from cli import main
 
     result = CliRunner().invoke(main, ["status", "HOT", "--json"],
                                 env={**cli_env, "REDIS_URL": "redis://127.0.0.1:1/0"})

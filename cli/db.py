@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from inventory.cli.common import emit, json_option, load_settings
+from cli.common import emit, json_option, load_settings
 
 
 def _redacted(url: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 import click
 from sqlalchemy import select
 
-from inventory.cli.common import domain_errors, emit, json_option, load_settings, open_inventory, open_sessions
+from cli.common import domain_errors, emit, json_option, load_settings, open_inventory, open_sessions
 from inventory.errors import InventoryError
 from inventory.moments import format_moment
 from inventory.reconcile import ReconcileReport, SkuDrift, run_reconciliation

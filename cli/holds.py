@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from inventory.cli.common import domain_errors, emit, json_option, open_inventory
+from cli.common import domain_errors, emit, json_option, open_inventory
 
 
 @click.group()

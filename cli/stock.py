@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from inventory.cli.common import domain_errors, emit, json_option, load_settings, open_inventory, persist_now
+from cli.common import domain_errors, emit, json_option, load_settings, open_inventory, persist_now
 from inventory.errors import InvalidArgument
 from inventory.models import StockLevel
 

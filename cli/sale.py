@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from inventory.cli.common import domain_errors, emit, json_option, load_settings, open_inventory, persist_now
+from cli.common import domain_errors, emit, json_option, load_settings, open_inventory, persist_now
 from inventory.errors import InvalidArgument
 from inventory.moments import parse_moment
 from inventory.sale_admin import SaleChange, all_skus, set_global_pause, update_sale

@@ -1,39 +1,30 @@
-"""`flashstock serve`: the HTTP API under gunicorn + gevent, on the embedded default or real servers."""
+"""`flashstock serve`: the HTTP API under gunicorn + gevent, on the embedded default or real servers.
+
+This module imports only click at load time: `serve` patches the process for gevent before anything
+imports redis or ssl (a later patch leaves direct ssl references behind and gevent warns about them).
+"""
 
 from __future__ import annotations
 
+import base64
 import secrets
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from inventory.cli.common import load_settings
-from inventory.config import Settings
-from inventory.engine import Inventory
-from inventory.errors import ProductNotFound
-from inventory.store import MEMORY_URL
+if TYPE_CHECKING:
+    from inventory.config import Settings
 
-# (sku, name, price in cents, stock, per-user limit)
-DEMO_PRODUCTS = (
-    ("DEMO-HOT", "Flash-sale headphones", 4999, 100, 1),
-    ("DEMO-TEE", "Launch-day T-shirt", 1999, 500, 3),
-    ("DEMO-MUG", "Collector's mug", 1299, 50, 2),
-)
+# Shell variables the printed `export` line sets; README "Try it" uses the same names.
+CREDENTIAL_VARIABLES = {"storefront API key": "STOREFRONT_KEY", "admin API key": "ADMIN_KEY",
+                        "webhook secret": "WEBHOOK_SECRET"}
 
 
-def seed_demo_products(inventory: Inventory) -> list[str]:
-    """Create the demo products that do not exist yet (existing ones and their stock are left alone)."""
-    created = []
-    for sku, name, price, stock, limit in DEMO_PRODUCTS:
-        try:
-            inventory.catalog.get(sku)
-            continue
-        except ProductNotFound:
-            pass
-        inventory.catalog.configure(sku, name=name, price=price, currency="USD", per_user_limit=limit)
-        inventory.catalog.adjust_stock(sku, set_total=stock, reason="seed")
-        created.append(sku)
-    return created
+def _patch_gevent() -> None:
+    """Make sockets, ssl and threads cooperative before the app and its clients are imported."""
+    from gevent import monkey
+
+    monkey.patch_all()
 
 
 def _with_demo_credentials(settings: Settings) -> tuple[Settings, dict[str, str]]:
@@ -47,16 +38,29 @@ def _with_demo_credentials(settings: Settings) -> tuple[Settings, dict[str, str]
         issued["admin API key"] = secrets.token_urlsafe(18)
         changes["admin_api_keys"] = (issued["admin API key"],)
     if not settings.webhook_secret:
-        issued["webhook secret"] = secrets.token_urlsafe(24)
+        # The Standard Webhooks form, so a provider's SDK takes it as is: whsec_ + base64 of the key bytes.
+        issued["webhook secret"] = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
         changes["webhook_secret"] = issued["webhook secret"]
     return (settings.with_overrides(**changes) if changes else settings), issued
+
+
+def _print_credentials(issued: dict[str, str]) -> None:
+    """Each issued credential, then one line to paste into another shell (README "Try it" uses it)."""
+    for label, value in issued.items():
+        click.echo(f"{label} for this run: {value}")
+    exports = " ".join(f"{CREDENTIAL_VARIABLES[label]}={value}" for label, value in issued.items())
+    click.echo("In another shell (walk-through: README.md, \"Try it\"):\n"
+               f"  export {exports}\n"
+               "  source .venv/bin/activate   # puts the flashstock CLI on PATH")
 
 
 def _app_factory(settings: Settings, seed: bool) -> Callable[[], Any]:
     def load() -> Any:  # runs in the worker, after gevent has patched the process
         from api import create_app
         from inventory import housekeeping
+        from inventory.demo import seed_demo_products
         from inventory.engine import Inventory
+        from inventory.store import MEMORY_URL
 
         inventory = Inventory.from_settings(settings)
         if settings.redis_url.startswith(MEMORY_URL):
@@ -92,7 +96,10 @@ def _run_gunicorn(options: dict[str, Any], load: Callable[[], Any]) -> None:
               help="Create the demo products if missing [default: only on the embedded memory:// Redis].")
 def serve(bind: str | None, workers: int | None, seed: bool | None) -> None:
     """Start the HTTP API (gunicorn + gevent) and print the URL of its docs."""
+    _patch_gevent()
     from api.serving import gunicorn_settings, prepare_metrics_dir
+    from cli.common import load_settings
+    from inventory.store import MEMORY_URL
 
     settings = load_settings()
     settings = settings.with_overrides(metrics_dir=prepare_metrics_dir(settings))
@@ -105,8 +112,8 @@ def serve(bind: str | None, workers: int | None, seed: bool | None) -> None:
             click.echo("memory:// keeps state in one process: serving with 1 worker.", err=True)
         settings = settings.with_overrides(api_workers=1)
         settings, issued = _with_demo_credentials(settings)
-        for label, value in issued.items():
-            click.echo(f"{label} for this run: {value}")
+        if issued:
+            _print_credentials(issued)
     elif workers:
         settings = settings.with_overrides(api_workers=workers)
     seed = embedded if seed is None else seed

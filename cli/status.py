@@ -10,7 +10,7 @@ import click
 from rich.live import Live
 from rich.table import Table
 
-from inventory.cli.common import (
+from cli.common import (
     console,
     domain_errors,
     emit,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from inventory.cli.common import domain_errors, emit, json_option, load_settings, open_inventory, open_sessions
+from cli.common import domain_errors, emit, json_option, load_settings, open_inventory, open_sessions
 from inventory.errors import InvalidArgument, InventoryError, ProductNotFound
 from inventory.ledger import all_skus
 from inventory.recovery import rebuild_from_postgres

@@ -6,7 +6,7 @@ import importlib
 
 import click
 
-from inventory.cli.common import load_settings
+from cli.common import load_settings
 
 
 def _celery_app():  # noqa: ANN202 - celery.Celery; imported lazily so the core never imports Celery

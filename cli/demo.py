@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from inventory.cli.common import emit, json_option, open_inventory
+from cli.common import emit, json_option, open_inventory
 from inventory.demo import run_demo_sale
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from inventory.cli.common import (
+from cli.common import (
     console,
     domain_errors,
     emit,
