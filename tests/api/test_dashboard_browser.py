@@ -20,7 +20,6 @@ from api import create_app
 from inventory import Inventory, Settings
 from inventory.errors import SaleNotActive
 from tests.api.conftest import ADMIN_KEYS, with_api_settings
-from tests.clocks import ManualClock
 from tests.conftest import IN_CI
 from tests.helpers import make_product
 
@@ -60,10 +59,11 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.fixture
-def served(real_redis: Any, settings: Settings, migrated_db_url: str, clock: ManualClock) -> Iterator[tuple[str, Inventory]]:
-    """The API app on a real HTTP port in this process, over real Redis and a per-test PostgreSQL schema."""
+def served(real_redis: Any, settings: Settings, migrated_db_url: str) -> Iterator[tuple[str, Inventory]]:
+    """The API app on a real HTTP port in this process, over real Redis (its own clock, as in production)
+    and a per-test PostgreSQL schema."""
     app_settings = with_api_settings(settings).with_overrides(database_url=migrated_db_url)
-    inv = Inventory(real_redis, app_settings, clock)
+    inv = Inventory(real_redis, app_settings)
     server = make_server("127.0.0.1", 0, create_app(app_settings, inventory=inv, on_checkout=None), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
