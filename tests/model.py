@@ -105,7 +105,7 @@ class Model:
         for sku, q in changes.items():
             if q > r.lines.get(sku, 0) and sku in self.products:
                 self.reclaim(sku, now)
-        for sku, q in changes.items():
+        for sku, q in sorted(changes.items()):  # the script gets (and checks) lines in SKU order
             grow = q - r.lines.get(sku, 0)
             if grow > 0 and (error := self._check_line(sku, grow, r.user)) is not None:
                 return error
