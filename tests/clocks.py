@@ -1,7 +1,10 @@
 """A virtual clock for tests, shared by the Python side and the scripts (never used in production).
 
 The scripts read the time from one Redis key instead of TIME, so every Context bound to the same
-clock (several 'API hosts', a sweeper, an admin) sees one time, which only the test moves.
+clock (several 'API hosts', a sweeper, an admin) sees one time, which only the test moves. The key is
+'<prefix>.testclock' (KeySpace.test_clock), found from the prefix of the script's first key, so the
+Lua source is the same for every test: the shared server caches one set of test scripts, not one per
+test prefix.
 """
 
 from __future__ import annotations
@@ -9,10 +12,13 @@ from __future__ import annotations
 from redis import Redis
 
 _LUA = """
--- Test clock: virtual time from one key (tests/clocks.py), in place of lua/includes/clock.lua.
+-- Test clock: virtual time from '<prefix>.testclock' (tests/clocks.py), in place of lua/includes/clock.lua.
 local function now_ms()
-  local value = redis.call('GET', '{key}')
-  if not value then error('test clock key {key} is missing: the test deleted it') end
+  local first = KEYS[1]
+  local prefix = string.match(first, '^(.-):{') or string.match(first, '^(.*):[^:]*$')
+  local key = prefix .. '.testclock'
+  local value = redis.call('GET', key)
+  if not value then error('test clock key ' .. key .. ' is missing: the test deleted it') end
   return tonumber(value)
 end
 """
@@ -29,11 +35,11 @@ class ManualClock:
         return self._now
 
     def bind(self, redis: Redis, key: str) -> str:
-        if "'" in key or "\\" in key:
-            raise ValueError(f"unsafe clock key {key!r}")
+        if not key.endswith(".testclock"):
+            raise ValueError(f"the scripts find the clock at '<prefix>.testclock', not {key!r}")
         self._bound.append((redis, key))
         redis.set(key, self._now)
-        return _LUA.replace("{key}", key)
+        return _LUA
 
     def advance(self, seconds: float) -> None:
         self._now += int(seconds * 1000)
