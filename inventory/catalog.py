@@ -11,7 +11,6 @@ from inventory.models import Hold, Product, SaleState, StockLevel, from_ms
 from inventory.validation import check_non_negative, check_sku
 
 _UNSET: Any = object()
-_PAUSED = {"1": SaleState.PAUSED, "r": SaleState.RECOVERING}
 
 
 def to_ms(moment: datetime | None) -> int:
@@ -29,8 +28,8 @@ def sale_state(fields: dict[str, str], now_ms: int, globally_paused: bool = Fals
         return SaleState.RECOVERING
     if globally_paused:
         return SaleState.PAUSED_GLOBALLY
-    if fields.get("paused") in _PAUSED:
-        return _PAUSED[fields["paused"]]
+    if fields.get("paused") == "1":
+        return SaleState.PAUSED
     starts, ends = int(fields.get("start") or 0), int(fields.get("end") or 0)
     if starts and now_ms < starts:
         return SaleState.NOT_STARTED

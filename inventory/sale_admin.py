@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from inventory.catalog import sale_state
 from inventory.context import text
@@ -62,6 +62,7 @@ def update_sale(
 
     results: dict[str, SaleChange] = {}
     pending = list(dict.fromkeys(skus))
+    state_of = _state_reader(inv)
     for attempt in range(_RETRIES):
         live = dict(zip(pending, _read(inv, pending)))
         writes: list[tuple[str, list[Any], int]] = []
@@ -77,7 +78,7 @@ def update_sale(
             if pairs:
                 writes.append((sku, pairs, version))
             else:
-                results[sku] = SaleChange(sku, False, _state(inv, fields), version, note)
+                results[sku] = SaleChange(sku, False, state_of(fields), version, note)
         conflicts = _write(inv, writes, results)
         if not conflicts:
             break
@@ -145,13 +146,16 @@ def _write(inv: Inventory, writes: list[tuple[str, list[Any], int]], results: di
 
 def _fill_states(inv: Inventory, results: dict[str, SaleChange]) -> None:
     applied = [sku for sku, change in results.items() if change.applied and not change.state]
+    state_of = _state_reader(inv)
     for sku, fields in zip(applied, _read(inv, applied)):
         change = results[sku]
-        results[sku] = SaleChange(sku, True, _state(inv, fields), change.version, change.note)
+        results[sku] = SaleChange(sku, True, state_of(fields), change.version, change.note)
 
 
-def _state(inv: Inventory, fields: dict[str, str]) -> str:
-    return sale_state(fields, inv.ctx.now_ms(), global_paused(inv)).value
+def _state_reader(inv: Inventory) -> Callable[[dict[str, str]], str]:
+    """Names a SKU's sale state; Redis's time and the global switch are read once, not once per SKU."""
+    now, globally = inv.ctx.now_ms(), global_paused(inv)
+    return lambda fields: sale_state(fields, now, globally).value
 
 
 def set_global_pause(inv: Inventory, paused: bool) -> bool:
@@ -173,7 +177,8 @@ def global_paused(inv: Inventory) -> bool:
 def live_skus(inv: Inventory, skus: list[str]) -> list[str]:
     """The SKUs among `skus` whose sale is running right now (active: open window, not paused)."""
     found = []
+    state_of = _state_reader(inv)
     for sku, fields in zip(skus, _read(inv, skus)):
-        if fields and _state(inv, fields) == "active":
+        if fields and state_of(fields) == "active":
             found.append(sku)
     return found
