@@ -47,6 +47,7 @@ def load_sources() -> dict[str, ScriptSource]:
     return _load(None)
 
 
+@lru_cache(maxsize=4)
 def with_clock(clock_source: str) -> dict[str, ScriptSource]:
     """Every script with `clock_source` in place of includes/clock.lua (tests' virtual clock)."""
     return _load({"clock": clock_source})
