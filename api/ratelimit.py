@@ -72,9 +72,13 @@ def init_app(app: Flask, settings: Settings, redis: Redis) -> ReservationLimits:
     app.config["FLASHSTOCK_RATE_LIMIT_IP"] = settings.rate_limit_reservations_per_ip
     # The inventory's own client pool (embedded mode: fakeredis's), so the reserve script and the
     # decorators count in the same Redis; the URI only selects limits' Redis storage.
-    app.config["RATELIMIT_STORAGE_URI"] = "redis://inventory"
-    app.config["RATELIMIT_STORAGE_OPTIONS"] = {"connection_pool": redis.connection_pool,
-                                               "key_prefix": key_prefix}
+    if settings.redis_cluster:  # limits' own RedisCluster client on the same nodes (no shared pool there)
+        app.config["RATELIMIT_STORAGE_URI"] = settings.redis_url
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = {"key_prefix": key_prefix}
+    else:
+        app.config["RATELIMIT_STORAGE_URI"] = "redis://inventory"
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = {"connection_pool": redis.connection_pool,
+                                                   "key_prefix": key_prefix}
     limiter._storage_options = {}  # noqa: SLF001 - a new app (tests) brings its own storage options
     limiter.init_app(app)
     # Only decorated limits are used; they are checked by their decorators, so the per-request

@@ -137,7 +137,7 @@ def seed(ctx: Context, stock: dict[str, int], broker_url: str, queue: str, timeo
     from sync.app import make_celery
 
     inv = flow_inventory(ctx)
-    _until(lambda: inv.redis.exists(inv.keys.epoch), timeout_s, "worker never initialised the Redis epoch")
+    _until(lambda: inv.redis.exists(inv.keys.parts[0].epoch), timeout_s, "worker never initialised the Redis epoch")
     for sku, units in stock.items():
         inv.catalog.configure(sku, name=f"bench {sku}", price=1000)
         inv.catalog.adjust_stock(sku, set_total=units, reason="seed")
@@ -147,7 +147,7 @@ def seed(ctx: Context, stock: dict[str, int], broker_url: str, queue: str, timeo
         app.send_task("flashstock.persist_outbox", queue=queue)
     finally:
         app.close()
-    _until(lambda: inv.redis.xlen(inv.keys.outbox) == 0, timeout_s, "seed events were not persisted")
+    _until(lambda: inv.redis.xlen(inv.keys.parts[0].outbox) == 0, timeout_s, "seed events were not persisted")
 
 
 def _until(cond: Any, timeout_s: float, what: str) -> None:
@@ -165,9 +165,9 @@ def wait_drained(inv: Any, timeout_s: float, sink: list[Sample]) -> tuple[bool, 
 
     t0, empty = time.monotonic(), 0
     while time.monotonic() - t0 < timeout_s:
-        info = inv.redis.xinfo_stream(inv.keys.outbox)
+        info = inv.redis.xinfo_stream(inv.keys.parts[0].outbox)
         sink.append(Sample(time.time(), int(info["length"]), int(info["entries-added"])))
-        pending = int(inv.redis.xpending(inv.keys.outbox, GROUP)["pending"])
+        pending = int(inv.redis.xpending(inv.keys.parts[0].outbox, GROUP)["pending"])
         empty = empty + 1 if info["length"] == 0 and pending == 0 else 0
         if empty >= 3:
             return True, time.monotonic() - t0
@@ -223,8 +223,8 @@ def collect(ctx: Context, inv: Any, db_url: str, skus: list[str]) -> Snapshot:
     for sku in skus:
         f = decode_hash(inv.redis.hgetall(inv.keys.sku(sku).stock))
         state[sku] = SkuState(*(int(f.get(k) or 0) for k in ("total", "avail", "held", "sold"))) if f else None
-    length = int(inv.redis.xlen(inv.keys.outbox))
-    pending = int(inv.redis.xpending(inv.keys.outbox, GROUP)["pending"])
+    length = int(inv.redis.xlen(inv.keys.parts[0].outbox))
+    pending = int(inv.redis.xpending(inv.keys.parts[0].outbox, GROUP)["pending"])
     engine = make_engine(db_url, pool_size=2)
     try:
         report = run_reconciliation(inv, make_session_factory(engine), repair=False, full=True)

@@ -377,7 +377,7 @@ def run(ctx: Context) -> dict:
         inv = flow_inventory(ctx)
         cfg = FlowConfig("127.0.0.1", stack.port, BENCH_API_KEY, secret, tuple(stock), frozenset({BOUNDED_SKU}),
                          plan.fail_ratio, tag=f"f{secrets.token_hex(2)}")
-        phases = asyncio.run(load(ctx, plan, stack, cfg, inv.keys.outbox))
+        phases = asyncio.run(load(ctx, plan, stack, cfg, inv.keys.parts[0].outbox))
         drained, drain_s = wait_drained(inv, plan.drain_timeout_s, phases["stall"].samples)
         snap = collect(ctx, inv, db_url, list(stock))
         errors = {name: log_errors(ctx.procs.log_dir / f"{name}.log") for name in ("flow-worker", "flow-beat")}

@@ -112,8 +112,8 @@ def used_memory(client: redis.Redis, wait_s: float = 10.0) -> int:
 
 def settle(inv: Inventory) -> None:
     """Empty the outbox and the dirty set, as a persistence drain and a reconciliation would."""
-    inv.redis.xtrim(inv.keys.outbox, maxlen=0, approximate=False)
-    inv.redis.delete(inv.keys.dirty)
+    inv.redis.xtrim(inv.keys.parts[0].outbox, maxlen=0, approximate=False)
+    inv.redis.delete(inv.keys.parts[0].dirty)
 
 
 def configure(inv: Inventory, skus: Sequence[str], names: Sequence[str], stock: int) -> None:
@@ -136,11 +136,11 @@ def measure_skus(inv: Inventory, label: str, skus: list[str], names: list[str]) 
     """Bytes per configured, stocked SKU, by both methods."""
     client, keys = inv.redis, inv.keys
     settle(inv)
-    catalog0, mem0 = usage(client, [keys.catalog]), used_memory(client)
+    catalog0, mem0 = usage(client, [keys.parts[0].catalog]), used_memory(client)
     configure(inv, skus, names, stock=1000)
-    dirty = usage(client, [keys.dirty])
+    dirty = usage(client, [keys.parts[0].dirty])
     settle(inv)
-    mem1, catalog1 = used_memory(client), usage(client, [keys.catalog])
+    mem1, catalog1 = used_memory(client), usage(client, [keys.parts[0].catalog])
     stock = usage(client, [keys.sku(s).stock for s in skus])
     n = len(skus)
     parts = {"stock hash (own key)": mean(stock.values()), "catalogue zset entry": per_entry(catalog0, catalog1, n)}
@@ -149,7 +149,7 @@ def measure_skus(inv: Inventory, label: str, skus: list[str], names: list[str]) 
         "label": label, "skus": n, "name_chars": len(names[0]),
         "per_key_b": round(sum(parts.values()), 1), "info_b": round((mem1 - mem0) / n, 1), "parts_b": parts,
         "stock_hash_max_b": max(stock.values()), "encoding": text(client.object("encoding", sample)),
-        "transient_dirty_entry_b": round(dirty.get(keys.dirty, 0) / n, 1),
+        "transient_dirty_entry_b": round(dirty.get(keys.parts[0].dirty, 0) / n, 1),
         "sample_fields": field_bytes(sample, decode_hash(client.hgetall(sample))),
     }
 
@@ -178,7 +178,7 @@ def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: li
     client, keys = inv.redis, inv.keys
     distinct = sorted(set(skus))
     shared = {
-        "expiry zset entry": [keys.expiries],
+        "expiry zset entry": [keys.parts[0].expiries],
         "holds zset entry": [keys.sku(s).holds for s in distinct],
         "buyers hash field": [keys.sku(s).buyers for s in distinct],
         "stock hash change": [keys.sku(s).stock for s in distinct],
@@ -205,7 +205,7 @@ def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: li
         "encodings": {"record": text(client.object("encoding", sample)),
                       "holds": text(client.object("encoding", keys.sku(distinct[0]).holds)),
                       "buyers": text(client.object("encoding", keys.sku(distinct[0]).buyers)),
-                      "expiries": text(client.object("encoding", keys.expiries))},
+                      "expiries": text(client.object("encoding", keys.parts[0].expiries))},
         "sample_record_fields": field_bytes(sample, decode_hash(client.hgetall(sample))),
         "sample_hold_member_chars": len(text(client.zrange(keys.sku(distinct[0]).holds, 0, 0)[0])),
     }, failures

@@ -150,11 +150,11 @@ def seed(inv: Inventory, size: Sizes) -> dict:
         for i in range(size.checkouts_per_small):
             inv.reservations.checkout(inv.reservations.reserve(f"{sku}-b{i}", {sku: 1}, ttl_seconds=3600).id)
     i = 0
-    while inv.redis.xlen(inv.keys.outbox) < size.outbox:
+    while inv.redis.xlen(inv.keys.parts[0].outbox) < size.outbox:
         inv.catalog.adjust_stock(skus[i % len(skus)], add=1, reason="restock")
         i += 1
     holds = sum(int(inv.redis.zcard(inv.keys.sku(s).holds)) for s in skus)
-    return {"skus": len(skus), "holds": holds, "outbox": int(inv.redis.xlen(inv.keys.outbox))}
+    return {"skus": len(skus), "holds": holds, "outbox": int(inv.redis.xlen(inv.keys.parts[0].outbox))}
 
 
 def drift(inv: Inventory, skus: list[str]) -> list[str]:
@@ -162,7 +162,7 @@ def drift(inv: Inventory, skus: list[str]) -> list[str]:
     drifted = skus[:1] + skus[1::max(1, len(skus) // (DRIFTED - 1))][:DRIFTED - 1]
     for sku in drifted:
         inv.redis.hincrby(inv.keys.sku(sku).stock, "avail", 1)
-    inv.redis.sadd(inv.keys.dirty, *skus)
+    inv.redis.sadd(inv.keys.parts[0].dirty, *skus)
     return drifted
 
 
@@ -174,7 +174,7 @@ def old_reads(inv: Inventory, skus: list[str], suspects: list[str], chunk: int =
             keys = inv.keys.sku(sku)
             pipe.hgetall(keys.stock)
             pipe.zrange(keys.holds, 0, -1)
-        pipe.xrange(inv.keys.outbox)
+        pipe.xrange(inv.keys.parts[0].outbox)
         parse_entries(pipe.execute()[-1])
     for sku in suspects * 2:  # the report pass, then the repair pass
         keys = inv.keys.sku(sku)
@@ -182,7 +182,7 @@ def old_reads(inv: Inventory, skus: list[str], suspects: list[str], chunk: int =
             pipe.watch(keys.stock)
             pipe.hgetall(keys.stock)
             pipe.zrange(keys.holds, 0, -1)
-            parse_entries(pipe.xrange(inv.keys.outbox))
+            parse_entries(pipe.xrange(inv.keys.parts[0].outbox))
             pipe.unwatch()
 
 
@@ -272,7 +272,7 @@ def run(ctx: Context) -> dict:
             phases.append(phase(ctx, name, size.seconds, work))
             print(f"{name}: ping {phases[-1]['ping_ms']} runs {phases[-1]['runs']} {phases[-1]['run_ms']}",
                   flush=True)
-        if inv.redis.xlen(inv.keys.outbox) != seeded["outbox"]:
+        if inv.redis.xlen(inv.keys.parts[0].outbox) != seeded["outbox"]:
             failures.append("the outbox changed during the phases")
     finally:
         engine.dispose()

@@ -165,7 +165,7 @@ def build(ctx: Context, label: str, n: int) -> Catalogue:
     cat.build_s["schema+core_sku"] = time.perf_counter() - t0
     mark = time.perf_counter()
     _bulk_redis(inv, n, decode_hash(inv.redis.hgetall(inv.keys.sku(ref).stock)))
-    inv.redis.delete(inv.keys.dirty)  # as the reconciliation after a seed leaves it
+    inv.redis.delete(inv.keys.parts[0].dirty)  # as the reconciliation after a seed leaves it
     cat.build_s["redis"] = time.perf_counter() - mark
     mark = time.perf_counter()
     _bulk_postgres(ctx, cat)
@@ -188,7 +188,7 @@ def _bulk_redis(inv: Inventory, n: int, template: dict[str, str], batch: int = 5
         for sku in chunk:
             fields: dict[Any, Any] = {**template, "name": f"Product {sku}"}
             pipe.hset(inv.keys.sku(sku).stock, mapping=fields)
-        pipe.zadd(inv.keys.catalog, dict.fromkeys(chunk, 0))
+        pipe.zadd(inv.keys.parts[0].catalog, dict.fromkeys(chunk, 0))
         pipe.execute()
 
 
@@ -250,7 +250,7 @@ def timed_round(cat: Catalogue, round_no: int) -> tuple[float, list[str]]:
     if report.skipped or report.skus_checked != len(skus) or report.drifts:
         problems.append(f"{cat.label} round {round_no}: checked {report.skus_checked} of {len(skus)}, "
                         f"drifts {report.drifts[:2]}, skipped {report.skipped!r}")
-    if cat.inv.redis.scard(cat.inv.keys.dirty):
+    if cat.inv.redis.scard(cat.inv.keys.parts[0].dirty):
         problems.append(f"{cat.label} round {round_no}: dirty set not empty after a clean run")
     return elapsed, problems
 

@@ -162,8 +162,9 @@ class Catalog:
         """One product with live stock."""
         check_sku(sku)
         pipe = self.ctx.redis.pipeline(transaction=False)
-        pipe.hgetall(self.ctx.keys.sku(sku).stock)
-        pipe.get(self.ctx.keys.sale_switch)
+        part = self.ctx.keys.of_sku(sku)
+        pipe.hgetall(part.sku(sku).stock)
+        pipe.get(part.sale_switch)
         raw, switch = pipe.execute()
         fields = decode_hash(raw)
         if not fields:
@@ -172,19 +173,23 @@ class Catalog:
 
     def list(self, *, after: str = "", limit: int = 100) -> list[Product]:
         """Products in SKU order, `limit` at a time after the SKU `after`."""
-        start = f"({after}" if after else "-"
-        skus = [text(s) for s in self.ctx.redis.zrangebylex(self.ctx.keys.catalog, start, "+", start=0, num=limit)]
+        skus = catalog_page(self.ctx, after, limit)
         pipe = self.ctx.redis.pipeline(transaction=False)
         for sku in skus:
-            pipe.hgetall(self.ctx.keys.sku(sku).stock)
-        pipe.get(self.ctx.keys.sale_switch)
-        *replies, switch = pipe.execute()
+            part = self.ctx.keys.of_sku(sku)
+            pipe.hgetall(part.sku(sku).stock)
+            pipe.get(part.sale_switch)
+        replies = pipe.execute()
         now = self.ctx.now_ms()
-        return [product_of(sku, decode_hash(raw), now, switch == b"1") for sku, raw in zip(skus, replies) if raw]
+        return [product_of(sku, decode_hash(raw), now, switch == b"1")
+                for sku, raw, switch in zip(skus, replies[::2], replies[1::2]) if raw]
 
     def all_skus(self) -> list[str]:
         """Every SKU in the catalogue index."""
-        return [text(s) for s in self.ctx.redis.zrange(self.ctx.keys.catalog, 0, -1)]
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for part in self.ctx.keys.parts:
+            pipe.zrange(part.catalog, 0, -1)
+        return sorted(text(s) for found in pipe.execute() for s in found)
 
     def holds(self, sku: str, *, limit: int = 100) -> list[Hold]:
         """Open holds on a SKU, soonest expiry first."""
@@ -206,15 +211,15 @@ class Catalog:
     def configure_call(self, sku: str, pairs: list[Any], expected_version: int | None, *,
                        rebuild: bool = False) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of configure_product for already validated pairs."""
-        keys = self.ctx.keys
-        return ([keys.sku(sku).stock, keys.catalog, keys.dirty, keys.outbox],
+        part = self.ctx.keys.of_sku(sku)
+        return ([part.sku(sku).stock, part.catalog, part.dirty, part.outbox],
                 [sku, self._version_arg(expected_version), "1" if rebuild else "", *pairs])
 
     def adjust_call(self, sku: str, mode: str, units: int, expected_version: int | None,
                     reason: str) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of adjust_stock ('set' a total or 'add' a signed delta)."""
-        keys = self.ctx.keys
-        return ([keys.sku(sku).stock, keys.dirty, keys.outbox],
+        part = self.ctx.keys.of_sku(sku)
+        return ([part.sku(sku).stock, part.dirty, part.outbox],
                 [sku, mode, units, self._version_arg(expected_version), reason])
 
     @staticmethod
@@ -222,3 +227,12 @@ class Catalog:
         if expected_version is None:
             return ""
         return check_non_negative(expected_version, "expected_version")
+
+
+def catalog_page(ctx: Context, after: str, limit: int) -> list[str]:
+    """The next `limit` SKUs after `after` in SKU order, merged from every partition's catalogue."""
+    start = f"({after}" if after else "-"
+    pipe = ctx.redis.pipeline(transaction=False)
+    for part in ctx.keys.parts:
+        pipe.zrangebylex(part.catalog, start, "+", start=0, num=limit)
+    return sorted(text(s) for found in pipe.execute() for s in found)[:limit]

@@ -21,8 +21,9 @@ class Clock(Protocol):
 class ScriptedClock(Clock, Protocol):
     """A clock the scripts read too (tests): `bind` returns the Lua that replaces includes/clock.lua."""
 
-    def bind(self, redis: Redis, key: str) -> str:
-        """Attach to a Redis client; the returned Lua defines now_ms() reading `key`."""
+    def bind(self, redis: Redis, keys: list[str]) -> str:
+        """Attach to a Redis client; the returned Lua defines now_ms() reading the key of the script's
+        partition, one of `keys` (one per partition, each in its partition's slot)."""
 
 
 class RedisClock:
@@ -32,5 +33,8 @@ class RedisClock:
         self.redis = redis
 
     def now_ms(self) -> int:
-        seconds, micros = self.redis.time()
+        reply = self.redis.time()
+        if isinstance(reply, dict):  # RedisCluster asks every node; any master's clock will do for display
+            reply = next(iter(reply.values()))
+        seconds, micros = reply
         return int(seconds) * 1000 + int(micros) // 1000

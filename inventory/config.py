@@ -7,12 +7,15 @@ from typing import Any
 
 from environs import Env
 
+CLUSTER_PARTITIONS = 16  # spread over the masters; every deployment process must use the same number
+
 
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable in flashstock; defaults give the embedded, server-less mode."""
 
-    redis_url: str = "memory://"
+    redis_url: str = "memory://"  # redis://host:port/db, or redis+cluster://host:port[,host:port...]
+    redis_partitions: int = 0  # key-space partitions (inventory/keys.py); 0 = 1 on one node, 16 on a cluster
     database_url: str = "sqlite:///flashstock.db"
     celery_broker_url: str = ""
     key_prefix: str = "fs"
@@ -54,6 +57,8 @@ class Settings:
             raise ValueError("key_prefix must be non-empty without braces or spaces")
         if not 0 < self.hold_ttl_seconds <= self.max_hold_ttl_seconds:
             raise ValueError("hold_ttl_seconds must be in 1..max_hold_ttl_seconds")
+        if not 0 <= self.redis_partitions <= 4096:
+            raise ValueError("redis_partitions must be in 0..4096 (0 = automatic)")
         if self.redis_max_connections < 1:
             raise ValueError("redis_max_connections must be positive")
         if not 1 <= self.persist_batch_size <= 10_000:
@@ -62,8 +67,20 @@ class Settings:
             raise ValueError("dashboard_session_seconds must be in 60..2592000")
 
     @property
+    def redis_cluster(self) -> bool:
+        """True when REDIS_URL names a Redis Cluster (redis+cluster:// or rediss+cluster://)."""
+        return self.redis_url.split("://", 1)[0] in ("redis+cluster", "rediss+cluster")
+
+    def partitions_for(self, cluster: bool) -> int:
+        """Partitions of the key space: the setting, else 1 on a single node and 16 on a cluster."""
+        return self.redis_partitions or (CLUSTER_PARTITIONS if cluster else 1)
+
+    @property
     def broker_url(self) -> str:
-        """Celery broker: explicit setting, else the Redis server the inventory uses."""
+        """Celery broker: explicit setting, else the Redis server the inventory uses (not a cluster:
+        Celery's Redis transport speaks to one server, so a cluster deployment names its broker)."""
+        if not self.celery_broker_url and self.redis_cluster:
+            raise ValueError("CELERY_BROKER_URL is required when REDIS_URL names a Redis Cluster")
         return self.celery_broker_url or self.redis_url
 
     @classmethod
@@ -72,6 +89,7 @@ class Settings:
         env, d = Env(), cls()
         values: dict[str, Any] = dict(
             redis_url=env.str("REDIS_URL", d.redis_url),
+            redis_partitions=env.int("REDIS_PARTITIONS", d.redis_partitions),
             database_url=env.str("DATABASE_URL", d.database_url),
             celery_broker_url=env.str("CELERY_BROKER_URL", d.celery_broker_url),
             key_prefix=env.str("KEY_PREFIX", d.key_prefix),

@@ -12,6 +12,7 @@ from inventory.config import Settings
 from inventory.errors import raise_for_reply
 from inventory.keys import KeySpace
 from inventory.scripts import Scripts
+from inventory.store import is_cluster
 
 
 @dataclass
@@ -23,17 +24,19 @@ class Context:
     scripts: Scripts
     clock: Clock
     settings: Settings
+    cluster: bool = False  # RedisCluster: every script call stays in one slot, nothing else may cross
 
     @classmethod
     def create(cls, redis: Redis, settings: Settings | None = None,
                clock: ScriptedClock | None = None) -> "Context":
         """Wire the core; time is Redis's own unless a test passes a virtual clock for both sides."""
         settings = settings or Settings()
-        keys = KeySpace(settings.key_prefix)
+        cluster = is_cluster(redis)
+        keys = KeySpace(settings.key_prefix, settings.partitions_for(cluster))
         if clock is None:
-            return cls(redis, keys, Scripts(redis), RedisClock(redis), settings)
-        source = clock.bind(redis, keys.test_clock)
-        return cls(redis, keys, Scripts(redis, clock_source=source), clock, settings)
+            return cls(redis, keys, Scripts(redis), RedisClock(redis), settings, cluster)
+        source = clock.bind(redis, keys.test_clocks)
+        return cls(redis, keys, Scripts(redis, clock_source=source), clock, settings, cluster)
 
     def now_ms(self) -> int:
         """Redis's time in ms (display, admin input, sweep candidates); scripts read it themselves."""

@@ -134,7 +134,10 @@ def plan_import(inv: Inventory, rows: list[CatalogRow], *, progress: Progress | 
         progress(len(rows) % READ_BATCH)
     if problems:
         raise ImportRejected(problems[:MAX_PROBLEMS], len(problems))
-    live_total = int(inv.redis.zcard(inv.keys.catalog))
+    pipe = inv.redis.pipeline(transaction=False)
+    for part in inv.keys.parts:
+        pipe.zcard(part.catalog)
+    live_total = sum(int(n) for n in pipe.execute())
     return ImportPlan(rows=len(rows), changes=changes, unchanged=unchanged,
                       live_not_in_file=max(0, live_total - existing))
 

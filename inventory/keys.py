@@ -1,13 +1,41 @@
-"""The only place that builds Redis key names."""
+"""The only place that builds Redis key names.
+
+The key space is split into a fixed number of partitions. Every key of one partition carries the
+partition's hash tag, so on Redis Cluster all of them live in one slot: a SKU's stock, holds and
+buyers, the reservations on that SKU, and the partition's expiry index, dirty set, outbox stream,
+catalogue, sale switch and recovery marker. One script call therefore touches one slot. The tags are
+chosen so that partition i hashes into the i-th equal share of the 16384 slots, which spreads the
+partitions evenly over the masters of a cluster created with `redis-cli --cluster create`.
+A SKU's partition is CRC16(sku) mod partitions; a reservation token ends in its partition's number,
+so the server finds its record without a lookup.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+MAX_PARTITIONS = 4096
+PARTITION_DIGITS = 3  # hex digits of the partition number at the end of a token
+
+
+@lru_cache(maxsize=None)
+def partition_tag(index: int, partitions: int) -> str:
+    """'{p<index>.<n>}': the first such tag whose slot falls in partition `index`'s share of the slots."""
+    low = index * REDIS_CLUSTER_HASH_SLOTS // partitions
+    high = (index + 1) * REDIS_CLUSTER_HASH_SLOTS // partitions
+    for attempt in range(1_000_000):
+        tag = f"p{index}.{attempt}"
+        if low <= key_slot(tag.encode()) < high:
+            return "{" + tag + "}"
+    raise AssertionError(f"no tag found for partition {index} of {partitions}")  # pragma: no cover
 
 
 @dataclass(frozen=True)
 class SkuKeys:
-    """The three keys of one SKU; they share the hash tag {sku:<sku>} and so one cluster slot."""
+    """The three keys of one SKU, in its partition's slot."""
 
     stock: str
     holds: str
@@ -19,64 +47,116 @@ class SkuKeys:
 
 
 @dataclass(frozen=True)
+class Partition:
+    """The keys of one partition; all share one hash tag, hence one cluster slot."""
+
+    prefix: str
+    index: int
+    tag: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}:{self.tag}"
+
+    def sku(self, sku: str) -> SkuKeys:
+        """Keys of one SKU of this partition: stock hash, holds zset, buyers hash."""
+        return SkuKeys(stock=f"{self.base}:s:{sku}", holds=f"{self.base}:h:{sku}", buyers=f"{self.base}:b:{sku}")
+
+    def reservation(self, token: str) -> str:
+        """Hash holding one reservation and, once checked out, its order."""
+        return f"{self.base}:r:{token}"
+
+    def reservation_match(self) -> str:
+        """SCAN pattern matching every reservation record of this partition (admin repair paths only)."""
+        return f"{self.base}:r:*"
+
+    def user_orders(self, user_id: str) -> str:
+        """Zset of a user's order ids in this partition by creation time."""
+        return f"{self.base}:o:{user_id}"
+
+    @property
+    def expiries(self) -> str:
+        """Zset of this partition's open reservation tokens by expiry (ms)."""
+        return f"{self.base}:expiries"
+
+    @property
+    def dirty(self) -> str:
+        """Set of this partition's SKUs changed since the last reconciliation."""
+        return f"{self.base}:dirty"
+
+    @property
+    def outbox(self) -> str:
+        """Stream of this partition's events (orders, payments, stock changes) waiting to be persisted."""
+        return f"{self.base}:outbox"
+
+    @property
+    def sale_switch(self) -> str:
+        """This partition's copy of the global sale switch ('1' = every sale paused)."""
+        return f"{self.base}:sale"
+
+    @property
+    def catalog(self) -> str:
+        """Zset of this partition's SKUs (score 0, lexicographic order)."""
+        return f"{self.base}:catalog"
+
+    @property
+    def epoch(self) -> str:
+        """Marker written when this partition is seeded or rebuilt; missing means its master lost data."""
+        return f"{self.base}:epoch"
+
+    @property
+    def test_clock(self) -> str:
+        """Virtual time of a test's clock (tests/clocks.py), in this partition's slot but outside
+        '<prefix>:*', so a test that simulates data loss by deleting '<prefix>:*' keeps its clock, as
+        Redis keeps TIME."""
+        return f"{self.prefix}.testclock{self.tag}"
+
+
+@dataclass(frozen=True)
 class KeySpace:
     """Key names under one prefix, so several deployments or test runs share a server safely."""
 
     prefix: str = "fs"
+    partitions: int = 1
+    parts: tuple[Partition, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.partitions <= MAX_PARTITIONS:
+            raise ValueError(f"partitions must be in 1..{MAX_PARTITIONS}")
+        parts = tuple(Partition(self.prefix, i, partition_tag(i, self.partitions)) for i in range(self.partitions))
+        object.__setattr__(self, "parts", parts)
+
+    def partition_of(self, sku: str) -> int:
+        """The partition a SKU lives in: CRC16 of its name (Redis's own hash) mod partitions."""
+        return key_slot(sku.encode()) % self.partitions if self.partitions > 1 else 0
+
+    def of_sku(self, sku: str) -> Partition:
+        """The partition holding a SKU's keys."""
+        return self.parts[self.partition_of(sku)]
+
+    def of_token(self, token: str) -> Partition:
+        """The partition a reservation token names in its last digits (tokens are validated by ids)."""
+        index = int(token[-PARTITION_DIGITS:], 16)
+        return self.parts[index] if index < self.partitions else self.parts[0]
+
+    def token_in(self, base: str, index: int) -> str:
+        """A reservation token: `base` followed by its partition number."""
+        return f"{base}{index:0{PARTITION_DIGITS}x}"
 
     def sku(self, sku: str) -> SkuKeys:
         """Keys of one SKU: stock hash, holds zset, buyers hash."""
-        tag = f"{self.prefix}:{{sku:{sku}}}"
-        return SkuKeys(stock=f"{tag}:stock", holds=f"{tag}:holds", buyers=f"{tag}:buyers")
+        return self.of_sku(sku).sku(sku)
 
     def reservation(self, token: str) -> str:
         """Hash holding one reservation and, once checked out, its order."""
-        return f"{self.prefix}:{{res:{token}}}"
-
-    def reservation_match(self) -> str:
-        """SCAN pattern matching every reservation record (admin repair paths only)."""
-        return f"{self.prefix}:{{res:*"
-
-    def user_orders(self, user_id: str) -> str:
-        """Zset of a user's order ids by creation time."""
-        return f"{self.prefix}:{{user:{user_id}}}:orders"
+        return self.of_token(token).reservation(token)
 
     @property
-    def expiries(self) -> str:
-        """Zset of open reservation tokens by expiry (ms)."""
-        return f"{self.prefix}:expiries"
-
-    @property
-    def dirty(self) -> str:
-        """Set of SKUs changed since the last reconciliation."""
-        return f"{self.prefix}:dirty"
-
-    @property
-    def outbox(self) -> str:
-        """Stream of events (orders, payments, stock changes) waiting to be persisted."""
-        return f"{self.prefix}:outbox"
-
-    @property
-    def sale_switch(self) -> str:
-        """Global sale switch ('1' = every sale paused), read by the scripts that hold stock."""
-        return f"{self.prefix}:sale"
-
-    @property
-    def catalog(self) -> str:
-        """Zset of every SKU (score 0, lexicographic order)."""
-        return f"{self.prefix}:catalog"
-
-    @property
-    def epoch(self) -> str:
-        """Marker written when Redis state is seeded or rebuilt; missing means Redis lost data."""
-        return f"{self.prefix}:epoch"
-
-    @property
-    def test_clock(self) -> str:
-        """Virtual time of a test's clock (tests/clocks.py); outside the prefix, so a test that
-        simulates data loss by deleting '<prefix>:*' keeps its clock, as Redis keeps TIME."""
-        return f"{self.prefix}.testclock"
+    def test_clocks(self) -> list[str]:
+        """Every partition's test clock key (tests/clocks.py)."""
+        return [part.test_clock for part in self.parts]
 
     def scoped(self, name: str) -> str:
-        """A key owned by an adapter (rate limits, idempotency records, locks) under this prefix."""
+        """A key owned by an adapter (rate limits, idempotency records, locks) under this prefix;
+        used alone by one-key commands and scripts, so any slot will do."""
         return f"{self.prefix}:{name}"

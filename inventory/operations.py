@@ -95,16 +95,19 @@ def read_live(inv: Inventory, skus: Sequence[str]) -> LiveOps:
     pipe = inv.redis.pipeline(transaction=False)
     for status in statuses:
         pipe.zrange(inv.keys.sku(status.sku).holds, 0, 0, withscores=True)
-    pipe.xlen(inv.keys.outbox)
-    pipe.xrange(inv.keys.outbox, "-", "+", count=1)
+    for part in inv.keys.parts:
+        pipe.xlen(part.outbox)
+        pipe.xrange(part.outbox, "-", "+", count=1)
     replies = pipe.execute()
     now = inv.ctx.now_ms()
     live = [SkuLive(status, int(replies[i][0][1]) if replies[i] else None) for i, status in enumerate(statuses)]
-    depth, first = replies[len(statuses):]
-    oldest = int(text(first[0][0]).split("-", 1)[0]) if first else None  # stream ids start with Redis's ms
+    streams = replies[len(statuses):]
+    depth = sum(int(n) for n in streams[::2])
+    firsts = [int(text(first[0][0]).split("-", 1)[0]) for first in streams[1::2] if first]  # ids start with ms
+    oldest = min(firsts) if firsts else None
     return LiveOps(
         now_ms=now, paused_globally=global_paused(inv), skus=live,
-        outbox=OutboxLag(int(depth), None if oldest is None else max(0, now - oldest)),
+        outbox=OutboxLag(depth, None if oldest is None else max(0, now - oldest)),
         memory=_memory(inv),
     )
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inventory.context import text
 from inventory.engine import Inventory
+from inventory.keys import Partition
 from inventory.outbox import (
     Event,
     Malformed,
@@ -101,11 +102,12 @@ def drain_once(
     idle = int(inv.settings.persist_claim_idle_seconds * 1000) if claim_idle_ms is None else claim_idle_ms
     name = consumer or consumer_name()
     result = DrainResult()
-    for _ in range(max_batches):
-        entries = _read_batch(inv, name, size, idle)
-        if not entries:
-            break
-        result = result + _persist_batch(inv, session_factory, entries)
+    for part in inv.keys.parts:  # one outbox per partition, each acknowledged after its own commit
+        for _ in range(max_batches):
+            entries = _read_batch(inv, part, name, size, idle)
+            if not entries:
+                break
+            result = result + _persist_batch(inv, part, session_factory, entries)
     if result.batches == 0:
         prune_consumers(inv)
     return DrainResult(**{**result.__dict__, "backlog": outbox_backlog(inv)})
@@ -118,31 +120,38 @@ def persist_now(inv: Inventory, session_factory: sessionmaker[Session], *, max_b
 
 def prune_consumers(inv: Inventory, idle_ms: int = 3_600_000) -> int:
     """Forget consumers (dead processes) that hold nothing and were idle for an hour."""
-    try:
-        consumers = inv.redis.xinfo_consumers(inv.keys.outbox, GROUP)
-    except ResponseError:
-        return 0
-    gone = [c["name"] for c in consumers if int(c["pending"]) == 0 and int(c["idle"]) > idle_ms]
-    for name in gone:
-        inv.redis.xgroup_delconsumer(inv.keys.outbox, GROUP, name)
-    return len(gone)
+    gone = 0
+    for part in inv.keys.parts:
+        try:
+            consumers = inv.redis.xinfo_consumers(part.outbox, GROUP)
+        except ResponseError:
+            continue
+        for consumer in consumers:
+            if int(consumer["pending"]) == 0 and int(consumer["idle"]) > idle_ms:
+                inv.redis.xgroup_delconsumer(part.outbox, GROUP, consumer["name"])
+                gone += 1
+    return gone
 
 
 def outbox_backlog(inv: Inventory) -> int:
-    """Entries still in the stream: not yet persisted, or persisted but not yet acknowledged."""
-    return int(inv.redis.xlen(inv.keys.outbox))
+    """Entries still in the streams: not yet persisted, or persisted but not yet acknowledged."""
+    pipe = inv.redis.pipeline(transaction=False)
+    for part in inv.keys.parts:
+        pipe.xlen(part.outbox)
+    return sum(int(n) for n in pipe.execute())
 
 
-def _read_batch(inv: Inventory, consumer: str, size: int, idle_ms: int) -> list[tuple[Any, dict[Any, Any]]]:
+def _read_batch(inv: Inventory, part: Partition, consumer: str, size: int,
+                idle_ms: int) -> list[tuple[Any, dict[Any, Any]]]:
     """Own unacknowledged entries first, then entries idle too long at other consumers, then new ones."""
     try:
-        return _read(inv.redis, inv.keys.outbox, consumer, size, idle_ms)
+        return _read(inv.redis, part.outbox, consumer, size, idle_ms)
     except ResponseError as error:
         # redis-server says NOGROUP; fakeredis says the key must exist (same cause: no stream/group yet).
         if "NOGROUP" not in str(error) and "requires the key to exist" not in str(error):
             raise
-        ensure_group(inv.redis, inv.keys.outbox)  # first run, or Redis lost the stream
-        return _read(inv.redis, inv.keys.outbox, consumer, size, idle_ms)
+        ensure_group(inv.redis, part.outbox)  # first run, or Redis lost the stream
+        return _read(inv.redis, part.outbox, consumer, size, idle_ms)
 
 
 def _read(redis: Redis, stream: str, consumer: str, size: int, idle_ms: int) -> list[tuple[Any, dict[Any, Any]]]:
@@ -162,18 +171,19 @@ def _read(redis: Redis, stream: str, consumer: str, size: int, idle_ms: int) -> 
     return []
 
 
-def _persist_batch(inv: Inventory, session_factory: sessionmaker[Session],
+def _persist_batch(inv: Inventory, part: Partition, session_factory: sessionmaker[Session],
                    entries: list[tuple[Any, dict[Any, Any]]]) -> DrainResult:
     events = parse_entries(entries)
-    epoch = inv.redis.get(inv.keys.epoch)
+    epoch = inv.redis.get(part.epoch)
     with session_factory.begin() as session:
         apply_events(session, events, now_ms=inv.ctx.now_ms())
         if epoch is not None:
-            record_progress(session, text(epoch), max(StreamId.parse(eid) for eid, _ in entries), inv.ctx.now_ms())
+            record_progress(session, part.index, text(epoch), max(StreamId.parse(eid) for eid, _ in entries),
+                            inv.ctx.now_ms())
     ids = [eid for eid, _ in entries]
-    pipe = inv.redis.pipeline(transaction=True)
-    pipe.xack(inv.keys.outbox, GROUP, *ids)
-    pipe.xdel(inv.keys.outbox, *ids)
+    pipe = inv.redis.pipeline(transaction=True)  # one slot: a cluster runs it as one MULTI too
+    pipe.xack(part.outbox, GROUP, *ids)
+    pipe.xdel(part.outbox, *ids)
     pipe.execute()
     rejects = [e for e in events if isinstance(e, Malformed)]
     for reject in rejects:
@@ -347,12 +357,17 @@ def _advance_status(session: Session, updates: list[dict[str, Any]]) -> None:
         session.execute(stmt, list(chunk))
 
 
-def record_progress(session: Session, epoch: str, last: StreamId, now_ms: int) -> None:
-    """Remember the highest outbox id persisted under this Redis epoch (rollback detection reads it)."""
+def sync_state_id(partition: int) -> int:
+    """The sync_state row of a partition (row 1 is partition 0, as before partitions existed)."""
+    return partition + 1
+
+
+def record_progress(session: Session, partition: int, epoch: str, last: StreamId, now_ms: int) -> None:
+    """Remember the highest outbox id persisted from a partition under its epoch (rollback detection reads it)."""
     table = SyncStateRow.__table__
     session.execute(
         table.update()
-        .where(table.c.id == 1, table.c.epoch == epoch,
+        .where(table.c.id == sync_state_id(partition), table.c.epoch == epoch,
                or_(table.c.last_ms < last.ms, and_(table.c.last_ms == last.ms, table.c.last_seq < last.seq)))
         .values(last_ms=last.ms, last_seq=last.seq, updated_ms=now_ms)
     )

@@ -34,9 +34,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inventory.context import decode_hash, text
 from inventory.engine import Inventory
+from inventory.keys import Partition
 from inventory.ledger import Counts, LedgerBusy, Persisted, expected_counts, products, settled
 from inventory.models import Line
 from inventory.outbox import Event, Movement, OrderEvent, ProductConfigured, order_event_fields
+from inventory.persistence import outbox_backlog
 from inventory.reconcile_reads import OutboxView, lex_members, read_holds, read_skus, scan_set
 from inventory.tables import STATUS_RANK, OrderRow, ProductRow, ReconcileDriftRow, ReconcileRunRow
 
@@ -129,18 +131,41 @@ def run_reconciliation(inv: Inventory, session_factory: sessionmaker[Session], *
                        full: bool = False) -> ReconcileReport:
     """Check dirty SKUs (all with full=True) against Postgres, record the run, repair if asked."""
     started = inv.ctx.now_ms()
-    backlog = int(inv.redis.xlen(inv.keys.outbox))
+    backlog = outbox_backlog(inv)
     if backlog > MAX_BACKLOG:
         log.warning("reconcile skipped: %d outbox entries not persisted yet", backlog)
         return ReconcileReport(None, full, repair, 0, (), 0, started, started,
                                skipped=f"outbox backlog {backlog} > {MAX_BACKLOG}; persistence is behind")
-    skus = _skus_to_check(inv, session_factory, full)
-    outbox = OutboxView(inv.redis, inv.keys.outbox)
+    checked, drifts, recovered, busy = 0, [], 0, 0
+    for part in inv.keys.parts:  # each partition's SKUs with its own outbox and dirty set (one slot)
+        part_checked, part_drifts, part_recovered, part_busy = _reconcile_partition(
+            inv, session_factory, part, repair=repair, full=full)
+        checked, recovered, busy = checked + part_checked, recovered + part_recovered, busy + part_busy
+        drifts += part_drifts
+    report = ReconcileReport(None, full, repair, checked, tuple(drifts), recovered, started, inv.ctx.now_ms(), busy)
+    run_id = _record(session_factory, report)
+    for d in drifts:
+        log.warning(
+            "reconcile run=%s sku=%s kind=%s redis=%s expected=%s repaired=%s units=%s %s",
+            run_id, d.sku, d.kind, d.redis, d.expected, d.repaired, d.units_repaired, d.detail,
+        )
+    log.info("reconcile run=%s checked=%s drifted=%s repaired=%s units=%s orders_recovered=%s busy=%s",
+             run_id, report.skus_checked, report.skus_drifted, report.skus_repaired, report.units_repaired,
+             recovered, busy)
+    return ReconcileReport(run_id, full, repair, checked, tuple(drifts), recovered, started, report.finished_ms,
+                           busy)
+
+
+def _reconcile_partition(inv: Inventory, session_factory: sessionmaker[Session], part: Partition, *,
+                         repair: bool, full: bool) -> tuple[int, list[SkuDrift], int, int]:
+    """One partition's share of a run: (SKUs checked, drifts, orders recovered, SKUs busy)."""
+    skus = _skus_to_check(inv, session_factory, part, full)
+    outbox = OutboxView(inv.redis, part.outbox)
     candidates: list[str] = []
     for start in range(0, len(skus), _CHUNK):
         chunk = skus[start:start + _CHUNK]
         if repair and chunk:
-            inv.redis.srem(inv.keys.dirty, *chunk)  # a change from now on marks the SKU dirty again
+            inv.redis.srem(part.dirty, *chunk)  # a change from now on marks the SKU dirty again
         candidates += _candidates(inv, session_factory, chunk, outbox)
     before = {sku: check_sku(inv, session_factory, sku, repair=False, outbox=outbox)
               for sku in candidates} if repair else {}
@@ -153,7 +178,7 @@ def run_reconciliation(inv: Inventory, session_factory: sessionmaker[Session], *
         drift = check_sku(inv, session_factory, sku, repair=repair, outbox=outbox)
         if drift is not None and drift.kind == "busy":
             busy += 1
-            inv.redis.sadd(inv.keys.dirty, sku)  # selling too fast to compare now: next run
+            inv.redis.sadd(part.dirty, sku)  # selling too fast to compare now: next run
             continue
         seen = before.get(sku)
         if drift is None and seen is not None and reemitted.get(sku):
@@ -163,28 +188,17 @@ def run_reconciliation(inv: Inventory, session_factory: sessionmaker[Session], *
             continue
         drifts.append(drift)
         if repair and not drift.repaired:
-            inv.redis.sadd(inv.keys.dirty, sku)
-    report = ReconcileReport(None, full, repair, len(skus), tuple(drifts), recovered, started, inv.ctx.now_ms(),
-                             busy)
-    run_id = _record(session_factory, report)
-    for d in drifts:
-        log.warning(
-            "reconcile run=%s sku=%s kind=%s redis=%s expected=%s repaired=%s units=%s %s",
-            run_id, d.sku, d.kind, d.redis, d.expected, d.repaired, d.units_repaired, d.detail,
-        )
-    log.info("reconcile run=%s checked=%s drifted=%s repaired=%s units=%s orders_recovered=%s busy=%s",
-             run_id, report.skus_checked, report.skus_drifted, report.skus_repaired, report.units_repaired,
-             recovered, busy)
-    return ReconcileReport(run_id, full, repair, len(skus), tuple(drifts), recovered, started, report.finished_ms,
-                           busy)
+            inv.redis.sadd(part.dirty, sku)
+    return len(skus), drifts, recovered, busy
 
 
-def _skus_to_check(inv: Inventory, session_factory: sessionmaker[Session], full: bool) -> list[str]:
+def _skus_to_check(inv: Inventory, session_factory: sessionmaker[Session], part: Partition,
+                   full: bool) -> list[str]:
     if not full:
-        return sorted(scan_set(inv.redis, inv.keys.dirty))
+        return sorted(scan_set(inv.redis, part.dirty))
     with session_factory() as session:
-        known = set(session.scalars(select(ProductRow.sku)))
-    return sorted(known | set(lex_members(inv.redis, inv.keys.catalog)))
+        known = {sku for sku in session.scalars(select(ProductRow.sku)) if inv.keys.partition_of(sku) == part.index}
+    return sorted(known | set(lex_members(inv.redis, part.catalog)))
 
 
 def _candidates(inv: Inventory, session_factory: sessionmaker[Session], skus: Sequence[str],
@@ -220,7 +234,7 @@ def observe(pipe: Any, inv: Inventory, session: Session, sku: str, outbox: Outbo
     """Read one SKU under WATCH (pipe watches its stock hash; holds are added here) and what Postgres says."""
     keys = inv.keys.sku(sku)
     pipe.watch(keys.holds)  # read in slices below: only EXEC's WATCH check makes them one snapshot
-    outbox = outbox or OutboxView(inv.redis, inv.keys.outbox)
+    outbox = outbox or OutboxView(inv.redis, inv.keys.of_sku(sku).outbox)
     outbox.refresh()  # after WATCH: any later event of this SKU also changes its stock hash
     fields = decode_hash(pipe.hgetall(keys.stock))
     holds = read_holds(pipe, keys.holds)
@@ -234,7 +248,7 @@ def check_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: str, 
               repair: bool, outbox: OutboxView | None = None) -> SkuDrift | None:
     """Exact check of one SKU; with repair, write the expected counters if nothing changed meanwhile."""
     stock_key = inv.keys.sku(sku).stock
-    outbox = outbox or OutboxView(inv.redis, inv.keys.outbox)
+    outbox = outbox or OutboxView(inv.redis, inv.keys.of_sku(sku).outbox)
     for _ in range(_ATTEMPTS):
         with inv.redis.pipeline(transaction=True) as pipe, session_factory() as session:
             try:
@@ -286,7 +300,7 @@ def queue_counts(pipe: Any, inv: Inventory, sku: str, seen: Observation, counts:
     values["ver"] = version + 1
     if catalog or not seen.fields:
         values.update(catalog_fields(sku, seen))
-        pipe.zadd(inv.keys.catalog, {sku: 0})
+        pipe.zadd(inv.keys.of_sku(sku).catalog, {sku: 0})
     if paused is not None:
         values["paused"] = paused
     pipe.hset(keys.stock, mapping=values)
@@ -341,10 +355,15 @@ def recover_orders(inv: Inventory, session_factory: sessionmaker[Session],
     Returns the re-emitted order ids by SKU. Scans reservation records, so it only runs for SKUs
     whose counters already disagree.
     """
+    if not skus:
+        return {}
+    part = inv.keys.of_sku(skus[0])
+    if any(inv.keys.partition_of(sku) != part.index for sku in skus):
+        raise ValueError("recover_orders takes SKUs of one partition")
     wanted = {f"l:{sku}" for sku in skus}
     records: list[tuple[str, dict[str, str]]] = []
     batch: list[Any] = []
-    for key in inv.redis.scan_iter(match=inv.keys.reservation_match(), count=1000):
+    for key in inv.redis.scan_iter(match=part.reservation_match(), count=1000):
         batch.append(key)
         if len(batch) >= 500:
             records += _order_records(inv, batch, wanted)
@@ -352,7 +371,7 @@ def recover_orders(inv: Inventory, session_factory: sessionmaker[Session],
     records += _order_records(inv, batch, wanted)
     if not records:
         return {}
-    outbox = outbox or OutboxView(inv.redis, inv.keys.outbox)
+    outbox = outbox or OutboxView(inv.redis, part.outbox)
     outbox.refresh()
     pending_status: dict[str, str] = {}
     for event in outbox.events:
@@ -371,7 +390,7 @@ def recover_orders(inv: Inventory, session_factory: sessionmaker[Session],
             continue
         pipe = inv.redis.pipeline(transaction=True)
         for fields in _history(token, rec):
-            pipe.xadd(inv.keys.outbox, fields)
+            pipe.xadd(part.outbox, fields)
         pipe.execute()
         log.warning("reconcile re-emitted order=%s status=%s (Postgres had %s)", rec["oid"], rec["st"], known)
         for sku in skus:
@@ -390,7 +409,7 @@ def _order_records(inv: Inventory, keys: list[Any], wanted: set[str]) -> list[tu
     for key, raw in zip(keys, pipe.execute()):
         rec = decode_hash(raw) if isinstance(raw, dict) else {}
         if rec.get("oid") and rec.get("st") in STATUS_RANK and wanted.intersection(rec):
-            token = text(key).rsplit("{res:", 1)[1].rstrip("}")
+            token = text(key).rsplit(":r:", 1)[1]
             out.append((token, rec))
     return out
 

@@ -1,7 +1,8 @@
 """Redis recovery: notice a Redis that came back empty or from an old snapshot, and rebuild it from Postgres.
 
-The epoch marker (`P:epoch`) is written when Redis state is initialised or rebuilt, and Postgres
-records the epoch it follows plus the highest outbox id it persisted under it. Then:
+Each partition of the key space has an epoch marker (`Partition.epoch`), written when its state is
+initialised or rebuilt, and Postgres records per partition the epoch it follows plus the highest id
+it persisted from that partition's outbox. Then, per partition:
   * marker missing while Postgres has data      -> Redis lost its data (restart without AOF, flush);
   * marker differs from the one Postgres follows -> a different or replaced Redis;
   * the stream's last generated id is behind what Postgres persisted -> Redis rolled back to a snapshot.
@@ -22,9 +23,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from inventory.context import text
 from inventory.engine import Inventory
+from inventory.keys import Partition
 from inventory.ledger import LedgerBusy, all_skus, buyer_units, has_data
 from inventory.outbox import ZERO_ID, StreamId
-from inventory.persistence import persisted_sale_switch
+from inventory.persistence import persisted_sale_switch, sync_state_id
 from inventory.reconcile import catalog_fields, observe, queue_counts
 from inventory.sale_admin import set_global_pause
 from inventory.store import MEMORY_URL
@@ -63,45 +65,77 @@ def new_epoch() -> str:
     return secrets.token_hex(8)
 
 
-def stream_last_id(inv: Inventory) -> StreamId:
-    """The outbox stream's last generated id (0-0 when the stream does not exist)."""
+def stream_last_id(inv: Inventory, part: Partition) -> StreamId:
+    """A partition's outbox stream's last generated id (0-0 when the stream does not exist)."""
     try:
-        info = inv.redis.xinfo_stream(inv.keys.outbox)
+        info = inv.redis.xinfo_stream(part.outbox)
     except ResponseError:
         return ZERO_ID
     return StreamId.parse(info["last-generated-id"])
 
 
+def redis_lost_data(inv: Inventory) -> bool:
+    """True when some partition's epoch marker is missing: its Redis came back empty or was flushed."""
+    pipe = inv.redis.pipeline(transaction=False)
+    for part in inv.keys.parts:
+        pipe.exists(part.epoch)
+    return not all(pipe.execute())
+
+
 def check_recovery(inv: Inventory, session_factory: sessionmaker[Session]) -> RecoveryCheck:
-    """Detect lost or rolled-back Redis state and rebuild it; cheap when all is well (run it often)."""
+    """Detect lost or rolled-back Redis state, per partition, and rebuild it; cheap when all is well.
+
+    Each partition has its own marker and outbox position, so a cluster master that came back empty
+    or from an old snapshot has only its own partitions rebuilt; the others keep selling.
+    """
     lock = inv.redis.lock(inv.keys.scoped("lock:recovery"), timeout=_LOCK_SECONDS, blocking=False)
     if not lock.acquire():
         return RecoveryCheck("busy", "another process is checking", "")
     try:
-        return _check(inv, session_factory, lock.reacquire)
+        checks = [_check(inv, session_factory, part, lock.reacquire) for part in inv.keys.parts]
     finally:
         try:
             lock.release()
         except RedisError:  # lost or unreachable: it expires by itself; keep the original error, if any
             pass
+    return _combine(checks)
 
 
-def _check(inv: Inventory, session_factory: sessionmaker[Session], keep_alive: Callable[[], Any]) -> RecoveryCheck:
+def _combine(checks: list[RecoveryCheck]) -> RecoveryCheck:
+    """One answer for every partition: the most serious state, with the reasons of those that needed work."""
+    if len(checks) == 1:
+        return checks[0]
+    for state in ("rebuilt", "initialized", "adopted"):
+        hit = [c for c in checks if c.state == state]
+        if hit:
+            reports = [c.rebuild for c in hit if c.rebuild is not None]
+            rebuild = None
+            if reports:
+                rebuild = RebuildReport(
+                    tuple(s for r in reports for s in r.skus), tuple(s for r in reports for s in r.rebuilt),
+                    tuple(s for r in reports for s in r.failed), sum(r.orders_restored for r in reports),
+                    hit[0].epoch)
+            return RecoveryCheck(state, "; ".join(c.reason for c in hit), hit[0].epoch, rebuild)
+    return RecoveryCheck("ok", "", checks[0].epoch)
+
+
+def _check(inv: Inventory, session_factory: sessionmaker[Session], part: Partition,
+           keep_alive: Callable[[], Any]) -> RecoveryCheck:
     # Postgres first, Redis second: a drain committing between the two reads can only move the
     # persisted position up to where the stream already was. Read the other way round, that drain
     # makes a healthy stream look behind what was persisted ("rolled back") and triggers a rebuild.
     with session_factory() as session:
-        state = session.get(SyncStateRow, 1)
+        state = session.get(SyncStateRow, sync_state_id(part.index))
         known = has_data(session)
-    marker = inv.redis.get(inv.keys.epoch)
+    marker = inv.redis.get(part.epoch)
     epoch = text(marker) if marker is not None else None
-    last = stream_last_id(inv)
+    last = stream_last_id(inv, part)
     if epoch is None and not known:
-        epoch = _init_epoch(inv, session_factory, last)
-        return RecoveryCheck("initialized", "fresh Redis and empty database", epoch)
+        epoch = _init_epoch(inv, session_factory, part, last)
+        return RecoveryCheck("initialized", f"partition {part.index}: fresh Redis and empty database", epoch)
     if epoch is not None and state is None:
-        _follow(session_factory, epoch, last, inv.ctx.now_ms())
-        return RecoveryCheck("adopted", "database had no epoch yet", epoch)
+        _follow(session_factory, part, epoch, last, inv.ctx.now_ms())
+        return RecoveryCheck("adopted", f"partition {part.index}: database had no epoch yet", epoch)
     if epoch is None:
         reason = "epoch marker missing: Redis lost its data"
     elif state is not None and state.epoch != epoch:
@@ -110,43 +144,51 @@ def _check(inv: Inventory, session_factory: sessionmaker[Session], keep_alive: C
         reason = f"outbox at {last} is behind {state.last_ms}-{state.last_seq} persisted: Redis rolled back"
     else:
         return RecoveryCheck("ok", "", epoch or "")
-    log.error("recovery needed: %s; rebuilding Redis from Postgres", reason)
-    report = rebuild_from_postgres(inv, session_factory, keep_alive=keep_alive)
+    reason = f"partition {part.index}: {reason}"
+    log.error("recovery needed: %s; rebuilding it from Postgres", reason)
+    report = rebuild_from_postgres(inv, session_factory, partitions=[part.index], keep_alive=keep_alive)
     return RecoveryCheck("rebuilt", reason, report.epoch, report)
 
 
-def _init_epoch(inv: Inventory, session_factory: sessionmaker[Session], last: StreamId) -> str:
-    inv.redis.set(inv.keys.epoch, new_epoch(), nx=True)
-    epoch = text(inv.redis.get(inv.keys.epoch))
-    _follow(session_factory, epoch, last, inv.ctx.now_ms())
+def _init_epoch(inv: Inventory, session_factory: sessionmaker[Session], part: Partition, last: StreamId) -> str:
+    inv.redis.set(part.epoch, new_epoch(), nx=True)
+    epoch = text(inv.redis.get(part.epoch))
+    _follow(session_factory, part, epoch, last, inv.ctx.now_ms())
     return epoch
 
 
-def _follow(session_factory: sessionmaker[Session], epoch: str, last: StreamId, now_ms: int) -> None:
-    """Make Postgres follow this epoch from this stream position on."""
+def _follow(session_factory: sessionmaker[Session], part: Partition, epoch: str, last: StreamId,
+            now_ms: int) -> None:
+    """Make Postgres follow this epoch of a partition from this stream position on."""
+    row_id = sync_state_id(part.index)
     with session_factory.begin() as session:
-        row = session.get(SyncStateRow, 1, with_for_update=True)
+        row = session.get(SyncStateRow, row_id, with_for_update=True)
         if row is None:
-            session.add(SyncStateRow(id=1, epoch=epoch, last_ms=last.ms, last_seq=last.seq, updated_ms=now_ms))
+            session.add(SyncStateRow(id=row_id, epoch=epoch, last_ms=last.ms, last_seq=last.seq, updated_ms=now_ms))
         else:
             row.epoch, row.last_ms, row.last_seq, row.updated_ms = epoch, last.ms, last.seq, now_ms
 
 
 def rebuild_from_postgres(inv: Inventory, session_factory: sessionmaker[Session],
-                          skus: Sequence[str] | None = None, *,
+                          skus: Sequence[str] | None = None, *, partitions: Sequence[int] | None = None,
                           keep_alive: Callable[[], Any] | None = None) -> RebuildReport:
     """Pause SKUs, rebuild their counters (and buyers, open order records) from Postgres + outbox, resume.
 
-    With skus=None every SKU Postgres knows is rebuilt and a new epoch is started. keep_alive is
-    called before each SKU (the recovery check renews its lock with it; raising there stops the rebuild).
+    With skus=None every SKU Postgres knows in the given partitions (default: all) is rebuilt, their
+    copies of the global switch are restored and each starts a new epoch. keep_alive is called before
+    each SKU (the recovery check renews its lock with it; raising there stops the rebuild).
     """
+    whole = skus is None
+    chosen = [inv.keys.parts[i] for i in (partitions if partitions is not None else range(inv.keys.partitions))]
+    indexes = {part.index for part in chosen}
     with session_factory() as session:
-        targets = sorted(set(skus) if skus is not None else all_skus(session))
+        everything = set(skus) if skus is not None else all_skus(session)
         switch = persisted_sale_switch(session)
+    targets = sorted(sku for sku in everything if not whole or inv.keys.partition_of(sku) in indexes)
     for sku in targets:
         inv.catalog.set_recovering(sku, True)
-    if skus is None:  # the whole of Redis is rebuilt: the global switch comes back as last persisted
-        set_global_pause(inv, switch)
+    if whole:  # these partitions are rebuilt whole: the global switch comes back as last persisted
+        restore_sale_switch(inv, switch, chosen)
     rebuilt, failed, configured = [], [], {}
     for sku in targets:
         if keep_alive is not None:
@@ -161,15 +203,25 @@ def rebuild_from_postgres(inv: Inventory, session_factory: sessionmaker[Session]
     for sku in rebuilt:
         inv.catalog.set_recovering(sku, False, paused=configured[sku] == "1")
     epoch = ""
-    if skus is None:
-        epoch = new_epoch()
-        inv.redis.set(inv.keys.epoch, epoch)
-        _follow(session_factory, epoch, stream_last_id(inv), inv.ctx.now_ms())
+    if whole:
+        for part in chosen:
+            epoch = new_epoch()
+            inv.redis.set(part.epoch, epoch)
+            _follow(session_factory, part, epoch, stream_last_id(inv, part), inv.ctx.now_ms())
     for sku in failed:
         log.error("rebuild sku=%s left paused: held + sold exceed the persisted total", sku)
     log.warning("rebuilt %d SKUs from Postgres (%d failed), %d order records restored, epoch=%s",
                 len(rebuilt), len(failed), restored, epoch or "(unchanged)")
     return RebuildReport(tuple(targets), tuple(rebuilt), tuple(failed), restored, epoch)
+
+
+def restore_sale_switch(inv: Inventory, paused: bool, parts: Sequence[Partition]) -> None:
+    """Set these partitions' copies of the global switch as PostgreSQL last recorded it."""
+    if len(parts) == inv.keys.partitions:
+        set_global_pause(inv, paused)
+        return
+    for part in parts:  # the others already have it; the durable record is already in PostgreSQL
+        inv.ctx.run("set_sale_switch", [part.sale_switch, part.outbox], ["1" if paused else "0", ""])
 
 
 def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: str) -> str | None:
@@ -237,7 +289,7 @@ def _restore(inv: Inventory, session: Session, order_ids: list[str]) -> int:
             record[f"ev:{event.event_id}"] = event.result
         pipe.hset(inv.keys.reservation(token), mapping=record)
         pipe.pexpire(inv.keys.reservation(token), retention)
-        pipe.zadd(inv.keys.user_orders(order.user_id), {order.id: order.created_ms})
+        pipe.zadd(inv.keys.of_token(token).user_orders(order.user_id), {order.id: order.created_ms})
     pipe.execute()
     return len(missing)
 

@@ -9,8 +9,10 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from inventory import ids
 from inventory.context import Context, decode_hash, text
+from inventory.keys import Partition
 from inventory.errors import (
     InvalidArgument,
+    LinesSpanPartitions,
     OrderNotFound,
     RateLimited,
     ReservationClosed,
@@ -70,11 +72,16 @@ class Reservations:
             )
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
             raise InvalidArgument("Idempotency keys are 1-255 characters.", field="idempotency_key")
-        token = ids.token_for_key(user_id, idempotency_key) if idempotency_key else ids.new_token()
+        part = self._partition_of([sku for sku, _ in lines])
+        base = ids.token_for_key(user_id, idempotency_key) if idempotency_key else ids.new_token()
+        token = self.ctx.keys.token_in(base, part.index)
         ttl_ms = ttl * 1000
-        keys = [self.ctx.keys.reservation(token), self.ctx.keys.expiries, self.ctx.keys.dirty,
-                self.ctx.keys.sale_switch]
+        keys = [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
         keys += self.ctx.line_keys([sku for sku, _ in lines])
+        if self.ctx.cluster and rate_limits:  # buckets live in other slots: counted first, one call each
+            for j, bucket in enumerate(rate_limits, 1):
+                self._count_request(bucket, j)
+            rate_limits = ()
         keys += [bucket.key for bucket in rate_limits]
         args: list[Any] = [token, user_id, _fingerprint(user_id, lines, ttl_ms), ttl_ms,
                            self.settings.record_retention_seconds * 1000, len(rate_limits)]
@@ -105,7 +112,8 @@ class Reservations:
         """Set new quantities for some lines of an open reservation (0 removes a line)."""
         token = self._token(reservation_id)
         wanted = dict(check_lines(changes, allow_zero=True))
-        keys = self.ctx.keys
+        part = self.ctx.keys.of_token(token)
+        self._partition_of(list(wanted), part)
 
         def amend_call(current: list[str], _owner: str) -> list[Any]:
             # Every current line is named too, so the script can check that all its holds are still there.
@@ -113,7 +121,7 @@ class Reservations:
             args: list[Any] = [token, user_id or ""]
             for sku in skus:
                 args += [sku, wanted.get(sku, "")]
-            return self.ctx.run("amend", [keys.reservation(token), keys.expiries, keys.dirty, keys.sale_switch]
+            return self.ctx.run("amend", [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
                                 + self.ctx.line_keys(skus), args)
 
         self._on_lines(token, amend_call)
@@ -129,11 +137,11 @@ class Reservations:
         """Turn an open hold into an order awaiting payment; repeating returns the same order."""
         check_request_id(request_id)
         token = self._token(reservation_id)
-        keys = self.ctx.keys
+        part = self.ctx.keys.of_token(token)
         reply = self._on_lines(token, lambda skus, owner: self.ctx.run(
             "checkout",
-            [keys.reservation(token), keys.expiries, keys.dirty, keys.outbox,
-             keys.user_orders(owner)] + self.ctx.line_keys(skus),
+            [part.reservation(token), part.expiries, part.dirty, part.outbox,
+             part.user_orders(owner)] + self.ctx.line_keys(skus),
             [token, user_id or "", ids.order_id(token), self.settings.order_retention_seconds * 1000, *skus,
              request_id],
         ))
@@ -153,12 +161,12 @@ class Reservations:
         token = ids.token_of(order_id, "o") if order_id else ids.token_of(reservation_id or "", "r")
         if token is None:
             raise (OrderNotFound if order_id else ReservationNotFound)("No such order or reservation.")
-        keys = self.ctx.keys
+        part = self.ctx.keys.of_token(token)
         try:
             reply = self._on_lines(token, lambda skus, owner: self.ctx.run(
                 "record_payment",
-                [keys.reservation(token), keys.expiries, keys.dirty, keys.outbox,
-                 keys.user_orders(owner)] + self.ctx.line_keys(skus),
+                [part.reservation(token), part.expiries, part.dirty, part.outbox,
+                 part.user_orders(owner)] + self.ctx.line_keys(skus),
                 [token, event_id, result, ids.order_id(token), self.settings.order_retention_seconds * 1000,
                  *skus, request_id],
             ))
@@ -178,21 +186,21 @@ class Reservations:
         """Release reservations whose expiry has passed, in bounded batches."""
         size = batch_size or self.settings.sweep_batch_size
         expired = returned = batches = 0
-        for batches in range(1, max_batches + 1):
-            tokens = [text(t) for t in self.ctx.redis.zrangebyscore(
-                self.ctx.keys.expiries, "-inf", self.ctx.now_ms(), start=0, num=size)]
-            if not tokens:
-                break
-            for token in tokens:
-                try:
-                    reply = self._on_lines(token, lambda skus, _, t=token: self._release_call(t, skus, "", "expire"))
-                except (ReservationNotFound, ReservationClosed, StaleRead):
-                    continue  # gone, checked out or paid since it was listed: nothing to expire
-                if int(reply[0]) == 0:
-                    expired += 1
-                    returned += int(reply[2])
-            if len(tokens) < size:
-                break
+        now = self.ctx.now_ms()
+        for part in self.ctx.keys.parts:
+            for _ in range(max_batches):
+                batches += 1
+                tokens = [text(t) for t in self.ctx.redis.zrangebyscore(part.expiries, "-inf", now, start=0, num=size)]
+                for token in tokens:
+                    try:
+                        reply = self._on_lines(token, lambda skus, _, t=token: self._release_call(t, skus, "", "expire"))
+                    except (ReservationNotFound, ReservationClosed, StaleRead):
+                        continue  # gone, checked out or paid since it was listed: nothing to expire
+                    if int(reply[0]) == 0:
+                        expired += 1
+                        returned += int(reply[2])
+                if len(tokens) < size:
+                    break
         return SweepResult(expired=expired, units_returned=returned, batches=batches)
 
     # -- reads ------------------------------------------------------------------------------
@@ -227,7 +235,11 @@ class Reservations:
     def list_orders(self, user_id: str, *, limit: int = 50) -> list[Order]:
         """A user's most recent orders, newest first."""
         check_user(user_id)
-        order_ids = [text(o) for o in self.ctx.redis.zrevrange(self.ctx.keys.user_orders(user_id), 0, limit - 1)]
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for part in self.ctx.keys.parts:  # each partition indexes the orders it holds
+            pipe.zrevrange(part.user_orders(user_id), 0, limit - 1, withscores=True)
+        newest = sorted((item for found in pipe.execute() for item in found), key=lambda i: -i[1])[:limit]
+        order_ids = [text(order) for order, _ in newest]
         pipe = self.ctx.redis.pipeline(transaction=False)
         tokens = [ids.token_of(o, "o") for o in order_ids]
         for token in tokens:
@@ -268,10 +280,28 @@ class Reservations:
                 continue
         raise StaleRead("The reservation kept changing; try again.")
 
+    def _count_request(self, bucket: RateLimit, j: int) -> None:
+        try:
+            self.ctx.run("count_request", [bucket.key], [bucket.limit, bucket.window_seconds, j])
+        except RateLimited as error:
+            raise RateLimited(error.message, limit=bucket.label or str(bucket.limit),
+                              retry_after_ms=int(error.details["retry_after_ms"])) from None
+
+    def _partition_of(self, skus: Sequence[str], within: Partition | None = None) -> Partition:
+        """The one partition every SKU lives in; a reservation's lines share its partition's slot."""
+        parts = {self.ctx.keys.partition_of(sku) for sku in skus}
+        if within is not None:
+            parts.add(within.index)
+        if len(parts) > 1:
+            raise LinesSpanPartitions(
+                "These SKUs live in different partitions of the key space and cannot share one reservation; "
+                "reserve them separately.", skus=sorted(skus))
+        return within or self.ctx.keys.parts[parts.pop()]
+
     def _release_call(self, token: str, skus: list[str], user_id: str, mode: str) -> list[Any]:
-        keys = self.ctx.keys
+        part = self.ctx.keys.of_token(token)
         return self.ctx.run(
             "release",
-            [keys.reservation(token), keys.expiries, keys.dirty] + self.ctx.line_keys(skus),
+            [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus),
             [token, user_id, mode, self.settings.record_retention_seconds * 1000, *skus],
         )

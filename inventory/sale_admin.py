@@ -165,13 +165,20 @@ def set_global_pause(inv: Inventory, paused: bool) -> bool:
     """
     if not isinstance(paused, bool):
         raise InvalidArgument("paused must be true or false.", field="paused")
-    reply = inv.ctx.run("set_sale_switch", [inv.keys.sale_switch, inv.keys.outbox], ["1" if paused else "0"])
+    value = "1" if paused else "0"
+    # The first partition's copy is the durable record, written last, so a crash midway leaves
+    # PostgreSQL with the previous value and a rerun finishes the job.
+    for part in reversed(inv.keys.parts):
+        reply = inv.ctx.run("set_sale_switch", [part.sale_switch, part.outbox], [value, "1" if part.index == 0 else ""])
     return bool(int(reply[1]))
 
 
 def global_paused(inv: Inventory) -> bool:
-    """Whether the global switch pauses every sale right now."""
-    return inv.redis.get(inv.keys.sale_switch) == b"1"
+    """Whether the global switch pauses sales right now (any partition's copy: mid-switch, the safe answer)."""
+    pipe = inv.redis.pipeline(transaction=False)
+    for part in inv.keys.parts:
+        pipe.get(part.sale_switch)
+    return b"1" in pipe.execute()
 
 
 def live_skus(inv: Inventory, skus: list[str]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from inventory.catalog import product_of
+from inventory.catalog import catalog_page, product_of
 from inventory.context import decode_hash
 from inventory.engine import Inventory
 from inventory.errors import ProductNotFound
@@ -55,14 +55,15 @@ def read_status(inv: Inventory, skus: Iterable[str], *,
     skus = [check_sku(s) for s in skus]
     pipe = inv.redis.pipeline(transaction=False)
     for sku in skus:
-        pipe.hgetall(inv.keys.sku(sku).stock)
-        pipe.zcard(inv.keys.sku(sku).holds)
-    pipe.get(inv.keys.sale_switch)
-    *replies, switch = pipe.execute()
+        part = inv.keys.of_sku(sku)
+        pipe.hgetall(part.sku(sku).stock)
+        pipe.zcard(part.sku(sku).holds)
+        pipe.get(part.sale_switch)
+    replies = pipe.execute()
     now = inv.ctx.now_ms()
     result = []
     for index, sku in enumerate(skus):
-        fields, holds = decode_hash(replies[2 * index]), int(replies[2 * index + 1])
+        fields, holds, switch = decode_hash(replies[3 * index]), int(replies[3 * index + 1]), replies[3 * index + 2]
         if not fields:
             raise ProductNotFound("No such product.", sku=sku)
         product = product_of(sku, fields, now, switch == b"1")
@@ -82,9 +83,7 @@ def read_status(inv: Inventory, skus: Iterable[str], *,
 
 def page_of_skus(inv: Inventory, *, after: str = "", limit: int = 50) -> list[str]:
     """SKUs of the catalogue in order, a page at a time."""
-    start = f"({after}" if after else "-"
-    return [s.decode() if isinstance(s, bytes) else s
-            for s in inv.redis.zrangebylex(inv.keys.catalog, start, "+", start=0, num=limit)]
+    return catalog_page(inv.ctx, after, limit)
 
 
 def persisted_counts(session_factory: Any, skus: list[str]) -> dict[str, tuple[int, int]]:

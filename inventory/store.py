@@ -1,9 +1,12 @@
-"""Redis connections: a real server from a URL, or an in-process fakeredis for the embedded mode."""
+"""Redis connections: a server or a cluster from a URL, or an in-process fakeredis for the embedded mode."""
 
 from __future__ import annotations
 
-from redis import BlockingConnectionPool, Redis
+from urllib.parse import urlsplit
+
+from redis import BlockingConnectionPool, Redis, RedisCluster
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode
 from redis.retry import Retry
 
 from inventory.config import Settings
@@ -21,6 +24,8 @@ def connect_redis(settings: Settings) -> Redis:
     """
     if settings.redis_url.startswith(MEMORY_URL):
         return _embedded_redis()
+    if settings.redis_cluster:
+        return connect_cluster(settings)  # type: ignore[return-value]
     pool = BlockingConnectionPool.from_url(
         settings.redis_url,
         max_connections=settings.redis_max_connections,
@@ -32,6 +37,44 @@ def connect_redis(settings: Settings) -> Redis:
         retry=Retry(NoBackoff(), 0),
     )
     return Redis(connection_pool=pool)
+
+
+def cluster_nodes(url: str) -> list[ClusterNode]:
+    """Startup nodes of 'redis+cluster://host:port[,host:port...]'."""
+    netloc = urlsplit(url).netloc.rsplit("@", 1)[-1]
+    nodes = []
+    for item in filter(None, netloc.split(",")):
+        host, _, port = item.rpartition(":")
+        nodes.append(ClusterNode(host or "127.0.0.1", int(port or 6379)))
+    if not nodes:
+        raise ValueError(f"no cluster nodes in {url!r}")
+    return nodes
+
+
+def connect_cluster(settings: Settings) -> RedisCluster:
+    """redis-py's RedisCluster: follows MOVED/ASK and refreshes the slot map after a failover itself.
+
+    As for one node, a command whose connection fails is not re-sent (the caller sees the error and
+    the next call goes to the new topology); redirections are not failures and are always followed.
+    """
+    parts = urlsplit(settings.redis_url)
+    return RedisCluster(
+        startup_nodes=cluster_nodes(settings.redis_url),
+        username=parts.username,
+        password=parts.password,
+        ssl=parts.scheme.startswith("rediss"),
+        max_connections=settings.redis_max_connections,
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+        protocol=2,
+        retry=Retry(NoBackoff(), 0),
+        require_full_coverage=False,  # the shards that are up keep selling while one fails over
+    )
+
+
+def is_cluster(redis: object) -> bool:
+    """True for a RedisCluster client."""
+    return isinstance(redis, RedisCluster)
 
 
 _EMBEDDED: Redis | None = None

@@ -1,11 +1,11 @@
 --[[
 reserve: hold stock for one user on one or more lines, all or nothing.
 
-KEYS[1]        reservation record (hash)         {res:<token>}
+KEYS[1]        reservation record (hash)         every key shares the partition's hash tag
 KEYS[2]        expiry index (zset token -> expiry ms)
 KEYS[3]        dirty SKU set (SKUs changed since the last reconcile)
 KEYS[4]        global sale switch (string; '1' = every sale paused)
-KEYS[4+3i-2]   stock hash of line i              {sku:<sku>}
+KEYS[4+3i-2]   stock hash of line i              (one slot, so one script on a cluster)
 KEYS[4+3i-1]   holds zset of line i (member "<token>|<qty>|<user>" -> expiry ms)
 KEYS[4+3i]     buyers hash of line i (user -> units held or ordered)
 KEYS[4+3n+j]   counter of rate-limit bucket j (fixed window; the API's per-user and per-IP buckets)

@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from inventory.db import connect_args, make_session_factory
 from inventory.engine import Inventory
-from inventory.recovery import RecoveryCheck, check_recovery
+from inventory.recovery import RecoveryCheck, check_recovery, redis_lost_data
 from inventory.store import MEMORY_URL
 from sync import runtime
 
@@ -29,7 +29,7 @@ POLL_SECONDS = 1.0
 
 def check_if_due(inv: Inventory, session_factory: sessionmaker[Session]) -> RecoveryCheck | None:
     """Run the recovery check if Redis lost its epoch marker or no worker ran it this interval."""
-    lost = not inv.redis.exists(inv.keys.epoch)
+    lost = redis_lost_data(inv)
     interval_ms = max(1, int(inv.settings.recovery_interval_seconds * 1000))
     if not lost and not inv.redis.set(inv.keys.scoped("recovery:due"), "1", nx=True, px=interval_ms):
         return None

@@ -2,7 +2,8 @@
 
 The scripts read the time from one Redis key instead of TIME, so every Context bound to the same
 clock (several 'API hosts', a sweeper, an admin) sees one time, which only the test moves. The key is
-'<prefix>.testclock' (KeySpace.test_clock), found from the prefix of the script's first key, so the
+'<prefix>.testclock{tag}' (Partition.test_clock), found from the prefix and partition tag of the
+script's first key, so the
 Lua source is the same for every test: the shared server caches one set of test scripts, not one per
 test prefix.
 """
@@ -12,11 +13,10 @@ from __future__ import annotations
 from redis import Redis
 
 _LUA = """
--- Test clock: virtual time from '<prefix>.testclock' (tests/clocks.py), in place of lua/includes/clock.lua.
+-- Test clock: virtual time from '<prefix>.testclock{tag}' (tests/clocks.py), in place of lua/includes/clock.lua.
 local function now_ms()
-  local first = KEYS[1]
-  local prefix = string.match(first, '^(.-):{') or string.match(first, '^(.*):[^:]*$')
-  local key = prefix .. '.testclock'
+  local prefix, tag = string.match(KEYS[1], '^(.-):({[^}]*})')
+  local key = prefix .. '.testclock' .. tag
   local value = redis.call('GET', key)
   if not value then error('test clock key ' .. key .. ' is missing: the test deleted it') end
   return tonumber(value)
@@ -34,11 +34,12 @@ class ManualClock:
     def now_ms(self) -> int:
         return self._now
 
-    def bind(self, redis: Redis, key: str) -> str:
-        if not key.endswith(".testclock"):
-            raise ValueError(f"the scripts find the clock at '<prefix>.testclock', not {key!r}")
-        self._bound.append((redis, key))
-        redis.set(key, self._now)
+    def bind(self, redis: Redis, keys: list[str]) -> str:
+        for key in keys:
+            if ".testclock{" not in key:
+                raise ValueError(f"the scripts find the clock at '<prefix>.testclock{{tag}}', not {key!r}")
+            self._bound.append((redis, key))
+            redis.set(key, self._now)
         return _LUA
 
     def advance(self, seconds: float) -> None:

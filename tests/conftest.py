@@ -63,7 +63,14 @@ def key_prefix() -> str:
 def real_redis(redis_server: redis.Redis, key_prefix: str) -> Iterator[redis.Redis]:
     yield redis_server
     delete_prefix(redis_server, key_prefix)
-    redis_server.delete(f"{key_prefix}.testclock")  # tests/clocks.py; outside the prefix on purpose
+    delete_test_clocks(redis_server, key_prefix)
+
+
+def delete_test_clocks(client: redis.Redis, prefix: str) -> None:
+    """The test clock keys '<prefix>.testclock{tag}' (tests/clocks.py), outside the prefix on purpose."""
+    clocks = list(client.scan_iter(match=f"{prefix}.testclock*", count=1000))
+    for key in clocks:
+        client.delete(key)
 
 
 @pytest.fixture(params=["fakeredis", "redis-server"])

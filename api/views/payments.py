@@ -17,6 +17,7 @@ from api.parsing import arguments
 from api.views.docs import responses
 from api.webhooks import HEADER_DOCS
 from inventory.errors import IdempotencyConflict, OrderNotFound, ReservationNotFound, Unavailable
+from inventory.recovery import redis_lost_data
 
 blp = Blueprint("payments", __name__, url_prefix="/v1/payments", description="Payment provider callbacks.")
 _payment = PaymentData()
@@ -49,7 +50,7 @@ def payment_webhook(args: dict[str, Any]) -> Response:
         except IdempotencyConflict:  # the record's own ev:<id> field saw this event with another result
             raise _event_id_reused(args["event_id"]) from None
         except (OrderNotFound, ReservationNotFound):
-            if not st.inventory.redis.exists(st.inventory.keys.epoch):
+            if redis_lost_data(st.inventory):
                 raise Unavailable("The inventory store is being rebuilt; retry shortly.",
                                   reason="recovering") from None
             raise

@@ -79,7 +79,7 @@ def create_app(
     def reserve(user_id: str, sku: str, qty: int) -> list:
         token = new_token()
         line = keys.sku(sku)
-        argv = (7, keys.reservation(token), keys.expiries, keys.dirty, keys.sale_switch, line.stock, line.holds, line.buyers,
+        argv = (7, keys.reservation(token), keys.parts[0].expiries, keys.parts[0].dirty, keys.parts[0].sale_switch, line.stock, line.holds, line.buyers,
                 token, user_id, _fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), HOLD_TTL_MS,
                 RETENTION_MS, 0, sku, qty)
         try:

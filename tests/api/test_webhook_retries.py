@@ -18,7 +18,7 @@ def _stored_webhook_records(inv: Any) -> list[bytes]:
 
 def _healthy(inv: Any) -> None:
     """The epoch marker recovery writes once Redis state is initialised or rebuilt."""
-    inv.redis.set(inv.keys.epoch, "test-epoch")
+    inv.redis.set(inv.keys.parts[0].epoch, "test-epoch")
 
 
 def _take_record_away(inv: Any, order: dict[str, Any]) -> tuple[str, bytes]:

@@ -116,7 +116,7 @@ def _sell_and_persist(stack: Stack, inv: Inventory, pg_sessions) -> None:  # noq
     def persisted() -> bool:
         with pg_sessions() as s:
             sold = s.scalar(select(func.sum(LedgerRow.sold_delta)).where(LedgerRow.sku == "HOT"))
-        return sold == 5 and inv.redis.xlen(inv.keys.outbox) == 0
+        return sold == 5 and inv.redis.xlen(inv.keys.parts[0].outbox) == 0
 
     wait_for(persisted, DEADLINE, interval=0.2)
 

@@ -36,7 +36,7 @@ def test_reconcile_during_trading_repairs_only_real_drift_and_redis_ends_agreein
     persist_now(real_inv, pg_sessions)
     assert run_reconciliation(real_inv, pg_sessions, repair=True, full=True).clean
     real_inv.redis.hincrby(real_inv.keys.sku("DRIFT").stock, "avail", 3)  # the only real drift
-    real_inv.redis.sadd(real_inv.keys.dirty, "DRIFT")
+    real_inv.redis.sadd(real_inv.keys.parts[0].dirty, "DRIFT")
     stop = threading.Event()
 
     def drainer() -> None:

@@ -384,7 +384,7 @@ class Interleavings(RuleBasedStateMachine):
 
     def _unpersisted(self) -> bool:
         # With no outbox entry and no dirty SKU, drain and reconcile have nothing to look at.
-        return bool(self.client.xlen(self.admin.keys.outbox) or self.client.scard(self.admin.keys.dirty))
+        return bool(self.client.xlen(self.admin.keys.parts[0].outbox) or self.client.scard(self.admin.keys.parts[0].dirty))
 
     @precondition(_unpersisted)
     @rule()
@@ -432,7 +432,7 @@ class Interleavings(RuleBasedStateMachine):
         for host in self.hosts.values():
             host.stop()
         delete_prefix(self.client, self.prefix)
-        self.client.delete(self.admin.keys.test_clock)
+        self.client.delete(self.admin.keys.parts[0].test_clock)
         if self.engine is not None:  # else thousands of shrinking runs leak open files
             self.engine.dispose()
             for suffix in ("", "-wal", "-shm"):

@@ -79,7 +79,7 @@ def test_applying_the_same_events_again_or_out_of_order_changes_nothing(real_inv
     orders = _sell(real_inv, 6)
     real_inv.reservations.record_payment(event_id="p1", result="paid", order_id=orders[0])
     real_inv.reservations.record_payment(event_id="p2", result="failed", order_id=orders[1])
-    events = parse_entries(real_inv.redis.xrange(real_inv.keys.outbox))
+    events = parse_entries(real_inv.redis.xrange(real_inv.keys.parts[0].outbox))
     with pg_sessions.begin() as s:
         apply_events(s, events, now_ms=1)
     once = table_state(pg_sessions)
@@ -97,7 +97,7 @@ def test_status_events_seen_before_their_order_still_end_in_the_latest_status(re
     make_product(real_inv, "HOT", stock=5)
     order = _sell(real_inv, 1)[0]
     real_inv.reservations.record_payment(event_id="late-fail", result="failed", order_id=order)
-    created, failed = [e for e in parse_entries(real_inv.redis.xrange(real_inv.keys.outbox))[2:]]
+    created, failed = [e for e in parse_entries(real_inv.redis.xrange(real_inv.keys.parts[0].outbox))[2:]]
     for event in (failed, created):  # a redelivered 'created' after 'payment_failed'
         with pg_sessions.begin() as s:
             apply_events(s, [event], now_ms=1)
@@ -123,7 +123,7 @@ def test_a_crash_between_commit_and_acknowledge_redelivers_without_duplicates(
     with pytest.raises(redis.ConnectionError):
         drain_once(real_inv, pg_sessions, batch_size=5, consumer="crashy")
     monkeypatch.undo()
-    assert real_inv.redis.xpending(real_inv.keys.outbox, GROUP)["pending"] == 5
+    assert real_inv.redis.xpending(real_inv.keys.parts[0].outbox, GROUP)["pending"] == 5
     after_crash = table_state(pg_sessions)
     assert len(after_crash["ledger"]) == 1 + 3  # the committed batch: product, seed, three sales
 
@@ -132,8 +132,8 @@ def test_a_crash_between_commit_and_acknowledge_redelivers_without_duplicates(
     state = table_state(pg_sessions)
     assert sorted(o[0] for o in state["orders"]) == sorted(orders)
     assert ledger_totals(pg_sessions, "HOT") == (30, 12)
-    assert real_inv.redis.xlen(real_inv.keys.outbox) == 0
-    assert real_inv.redis.xpending(real_inv.keys.outbox, GROUP)["pending"] == 0
+    assert real_inv.redis.xlen(real_inv.keys.parts[0].outbox) == 0
+    assert real_inv.redis.xpending(real_inv.keys.parts[0].outbox, GROUP)["pending"] == 0
 
 
 def test_unreachable_database_leaves_entries_in_the_outbox_until_it_is_back(real_inv: Inventory, pg_sessions) -> None:
@@ -143,7 +143,7 @@ def test_unreachable_database_leaves_entries_in_the_outbox_until_it_is_back(real
     with pytest.raises(OperationalError):
         drain_once(real_inv, make_session_factory(dead), consumer="first")
     dead.dispose()
-    assert real_inv.redis.xlen(real_inv.keys.outbox) == 6
+    assert real_inv.redis.xlen(real_inv.keys.parts[0].outbox) == 6
 
     result = drain_once(real_inv, pg_sessions, consumer="second", claim_idle_ms=0)  # claims the stuck entries
 
@@ -167,7 +167,7 @@ def test_ledger_records_every_stock_change_so_totals_can_be_recomputed(real_inv:
 
 def test_a_malformed_entry_is_kept_as_a_reject_and_does_not_block_the_rest(real_inv: Inventory, pg_sessions) -> None:
     make_product(real_inv, "HOT", stock=3)
-    real_inv.redis.xadd(real_inv.keys.outbox, {"type": "order_created", "order": "garbage"})
+    real_inv.redis.xadd(real_inv.keys.parts[0].outbox, {"type": "order_created", "order": "garbage"})
     orders = _sell(real_inv, 2)
     result = drain_once(real_inv, pg_sessions)
     assert result.rejects == 1 and result.backlog == 0
@@ -193,9 +193,9 @@ def test_consumers_of_dead_processes_that_hold_nothing_are_forgotten(real_inv: I
     make_product(real_inv, "HOT", stock=3)
     drain_once(real_inv, pg_sessions, consumer="gone-1")
     drain_once(real_inv, pg_sessions, consumer="gone-2")
-    real_inv.redis.xadd(real_inv.keys.outbox, {"type": "noise"})
-    real_inv.redis.xreadgroup(GROUP, "busy", {real_inv.keys.outbox: ">"})  # holds one pending entry
+    real_inv.redis.xadd(real_inv.keys.parts[0].outbox, {"type": "noise"})
+    real_inv.redis.xreadgroup(GROUP, "busy", {real_inv.keys.parts[0].outbox: ">"})  # holds one pending entry
     time.sleep(0.05)
     assert prune_consumers(real_inv, idle_ms=5) == 2
-    names = [c["name"] for c in real_inv.redis.xinfo_consumers(real_inv.keys.outbox, GROUP)]
+    names = [c["name"] for c in real_inv.redis.xinfo_consumers(real_inv.keys.parts[0].outbox, GROUP)]
     assert names in ([b"busy"], ["busy"])

@@ -90,7 +90,7 @@ def test_checkout_moves_held_to_sold_and_writes_the_outbox(shop: Inventory) -> N
     assert order.status is Status.PENDING_PAYMENT and order.total == 450
     a = stock(shop, "A")
     assert (a.available, a.held, a.sold) == (8, 0, 2)
-    entries = shop.redis.xrange(shop.keys.outbox)
+    entries = shop.redis.xrange(shop.keys.parts[0].outbox)
     created = [f for _, f in entries if f[b"type"] == b"order_created"]
     assert len(created) == 1
     assert created[0][b"order"].decode() == order.id
@@ -104,7 +104,7 @@ def test_checkout_is_idempotent(shop: Inventory) -> None:
     again = shop.reservations.checkout(held.id, user_id="alice")
     assert again.id == first.id and again.replayed
     assert stock(shop, "A").sold == 2
-    assert shop.redis.xlen(shop.keys.outbox) == 2 + 2 + 1  # 2 configures, 2 seeds, 1 order
+    assert shop.redis.xlen(shop.keys.parts[0].outbox) == 2 + 2 + 1  # 2 configures, 2 seeds, 1 order
 
 
 def test_checkout_of_expired_reservation_is_refused_and_returns_stock(shop: Inventory, clock: ManualClock) -> None:

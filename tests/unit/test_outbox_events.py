@@ -26,7 +26,7 @@ def _inv() -> Inventory:
 
 
 def _events(inv: Inventory) -> list:
-    return parse_entries(inv.redis.xrange(inv.keys.outbox))
+    return parse_entries(inv.redis.xrange(inv.keys.parts[0].outbox))
 
 
 def test_script_entries_parse_into_typed_events_in_stream_order() -> None:

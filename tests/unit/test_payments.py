@@ -18,7 +18,7 @@ def shop(inv: Inventory) -> Inventory:
 
 
 def _outbox_types(inv: Inventory) -> list[str]:
-    return [f[b"type"].decode() for _, f in inv.redis.xrange(inv.keys.outbox) if f[b"type"].startswith(b"order")]
+    return [f[b"type"].decode() for _, f in inv.redis.xrange(inv.keys.parts[0].outbox) if f[b"type"].startswith(b"order")]
 
 
 def test_paid_marks_the_order_paid(shop: Inventory) -> None:

@@ -20,7 +20,7 @@ def tiny(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_outbox_view_reads_every_entry_in_slices_then_only_the_new_tail(inv: Inventory, tiny: None) -> None:
     for n in range(4):
         make_product(inv, f"S{n}", stock=5)  # 2 entries each
-    view = OutboxView(inv.redis, inv.keys.outbox)
+    view = OutboxView(inv.redis, inv.keys.parts[0].outbox)
     assert view.refresh() == 8 and len(view.events) == 8
     inv.catalog.adjust_stock("S1", add=2)
     assert view.refresh() == 1 and view.refresh() == 0
@@ -47,6 +47,6 @@ def test_set_and_catalogue_walks_return_every_member(inv: Inventory, tiny: None)
     skus = [f"S{n}" for n in range(7)]
     for sku in skus:
         make_product(inv, sku, stock=1)
-    inv.redis.sadd(inv.keys.dirty, *skus)
-    assert scan_set(inv.redis, inv.keys.dirty) == set(skus)
-    assert lex_members(inv.redis, inv.keys.catalog) == sorted(skus)
+    inv.redis.sadd(inv.keys.parts[0].dirty, *skus)
+    assert scan_set(inv.redis, inv.keys.parts[0].dirty) == set(skus)
+    assert lex_members(inv.redis, inv.keys.parts[0].catalog) == sorted(skus)

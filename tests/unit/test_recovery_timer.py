@@ -22,7 +22,7 @@ def test_the_full_check_runs_once_per_interval_across_workers(checks: list[Any])
     server = fakeredis.FakeServer()
     settings = Settings(key_prefix="w", recovery_interval_seconds=60)
     workers = [Inventory(fakeredis.FakeRedis(server=server), settings) for _ in range(3)]
-    workers[0].redis.set(workers[0].keys.epoch, "e1")
+    workers[0].redis.set(workers[0].keys.parts[0].epoch, "e1")
 
     results = [recovery_timer.check_if_due(inv, None) for inv in workers for _ in range(2)]
 
