@@ -58,22 +58,26 @@ def test_migrate_slot_moves_keys_and_the_client_follows_moved_and_ask(
         cluster_redis.set(key, i)
     source = redis_cluster.slot_owner(slot)
     target = next(p for p in redis_cluster.masters() if p != source)
-    seen_mid_migration: list[tuple[int, bytes | None]] = []
+    expected = [str(i).encode() for i in range(len(keys))]
+    seen_mid_migration: list[int] = []
 
     def traffic(moved: int) -> None:
-        # half-migrated: old keys answer from wherever they are (ASK for the moved ones), new keys land on the target
-        seen_mid_migration.append((moved, cluster_redis.get(keys[-1])))
+        # half-migrated: the source answers for keys it still has and sends ASK for the moved ones and for
+        # new keys, which land on the target
+        on_target = redis_cluster.node(target).execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)
+        assert on_target == moved + len(seen_mid_migration)
+        assert [cluster_redis.get(k) for k in keys] == expected
         cluster_redis.set(f"{tag}:new{moved}", moved)
+        seen_mid_migration.append(moved)
 
     moved = redis_cluster.migrate_slot(slot, target, batch_size=10, between_batches=traffic)
 
     assert moved == len(keys)
-    assert [v for _, v in seen_mid_migration] == [b"24"] * len(seen_mid_migration)
-    assert [m for m, _ in seen_mid_migration] == [0, 10, 20, 25]
+    assert seen_mid_migration == [0, 10, 20, 25]
     assert redis_cluster.slot_owner(slot) == target
     assert redis_cluster.node(source).execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
     assert redis_cluster.node(target).execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == len(keys) + 4
-    assert cluster_redis.mget(keys) == [str(i).encode() for i in range(len(keys))]  # MOVED followed
+    assert cluster_redis.mget(keys) == expected  # MOVED followed
     assert cluster_redis.get(f"{tag}:new0") == b"0"
     assert redis_cluster.migrate_slot(slot, source) == len(keys) + 4  # and back, so other tests see the usual map
 
