@@ -15,6 +15,9 @@ from inventory import Inventory, Settings
 from tests.clocks import ManualClock
 
 if TYPE_CHECKING:
+    from redis.cluster import RedisCluster
+
+    from tests.own_cluster import OwnCluster
     from tests.own_redis import OwnRedis
 
 REDIS_URL = os.environ.get("FLASHSTOCK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -94,6 +97,54 @@ def own_redis(tmp_path: Path) -> Iterator["OwnRedis"]:
         server_unavailable("redis-server (own instance)", error)
     yield server
     server.stop()
+
+
+def start_cluster(directory: Path, masters: int = 3, replicas_per_master: int = 0) -> "OwnCluster":
+    """An OwnCluster started under `directory`; a cluster that cannot start fails in CI, else skips."""
+    from tests.own_cluster import ClusterStartError, OwnCluster
+
+    try:
+        return OwnCluster(directory, masters=masters, replicas_per_master=replicas_per_master).start()
+    except (OSError, ClusterStartError) as error:
+        server_unavailable(f"Redis Cluster ({masters} masters x {replicas_per_master} replicas)", error)
+        raise  # unreachable: server_unavailable fails or skips
+
+
+def delete_cluster_prefix(cluster: "OwnCluster", prefix: str) -> None:
+    """Remove only one test's keys (and its test clocks) from every master of a cluster."""
+    for port in cluster.masters():  # SCAN is per node: visit every master with a plain client
+        node = cluster.node(port)
+        for pattern in (f"{prefix}:*", f"{prefix}.testclock*"):
+            keys = list(node.scan_iter(match=pattern, count=1000))
+            with node.pipeline(transaction=False) as pipe:
+                for key in keys:  # one key per UNLINK: a node refuses multi-key commands across slots
+                    pipe.unlink(key)
+                pipe.execute()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator["OwnCluster"]:
+    """One local 3-master Redis Cluster (no replicas) for the whole session, stopped at the end."""
+    cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_redis(redis_cluster: "OwnCluster", key_prefix: str) -> Iterator["RedisCluster"]:
+    """A RedisCluster client on the session cluster; afterwards only this test's keys are removed."""
+    client = redis_cluster.client()
+    yield client
+    client.close()
+    delete_cluster_prefix(redis_cluster, key_prefix)
+
+
+@pytest.fixture
+def replicated_cluster(tmp_path: Path) -> Iterator["OwnCluster"]:
+    """A private 3-master cluster with one replica per master, for failover tests; stopped afterwards."""
+    cluster = start_cluster(tmp_path / "replicated-cluster", replicas_per_master=1)
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture
