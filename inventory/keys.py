@@ -135,8 +135,12 @@ class KeySpace:
         return self.parts[self.partition_of(sku)]
 
     def of_token(self, token: str) -> Partition:
-        """The partition a reservation token names in its last digits (tokens are validated by ids)."""
-        index = int(token[-PARTITION_DIGITS:], 16)
+        """The partition a reservation token names in its last digits; a token naming none (forged, or
+        from another partition count) maps to partition 0, where its record is simply not found."""
+        try:
+            index = int(token[-PARTITION_DIGITS:], 16)
+        except ValueError:
+            return self.parts[0]
         return self.parts[index] if index < self.partitions else self.parts[0]
 
     def token_in(self, base: str, index: int) -> str:

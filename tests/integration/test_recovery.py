@@ -138,8 +138,8 @@ def test_a_drain_committing_during_the_check_is_not_mistaken_for_a_rollback(
 
     read_stream = recovery_module.stream_last_id
 
-    def stream_read_then_drain(inv: Inventory):  # noqa: ANN202
-        last = read_stream(inv)
+    def stream_read_then_drain(inv: Inventory, part):  # noqa: ANN001, ANN202
+        last = read_stream(inv, part)
         if drain_lands == "after_the_stream_read":
             a_worker_persists_a_new_checkout()
         return last
