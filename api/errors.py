@@ -21,7 +21,6 @@ RETRY_AFTER_UNAVAILABLE = "1"
 STATUS_BY_CODE: dict[str, int] = {
     # domain (InventoryError.code)
     "invalid_argument": 422,
-    "lines_span_partitions": 422,
     "product_not_found": 404,
     "sale_not_active": 409,
     "sold_out": 409,

@@ -20,12 +20,6 @@ class InvalidArgument(InventoryError):
     code = "invalid_argument"
 
 
-class LinesSpanPartitions(InvalidArgument):
-    """The lines of one reservation must live in one partition of the key space (one cluster slot)."""
-
-    code = "lines_span_partitions"
-
-
 class ProductNotFound(InventoryError):
     code = "product_not_found"
 

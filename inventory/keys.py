@@ -80,6 +80,11 @@ class Partition:
         return f"{self.base}:expiries"
 
     @property
+    def pending(self) -> str:
+        """Zset of multi-part reservations (by token) whose other parts still have to follow their home."""
+        return f"{self.base}:pending"
+
+    @property
     def dirty(self) -> str:
         """Set of this partition's SKUs changed since the last reconciliation."""
         return f"{self.base}:dirty"

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Sequence
 
 from redis import Redis
 from redis.exceptions import ResponseError
-from sqlalchemy import and_, bindparam, case, or_
+from sqlalchemy import and_, bindparam, case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -321,11 +321,14 @@ def _apply_orders(session: Session, events: list[OrderEvent], now_ms: int) -> No
         best = max(group, key=lambda e: STATUS_RANK[e.status])
         # The id of the call that created the order (its first event; checkout or an early payment).
         creator = min(group, key=lambda e: (e.ts_ms, STATUS_RANK[e.status]))
+        # An order whose lines live in several partitions arrives as one event per part, each with its
+        # own lines: the order's lines are their union (and its total their sum, fixed up below).
+        order_lines = {line.sku: line for event in group for line in event.lines}
         orders.append(dict(id=order_id, reservation_id=first.reservation_id, user_id=first.user_id,
-                           status=best.status, total=first.total, created_ms=first.ts_ms, updated_ms=now_ms,
-                           request_id=creator.request_id or None))
+                           status=best.status, total=sum(l.qty * l.unit_price for l in order_lines.values()),
+                           created_ms=first.ts_ms, updated_ms=now_ms, request_id=creator.request_id or None))
         lines += [dict(order_id=order_id, sku=line.sku, qty=line.qty, unit_price=line.unit_price)
-                  for line in first.lines]
+                  for line in order_lines.values()]
         payments += [dict(event_id=e.event_id, order_id=order_id,
                           result="failed" if e.kind == "order_payment_failed" else "paid", received_ms=e.ts_ms,
                           request_id=e.request_id or None)
@@ -334,10 +337,25 @@ def _apply_orders(session: Session, events: list[OrderEvent], now_ms: int) -> No
                             b_ts=first.ts_ms, b_now=now_ms))
     _insert_ignore(session, OrderRow.__table__, orders, ["id"])
     _insert_ignore(session, OrderLineRow.__table__, lines, ["order_id", "sku"])
+    # The parts of a multi-partition order come from different partitions' outboxes, so in different
+    # batches: the first one inserts the order, each later one adds its lines and fixes the total.
+    _fix_totals(session, sorted(by_order))
     _insert_ignore(session, PaymentEventRow.__table__, list({p["event_id"]: p for p in payments}.values()),
                    ["event_id"])
     # A new order already has its status; only later statuses (or rows that existed) need moving forward.
     _advance_status(session, sorted((u for u in updates if u["b_rank"] > 0), key=lambda u: u["b_id"]))
+
+
+def _fix_totals(session: Session, order_ids: list[str]) -> None:
+    """Set each order's total to the sum of its stored lines (parts persisted in different batches)."""
+    if not order_ids:
+        return
+    orders, lines = OrderRow.__table__, OrderLineRow.__table__
+    summed = (select(func.coalesce(func.sum(lines.c.qty * lines.c.unit_price), 0))
+              .where(lines.c.order_id == orders.c.id).scalar_subquery())
+    for start in range(0, len(order_ids), 500):
+        session.execute(orders.update().where(orders.c.id.in_(order_ids[start:start + 500]), orders.c.total != summed)
+                        .values(total=summed))
 
 
 def _advance_status(session: Session, updates: list[dict[str, Any]]) -> None:

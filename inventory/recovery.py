@@ -271,27 +271,44 @@ def _restore(inv: Inventory, session: Session, order_ids: list[str]) -> int:
     events: dict[str, list[PaymentEventRow]] = {}
     for row in session.scalars(select(PaymentEventRow).where(PaymentEventRow.order_id.in_(order_ids))):
         events.setdefault(row.order_id, []).append(row)
+    records = [(order, q, record) for order in orders for q, record in _order_parts(inv, order, events)]
     check = inv.redis.pipeline(transaction=False)
-    for order in orders:
-        check.exists(inv.keys.reservation(order.id[2:]))
-    missing = [order for order, exists in zip(orders, check.execute()) if not exists]
+    for order, q, _ in records:
+        check.exists(inv.keys.parts[q].reservation(order.id[2:]))
+    missing = [item for item, exists in zip(records, check.execute()) if not exists]
     retention = inv.settings.order_retention_seconds * 1000
     pipe = inv.redis.pipeline(transaction=False)
-    for order in missing:
-        token = order.id[2:]
+    for order, q, record in missing:
+        part, token = inv.keys.parts[q], order.id[2:]
+        pipe.hset(part.reservation(token), mapping=record)
+        pipe.pexpire(part.reservation(token), retention)
+        pipe.zadd(part.user_orders(order.user_id), {order.id: order.created_ms})
+    pipe.execute()
+    return len({order.id for order, _, _ in missing})
+
+
+def _order_parts(inv: Inventory, order: OrderRow,
+                 events: dict[str, list[PaymentEventRow]]) -> list[tuple[int, dict[str, Any]]]:
+    """The Redis record of each part of an order (one per partition its lines live in; the home lists the rest)."""
+    token = order.id[2:]
+    home = inv.keys.of_token(token).index
+    by_part: dict[int, list[Any]] = {}
+    for line in order.lines:
+        by_part.setdefault(inv.keys.partition_of(line.sku), []).append(line)
+    out = []
+    for q, lines in sorted(by_part.items()):
         record: dict[str, Any] = {"u": order.user_id, "st": order.status, "exp": order.created_ms,
-                                  "ct": order.created_ms, "co": order.created_ms, "fp": "", "n": len(order.lines),
+                                  "ct": order.created_ms, "co": order.created_ms, "fp": "", "n": len(lines),
                                   "oid": order.id}
-        for line in order.lines:
+        if q == home and len(by_part) > 1:
+            record["parts"] = ",".join(str(p) for p in sorted(by_part) if p != home)
+        for line in lines:
             record[f"l:{line.sku}"] = line.qty
             record[f"p:{line.sku}"] = line.unit_price
         for event in events.get(order.id, []):
             record[f"ev:{event.event_id}"] = event.result
-        pipe.hset(inv.keys.reservation(token), mapping=record)
-        pipe.pexpire(inv.keys.reservation(token), retention)
-        pipe.zadd(inv.keys.of_token(token).user_orders(order.user_id), {order.id: order.created_ms})
-    pipe.execute()
-    return len(missing)
+        out.append((q, record))
+    return out
 
 
 # -- Redis persistence settings --------------------------------------------------------------------

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import replace
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from inventory import ids
 from inventory.context import Context, decode_hash, text
-from inventory.keys import Partition
 from inventory.errors import (
     InvalidArgument,
-    LinesSpanPartitions,
     OrderNotFound,
-    RateLimited,
     ReservationClosed,
     ReservationNotFound,
     StaleRead,
@@ -22,15 +17,11 @@ from inventory.errors import (
 from inventory.models import (
     Line, Order, PaymentOutcome, RateLimit, Reservation, Status, SweepResult, from_ms,
 )
+from inventory.multipart import MultiPart, other_parts
+from inventory.part_calls import PartCalls, fingerprint
 from inventory.validation import check_lines, check_request_id, check_user
 
-_STALE_RETRIES = 5
 PAYMENT_RESULTS = ("paid", "failed")
-
-
-def _fingerprint(user_id: str, lines: list[tuple[str, int]], ttl_ms: int) -> str:
-    body = json.dumps([user_id, sorted(lines), ttl_ms], separators=(",", ":"))
-    return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
 def _lines_of(record: dict[str, str]) -> tuple[Line, ...]:
@@ -42,11 +33,13 @@ def _lines_of(record: dict[str, str]) -> tuple[Line, ...]:
 
 
 class Reservations:
-    """Typed operations over the reservation scripts."""
+    """Typed operations over the reservation scripts; one part, or several partitions' parts as one."""
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
+        self.calls = PartCalls(ctx)
+        self.multi = MultiPart(ctx, self.calls)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -72,37 +65,31 @@ class Reservations:
             )
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
             raise InvalidArgument("Idempotency keys are 1-255 characters.", field="idempotency_key")
-        part = self._partition_of([sku for sku, _ in lines])
-        base = ids.token_for_key(user_id, idempotency_key) if idempotency_key else ids.new_token()
-        token = self.ctx.keys.token_in(base, part.index)
-        ttl_ms = ttl * 1000
-        keys = [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
-        keys += self.ctx.line_keys([sku for sku, _ in lines])
-        if self.ctx.cluster and rate_limits:  # buckets live in other slots: counted first, one call each
-            for j, bucket in enumerate(rate_limits, 1):
-                self._count_request(bucket, j)
-            rate_limits = ()
-        keys += [bucket.key for bucket in rate_limits]
-        args: list[Any] = [token, user_id, _fingerprint(user_id, lines, ttl_ms), ttl_ms,
-                           self.settings.record_retention_seconds * 1000, len(rate_limits)]
+        keys = self.ctx.keys
+        by_part: dict[int, list[tuple[str, int]]] = {}
         for sku, qty in lines:
-            args += [sku, qty]
-        for bucket in rate_limits:
-            args += [bucket.limit, bucket.window_seconds]
-        try:
-            reply = self.ctx.run("reserve", keys, args)
-        except RateLimited as error:
-            bucket = rate_limits[int(error.details["bucket"]) - 1]
-            raise RateLimited(error.message, limit=bucket.label or str(bucket.limit),
-                              retry_after_ms=int(error.details["retry_after_ms"])) from None
+            by_part.setdefault(keys.partition_of(sku), []).append((sku, qty))
+        home = keys.partition_of(min(sku for sku, _ in lines))
+        base = ids.token_for_key(user_id, idempotency_key) if idempotency_key else ids.new_token()
+        token = keys.token_in(base, home)
+        ttl_ms = ttl * 1000
+        fp = fingerprint(user_id, lines, ttl_ms)
+        if len(by_part) > 1:
+            reply, prices = self.multi.reserve(token, user_id, fp, ttl_ms, by_part, rate_limits)
+        else:
+            if self.ctx.cluster and rate_limits:  # buckets live in other slots: counted first, one call each
+                for j, bucket in enumerate(rate_limits, 1):
+                    self.calls.count_request(bucket, j)
+                rate_limits = ()
+            reply = self.calls.reserve(keys.parts[home], token, user_id, fp, ttl_ms, lines, rate_limits=rate_limits)
+            prices = {sku: int(p) for (sku, _), p in zip(lines, reply[3:])}
         if int(reply[0]) == 1:
             return replace(self.get(ids.reservation_id(token)), replayed=True)
-        prices = [int(p) for p in reply[3:]]
         return Reservation(
             id=ids.reservation_id(token),
             user_id=user_id,
             status=Status.HELD,
-            lines=tuple(Line(sku, qty, price) for (sku, qty), price in zip(lines, prices)),
+            lines=tuple(Line(sku, qty, prices[sku]) for sku, qty in lines),
             created_at=from_ms(int(reply[2])),  # type: ignore[arg-type]
             expires_at=from_ms(int(reply[1])),  # type: ignore[arg-type]
         )
@@ -112,39 +99,34 @@ class Reservations:
         """Set new quantities for some lines of an open reservation (0 removes a line)."""
         token = self._token(reservation_id)
         wanted = dict(check_lines(changes, allow_zero=True))
-        part = self.ctx.keys.of_token(token)
-        self._partition_of(list(wanted), part)
-
-        def amend_call(current: list[str], _owner: str) -> list[Any]:
-            # Every current line is named too, so the script can check that all its holds are still there.
-            skus = sorted(set(current) | set(wanted))
-            args: list[Any] = [token, user_id or ""]
-            for sku in skus:
-                args += [sku, wanted.get(sku, "")]
-            return self.ctx.run("amend", [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
-                                + self.ctx.line_keys(skus), args)
-
-        self._on_lines(token, amend_call)
+        home = self.ctx.keys.of_token(token)
+        record = self.calls.read(home, token)
+        if other_parts(record) or any(self.ctx.keys.partition_of(sku) != home.index for sku in wanted):
+            self.multi.amend(token, record, wanted, user_id or "")
+        else:
+            self.calls.amend(home, token, user_id or "", wanted)
         return self.get(reservation_id, user_id=user_id)
 
     def release(self, reservation_id: str, *, user_id: str | None = None) -> Reservation:
         """Cancel a hold: its stock returns exactly once; releasing again is harmless."""
         token = self._token(reservation_id)
-        self._on_lines(token, lambda skus, _: self._release_call(token, skus, user_id or "", "cancel"))
+        home = self.ctx.keys.of_token(token)
+        if other_parts(self.calls.read(home, token)):
+            self.multi.release(token, user_id or "")
+        else:
+            self.calls.release(home, token, user_id or "", "cancel")
         return self.get(reservation_id, user_id=user_id)
 
     def checkout(self, reservation_id: str, *, user_id: str | None = None, request_id: str = "") -> Order:
         """Turn an open hold into an order awaiting payment; repeating returns the same order."""
         check_request_id(request_id)
         token = self._token(reservation_id)
-        part = self.ctx.keys.of_token(token)
-        reply = self._on_lines(token, lambda skus, owner: self.ctx.run(
-            "checkout",
-            [part.reservation(token), part.expiries, part.dirty, part.outbox,
-             part.user_orders(owner)] + self.ctx.line_keys(skus),
-            [token, user_id or "", ids.order_id(token), self.settings.order_retention_seconds * 1000, *skus,
-             request_id],
-        ))
+        home = self.ctx.keys.of_token(token)
+        record = self.calls.read(home, token)
+        if other_parts(record):
+            reply = self.multi.checkout(token, record, user_id or "", ids.order_id(token), request_id)
+        else:
+            reply = self.calls.checkout(home, token, user_id or "", ids.order_id(token), request_id)
         order = self.get_order(text(reply[1]))
         return replace(order, replayed=int(reply[0]) == 1)
 
@@ -161,15 +143,13 @@ class Reservations:
         token = ids.token_of(order_id, "o") if order_id else ids.token_of(reservation_id or "", "r")
         if token is None:
             raise (OrderNotFound if order_id else ReservationNotFound)("No such order or reservation.")
-        part = self.ctx.keys.of_token(token)
+        home = self.ctx.keys.of_token(token)
         try:
-            reply = self._on_lines(token, lambda skus, owner: self.ctx.run(
-                "record_payment",
-                [part.reservation(token), part.expiries, part.dirty, part.outbox,
-                 part.user_orders(owner)] + self.ctx.line_keys(skus),
-                [token, event_id, result, ids.order_id(token), self.settings.order_retention_seconds * 1000,
-                 *skus, request_id],
-            ))
+            record = self.calls.read(home, token)
+            if other_parts(record):
+                reply = self.multi.record_payment(token, record, event_id, result, ids.order_id(token), request_id)
+            else:
+                reply = self.calls.record_payment(home, token, event_id, result, ids.order_id(token), request_id)
         except ReservationNotFound:
             if order_id:
                 raise OrderNotFound("No such order.") from None
@@ -183,17 +163,21 @@ class Reservations:
         )
 
     def expire_due(self, *, batch_size: int | None = None, max_batches: int = 50) -> SweepResult:
-        """Release reservations whose expiry has passed, in bounded batches."""
+        """Release reservations (and parts) whose expiry has passed, in bounded batches, per partition."""
         size = batch_size or self.settings.sweep_batch_size
         expired = returned = batches = 0
         now = self.ctx.now_ms()
         for part in self.ctx.keys.parts:
+            self.multi.converge_pending(part, now)
             for _ in range(max_batches):
                 batches += 1
                 tokens = [text(t) for t in self.ctx.redis.zrangebyscore(part.expiries, "-inf", now, start=0, num=size)]
                 for token in tokens:
                     try:
-                        reply = self._on_lines(token, lambda skus, _, t=token: self._release_call(t, skus, "", "expire"))
+                        reply = self.calls.release(part, token, "", "expire")
+                        if int(reply[0]) == 3:  # a pinned part of a checkout that did not finish
+                            self.multi.resolve_pinned(part, token)
+                            continue
                     except (ReservationNotFound, ReservationClosed, StaleRead):
                         continue  # gone, checked out or paid since it was listed: nothing to expire
                     if int(reply[0]) == 0:
@@ -208,17 +192,18 @@ class Reservations:
     def get(self, reservation_id: str, *, user_id: str | None = None) -> Reservation:
         """A reservation as it stands now; another user's reservation is 'not found'."""
         token = self._token(reservation_id)
-        record = decode_hash(self.ctx.redis.hgetall(self.ctx.keys.reservation(token)))
+        record = self.calls.read(self.ctx.keys.of_token(token), token)
         if not record or (user_id is not None and record["u"] != user_id):
             raise ReservationNotFound("No such reservation.", reservation_id=reservation_id)
         status = Status(record["st"])
-        if status is Status.HELD and self.ctx.now_ms() >= int(record["exp"]):
+        lines, parts_held = self._all_lines(token, record)
+        if status is Status.HELD and (not parts_held or self.ctx.now_ms() >= int(record["exp"])):
             status = Status.EXPIRED
         return Reservation(
             id=reservation_id,
             user_id=record["u"],
             status=status,
-            lines=_lines_of(record),
+            lines=lines,
             created_at=from_ms(int(record["ct"])),  # type: ignore[arg-type]
             expires_at=from_ms(int(record["exp"])),  # type: ignore[arg-type]
             order_id=record.get("oid"),
@@ -227,7 +212,7 @@ class Reservations:
     def get_order(self, order_id: str, *, user_id: str | None = None) -> Order:
         """An order (checked-out reservation) with its payment status."""
         token = ids.token_of(order_id, "o")
-        record = decode_hash(self.ctx.redis.hgetall(self.ctx.keys.reservation(token))) if token else {}
+        record = self.calls.read(self.ctx.keys.of_token(token), token) if token else {}
         if not record or record.get("oid") != order_id or (user_id is not None and record["u"] != user_id):
             raise OrderNotFound("No such order.", order_id=order_id)
         return self._order_of(record, token)  # type: ignore[arg-type]
@@ -236,18 +221,32 @@ class Reservations:
         """A user's most recent orders, newest first."""
         check_user(user_id)
         pipe = self.ctx.redis.pipeline(transaction=False)
-        for part in self.ctx.keys.parts:  # each partition indexes the orders it holds
+        for part in self.ctx.keys.parts:  # each partition indexes the orders (and order parts) it holds
             pipe.zrevrange(part.user_orders(user_id), 0, limit - 1, withscores=True)
-        newest = sorted((item for found in pipe.execute() for item in found), key=lambda i: -i[1])[:limit]
-        order_ids = [text(order) for order, _ in newest]
+        newest: dict[str, float] = {}
+        for order, score in (item for found in pipe.execute() for item in found):
+            newest[text(order)] = max(score, newest.get(text(order), score))
+        order_ids = sorted(newest, key=lambda o: -newest[o])[:limit]
         pipe = self.ctx.redis.pipeline(transaction=False)
-        tokens = [ids.token_of(o, "o") for o in order_ids]
+        tokens = [ids.token_of(o, "o") or "" for o in order_ids]
         for token in tokens:
-            pipe.hgetall(self.ctx.keys.reservation(token or ""))
-        return [self._order_of(decode_hash(raw), token)  # type: ignore[arg-type]
+            pipe.hgetall(self.ctx.keys.reservation(token))
+        return [self._order_of(decode_hash(raw), token)
                 for raw, token in zip(pipe.execute(), tokens) if raw]
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _all_lines(self, token: str, record: dict[str, str]) -> tuple[tuple[Line, ...], bool]:
+        """Every line of a reservation (its parts' too) and whether every part is still held."""
+        others = other_parts(record)
+        if not others:
+            return _lines_of(record), True
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for q in others:
+            pipe.hgetall(self.ctx.keys.parts[q].reservation(token))
+        records = [record] + [decode_hash(raw) for raw in pipe.execute()]
+        lines = tuple(sorted((line for r in records for line in _lines_of(r)), key=lambda line: line.sku))
+        return lines, all(r.get("st") == "held" for r in records[1:])
 
     def _order_of(self, record: dict[str, str], token: str) -> Order:
         return Order(
@@ -255,7 +254,7 @@ class Reservations:
             reservation_id=ids.reservation_id(token),
             user_id=record["u"],
             status=Status(record["st"]),
-            lines=_lines_of(record),
+            lines=self._all_lines(token, record)[0],
             created_at=from_ms(int(record.get("co") or record["ct"])),  # type: ignore[arg-type]
         )
 
@@ -265,43 +264,3 @@ class Reservations:
         if token is None:
             raise ReservationNotFound("No such reservation.", reservation_id=reservation_id)
         return token
-
-    def _on_lines(self, token: str, call: Callable[[list[str], str], list[Any]]) -> list[Any]:
-        """Run a script that needs the reservation's SKUs (and owner) in KEYS; retry if lines changed meanwhile.
-
-        One read gives both; a missing record passes no SKUs and owner '' and the script answers 'not found'.
-        """
-        for _ in range(_STALE_RETRIES):
-            record = decode_hash(self.ctx.redis.hgetall(self.ctx.keys.reservation(token)))
-            skus = sorted(field[2:] for field in record if field.startswith("l:"))
-            try:
-                return call(skus, record.get("u", ""))
-            except StaleRead:
-                continue
-        raise StaleRead("The reservation kept changing; try again.")
-
-    def _count_request(self, bucket: RateLimit, j: int) -> None:
-        try:
-            self.ctx.run("count_request", [bucket.key], [bucket.limit, bucket.window_seconds, j])
-        except RateLimited as error:
-            raise RateLimited(error.message, limit=bucket.label or str(bucket.limit),
-                              retry_after_ms=int(error.details["retry_after_ms"])) from None
-
-    def _partition_of(self, skus: Sequence[str], within: Partition | None = None) -> Partition:
-        """The one partition every SKU lives in; a reservation's lines share its partition's slot."""
-        parts = {self.ctx.keys.partition_of(sku) for sku in skus}
-        if within is not None:
-            parts.add(within.index)
-        if len(parts) > 1:
-            raise LinesSpanPartitions(
-                "These SKUs live in different partitions of the key space and cannot share one reservation; "
-                "reserve them separately.", skus=sorted(skus))
-        return within or self.ctx.keys.parts[parts.pop()]
-
-    def _release_call(self, token: str, skus: list[str], user_id: str, mode: str) -> list[Any]:
-        part = self.ctx.keys.of_token(token)
-        return self.ctx.run(
-            "release",
-            [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus),
-            [token, user_id, mode, self.settings.record_retention_seconds * 1000, *skus],
-        )

@@ -18,10 +18,14 @@ ARGV[3]        order id to assign
 ARGV[4]        order record retention, ms
 ARGV[4+i]      sku of line i (must be exactly the reservation's lines)
 ARGV[5+n]      request id written to the outbox entry ('' = none; at most 128 visible ASCII characters)
+ARGV[6+n]      abort generation the caller saw before pinning the other parts of a multi-part
+               reservation ('' = single part: not checked); a different 'abort' count means a sweeper
+               gave up on that attempt and unpinned them, so this checkout must not commit
 
 Time is Redis's own (now_ms()). Checkout acts only while the reservation is unexpired on that clock
 and every hold is still in its holds index; otherwise the reservation is expired here (remaining
-holds back exactly once). The user's order index is trimmed to the retention and expires with it.
+holds back exactly once). A pinned part of a multi-part reservation (pin_part) is checked out even
+past its expiry: its holds were kept for exactly this. The user's order index is trimmed to the retention and expires with it.
 
 Returns
   {0, order_id}                            checked out now
@@ -39,18 +43,19 @@ Invariant: for every SKU avail + held + sold == total, each >= 0.
 
 local token, user, order_id = ARGV[1], ARGV[2], ARGV[3]
 local retention = tonumber(ARGV[4])
-local n = #ARGV - 5
-local rid = ARGV[5 + n]
+local n = #ARGV - 6
+local rid, generation = ARGV[5 + n], ARGV[6 + n]
 if not is_count(ARGV[4]) then return {-11, 'retention'} end
 if n < 0 or #rid > 128 or string.find(rid, '[^!-~]') then return {-11, 'request_id'} end
 if order_id == '' or #KEYS ~= 5 + 3 * n then return {-11, 'items'} end
 
 local rkey = KEYS[1]
-local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'oid')
+local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'oid', 'pin', 'abort')
 if not rec[1] or (user ~= '' and rec[1] ~= user) then return {-5} end
 if rec[5] then return {1, rec[5], rec[2]} end
 if rec[2] == 'expired' then return {-6} end
 if rec[2] ~= 'held' then return {-7, rec[2]} end
+if generation ~= '' and (rec[7] or '0') ~= generation then return {-12} end
 
 local skus = {}
 for i = 1, n do skus[i] = ARGV[4 + i] end
@@ -59,7 +64,7 @@ local owner = rec[1]
 local qtys, prices = read_lines(rkey, skus)
 
 local now = now_ms()
-if now >= tonumber(rec[3]) or not holds_intact(5, token, owner, qtys) then
+if (now >= tonumber(rec[3]) and not rec[6]) or not holds_intact(5, token, owner, qtys) then
   expire_reservation(5, rkey, KEYS[2], KEYS[3], token, owner, skus, qtys, now)
   return {-6}
 end
@@ -68,6 +73,7 @@ sell_lines(5, KEYS[3], rkey, token, owner, skus, qtys)
 emit_order_event(KEYS[4], 'order_created', order_id, token, owner,
   encode_lines(skus, qtys, prices), now, '', rid)
 redis.call('HSET', rkey, 'st', 'pending_payment', 'oid', order_id, 'co', now)
+if rec[6] then redis.call('HDEL', rkey, 'pin', 'pinx') end
 redis.call('PEXPIRE', rkey, retention)
 index_order(KEYS[5], order_id, now, retention)
 redis.call('ZREM', KEYS[2], token)

@@ -16,10 +16,12 @@ ARGV[3]        request fingerprint (same token + other fingerprint = conflict)
 ARGV[4]        time to live, ms
 ARGV[5]        record retention after expiry, ms
 ARGV[6]        m, the number of rate-limit buckets (0 for none)
-ARGV[5+2i]     sku of line i
-ARGV[6+2i]     quantity of line i (integer 1..MAX_QTY)
-ARGV[6+2n+2j-1] request limit of bucket j per window
-ARGV[6+2n+2j]   window of bucket j, seconds
+ARGV[7]        the reservation's other parts: comma-separated partition numbers ('' = none, or this is
+               a part); recorded as 'parts' so checkout, payment and release find them
+ARGV[6+2i]     sku of line i
+ARGV[7+2i]     quantity of line i (integer 1..MAX_QTY)
+ARGV[7+2n+2j-1] request limit of bucket j per window
+ARGV[7+2n+2j]   window of bucket j, seconds
 
 Time is Redis's own (now_ms(), from TIME): the hold expires at now + ttl on the server's clock.
 
@@ -49,19 +51,21 @@ local token, user, fingerprint = ARGV[1], ARGV[2], ARGV[3]
 local ttl, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
 if not is_count(ARGV[6]) then return {-11, 'rate_limits'} end
 local m = tonumber(ARGV[6])
-local n = (#ARGV - 6 - 2 * m) / 2
+local parts = ARGV[7] or ''
+local n = (#ARGV - 7 - 2 * m) / 2
+if #parts > 200 or not string.match(parts, '^[%d,]*$') then return {-11, 'parts'} end
 
 if token == '' or user == '' then return {-11, 'id'} end
 if not (is_count(ARGV[4]) and is_count(ARGV[5])) or ttl < 1 then return {-11, 'ttl'} end
 if n < 1 or n ~= math.floor(n) or #KEYS ~= 4 + 3 * n + m then return {-11, 'items'} end
 
 for j = 1, m do
-  local limit, window = ARGV[5 + 2 * n + 2 * j], ARGV[6 + 2 * n + 2 * j]
+  local limit, window = ARGV[6 + 2 * n + 2 * j], ARGV[7 + 2 * n + 2 * j]
   if not (is_count(limit) and is_count(window)) or tonumber(window) < 1 then return {-11, 'rate_limits'} end
 end
 local skus, qtys, seen = {}, {}, {}
 for i = 1, n do
-  local sku, qty = ARGV[5 + 2 * i], ARGV[6 + 2 * i]
+  local sku, qty = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
   if not is_qty(qty, 1) then return {-11, 'qty'} end
   if seen[sku] then return {-11, 'duplicate_sku'} end
   seen[sku] = true
@@ -71,8 +75,8 @@ end
 for j = 1, m do
   local bucket = KEYS[4 + 3 * n + j]
   local count = redis.call('INCR', bucket)
-  if count == 1 then redis.call('EXPIRE', bucket, ARGV[6 + 2 * n + 2 * j]) end
-  if count > tonumber(ARGV[5 + 2 * n + 2 * j]) then
+  if count == 1 then redis.call('EXPIRE', bucket, ARGV[7 + 2 * n + 2 * j]) end
+  if count > tonumber(ARGV[6 + 2 * n + 2 * j]) then
     return {-13, j, math.max(redis.call('PTTL', bucket), 1)}
   end
 end
@@ -112,6 +116,10 @@ end
 local expires = now + ttl
 local minute = math.floor(now / 60000)
 local record = {'u', user, 'st', 'held', 'exp', expires, 'ct', now, 'fp', fingerprint, 'n', n}
+if parts ~= '' then
+  record[#record + 1] = 'parts'
+  record[#record + 1] = parts
+end
 for i = 1, n do
   local base = 4 + 3 * (i - 1)
   redis.call('HINCRBY', KEYS[base + 1], 'avail', -qtys[i])

@@ -10,16 +10,16 @@ import pytest
 from redis.crc import key_slot
 
 from inventory import Inventory, Settings
-from inventory.errors import LinesSpanPartitions
 from inventory.keys import KeySpace
 from inventory.models import RateLimit
 from tests.clocks import ManualClock
 from inventory.sale_admin import set_global_pause
 from inventory.scripts import Scripts, load_sources
-from tests.helpers import make_product, stock
+from tests.helpers import assert_invariant, make_product, stock
 
 SCRIPT_NAMES = {"reserve", "amend", "release", "checkout", "record_payment", "configure_product", "adjust_stock",
-                "set_sale_switch", "count_request"}
+                "set_sale_switch", "count_request", "pin_part", "abort_checkout", "attach_parts"}
+SINGLE_PARTITION_SCRIPTS = SCRIPT_NAMES - {"count_request", "pin_part", "abort_checkout", "attach_parts"}
 
 
 def test_every_operation_has_one_script_with_a_full_header() -> None:
@@ -40,13 +40,14 @@ def test_scripts_never_build_key_names() -> None:
         assert not re.search(r"\{p\d", body) and ":r:" not in body and ":outbox" not in body, src.filename
 
 
-def same_partition_skus(keys: KeySpace, count: int, *, avoid: int | None = None) -> list[str]:
-    """`count` SKU names that live in one partition (not `avoid`)."""
+def same_partition_skus(keys: KeySpace, count: int, *, avoid: int | set[int] | None = None) -> list[str]:
+    """`count` SKU names that live in one partition (none of `avoid`)."""
+    avoid = {avoid} if isinstance(avoid, int) else (avoid or set())
     by_part: dict[int, list[str]] = defaultdict(list)
     for n in range(10_000):
         sku = f"S{n}"
         part = keys.partition_of(sku)
-        if part != avoid:
+        if part not in avoid:
             by_part[part].append(sku)
             if len(by_part[part]) == count:
                 return by_part[part]
@@ -75,11 +76,12 @@ def test_every_script_call_touches_one_cluster_slot(
     monkeypatch.setattr(Scripts, "call", recording)
     inv = (ClusterLike if cluster_paths else Inventory)(any_redis, settings.with_overrides(redis_partitions=8), clock)
     a, b = same_partition_skus(inv.keys, 2)
-    (c,) = same_partition_skus(inv.keys, 1, avoid=inv.keys.partition_of(a))
-    for sku in (a, b, c):
+    c, d = same_partition_skus(inv.keys, 2, avoid=inv.keys.partition_of(a))
+    (e,) = same_partition_skus(inv.keys, 1, avoid={inv.keys.partition_of(a), inv.keys.partition_of(c)})
+    for sku in (a, b, c, d, e):
         make_product(inv, sku, stock=10)
     limits = [RateLimit(inv.keys.scoped("rl:u"), 100, 60), RateLimit(inv.keys.scoped("rl:ip"), 100, 60)]
-    held = inv.reservations.reserve("alice", {a: 1, b: 2}, rate_limits=limits if not cluster_paths else limits)
+    held = inv.reservations.reserve("alice", {a: 1, b: 2}, rate_limits=limits)
     inv.reservations.amend(held.id, {a: 2}, user_id="alice")
     order = inv.reservations.checkout(held.id)
     inv.reservations.record_payment(event_id="e", result="paid", order_id=order.id)
@@ -89,30 +91,32 @@ def test_every_script_call_touches_one_cluster_slot(
     clock.advance(2)
     inv.reservations.expire_due()
     inv.catalog.adjust_stock(c, add=1)
-    set_global_pause(inv, True)
+    set_global_pause(inv, False)
+    single = {name for name, _ in calls}
+    basket = inv.reservations.reserve("dave", {a: 1, c: 1}, rate_limits=limits)  # two partitions: two parts
+    basket = inv.reservations.amend(basket.id, {e: 1}, user_id="dave")  # a third partition: a new part
+    inv.reservations.checkout(basket.id)
+    stalled = inv.reservations.reserve("erin", {b: 1, d: 1}, ttl_seconds=60)
+    monkeypatch.setattr(inv.reservations.calls, "checkout", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # the process dies after pinning the other part
+        inv.reservations.checkout(stalled.id)
+    monkeypatch.undo()
+    monkeypatch.setattr(Scripts, "call", recording)
+    clock.advance(61)
+    inv.reservations.expire_due()  # resolves the pinned part at its home: abort, unpin, expire
 
-    expected = SCRIPT_NAMES if cluster_paths else SCRIPT_NAMES - {"count_request"}
-    assert {name for name, _ in calls} == expected
+    assert single == (SCRIPT_NAMES if cluster_paths else SCRIPT_NAMES - {"count_request"}) - {
+        "pin_part", "abort_checkout", "attach_parts"}
+    assert {name for name, _ in calls} == SCRIPT_NAMES
     for name, keys in calls:
-        if name == "reserve" and not cluster_paths:
-            keys = keys[:-len(limits)]  # on one node reserve counts the buckets itself; a cluster never passes them
+        if name == "reserve" and len(keys) > 4 + 3 and keys[-1].startswith(inv.keys.scoped("rl")):
+            keys = [k for k in keys if not k.startswith(inv.keys.scoped("rl"))]  # one node: reserve counts them
         assert len({key_slot(key.encode()) for key in keys}) == 1, (name, keys)
-    assert {inv.keys.partition_of(sku) for sku in (a, b, c)} == {inv.keys.partition_of(a), inv.keys.partition_of(c)}
-
-
-def test_a_basket_across_partitions_is_refused_before_anything_changes(any_redis, settings: Settings,
-                                                                         clock: ManualClock) -> None:
-    inv = Inventory(any_redis, settings.with_overrides(redis_partitions=8), clock)
-    (a,) = same_partition_skus(inv.keys, 1)
-    (c,) = same_partition_skus(inv.keys, 1, avoid=inv.keys.partition_of(a))
-    for sku in (a, c):
-        make_product(inv, sku, stock=10)
-    with pytest.raises(LinesSpanPartitions):
-        inv.reservations.reserve("alice", {a: 1, c: 1})
-    held = inv.reservations.reserve("alice", {a: 1})
-    with pytest.raises(LinesSpanPartitions):
-        inv.reservations.amend(held.id, {c: 1}, user_id="alice")
-    assert (stock(inv, a).held, stock(inv, c).held) == (1, 0)
+    for sku in (a, b, c, d, e):
+        assert_invariant(stock(inv, sku))
+    assert {(line.sku, line.qty) for line in inv.reservations.get(basket.id).lines} == {(a, 1), (c, 1), (e, 1)}
+    assert (stock(inv, c).sold, stock(inv, e).sold) == (1, 1)
+    assert stock(inv, b).held == 0 and stock(inv, d).held == 0
 
 
 def test_partition_tags_spread_evenly_over_the_slots() -> None:

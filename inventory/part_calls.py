@@ -1,0 +1,140 @@
+"""The reservation scripts on one partition's part of a reservation: one typed call each, one slot each.
+
+A reservation lives in one partition when all its lines do (the common case); otherwise it has a home
+part (the partition its token names) and one part per other partition, all under the same token.
+Everything here acts on exactly one part; inventory/multipart.py composes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Callable, Sequence
+
+from inventory.context import Context, decode_hash
+from inventory.errors import RateLimited, StaleRead
+from inventory.keys import Partition
+from inventory.models import RateLimit
+
+_STALE_RETRIES = 5
+PIN_WINDOW_MS = 30_000  # a checkout that pinned parts and then stalled is resolved by the sweeper after this
+
+
+def fingerprint(user_id: str, lines: list[tuple[str, int]], ttl_ms: int) -> str:
+    """What a reserve request asked for; the same token with another fingerprint is a conflict."""
+    body = json.dumps([user_id, sorted(lines), ttl_ms], separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def skus_of(record: dict[str, str]) -> list[str]:
+    """A record's line SKUs in order."""
+    return sorted(field[2:] for field in record if field.startswith("l:"))
+
+
+class PartCalls:
+    """Typed calls of the reservation scripts on one part (record + its partition's keys)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+
+    def read(self, part: Partition, token: str) -> dict[str, str]:
+        """The part's record ({} when there is none)."""
+        return decode_hash(self.ctx.redis.hgetall(part.reservation(token)))
+
+    def reserve(self, part: Partition, token: str, user_id: str, fp: str, ttl_ms: int,
+                lines: Sequence[tuple[str, int]], *, others: str = "",
+                rate_limits: Sequence[RateLimit] = ()) -> list[Any]:
+        """Hold this part's lines; `others` names the other parts' partitions (home part only)."""
+        keys = [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
+        keys += self.ctx.line_keys([sku for sku, _ in lines])
+        keys += [bucket.key for bucket in rate_limits]
+        args: list[Any] = [token, user_id, fp, ttl_ms, self.settings.record_retention_seconds * 1000,
+                           len(rate_limits), others]
+        for sku, qty in lines:
+            args += [sku, qty]
+        for bucket in rate_limits:
+            args += [bucket.limit, bucket.window_seconds]
+        try:
+            return self.ctx.run("reserve", keys, args)
+        except RateLimited as error:
+            bucket = rate_limits[int(error.details["bucket"]) - 1]
+            raise RateLimited(error.message, limit=bucket.label or str(bucket.limit),
+                              retry_after_ms=int(error.details["retry_after_ms"])) from None
+
+    def count_request(self, bucket: RateLimit, j: int) -> None:
+        """Count one request in a rate-limit bucket on its own (its key is in another slot)."""
+        try:
+            self.ctx.run("count_request", [bucket.key], [bucket.limit, bucket.window_seconds, j])
+        except RateLimited as error:
+            raise RateLimited(error.message, limit=bucket.label or str(bucket.limit),
+                              retry_after_ms=int(error.details["retry_after_ms"])) from None
+
+    def amend(self, part: Partition, token: str, user_id: str, wanted: dict[str, int]) -> list[Any]:
+        """Set new quantities of this part's lines (every current line is named, so holds are checked)."""
+        def call(skus: list[str], _owner: str) -> list[Any]:
+            every = sorted(set(skus) | set(wanted))
+            args: list[Any] = [token, user_id]
+            for sku in every:
+                args += [sku, wanted.get(sku, "")]
+            return self.ctx.run("amend", [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
+                                + self.ctx.line_keys(every), args)
+        return self.on_lines(part, token, call)
+
+    def release(self, part: Partition, token: str, user_id: str, mode: str) -> list[Any]:
+        """Cancel ('cancel') or expire ('expire', only once due) this part's holds."""
+        return self.on_lines(part, token, lambda skus, _: self.release_lines(part, token, skus, user_id, mode))
+
+    def release_lines(self, part: Partition, token: str, skus: list[str], user_id: str, mode: str) -> list[Any]:
+        return self.ctx.run(
+            "release",
+            [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus),
+            [token, user_id, mode, self.settings.record_retention_seconds * 1000, *skus],
+        )
+
+    def checkout(self, part: Partition, token: str, user_id: str, order_id: str, request_id: str,
+                 generation: str = "") -> list[Any]:
+        """held -> sold for this part's lines, with its order event in the partition's outbox."""
+        return self.on_lines(part, token, lambda skus, owner: self.ctx.run(
+            "checkout",
+            [part.reservation(token), part.expiries, part.dirty, part.outbox, part.user_orders(owner)]
+            + self.ctx.line_keys(skus),
+            [token, user_id, order_id, self.settings.order_retention_seconds * 1000, *skus, request_id, generation],
+        ))
+
+    def record_payment(self, part: Partition, token: str, event_id: str, result: str, order_id: str,
+                       request_id: str) -> list[Any]:
+        """Apply a payment result to this part once per event id."""
+        return self.on_lines(part, token, lambda skus, owner: self.ctx.run(
+            "record_payment",
+            [part.reservation(token), part.expiries, part.dirty, part.outbox, part.user_orders(owner)]
+            + self.ctx.line_keys(skus),
+            [token, event_id, result, order_id, self.settings.order_retention_seconds * 1000, *skus, request_id],
+        ))
+
+    def pin(self, part: Partition, token: str, mode: str) -> list[Any]:
+        """Pin ('pin') this part for a checkout of its home, or let it go again ('unpin')."""
+        return self.on_lines(part, token, lambda skus, _: self.ctx.run(
+            "pin_part", [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus),
+            [token, mode, PIN_WINDOW_MS, *skus]))
+
+    def attach_parts(self, home: Partition, token: str, user_id: str, others: Sequence[int]) -> list[Any]:
+        """At the home: record the other parts (an amend reserved new ones)."""
+        return self.ctx.run("attach_parts", [home.reservation(token)], [token, user_id, ",".join(map(str, others))])
+
+    def abort_checkout(self, home: Partition, token: str) -> list[Any]:
+        """At the home: give up an unfinished checkout unless it committed ({1, status} then)."""
+        return self.ctx.run("abort_checkout", [home.reservation(token)], [token])
+
+    def on_lines(self, part: Partition, token: str, call: Callable[[list[str], str], list[Any]]) -> list[Any]:
+        """Run a script that needs the part's SKUs (and owner) in KEYS; retry if lines changed meanwhile.
+
+        One read gives both; a missing record passes no SKUs and owner '' and the script answers 'not found'.
+        """
+        for _ in range(_STALE_RETRIES):
+            record = self.read(part, token)
+            try:
+                return call(skus_of(record), record.get("u", ""))
+            except StaleRead:
+                continue
+        raise StaleRead("The reservation kept changing; try again.")
