@@ -114,8 +114,20 @@ class MultiPart:
             for q, before in done:
                 self.calls.amend(self.keys.parts[q], token, user_id, before)
             raise
+        emptied = [q for q, changes in shrink.items() if q != home.index and self._empties(q, changes, current)]
+        if emptied:  # detached first: a crash before the release leaves a part that expires by itself
+            self.calls.attach_parts(home, token, user_id,
+                                    sorted((set(present[1:]) | set(created)) - set(emptied)))
         for q, changes in sorted(shrink.items()):
-            self.calls.amend(self.keys.parts[q], token, user_id, changes)
+            if q in emptied:
+                self.calls.release(self.keys.parts[q], token, "", "cancel")
+            else:
+                self.calls.amend(self.keys.parts[q], token, user_id, changes)
+
+    def _empties(self, q: int, changes: dict[str, int], current: dict[str, int]) -> bool:
+        """Whether these changes take every line of partition q's part to 0."""
+        lines = [sku for sku in current if self.keys.partition_of(sku) == q]
+        return all(changes.get(sku, current[sku]) == 0 for sku in lines)
 
     def _reserve_new_part(self, token: str, record: dict[str, str], q: int, lines: dict[str, int]) -> None:
         """A part in a partition the reservation had no line in, expiring with the home."""

@@ -85,6 +85,8 @@ class Reservations:
             prices = {sku: int(p) for (sku, _), p in zip(lines, reply[3:])}
         if int(reply[0]) == 1:
             return replace(self.get(ids.reservation_id(token)), replayed=True)
+        if len(prices) < len(lines):  # a retry whose earlier attempt left some parts: read what they hold
+            return self.get(ids.reservation_id(token))
         return Reservation(
             id=ids.reservation_id(token),
             user_id=user_id,

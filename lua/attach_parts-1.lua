@@ -1,11 +1,12 @@
 --[[
-attach_parts: record at a reservation's home the other parts an amend has just reserved.
+attach_parts: record at a reservation's home its other parts after an amend reserved new ones (or
+before it releases one whose every line went to 0).
 
 KEYS[1]        the home reservation record (hash)
 
 ARGV[1]        reservation token (for the log only)
 ARGV[2]        user id ('' = any user)
-ARGV[3]        every other part's partition number, comma-separated (the new 'parts')
+ARGV[3]        every other part's partition number, comma-separated (the new 'parts'; '' = none)
 
 Time is Redis's own (now_ms()): an expired home takes no new parts (the caller releases them).
 
@@ -22,7 +23,7 @@ Invariant: stock counters are untouched.
 --@include "common"
 
 local user, parts = ARGV[2], ARGV[3]
-if #parts > 200 or not string.match(parts, '^[%d,]+$') then return {-11, 'parts'} end
+if #parts > 200 or not string.match(parts, '^[%d,]*$') then return {-11, 'parts'} end
 local rec = redis.call('HMGET', KEYS[1], 'u', 'st', 'exp')
 if not rec[1] or (user ~= '' and rec[1] ~= user) then return {-5} end
 if rec[2] ~= 'held' then return {-7, rec[2]} end

@@ -24,8 +24,8 @@ Returns
   {0, status, units_returned}              released now ('released' or 'expired')
   {1, status}                              already released or expired: nothing to do
   {2}                                      mode 'expire' but not due yet
-  {3}                                      mode 'expire' on a pinned part of a multi-part checkout:
-                                           its home decides (inventory/parts.py), nothing changed
+  {3}                                      mode 'expire' on a pinned part of a multi-part checkout past
+                                           its pin window: its home decides (inventory/multipart.py)
   {-5}                                     no such reservation (or another user's)
   {-7, status}                             already checked out or paid: not releasable
   {-11, argument}                          invalid argument
@@ -44,7 +44,7 @@ if mode ~= 'cancel' and mode ~= 'expire' then return {-11, 'mode'} end
 if #KEYS ~= 3 + 3 * n then return {-11, 'items'} end
 
 local rkey = KEYS[1]
-local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'pin')
+local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'pin', 'pinx')
 if not rec[1] then
   redis.call('ZREM', KEYS[2], token)
   return {-5}
@@ -54,8 +54,11 @@ if rec[2] == 'released' or rec[2] == 'expired' or rec[2] == 'payment_failed' the
 if rec[2] ~= 'held' then return {-7, rec[2]} end
 local now = now_ms()
 local expired = now >= tonumber(rec[3])
+if mode == 'expire' and rec[5] then
+  if now >= tonumber(rec[6]) then return {3} end
+  return {2}
+end
 if mode == 'expire' and not expired then return {2} end
-if mode == 'expire' and rec[5] then return {3} end
 
 local skus = {}
 for i = 1, n do skus[i] = ARGV[4 + i] end
