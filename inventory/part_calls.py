@@ -70,7 +70,8 @@ class PartCalls:
             raise RateLimited(error.message, limit=bucket.label or str(bucket.limit),
                               retry_after_ms=int(error.details["retry_after_ms"])) from None
 
-    def amend(self, part: Partition, token: str, user_id: str, wanted: dict[str, int]) -> list[Any]:
+    def amend(self, part: Partition, token: str, user_id: str, wanted: dict[str, int],
+              record: dict[str, str] | None = None) -> list[Any]:
         """Set new quantities of this part's lines (every current line is named, so holds are checked)."""
         def call(skus: list[str], _owner: str) -> list[Any]:
             every = sorted(set(skus) | set(wanted))
@@ -79,11 +80,12 @@ class PartCalls:
                 args += [sku, wanted.get(sku, "")]
             return self.ctx.run("amend", [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
                                 + self.ctx.line_keys(every), args)
-        return self.on_lines(part, token, call)
+        return self.on_lines(part, token, call, record)
 
-    def release(self, part: Partition, token: str, user_id: str, mode: str) -> list[Any]:
+    def release(self, part: Partition, token: str, user_id: str, mode: str,
+                record: dict[str, str] | None = None) -> list[Any]:
         """Cancel ('cancel') or expire ('expire', only once due) this part's holds."""
-        return self.on_lines(part, token, lambda skus, _: self.release_lines(part, token, skus, user_id, mode))
+        return self.on_lines(part, token, lambda skus, _: self.release_lines(part, token, skus, user_id, mode), record)
 
     def release_lines(self, part: Partition, token: str, skus: list[str], user_id: str, mode: str) -> list[Any]:
         return self.ctx.run(
@@ -93,24 +95,24 @@ class PartCalls:
         )
 
     def checkout(self, part: Partition, token: str, user_id: str, order_id: str, request_id: str,
-                 generation: str = "") -> list[Any]:
+                 generation: str = "", record: dict[str, str] | None = None) -> list[Any]:
         """held -> sold for this part's lines, with its order event in the partition's outbox."""
         return self.on_lines(part, token, lambda skus, owner: self.ctx.run(
             "checkout",
             [part.reservation(token), part.expiries, part.dirty, part.outbox, part.user_orders(owner)]
             + self.ctx.line_keys(skus),
             [token, user_id, order_id, self.settings.order_retention_seconds * 1000, *skus, request_id, generation],
-        ))
+        ), record)
 
     def record_payment(self, part: Partition, token: str, event_id: str, result: str, order_id: str,
-                       request_id: str) -> list[Any]:
+                       request_id: str, record: dict[str, str] | None = None) -> list[Any]:
         """Apply a payment result to this part once per event id."""
         return self.on_lines(part, token, lambda skus, owner: self.ctx.run(
             "record_payment",
             [part.reservation(token), part.expiries, part.dirty, part.outbox, part.user_orders(owner)]
             + self.ctx.line_keys(skus),
             [token, event_id, result, order_id, self.settings.order_retention_seconds * 1000, *skus, request_id],
-        ))
+        ), record)
 
     def pin(self, part: Partition, token: str, mode: str) -> list[Any]:
         """Pin ('pin') this part for a checkout of its home, or let it go again ('unpin')."""
@@ -126,13 +128,16 @@ class PartCalls:
         """At the home: give up an unfinished checkout unless it committed ({1, status} then)."""
         return self.ctx.run("abort_checkout", [home.reservation(token)], [token])
 
-    def on_lines(self, part: Partition, token: str, call: Callable[[list[str], str], list[Any]]) -> list[Any]:
+    def on_lines(self, part: Partition, token: str, call: Callable[[list[str], str], list[Any]],
+                 record: dict[str, str] | None = None) -> list[Any]:
         """Run a script that needs the part's SKUs (and owner) in KEYS; retry if lines changed meanwhile.
 
-        One read gives both; a missing record passes no SKUs and owner '' and the script answers 'not found'.
+        One read gives both (or `record`, when the caller has just read it); a missing record passes
+        no SKUs and owner '' and the script answers 'not found'.
         """
-        for _ in range(_STALE_RETRIES):
-            record = self.read(part, token)
+        for attempt in range(_STALE_RETRIES):
+            if attempt or record is None:
+                record = self.read(part, token)
             try:
                 return call(skus_of(record), record.get("u", ""))
             except StaleRead:

@@ -106,17 +106,18 @@ class Reservations:
         if other_parts(record) or any(self.ctx.keys.partition_of(sku) != home.index for sku in wanted):
             self.multi.amend(token, record, wanted, user_id or "")
         else:
-            self.calls.amend(home, token, user_id or "", wanted)
+            self.calls.amend(home, token, user_id or "", wanted, record)
         return self.get(reservation_id, user_id=user_id)
 
     def release(self, reservation_id: str, *, user_id: str | None = None) -> Reservation:
         """Cancel a hold: its stock returns exactly once; releasing again is harmless."""
         token = self._token(reservation_id)
         home = self.ctx.keys.of_token(token)
-        if other_parts(self.calls.read(home, token)):
+        record = self.calls.read(home, token)
+        if other_parts(record):
             self.multi.release(token, user_id or "")
         else:
-            self.calls.release(home, token, user_id or "", "cancel")
+            self.calls.release(home, token, user_id or "", "cancel", record)
         return self.get(reservation_id, user_id=user_id)
 
     def checkout(self, reservation_id: str, *, user_id: str | None = None, request_id: str = "") -> Order:
@@ -128,7 +129,7 @@ class Reservations:
         if other_parts(record):
             reply = self.multi.checkout(token, record, user_id or "", ids.order_id(token), request_id)
         else:
-            reply = self.calls.checkout(home, token, user_id or "", ids.order_id(token), request_id)
+            reply = self.calls.checkout(home, token, user_id or "", ids.order_id(token), request_id, record=record)
         order = self.get_order(text(reply[1]))
         return replace(order, replayed=int(reply[0]) == 1)
 
@@ -151,7 +152,8 @@ class Reservations:
             if other_parts(record):
                 reply = self.multi.record_payment(token, record, event_id, result, ids.order_id(token), request_id)
             else:
-                reply = self.calls.record_payment(home, token, event_id, result, ids.order_id(token), request_id)
+                reply = self.calls.record_payment(home, token, event_id, result, ids.order_id(token), request_id,
+                                                  record)
         except ReservationNotFound:
             if order_id:
                 raise OrderNotFound("No such order.") from None
