@@ -8,6 +8,7 @@ from typing import Any
 from inventory.context import Context, decode_hash, text
 from inventory.errors import InvalidArgument, ProductNotFound
 from inventory.models import Hold, Product, SaleState, StockLevel, from_ms
+from inventory.part_calls import PIN_WINDOW_MS
 from inventory.validation import check_non_negative, check_sku
 
 _UNSET: Any = object()
@@ -198,7 +199,9 @@ class Catalog:
         holds = []
         for member, score in members:
             token, qty, user = text(member).split("|", 2)
-            holds.append(Hold(f"r_{token}", user, int(qty), from_ms(int(score))))  # type: ignore[arg-type]
+            # +inf: pinned by a multi-part checkout until it resolves; shown with its pin window's end
+            expires = int(score) if score != float("inf") else self.ctx.now_ms() + PIN_WINDOW_MS
+            holds.append(Hold(f"r_{token}", user, int(qty), from_ms(expires)))  # type: ignore[arg-type]
         return holds
 
     def _raw_configure(self, sku: str, pairs: list[Any], expected_version: int | None, *,

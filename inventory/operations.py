@@ -100,7 +100,9 @@ def read_live(inv: Inventory, skus: Sequence[str]) -> LiveOps:
         pipe.xrange(part.outbox, "-", "+", count=1)
     replies = pipe.execute()
     now = inv.ctx.now_ms()
-    live = [SkuLive(status, int(replies[i][0][1]) if replies[i] else None) for i, status in enumerate(statuses)]
+    # A hold pinned by a multi-part checkout has score +inf (no expiry until its checkout resolves).
+    live = [SkuLive(status, int(replies[i][0][1]) if replies[i] and replies[i][0][1] != float("inf") else None)
+            for i, status in enumerate(statuses)]
     streams = replies[len(statuses):]
     depth = sum(int(n) for n in streams[::2])
     firsts = [int(text(first[0][0]).split("-", 1)[0]) for first in streams[1::2] if first]  # ids start with ms
