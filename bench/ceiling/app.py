@@ -63,13 +63,14 @@ def create_app(
 
     Runs exactly the Lua call inventory/reservations.py makes: flashstock's reserve script with
     KEYS = reservation record, expiry index, dirty set, global sale switch, then stock/holds/buyers of the SKU and
-    ARGV = token, user, fingerprint, ttl ms, retention ms, 0 rate-limit buckets, sku, qty (the script reads
+    ARGV = token, user, fingerprint, ttl ms, retention ms, 0 rate-limit buckets, '' (no other parts), sku, qty
+    (all keys in the SKU's partition; the script reads
     Redis's TIME itself). Nothing else
     (no auth, validation library, limits, logging or metrics). script_path swaps in another script.
     """
     from inventory.ids import new_token
     from inventory.keys import KeySpace
-    from inventory.reservations import _fingerprint
+    from inventory.part_calls import fingerprint
 
     source = load_reserve_script(script_path) if script_path else flashstock_reserve_source()
     keys = KeySpace(key_prefix)
@@ -77,11 +78,12 @@ def create_app(
     sha = {"value": r.script_load(source)}
 
     def reserve(user_id: str, sku: str, qty: int) -> list:
-        token = new_token()
-        line = keys.sku(sku)
-        argv = (7, keys.reservation(token), keys.parts[0].expiries, keys.parts[0].dirty, keys.parts[0].sale_switch, line.stock, line.holds, line.buyers,
-                token, user_id, _fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), HOLD_TTL_MS,
-                RETENTION_MS, 0, sku, qty)
+        part = keys.of_sku(sku)
+        token = keys.token_in(new_token(), part.index)
+        line = part.sku(sku)
+        argv = (7, part.reservation(token), part.expiries, part.dirty, part.sale_switch, line.stock, line.holds,
+                line.buyers, token, user_id, fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), HOLD_TTL_MS,
+                RETENTION_MS, 0, "", sku, qty)
         try:
             return evalsha(sha["value"], *argv)
         except NoScriptError:  # server restarted or SCRIPT FLUSH: load once more and retry
