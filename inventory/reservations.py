@@ -85,13 +85,13 @@ class Reservations:
             prices = {sku: int(p) for (sku, _), p in zip(lines, reply[3:])}
         if int(reply[0]) == 1:
             return replace(self.get(ids.reservation_id(token)), replayed=True)
-        if len(prices) < len(lines):  # a retry whose earlier attempt left some parts: read what they hold
+        if len(by_part) > 1 and len(prices) < len(lines):  # a retry whose earlier attempt left parts behind
             return self.get(ids.reservation_id(token))
         return Reservation(
             id=ids.reservation_id(token),
             user_id=user_id,
             status=Status.HELD,
-            lines=tuple(Line(sku, qty, prices[sku]) for sku, qty in lines),
+            lines=tuple(Line(sku, qty, prices.get(sku, 0)) for sku, qty in lines),
             created_at=from_ms(int(reply[2])),  # type: ignore[arg-type]
             expires_at=from_ms(int(reply[1])),  # type: ignore[arg-type]
         )
