@@ -322,10 +322,10 @@ def run(ctx: Context) -> dict:
         plan.append((f"core-{name}-sold-out", partial(run_core, ctx, name, 1, size.sold_out_ops, mode="sold_out"), 0))
     for conns in size.rb_connections:
         plan.append((f"rb-c{conns}", partial(run_benchmark, ctx, sha, ops=size.rb_ops, connections=conns, mode="hold",
-                                             run_tag=f"h{conns:02d}"), size.rb_ops + 1000))
+                                             run_tag=f"h{conns:05d}"), size.rb_ops + 1000))
     for conns in (1, max(size.rb_connections)):
         plan.append((f"rb-c{conns}-sold-out", partial(run_benchmark, ctx, sha, ops=size.sold_out_ops,
-                                                      connections=conns, mode="sold_out", run_tag=f"s{conns:02d}"), 0))
+                                                      connections=conns, mode="sold_out", run_tag=f"s{conns:05d}"), 0))
     try:
         for sku, phase_fn, initial in plan:
             seed(inv, sku, initial)

@@ -28,20 +28,20 @@ def test_parse_benchmark_csv_without_result_raises():
 
 def test_captured_call_is_the_cores_reserve_shape():
     keys, args, token, user = capture_reserve("fs", "HOT-1")
-    assert keys == ["fs:{res:" + token + "}", "fs:expiries", "fs:dirty", "fs:sale",
-                    "fs:{sku:HOT-1}:stock", "fs:{sku:HOT-1}:holds", "fs:{sku:HOT-1}:buyers"]
-    assert args[:2] == [token, user] and args[-2:] == ["HOT-1", 1]
+    assert keys == ["fs:{p0.0}:r:" + token, "fs:{p0.0}:expiries", "fs:{p0.0}:dirty", "fs:{p0.0}:sale",
+                    "fs:{p0.0}:s:HOT-1", "fs:{p0.0}:h:HOT-1", "fs:{p0.0}:b:HOT-1"]
+    assert args[:2] == [token, user] and args[-3:] == ["", "HOT-1", 1]
 
 
 def test_benchmark_command_randomises_token_and_user_only():
     keys, args, token, user = capture_reserve(PREFIX, "S-1")
-    argv = benchmark_command("sha1", keys, args, token, user, "h01")
+    argv = benchmark_command("sha1", keys, args, token, user, "h01abc")
     assert argv[:3] == ["EVALSHA", "sha1", "7"]
     record, rest, argv_args = argv[3], argv[4:10], argv[10:]
     assert "__rand_int____rand_int__" in record and token not in record
     assert rest == keys[1:]
-    assert argv_args[0] == "h01__rand_int____rand_int__" and len(argv_args[0]) == len(token)
-    assert record == f"{PREFIX}:{{res:h01__rand_int____rand_int__}}"
+    assert argv_args[0] == "h01abc__rand_int____rand_int__" and len(argv_args[0]) == len(token)
+    assert record == f"{PREFIX}:{{p0.0}}:r:h01abc__rand_int____rand_int__"
     assert argv_args[1] == "u__rand_int__" and len(argv_args[1]) == len(user)
     assert argv_args[2:] == [str(a) for a in args[2:]]
 
