@@ -34,6 +34,7 @@ from bench.suite import Context
 from inventory import Inventory, Settings, ids
 from inventory.context import decode_hash
 from inventory.errors import InventoryError, SoldOut
+from inventory.keys import PARTITION_DIGITS
 from inventory.scripts import load_sources
 from inventory.store import connect_redis
 
@@ -78,13 +79,15 @@ def benchmark_command(sha: str, keys: list[str], args: list[Any], token: str, us
     Each __rand_int__ is drawn separately, so the record key and the token differ per call and from
     each other; the script only needs both to be new. Two in a row give 24 digits. Two redis-benchmark
     runs can draw the same random() sequence (seen here: a whole run answered -8, token reused), so
-    run_tag, unique per run, starts every token.
+    run_tag, unique per run, starts every token; the token keeps its last PARTITION_DIGITS (the
+    partition it names), so the record stays where the core would put it.
     """
     if args[0] != token or args[1] != user:
         raise ValueError("captured ARGV does not start with token, user")
-    if len(run_tag) != len(token) - 24:
-        raise ValueError(f"run_tag must be {len(token) - 24} characters, so tokens keep their length")
-    rand_token = run_tag + RAND * 2
+    free = len(token) - 24 - PARTITION_DIGITS
+    if len(run_tag) != free:
+        raise ValueError(f"run_tag must be {free} characters, so tokens keep their length")
+    rand_token = run_tag + RAND * 2 + token[-PARTITION_DIGITS:]
     rand_user = "u" + RAND if len(user) == 13 else f"{user[:-12]}{RAND}"
     argv_keys = [k.replace(token, rand_token) for k in keys]
     argv_args = [rand_token, rand_user, *(str(a) for a in args[2:])]

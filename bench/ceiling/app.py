@@ -45,7 +45,7 @@ RETENTION_MS = 86_400_000
 
 
 def flashstock_reserve_source() -> str:
-    """flashstock's own reserve script (lua/reserve-3+3n+m.lua) with its includes spliced in."""
+    """flashstock's own reserve script (lua/reserve-4+3n+m.lua) with its includes spliced in."""
     from inventory.scripts import load_sources
 
     return load_sources()["reserve"].source
@@ -62,7 +62,8 @@ def create_app(
     """gunicorn factory: 'bench.ceiling.app:create_app(redis_port=..., client="tuned")'.
 
     Runs exactly the Lua call inventory/reservations.py makes: flashstock's reserve script with
-    KEYS = reservation record, expiry index, dirty set, global sale switch, then stock/holds/buyers of the SKU and
+    KEYS = the SKU's partition's reservation record, expiry index, dirty set and sale switch, then the
+    SKU's stock/holds/buyers (one partition on a single node, as the core uses there) and
     ARGV = token, user, fingerprint, ttl ms, retention ms, 0 rate-limit buckets, sku, qty (the script reads
     Redis's TIME itself). Nothing else
     (no auth, validation library, limits, logging or metrics). script_path swaps in another script.
@@ -77,9 +78,11 @@ def create_app(
     sha = {"value": r.script_load(source)}
 
     def reserve(user_id: str, sku: str, qty: int) -> list:
-        token = new_token()
-        line = keys.sku(sku)
-        argv = (7, keys.reservation(token), keys.parts[0].expiries, keys.parts[0].dirty, keys.parts[0].sale_switch, line.stock, line.holds, line.buyers,
+        part = keys.of_sku(sku)  # the SKU's partition: its record, expiries, dirty set and sale switch
+        token = keys.token_in(new_token(), part.index)
+        line = part.sku(sku)
+        argv = (7, part.reservation(token), part.expiries, part.dirty, part.sale_switch,
+                line.stock, line.holds, line.buyers,
                 token, user_id, _fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), HOLD_TTL_MS,
                 RETENTION_MS, 0, sku, qty)
         try:

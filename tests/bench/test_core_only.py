@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from inventory.keys import KeySpace
+
 from bench.core_only import PREFIX, benchmark_command, capture_reserve, counter_failures, parse_benchmark_csv, ratios
 
 CSV = (
@@ -28,8 +30,9 @@ def test_parse_benchmark_csv_without_result_raises():
 
 def test_captured_call_is_the_cores_reserve_shape():
     keys, args, token, user = capture_reserve("fs", "HOT-1")
-    assert keys == ["fs:{res:" + token + "}", "fs:expiries", "fs:dirty", "fs:sale",
-                    "fs:{sku:HOT-1}:stock", "fs:{sku:HOT-1}:holds", "fs:{sku:HOT-1}:buyers"]
+    part = KeySpace("fs").of_sku("HOT-1")
+    assert keys == [part.reservation(token), part.expiries, part.dirty, part.sale_switch,
+                    *part.sku("HOT-1").as_list()]
     assert args[:2] == [token, user] and args[-2:] == ["HOT-1", 1]
 
 
@@ -40,8 +43,8 @@ def test_benchmark_command_randomises_token_and_user_only():
     record, rest, argv_args = argv[3], argv[4:10], argv[10:]
     assert "__rand_int____rand_int__" in record and token not in record
     assert rest == keys[1:]
-    assert argv_args[0] == "h01__rand_int____rand_int__" and len(argv_args[0]) == len(token)
-    assert record == f"{PREFIX}:{{res:h01__rand_int____rand_int__}}"
+    assert argv_args[0] == "h01__rand_int____rand_int__" + token[-3:] and len(argv_args[0]) == len(token)
+    assert record == KeySpace(PREFIX).parts[0].reservation(argv_args[0])
     assert argv_args[1] == "u__rand_int__" and len(argv_args[1]) == len(user)
     assert argv_args[2:] == [str(a) for a in args[2:]]
 
