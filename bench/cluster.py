@@ -9,8 +9,9 @@ single node is read the same way, so the single row and the cluster rows compare
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Optional
 
 import redis
 
@@ -18,6 +19,37 @@ from tests.own_cluster import OwnCluster
 
 SCRIPT_COMMANDS = ("evalsha", "evalsha_ro", "eval", "eval_ro", "fcall")
 COUNTERS = ("commands", "scripts", "script_usec")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The Redis a phase talks to: the single node, or the cluster's masters (port -> pid) and URL."""
+
+    name: str  # "single" or "cluster"
+    nodes: dict[int, int]
+    cluster_url: Optional[str] = None
+
+    @property
+    def port(self) -> int:
+        """The single node's port (the first master's on a cluster)."""
+        return next(iter(self.nodes))
+
+    def cpu_pids(self) -> dict[str, int]:
+        """CpuWindow names: 'redis' for a single node, 'redis:<port>' per cluster node."""
+        if self.cluster_url is None:
+            return {"redis": next(iter(self.nodes.values()))}
+        return {f"redis:{port}": pid for port, pid in self.nodes.items()}
+
+
+def merge_redis_cpu(cpu: dict) -> dict:
+    """Sum the per-node 'redis:<port>' CPU of a cluster into 'redis' (kept per node under redis_nodes_cpu_s)."""
+    parts = cpu["component_cpu_s"]
+    nodes = {k: v for k, v in parts.items() if k.startswith("redis:")}
+    if nodes:
+        cpu["redis_nodes_cpu_s"] = nodes
+        cpu["component_cpu_s"] = {k: v for k, v in parts.items() if k not in nodes} | {
+            "redis": round(sum(nodes.values()), 3)}
+    return cpu
 
 
 def start_cluster(tmp: Path, masters: int = 3) -> OwnCluster:

@@ -24,13 +24,12 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 from bench import plots
-from bench.cluster import node_pids, shard_delta, start_cluster
+from bench.cluster import Backend, merge_redis_cpu, node_pids, shard_delta, start_cluster
 from bench.cluster import snapshot as _snapshot
 from bench.cpu import CpuWindow
 from bench.generators import GENERATORS, Load
@@ -152,31 +151,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
-class Backend:
-    """The Redis a target talks to: the single node or the cluster's masters (ports and pids)."""
-
-    name: str  # "single" or "cluster"
-    nodes: dict[int, int]  # port -> redis-server pid
-
-    def cpu_pids(self) -> dict[str, int]:
-        """CpuWindow names: 'redis' for a single node, 'redis:<port>' per cluster node."""
-        if len(self.nodes) == 1:
-            return {"redis": next(iter(self.nodes.values()))}
-        return {f"redis:{port}": pid for port, pid in self.nodes.items()}
-
-
-def _merge_redis_cpu(cpu: dict) -> dict:
-    """Sum the per-node 'redis:<port>' CPU of a cluster into 'redis' (kept per node as well)."""
-    parts = cpu["component_cpu_s"]
-    nodes = {k: v for k, v in parts.items() if k.startswith("redis:")}
-    if nodes:
-        cpu["redis_nodes_cpu_s"] = nodes
-        cpu["component_cpu_s"] = {k: v for k, v in parts.items() if k not in nodes} | {
-            "redis": round(sum(nodes.values()), 3)}
-    return cpu
-
-
 def run_target(
     procs: ProcessGroup, target: Target, env: Env, a: argparse.Namespace, backend: Backend, tmp: Path
 ) -> tuple[list[dict], dict[tuple[str, int], list[float]]]:
@@ -202,7 +176,7 @@ def run_target(
             window.start()
             t0 = time.monotonic()
             result = generate(procs, load, tmp / f"{load.tag}.json", **extra)
-            cpu = _merge_redis_cpu(window.stop(time.monotonic() - t0, result["generator_cpu_s"]))
+            cpu = merge_redis_cpu(window.stop(time.monotonic() - t0, result["generator_cpu_s"]))
             answered = sum(result["status"][k] for k in ("201", "409", "5xx", "other"))
             shards = shard_delta(shards0, shard_snapshot(backend.nodes), answered)
             holds = target.count_holds(env, HOT_SKU) if target.count_holds else None
@@ -285,7 +259,8 @@ def hot_sku(ctx: Context) -> dict:
         for target in chosen:
             backend = single
             if target.cluster and cluster is not None:
-                backend = Backend("cluster", {p: pid for p, pid in node_pids(cluster).items() if p in env.cluster_ports})
+                backend = Backend("cluster", {p: pid for p, pid in node_pids(cluster).items() if p in env.cluster_ports},
+                                  cluster.url)
             try:
                 r, c = run_target(ctx.procs, target, env, a, backend, ctx.tmp)
             except Exception as exc:  # noqa: BLE001 - one broken target must not hide the others
