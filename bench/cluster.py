@@ -82,12 +82,14 @@ def shard_delta(before: Mapping[str, Mapping[str, int]], after: Mapping[str, Map
 
     `answers` is what the phase answered (HTTP answers or core calls), so `scripts_per_answer` says
     how many script calls one answer cost across all shards, and `max_shard_share` how much of them
-    the busiest shard ran (1/shards is an even spread; 1.0 is one hot shard).
+    the busiest shard ran (1/shards is an even spread; 1.0 is one hot shard); `max_shard_usec_share`
+    the same by the server time the scripts took (a reserve costs more than a rate-limit count).
     """
     shards = {node: {c: after[node][c] - before.get(node, {}).get(c, 0) for c in COUNTERS} for node in after}
     totals = {c: sum(s[c] for s in shards.values()) for c in COUNTERS}
     for s in shards.values():
         s["script_share"] = round(s["scripts"] / totals["scripts"], 4) if totals["scripts"] else 0.0
+        s["usec_share"] = round(s["script_usec"] / totals["script_usec"], 4) if totals["script_usec"] else 0.0
         s["usec_per_script"] = round(s["script_usec"] / s["scripts"], 2) if s["scripts"] else None
     per = max(answers, 1)
     return {
@@ -97,6 +99,7 @@ def shard_delta(before: Mapping[str, Mapping[str, int]], after: Mapping[str, Map
         "commands_per_answer": round(totals["commands"] / per, 3),
         "script_usec_per_answer": round(totals["script_usec"] / per, 2),
         "max_shard_share": max((s["script_share"] for s in shards.values()), default=0.0),
+        "max_shard_usec_share": max((s["usec_share"] for s in shards.values()), default=0.0),
     }
 
 

@@ -28,6 +28,7 @@ def test_shard_delta_shares_and_per_answer():
     assert d["total"] == {"commands": 40, "scripts": 40, "script_usec": 2000}
     assert d["scripts_per_answer"] == 2.0 and d["script_usec_per_answer"] == 100.0
     assert d["max_shard_share"] == pytest.approx(0.75)
+    assert d["shards"]["a"]["usec_share"] == pytest.approx(0.75) and d["max_shard_usec_share"] == pytest.approx(0.75)
 
 
 def test_shard_delta_without_scripts_has_no_shares():
