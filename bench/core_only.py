@@ -57,8 +57,12 @@ class Sizes:
     rb_connections: tuple[int, ...]
 
 
-def sizes(smoke: bool) -> Sizes:
-    """Smoke: a few seconds in all; full: under a minute on a quiet 2-core box."""
+def sizes(smoke: bool, core_ops: int | None = None) -> Sizes:
+    """Smoke: a few seconds in all; full: under a minute on a quiet 2-core box; core_ops scales a full
+    run down (a busy shared box): that many reserves per core phase, half per sold-out phase, twice
+    per redis-benchmark phase."""
+    if core_ops:
+        return Sizes(core_ops=core_ops, sold_out_ops=core_ops // 2, rb_ops=core_ops * 2, rb_connections=(1, 2, 50))
     if smoke:
         return Sizes(core_ops=1_500, sold_out_ops=500, rb_ops=5_000, rb_connections=(1, 2, 50))
     return Sizes(core_ops=20_000, sold_out_ops=10_000, rb_ops=50_000, rb_connections=(1, 2, 50))
@@ -381,7 +385,7 @@ def cluster_ratios(phases: list[dict]) -> dict[str, dict[str, float | None]]:
 
 def run(ctx: Context) -> dict:
     """Scenario entry point (bench/suite.py contract)."""
-    size = sizes(ctx.smoke)
+    size = sizes(ctx.smoke, getattr(ctx.args, "core_ops", None))
     clients = [c for c in str(getattr(ctx.args, "clients", "product,tuned")).split(",") if c and c != "cluster"]
     with_cluster = bool(getattr(ctx.args, "cluster", True))
     client = redis.Redis(host="127.0.0.1", port=ctx.redis_port)
@@ -484,4 +488,5 @@ if __name__ == "__main__":
     p.add_argument("--clients", default="product,tuned", help=f"comma list of {sorted(set(CLIENTS) - {'cluster'})}")
     p.add_argument("--no-cluster", dest="cluster", action="store_false",
                    help="skip the cluster phases (a private 3-master cluster, the product's client)")
+    p.add_argument("--core-ops", type=int, default=None, help="reserves per core phase (default 20,000; smoke 1,500)")
     raise SystemExit(main(NAME, run, p.parse_args()))
