@@ -10,6 +10,12 @@ same script with the KEYS/ARGV the core sends, captured from the core's own call
 and user per call, at 1, 2 and 50 connections. A sold-out phase (every call answered -3) runs both ways
 too. After each phase the SKU's counters must add up: available + held == initial stock, held ==
 successful calls, one hold per success.
+
+Cluster phases (issue 11; `--no-cluster` skips them): a private 3-master cluster (bench/cluster.py)
+and the product's own `RedisCluster` client, 16 partitions: one SKU with one and two processes, 64
+SKUs balanced over the partitions with two processes, and a sold-out phase; the single node runs the
+same spread phase. Every phase records each node's script calls before and after (`shards`), and
+`cluster_ratios` divides each cluster phase by the single node's matching one.
 """
 
 from __future__ import annotations
@@ -187,18 +193,19 @@ def _worker(at: Backend, client: str, sku: str | tuple[str, ...], first_user: in
     inv = Inventory(CLIENTS[client](at), Settings(key_prefix=PREFIX))
     inv.redis.ping()
     skus = (sku,) if isinstance(sku, str) else sku  # a spread phase cycles through its SKUs
-    if bare:
-        call = _bare_call(inv, skus[0])
-    else:
-        def call(user: str, i: int = 0) -> Any:
-            return inv.reservations.reserve(user, {skus[i % len(skus)]: 1}, ttl_seconds=TTL_S)
+    bare_call = _bare_call(inv, skus[0]) if bare else None
+
+    def call(user: str, i: int) -> Any:
+        if bare_call is not None:
+            return bare_call(user)
+        return inv.reservations.reserve(user, {skus[i % len(skus)]: 1}, ttl_seconds=TTL_S)
     barrier.wait(120)
     ok = sold_out = 0
     errors: dict[str, int] = {}
     cpu0, t0 = time.process_time(), time.monotonic()
     for i in range(first_user, first_user + n):
         try:
-            call(f"u{i:012d}", i) if not bare else call(f"u{i:012d}")
+            call(f"u{i:012d}", i)
             ok += 1
         except SoldOut:
             sold_out += 1
