@@ -26,7 +26,9 @@ from statistics import mean
 from typing import Sequence
 
 import redis
+from redis import RedisCluster
 
+from bench.cluster import start_cluster
 from bench.goals import at_most, verdict
 from bench.solo import delete_prefix, main, parser, write_json
 from bench.suite import Context
@@ -34,6 +36,7 @@ from inventory import Inventory, Settings, ids
 from inventory.context import decode_hash, text
 from inventory.errors import raise_for_reply
 from inventory.scripts import load_sources
+from inventory.store import connect_redis
 
 NAME = "memory"
 PREFIX = "fm"  # as long as the product's default "fs", so key names are as long as in production
@@ -79,8 +82,18 @@ def dominant(parts: dict[str, float]) -> list[str]:
 # -- Redis helpers --------------------------------------------------------------------------------
 
 
-def usage(client: redis.Redis, keys: Sequence[str]) -> dict[str, int]:
-    """MEMORY USAGE key SAMPLES 0 of each key (0 when missing), pipelined."""
+def usage(client: "redis.Redis | RedisCluster", keys: Sequence[str]) -> dict[str, int]:
+    """MEMORY USAGE key SAMPLES 0 of each key (0 when missing), pipelined (per node on a cluster)."""
+    if isinstance(client, RedisCluster):
+        by_node: dict[str, list[str]] = {}
+        for key in keys:
+            by_node.setdefault(client.get_node_from_key(key).name, []).append(key)
+        out_c: dict[str, int] = {}
+        for name, node_keys in by_node.items():
+            host, _, port = name.rpartition(":")
+            with redis.Redis(host=host, port=int(port)) as node:
+                out_c.update(usage(node, node_keys))
+        return out_c
     out: dict[str, int] = {}
     for start in range(0, len(keys), 1000):
         chunk = keys[start:start + 1000]
@@ -91,13 +104,19 @@ def usage(client: redis.Redis, keys: Sequence[str]) -> dict[str, int]:
     return out
 
 
-def used_memory(client: redis.Redis, wait_s: float = 10.0) -> int:
+def used_memory(client: "redis.Redis | RedisCluster", wait_s: float = 10.0) -> int:
     """INFO memory used_memory once it holds still.
 
     On a shared server another scenario's mass UNLINK frees in the background and the keyspace's
     hash tables shrink and rehash in serverCron, so wait for no pending lazy free and two equal
     readings 100 ms apart. Read on a fresh connection: a big pipeline's query buffer lingers on the old one.
     """
+    if isinstance(client, RedisCluster):  # the sum over the masters, each read the same way
+        total = 0
+        for node in client.get_primaries():
+            with redis.Redis(host=node.host, port=node.port) as one:
+                total += used_memory(one, wait_s)
+        return total
     client.connection_pool.disconnect()
     deadline = time.monotonic() + wait_s
     last = -1
@@ -111,14 +130,22 @@ def used_memory(client: redis.Redis, wait_s: float = 10.0) -> int:
 
 
 def settle(inv: Inventory) -> None:
-    """Empty the outbox and the dirty set, as a persistence drain and a reconciliation would."""
-    inv.redis.xtrim(inv.keys.parts[0].outbox, maxlen=0, approximate=False)
-    inv.redis.delete(inv.keys.parts[0].dirty)
+    """Empty every partition's outbox and dirty set, as a persistence drain and a reconciliation would."""
+    for part in inv.keys.parts:
+        if inv.redis.exists(part.outbox):
+            inv.redis.xtrim(part.outbox, maxlen=0, approximate=False)
+        inv.redis.delete(part.dirty)
 
 
 def configure(inv: Inventory, skus: Sequence[str], names: Sequence[str], stock: int) -> None:
     """Create and stock products through the core's own script calls, pipelined (the importer's route)."""
     calls = inv.catalog
+    if inv.ctx.cluster:  # redis-py runs no scripts in cluster pipelines: one call each
+        for sku, name in zip(skus, names):
+            pairs = calls.configure_pairs(sku, name=name, price=1999, currency="USD", per_user_limit=2)
+            raise_for_reply(inv.ctx.scripts.call("configure_product", *calls.configure_call(sku, pairs, None)))
+            raise_for_reply(inv.ctx.scripts.call("adjust_stock", *calls.adjust_call(sku, "set", stock, None, "seed")))
+        return
     for start in range(0, len(skus), 500):
         pipe = inv.redis.pipeline(transaction=False)
         for sku, name in zip(skus[start:start + 500], names[start:start + 500]):
@@ -136,11 +163,12 @@ def measure_skus(inv: Inventory, label: str, skus: list[str], names: list[str]) 
     """Bytes per configured, stocked SKU, by both methods."""
     client, keys = inv.redis, inv.keys
     settle(inv)
-    catalog0, mem0 = usage(client, [keys.parts[0].catalog]), used_memory(client)
+    catalogs, dirties = [p.catalog for p in keys.parts], [p.dirty for p in keys.parts]
+    catalog0, mem0 = usage(client, catalogs), used_memory(client)
     configure(inv, skus, names, stock=1000)
-    dirty = usage(client, [keys.parts[0].dirty])
+    dirty = usage(client, dirties)
     settle(inv)
-    mem1, catalog1 = used_memory(client), usage(client, [keys.parts[0].catalog])
+    mem1, catalog1 = used_memory(client), usage(client, catalogs)
     stock = usage(client, [keys.sku(s).stock for s in skus])
     n = len(skus)
     parts = {"stock hash (own key)": mean(stock.values()), "catalogue zset entry": per_entry(catalog0, catalog1, n)}
@@ -149,7 +177,7 @@ def measure_skus(inv: Inventory, label: str, skus: list[str], names: list[str]) 
         "label": label, "skus": n, "name_chars": len(names[0]),
         "per_key_b": round(sum(parts.values()), 1), "info_b": round((mem1 - mem0) / n, 1), "parts_b": parts,
         "stock_hash_max_b": max(stock.values()), "encoding": text(client.object("encoding", sample)),
-        "transient_dirty_entry_b": round(dirty.get(keys.parts[0].dirty, 0) / n, 1),
+        "transient_dirty_entry_b": round(sum(dirty.values()) / n, 1),
         "sample_fields": field_bytes(sample, decode_hash(client.hgetall(sample))),
     }
 
@@ -168,7 +196,11 @@ def warm_up(inv: Inventory, skus: Sequence[str]) -> dict:
     records = [inv.keys.reservation(t) for t in tokens]
     closed = usage(inv.redis, records)
     ttl = inv.redis.ttl(records[0])
-    inv.redis.delete(*records)
+    for start in range(0, len(records), 1000):  # one key per DEL: records sit in many slots on a cluster
+        pipe = inv.redis.pipeline(transaction=False)
+        for record in records[start:start + 1000]:
+            pipe.delete(record)
+        pipe.execute()
     settle(inv)
     return {"closed_record_b": round(mean(closed.values()), 1), "closed_record_ttl_s": ttl}
 
@@ -178,7 +210,7 @@ def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: li
     client, keys = inv.redis, inv.keys
     distinct = sorted(set(skus))
     shared = {
-        "expiry zset entry": [keys.parts[0].expiries],
+        "expiry zset entry": [p.expiries for p in keys.parts],
         "holds zset entry": [keys.sku(s).holds for s in distinct],
         "buyers hash field": [keys.sku(s).buyers for s in distinct],
         "stock hash change": [keys.sku(s).stock for s in distinct],
@@ -205,7 +237,7 @@ def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: li
         "encodings": {"record": text(client.object("encoding", sample)),
                       "holds": text(client.object("encoding", keys.sku(distinct[0]).holds)),
                       "buyers": text(client.object("encoding", keys.sku(distinct[0]).buyers)),
-                      "expiries": text(client.object("encoding", keys.parts[0].expiries))},
+                      "expiries": text(client.object("encoding", keys.of_sku(distinct[0]).expiries))},
         "sample_record_fields": field_bytes(sample, decode_hash(client.hgetall(sample))),
         "sample_hold_member_chars": len(text(client.zrange(keys.sku(distinct[0]).holds, 0, 0)[0])),
     }, failures
@@ -234,41 +266,35 @@ def active_row(inv: Inventory, configured: dict, skus: list[str]) -> dict:
 # -- scenario -------------------------------------------------------------------------------------
 
 
-def run(ctx: Context) -> dict:
-    """Scenario entry point (bench/suite.py contract)."""
-    size = sizes(ctx.smoke)
-    client = redis.Redis(host="127.0.0.1", port=ctx.redis_port)
-    inv = Inventory(client, Settings(key_prefix=PREFIX))
+def measure(inv: Inventory, size: Sizes) -> dict:
+    """Every SKU and reservation figure on one deployment (a single node or a cluster), with its verdicts."""
+    client = inv.redis
     for source in load_sources().values():  # the script cache must not grow inside a measurement
         client.script_load(source.source)
     skus = [f"SKU-{i:06d}" for i in range(size.skus)]
     long_skus = [f"LNG-{i:06d}" for i in range(size.long_name_skus)]
     hot, hot_short = "HOT-000001", "HOT-000002"
     failures: list[str] = []
-    try:
-        background(inv)
-        sku_rows = [
-            measure_skus(inv, "typical (22-char name)", skus, [f"Flash sale item {i:06d}" for i in range(size.skus)]),
-            measure_skus(inv, f"long name ({LONG_NAME} chars)", long_skus,
-                         [f"Long product name {i:06d} ".ljust(LONG_NAME, "x") for i in range(size.long_name_skus)]),
-        ]
-        n, half = size.reservations, size.skus // 2
-        configure(inv, [hot, hot_short], ["Hot item", "Hot item 2"], stock=n * 2)
-        closed = warm_up(inv, [*skus, hot, hot_short])
-        sku_rows.append(active_row(inv, sku_rows[0], skus))
-        short_ids = [f"u{i:012d}" for i in range(max(n, half))]
-        layouts = [("spread", skus[:half], [str(uuid.uuid4()) for _ in range(half)]),
-                   ("spread-short-ids", skus[half:2 * half], short_ids[:half]),
-                   ("hot", [hot] * n, [str(uuid.uuid4()) for _ in range(n)]),
-                   ("hot-short-ids", [hot_short] * n, short_ids[:n])]
-        res_rows = []
-        for layout, layout_skus, users in layouts:
-            row, bad = measure_reservations(inv, layout, layout_skus, users)
-            res_rows.append(row)
-            failures += bad
-        version = client.info("server")["redis_version"]
-    finally:
-        delete_prefix(client, PREFIX)
+    background(inv)
+    sku_rows = [
+        measure_skus(inv, "typical (22-char name)", skus, [f"Flash sale item {i:06d}" for i in range(size.skus)]),
+        measure_skus(inv, f"long name ({LONG_NAME} chars)", long_skus,
+                     [f"Long product name {i:06d} ".ljust(LONG_NAME, "x") for i in range(size.long_name_skus)]),
+    ]
+    n, half = size.reservations, size.skus // 2
+    configure(inv, [hot, hot_short], ["Hot item", "Hot item 2"], stock=n * 2)
+    closed = warm_up(inv, [*skus, hot, hot_short])
+    sku_rows.append(active_row(inv, sku_rows[0], skus))
+    short_ids = [f"u{i:012d}" for i in range(max(n, half))]
+    layouts = [("spread", skus[:half], [str(uuid.uuid4()) for _ in range(half)]),
+               ("spread-short-ids", skus[half:2 * half], short_ids[:half]),
+               ("hot", [hot] * n, [str(uuid.uuid4()) for _ in range(n)]),
+               ("hot-short-ids", [hot_short] * n, short_ids[:n])]
+    res_rows = []
+    for layout, layout_skus, users in layouts:
+        row, bad = measure_reservations(inv, layout, layout_skus, users)
+        res_rows.append(row)
+        failures += bad
     targets = {
         f"sku[{r['label']}] {method}": at_most(r[key], SKU_TARGET_B, "B")
         for r in sku_rows for method, key in (("per-key", "per_key_b"), ("INFO", "info_b")) if r[key] is not None
@@ -276,11 +302,34 @@ def run(ctx: Context) -> dict:
         f"reservation[{r['layout']}] {method}": at_most(r[key], RESERVATION_TARGET_B, "B")
         for r in res_rows for method, key in (("per-key", "per_key_b"), ("INFO", "info_b"))
     }
+    return {"partitions": inv.keys.partitions, "per_sku": sku_rows, "per_reservation": res_rows,
+            "closed_reservation": closed, "targets": targets, "failures": failures}
+
+
+def run(ctx: Context) -> dict:
+    """Scenario entry point (bench/suite.py contract): the run's single node, then (unless
+    --no-cluster) a private 3-master cluster with the product's cluster client (16 partitions)."""
+    size = sizes(ctx.smoke)
+    client = redis.Redis(host="127.0.0.1", port=ctx.redis_port)
+    try:
+        single = measure(Inventory(client, Settings(key_prefix=PREFIX)), size)
+        version = client.info("server")["redis_version"]
+    finally:
+        delete_prefix(client, PREFIX)
+    cluster_doc = None
+    if getattr(ctx.args, "cluster", True):
+        cluster = start_cluster(ctx.tmp)
+        try:
+            settings = Settings(key_prefix=PREFIX, redis_url=cluster.url)
+            cluster_doc = measure(Inventory(connect_redis(settings), settings), size)
+            cluster_doc["masters"] = len(cluster.masters())
+        finally:
+            cluster.stop()
     result = {
         "scenario": NAME, "smoke": ctx.smoke, "sizes": size.__dict__, "key_prefix": PREFIX,
         "versions": {"python": platform.python_version(), "redis_py": redis.__version__, "redis_server": version},
-        "per_sku": sku_rows, "per_reservation": res_rows, "closed_reservation": closed,
-        "targets": targets, "failures": failures,
+        **single, "cluster": cluster_doc,
+        "failures": single["failures"] + [f"cluster: {f}" for f in (cluster_doc or {}).get("failures", [])],
     }
     result["summary"] = summary(result)
     write_json(ctx, NAME, result)
@@ -288,20 +337,26 @@ def run(ctx: Context) -> dict:
 
 
 def summary(result: dict) -> list[str]:
-    """Console lines: each figure against its target, and what dominates."""
+    """Console lines: each figure against its target, and what dominates; single node, then cluster."""
     lines = []
-    for r in result["per_sku"]:
-        info = "n/a" if r["info_b"] is None else f"{r['info_b']} B"
-        lines.append(f"per SKU, {r['label']}: per-key {r['per_key_b']} B, INFO {info}; "
-                     + "; ".join(dominant(r["parts_b"])))
-    for r in result["per_reservation"]:
-        lines.append(f"per reservation, {r['layout']}: per-key {r['per_key_b']} B, INFO {r['info_b']} B; "
-                     + "; ".join(dominant(r["parts_b"])))
-    lines.append(f"closed (released) record kept {result['closed_reservation']['closed_record_ttl_s']} s: "
-                 f"{result['closed_reservation']['closed_record_b']} B")
-    lines += [f"target {name}: {verdict(goal)}" for name, goal in result["targets"].items()]
+    for name, doc in (("single node", result), ("cluster", result.get("cluster"))):
+        if not doc:
+            continue
+        lines.append(f"== {name}, {doc['partitions']} partition(s)")
+        for r in doc["per_sku"]:
+            info = "n/a" if r["info_b"] is None else f"{r['info_b']} B"
+            lines.append(f"per SKU, {r['label']}: per-key {r['per_key_b']} B, INFO {info}; "
+                         + "; ".join(dominant(r["parts_b"])))
+        for r in doc["per_reservation"]:
+            lines.append(f"per reservation, {r['layout']}: per-key {r['per_key_b']} B, INFO {r['info_b']} B; "
+                         + "; ".join(dominant(r["parts_b"])))
+        lines.append(f"closed (released) record kept {doc['closed_reservation']['closed_record_ttl_s']} s: "
+                     f"{doc['closed_reservation']['closed_record_b']} B")
+        lines += [f"target {t}: {verdict(goal)}" for t, goal in doc["targets"].items()]
     return lines
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(NAME, run, parser("python -m bench.memory", __doc__ or "").parse_args()))
+    p = parser("python -m bench.memory", __doc__ or "")
+    p.add_argument("--no-cluster", dest="cluster", action="store_false", help="skip the cluster measurement")
+    raise SystemExit(main(NAME, run, p.parse_args()))

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import plots
+from bench.cluster import Backend, merge_redis_cpu, node_pids, shard_delta, start_cluster
+from bench.cluster import snapshot as _snapshot
 from bench.cpu import CpuWindow
 from bench.generators import GENERATORS, Load
 from bench.procs import ProcessGroup, free_port, install_signal_handlers, wait_for_port
@@ -52,6 +54,11 @@ SCENARIOS: dict[str, str] = {
     "reconcile_latency": "bench.reconcile_latency:run",
 }
 RUN_INDEX = "scenarios.json"  # per-scenario failures, summary and seconds of the last run in out_dir
+
+
+def shard_snapshot(nodes: dict[int, int]) -> dict[str, dict[str, int]]:
+    """Per-node command and script counters of a backend (bench/cluster.py)."""
+    return _snapshot(nodes)
 
 
 class ScenarioUnavailable(Exception):
@@ -81,7 +88,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--smoke", action="store_true", help="tiny numbers for the test suite (every scenario)")
     p.add_argument("--scenarios", default=None,
                    help=f"comma list of {','.join(SCENARIOS)} (default: all whose module exists)")
-    p.add_argument("--targets", default="flashstock,ceiling,pg_for_update,pg_conditional,pg_optimistic")
+    p.add_argument("--targets", default="flashstock,flashstock_cluster,ceiling,pg_for_update,pg_conditional,pg_optimistic")
     p.add_argument("--connections", default="64,256", help="comma list")
     p.add_argument("--units", type=int, default=10_000)
     p.add_argument("--attempts", type=int, default=200_000)
@@ -145,7 +152,7 @@ def _versions() -> dict[str, str]:
 
 
 def run_target(
-    procs: ProcessGroup, target: Target, env: Env, a: argparse.Namespace, redis_pid: int, tmp: Path
+    procs: ProcessGroup, target: Target, env: Env, a: argparse.Namespace, backend: Backend, tmp: Path
 ) -> tuple[list[dict], dict[tuple[str, int], list[float]]]:
     """Start one target, run the sell-out at each connection count, stop it."""
     port = free_port()
@@ -164,15 +171,19 @@ def run_target(
         for conns in [int(c) for c in a.connections.split(",")]:
             target.seed(env, HOT_SKU, a.units)
             load = Load(port, HOT_SKU, conns, a.attempts, a.max_seconds, f"{target.name}-c{conns}")
-            window = CpuWindow({"server": server.pid, "redis": redis_pid}, include_postgres=target.needs_postgres)
+            window = CpuWindow({"server": server.pid, **backend.cpu_pids()}, include_postgres=target.needs_postgres)
+            shards0 = shard_snapshot(backend.nodes)
             window.start()
             t0 = time.monotonic()
             result = generate(procs, load, tmp / f"{load.tag}.json", **extra)
-            cpu = window.stop(time.monotonic() - t0, result["generator_cpu_s"])
+            cpu = merge_redis_cpu(window.stop(time.monotonic() - t0, result["generator_cpu_s"]))
+            answered = sum(result["status"][k] for k in ("201", "409", "5xx", "other"))
+            shards = shard_delta(shards0, shard_snapshot(backend.nodes), answered)
             holds = target.count_holds(env, HOT_SKU) if target.count_holds else None
             metrics = sellout_metrics(a.units, result, target.read_stock(env, HOT_SKU), holds)
             curves[(target.name, conns)] = result.pop("success_t")
-            run = {"target": target.name, "connections": conns, "load": result, "cpu": cpu, "sellout": metrics}
+            run = {"target": target.name, "connections": conns, "backend": backend.name, "load": result, "cpu": cpu,
+                   "sellout": metrics, "shards": shards}
             run["failures"] = failures(run)
             runs.append(run)
             print(_line(run), flush=True)
@@ -190,7 +201,8 @@ def _line(run: dict) -> str:
         f"201={st['201']} 409={st['409']} 5xx={st['5xx']} other={st['other']} err={st['transport_errors']} "
         f"p50={lat['p50']}ms p99={lat['p99']}ms max={lat['max']}ms sellout={m['sellout_s']}s "
         f"over={m['oversell']} under={m['undersell']} gen_cpu={run['cpu']['generator_share_of_capacity']:.0%} "
-        f"other_tenants_cpu={run['cpu']['other_share_of_capacity']:.0%}"
+        f"other_tenants_cpu={run['cpu']['other_share_of_capacity']:.0%} "
+        f"scripts/answer={run['shards']['scripts_per_answer']} max_shard_share={run['shards']['max_shard_share']:.0%}"
         + (" TRUNCATED" if ld.get("truncated") else "")
         + (f" FAIL: {', '.join(run['failures'])}" if run["failures"] else "")
     )
@@ -233,14 +245,24 @@ def hot_sku(ctx: Context) -> dict:
     curves: dict[tuple[str, int], list[float]] = {}
     errors: list[str] = []
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    cluster = None
+    single = Backend("single", {ctx.redis_port: ctx.redis_pid})
     try:
         dsn = create_bench_db(a.pg_dsn, a.pg_admin_db) if needs_pg else None
+        if any(t.cluster for t in chosen):
+            cluster = start_cluster(ctx.tmp)
         env = Env(redis_port=ctx.redis_port, pg_dsn=dsn, workers=a.workers,
                   worker_connections=a.worker_connections, redis_client=a.redis_client,
-                  redis_pool=a.redis_pool, pg_pool=a.pg_pool)
+                  redis_pool=a.redis_pool, pg_pool=a.pg_pool,
+                  cluster_url=cluster.url if cluster else None,
+                  cluster_ports=tuple(cluster.masters()) if cluster else ())
         for target in chosen:
+            backend = single
+            if target.cluster and cluster is not None:
+                backend = Backend("cluster", {p: pid for p, pid in node_pids(cluster).items() if p in env.cluster_ports},
+                                  cluster.url)
             try:
-                r, c = run_target(ctx.procs, target, env, a, ctx.redis_pid, ctx.tmp)
+                r, c = run_target(ctx.procs, target, env, a, backend, ctx.tmp)
             except Exception as exc:  # noqa: BLE001 - one broken target must not hide the others
                 errors.append(f"{target.name}: {exc!r}")
                 print(f"{target.name}: FAILED {exc!r} (logs in {ctx.tmp})", file=sys.stderr, flush=True)
@@ -248,6 +270,8 @@ def hot_sku(ctx: Context) -> dict:
             runs += r
             curves.update(c)
     finally:
+        if cluster is not None:
+            cluster.stop()
         if needs_pg and not a.keep_db:
             drop_bench_db(a.pg_dsn, a.pg_admin_db)
     doc: dict[str, Any] = {

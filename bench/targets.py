@@ -30,6 +30,8 @@ class Env:
     redis_pool: int = 1000
     pg_pool: int = 12
     key_prefix: str = "bench:"
+    cluster_url: Optional[str] = None  # redis+cluster://... of the run's private cluster, if one runs
+    cluster_ports: tuple[int, ...] = ()  # its masters
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Target:
     count_holds: Optional[Callable[[Env, str], int]] = None  # units held, from the server's own records
     needs_postgres: bool = False
     env_vars: Optional[Callable[[Env], dict[str, str]]] = None  # extra environment for the server
+    cluster: bool = False  # serves from the run's private Redis Cluster instead of the single node
 
 
 def gunicorn_argv(env: Env, port: int, app_spec: str) -> list[str]:
@@ -146,12 +149,24 @@ FS_KEY_PREFIX = "fsbench"  # KeySpace prefix (no braces/spaces) shared by flashs
 BENCH_API_KEY = "bench-storefront-key"  # sent by bench/wrk/reserve.lua as X-API-Key to every target
 
 
-def _inventory(env: Env) -> tuple[redis.Redis, "object"]:
+def _inventory(env: Env, cluster: bool = False) -> tuple["redis.Redis | redis.RedisCluster", "object"]:
+    """A core Inventory on the single node or (cluster) on the run's cluster, as the API builds it."""
     from inventory import Inventory
     from inventory.config import Settings
+    from inventory.store import connect_redis
 
+    if cluster:
+        settings = Settings(key_prefix=FS_KEY_PREFIX, redis_url=_cluster_url(env))
+        r = connect_redis(settings)
+        return r, Inventory(r, settings)
     r = redis.Redis(host="127.0.0.1", port=env.redis_port)
     return r, Inventory(r, Settings(key_prefix=FS_KEY_PREFIX))
+
+
+def _cluster_url(env: Env) -> str:
+    if not env.cluster_url:
+        raise RuntimeError("this target needs the run's Redis Cluster")
+    return env.cluster_url
 
 
 def wipe_bench_prefix(r: redis.Redis) -> None:
@@ -166,28 +181,55 @@ def wipe_bench_prefix(r: redis.Redis) -> None:
         r.unlink(*batch)
 
 
-def fs_seed(env: Env, sku: str, units: int) -> None:
-    """Wipe every key under the bench prefix, then configure the SKU."""
-    r, inv = _inventory(env)
+def _seed(env: Env, sku: str, units: int, cluster: bool) -> None:
+    r, inv = _inventory(env, cluster)
     with r:
-        wipe_bench_prefix(r)
+        if cluster:
+            from bench.cluster import wipe_prefix
+
+            wipe_prefix(env.cluster_ports, FS_KEY_PREFIX)
+        else:
+            wipe_bench_prefix(r)
         inv.catalog.configure(sku, name=f"bench {sku}", price=1000)
         inv.catalog.adjust_stock(sku, set_total=units)
 
 
+def _stock(env: Env, sku: str, cluster: bool) -> "object":
+    r, inv = _inventory(env, cluster)
+    with r:
+        return inv.catalog.get(sku).stock
+
+
+def fs_seed(env: Env, sku: str, units: int) -> None:
+    """Wipe every key under the bench prefix, then configure the SKU."""
+    _seed(env, sku, units, cluster=False)
+
+
 def fs_read_stock(env: Env, sku: str) -> int:
     """Available units per the SKU's stock hash."""
-    r, inv = _inventory(env)
-    with r:
-        return inv.catalog.get(sku).stock.available
+    return _stock(env, sku, cluster=False).available
 
 
 def fs_count_holds(env: Env, sku: str) -> int:
     """Units held (+ sold) per the SKU's stock hash: must equal the 201s."""
-    r, inv = _inventory(env)
-    with r:
-        st = inv.catalog.get(sku).stock
-        return st.held + st.sold
+    st = _stock(env, sku, cluster=False)
+    return st.held + st.sold
+
+
+def fs_cluster_seed(env: Env, sku: str, units: int) -> None:
+    """fs_seed on the run's cluster (every master wiped)."""
+    _seed(env, sku, units, cluster=True)
+
+
+def fs_cluster_read_stock(env: Env, sku: str) -> int:
+    """fs_read_stock on the run's cluster."""
+    return _stock(env, sku, cluster=True).available
+
+
+def fs_cluster_count_holds(env: Env, sku: str) -> int:
+    """fs_count_holds on the run's cluster."""
+    st = _stock(env, sku, cluster=True)
+    return st.held + st.sold
 
 
 def fs_env(env: Env) -> dict[str, str]:
@@ -204,6 +246,13 @@ def fs_env(env: Env) -> dict[str, str]:
         "WEB_CONCURRENCY": str(env.workers),
         "LOG_LEVEL": "INFO",  # the product's one JSON line per request is part of what is measured
     }
+
+
+def fs_cluster_env(env: Env) -> dict[str, str]:
+    """fs_env with REDIS_URL naming the run's cluster (16 partitions, the automatic count); Celery's
+    broker, which a cluster deployment must name, is the single node (reserve never enqueues)."""
+    return fs_env(env) | {"REDIS_URL": _cluster_url(env),
+                          "CELERY_BROKER_URL": f"redis://127.0.0.1:{env.redis_port}/1"}
 
 
 def _sqlalchemy_url(dsn: str) -> str:
@@ -234,12 +283,19 @@ def flashstock_target() -> Target:
                   needs_postgres=True, env_vars=fs_env)
 
 
+def flashstock_cluster_target() -> Target:
+    """The same product, same settings, with REDIS_URL=redis+cluster://... (the run's 3 masters)."""
+    return Target("flashstock_cluster", flashstock_command, fs_cluster_seed, fs_cluster_read_stock,
+                  fs_cluster_count_holds, needs_postgres=True, env_vars=fs_cluster_env, cluster=True)
+
+
 def all_targets() -> dict[str, Target]:
     """Every known target by name."""
     return {
         t.name: t
         for t in (
             flashstock_target(),
+            flashstock_cluster_target(),
             ceiling_target(),
             # redis-py construction variants of the ceiling (see NOTES.md, redis-py under gevent)
             ceiling_target("ceiling_default_client", "default"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from inventory.keys import KeySpace
+
 from bench.core_only import PREFIX, benchmark_command, capture_reserve, counter_failures, parse_benchmark_csv, ratios
 
 CSV = (
@@ -28,20 +30,21 @@ def test_parse_benchmark_csv_without_result_raises():
 
 def test_captured_call_is_the_cores_reserve_shape():
     keys, args, token, user = capture_reserve("fs", "HOT-1")
-    assert keys == ["fs:{p0.0}:r:" + token, "fs:{p0.0}:expiries", "fs:{p0.0}:dirty", "fs:{p0.0}:sale",
-                    "fs:{p0.0}:s:HOT-1", "fs:{p0.0}:h:HOT-1", "fs:{p0.0}:b:HOT-1"]
+    part = KeySpace("fs").of_sku("HOT-1")
+    assert keys == [part.reservation(token), part.expiries, part.dirty, part.sale_switch,
+                    *part.sku("HOT-1").as_list()]
     assert args[:2] == [token, user] and args[-3:] == ["", "HOT-1", 1]
 
 
 def test_benchmark_command_randomises_token_and_user_only():
     keys, args, token, user = capture_reserve(PREFIX, "S-1")
-    argv = benchmark_command("sha1", keys, args, token, user, "h01abc")
+    argv = benchmark_command("sha1", keys, args, token, user, "h01")
     assert argv[:3] == ["EVALSHA", "sha1", "7"]
     record, rest, argv_args = argv[3], argv[4:10], argv[10:]
     assert "__rand_int____rand_int__" in record and token not in record
     assert rest == keys[1:]
-    assert argv_args[0] == "h01abc__rand_int____rand_int__" and len(argv_args[0]) == len(token)
-    assert record == f"{PREFIX}:{{p0.0}}:r:h01abc__rand_int____rand_int__"
+    assert argv_args[0] == "h01__rand_int____rand_int__" + token[-3:] and len(argv_args[0]) == len(token)
+    assert record == KeySpace(PREFIX).parts[0].reservation(argv_args[0])
     assert argv_args[1] == "u__rand_int__" and len(argv_args[1]) == len(user)
     assert argv_args[2:] == [str(a) for a in args[2:]]
 
