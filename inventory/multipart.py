@@ -57,8 +57,8 @@ class MultiPart:
                 rate_limits: Sequence[RateLimit]) -> tuple[list[Any], dict[str, int]]:
         """Reserve every part, home last; returns the home's reply and the unit price of every line."""
         home = self.keys.of_token(token)
-        for j, bucket in enumerate(rate_limits, 1):
-            self.calls.count_request(bucket, j)
+        if rate_limits:
+            self.calls.count_requests(rate_limits)
         others = sorted(q for q in by_part if q != home.index)
         taken: list[int] = []
         prices: dict[str, int] = {}

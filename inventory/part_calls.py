@@ -12,7 +12,7 @@ import json
 from typing import Any, Callable, Sequence
 
 from inventory.context import Context, decode_hash
-from inventory.errors import RateLimited, StaleRead
+from inventory.errors import InvalidArgument, RateLimited, StaleRead
 from inventory.keys import Partition
 from inventory.models import RateLimit
 
@@ -24,6 +24,10 @@ def fingerprint(user_id: str, lines: list[tuple[str, int]], ttl_ms: int) -> str:
     """What a reserve request asked for; the same token with another fingerprint is a conflict."""
     body = json.dumps([user_id, sorted(lines), ttl_ms], separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**15
 
 
 def skus_of(record: dict[str, str]) -> list[str]:
@@ -62,13 +66,26 @@ class PartCalls:
             raise RateLimited(error.message, limit=bucket.label or str(bucket.limit),
                               retry_after_ms=int(error.details["retry_after_ms"])) from None
 
-    def count_request(self, bucket: RateLimit, j: int) -> None:
-        """Count one request in a rate-limit bucket on its own (its key is in another slot)."""
-        try:
-            self.ctx.run("count_request", [bucket.key], [bucket.limit, bucket.window_seconds, j])
-        except RateLimited as error:
-            raise RateLimited(error.message, limit=bucket.label or str(bucket.limit),
-                              retry_after_ms=int(error.details["retry_after_ms"])) from None
+    def count_requests(self, buckets: Sequence[RateLimit]) -> None:
+        """Count one request in each rate-limit bucket, all in one pipelined round trip (their keys live in
+        other slots than the reservation's, so the reserve script cannot count them); RateLimited if any
+        is over its limit. Same fixed windows as the reserve script's: the window opens with the first
+        request (SET NX EX before INCR in one write, so a counter never lives without its expiry)."""
+        for bucket in buckets:  # the reserve script's own checks, before anything is counted
+            if not (_count(bucket.limit) and _count(bucket.window_seconds) and bucket.window_seconds >= 1):
+                raise InvalidArgument("Invalid argument (a quantity above the maximum, a malformed id, ...).",
+                                      argument="rate_limits")
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for bucket in buckets:
+            pipe.set(bucket.key, 0, ex=bucket.window_seconds, nx=True)
+            pipe.incr(bucket.key)
+            pipe.pttl(bucket.key)
+        replies = pipe.execute()
+        for j, bucket in enumerate(buckets):
+            count, pttl = int(replies[3 * j + 1]), int(replies[3 * j + 2])
+            if count > bucket.limit:
+                raise RateLimited("Too many requests; slow down.", limit=bucket.label or str(bucket.limit),
+                                  retry_after_ms=max(pttl, 1))
 
     def amend(self, part: Partition, token: str, user_id: str, wanted: dict[str, int],
               record: dict[str, str] | None = None) -> list[Any]:

@@ -77,9 +77,8 @@ class Reservations:
         if len(by_part) > 1:
             reply, prices = self.multi.reserve(token, user_id, fp, ttl_ms, by_part, rate_limits)
         else:
-            if self.ctx.cluster and rate_limits:  # buckets live in other slots: counted first, one call each
-                for j, bucket in enumerate(rate_limits, 1):
-                    self.calls.count_request(bucket, j)
+            if self.ctx.cluster and rate_limits:  # buckets live in other slots: counted first, one round trip
+                self.calls.count_requests(rate_limits)
                 rate_limits = ()
             reply = self.calls.reserve(keys.parts[home], token, user_id, fp, ttl_ms, lines, rate_limits=rate_limits)
             prices = {sku: int(p) for (sku, _), p in zip(lines, reply[3:])}

@@ -1,14 +1,22 @@
-"""Rate-limit buckets counted in the same script call as the hold (one round trip, atomic)."""
+"""Rate-limit buckets counted in the same script call as the hold (one round trip, atomic) on one node,
+and in one pipelined round trip before it on a cluster (the buckets live in other slots): same answers."""
 
 from __future__ import annotations
 
 import pytest
 import redis
 
-from inventory import Inventory
+from inventory import Inventory, Settings
 from inventory.errors import InvalidArgument, RateLimited, SoldOut
 from inventory.models import RateLimit
+from tests.clocks import ManualClock
 from tests.helpers import assert_invariant, make_product, stock
+from tests.unit.test_scripts import ClusterLike
+
+
+@pytest.fixture(params=["node", "cluster-paths"])
+def inv(request: pytest.FixtureRequest, any_redis: redis.Redis, settings: Settings, clock: ManualClock) -> Inventory:
+    return (ClusterLike if request.param == "cluster-paths" else Inventory)(any_redis, settings, clock)
 
 
 def _buckets(inv: Inventory, user_limit: int = 2, ip_limit: int = 100) -> list[RateLimit]:

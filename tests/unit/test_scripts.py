@@ -18,8 +18,7 @@ from inventory.scripts import Scripts, load_sources
 from tests.helpers import assert_invariant, make_product, stock
 
 SCRIPT_NAMES = {"reserve", "amend", "release", "checkout", "record_payment", "configure_product", "adjust_stock",
-                "set_sale_switch", "count_request", "pin_part", "abort_checkout", "attach_parts"}
-SINGLE_PARTITION_SCRIPTS = SCRIPT_NAMES - {"count_request", "pin_part", "abort_checkout", "attach_parts"}
+                "set_sale_switch", "pin_part", "abort_checkout", "attach_parts"}
 
 
 def test_every_operation_has_one_script_with_a_full_header() -> None:
@@ -29,7 +28,7 @@ def test_every_operation_has_one_script_with_a_full_header() -> None:
         header = src.source.split("]]", 1)[0]
         assert header.startswith("--[["), src.filename
         assert re.search(r"KEYS\[1\]", header) and re.search(r"ARGV\[1\]", header), src.filename
-        assert "Returns" in header and ("Invariant" in header or "arithmetic" in header), src.filename
+        assert "Returns" in header and "Invariant" in header, src.filename
         assert re.match(r"^[a-z_]+-[0-9+nm]+\.lua$", src.filename), src.filename
         assert not re.search(r"^--@include", src.source, re.M), "includes are spliced by the loader"
 
@@ -105,8 +104,7 @@ def test_every_script_call_touches_one_cluster_slot(
     clock.advance(61)
     inv.reservations.expire_due()  # resolves the pinned part at its home: abort, unpin, expire
 
-    assert single == (SCRIPT_NAMES if cluster_paths else SCRIPT_NAMES - {"count_request"}) - {
-        "pin_part", "abort_checkout", "attach_parts"}
+    assert single == SCRIPT_NAMES - {"pin_part", "abort_checkout", "attach_parts"}
     assert {name for name, _ in calls} == SCRIPT_NAMES
     for name, keys in calls:
         if name == "reserve" and len(keys) > 4 + 3 and keys[-1].startswith(inv.keys.scoped("rl")):
