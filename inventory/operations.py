@@ -14,6 +14,7 @@ from inventory.engine import Inventory
 from inventory.ledger import persisted
 from inventory.sale_admin import global_paused
 from inventory.sale_status import SkuStatus, read_status
+from inventory.store import masters
 from inventory.tables import OrderLineRow, OrderRow, ReconcileDriftRow, ReconcileRunRow
 
 MAX_DRIFT_LINES = 10
@@ -150,9 +151,9 @@ def _last_reconcile(session: Session) -> ReconcileSummary | None:
 
 def _memory(inv: Inventory) -> RedisMemory:
     """INFO memory; zeros where the server has no INFO (the embedded fakeredis)."""
-    try:
-        info: dict[str, Any] = inv.redis.info("memory")
+    try:  # every master of a cluster, summed
+        infos: list[dict[str, Any]] = [node.info("memory") for node in masters(inv.redis)]
     except ResponseError:
         return RedisMemory(0, 0, 0)
-    return RedisMemory(int(info.get("used_memory", 0)), int(info.get("used_memory_peak", 0)),
-                       int(info.get("maxmemory", 0)))
+    return RedisMemory(*(sum(int(info.get(name, 0)) for info in infos)
+                         for name in ("used_memory", "used_memory_peak", "maxmemory")))

@@ -29,7 +29,7 @@ from inventory.outbox import ZERO_ID, StreamId
 from inventory.persistence import persisted_sale_switch, sync_state_id
 from inventory.reconcile import catalog_fields, observe, queue_counts
 from inventory.sale_admin import set_global_pause
-from inventory.store import MEMORY_URL
+from inventory.store import MEMORY_URL, masters
 from inventory.tables import OrderLineRow, OrderRow, PaymentEventRow, SyncStateRow
 
 log = logging.getLogger(__name__)
@@ -315,7 +315,16 @@ def _order_parts(inv: Inventory, order: OrderRow,
 
 
 def redis_durability(redis: Any) -> str:
-    """'aof-always' | 'aof-everysec' | 'aof-no' | 'no-aof', or 'unknown' when CONFIG is refused."""
+    """'aof-always' | 'aof-everysec' | 'aof-no' | 'no-aof', or 'unknown' when CONFIG is refused; on a
+    cluster, the weakest master's setting."""
+    modes = [_node_durability(node) for node in masters(redis)]
+    return min(modes, key=_DURABILITY_ORDER.index)
+
+
+_DURABILITY_ORDER = ["unknown", "no-aof", "aof-no", "aof-everysec", "aof-always"]
+
+
+def _node_durability(redis: Any) -> str:
     try:
         appendonly = redis.config_get("appendonly").get("appendonly")
         fsync = redis.config_get("appendfsync").get("appendfsync", "everysec")

@@ -77,6 +77,13 @@ def is_cluster(redis: object) -> bool:
     return isinstance(redis, RedisCluster)
 
 
+def masters(redis: Redis) -> list[Redis]:
+    """A plain client per master (one for a single server), for server-wide reads such as INFO."""
+    if isinstance(redis, RedisCluster):
+        return [node.redis_connection or redis.get_redis_connection(node) for node in redis.get_primaries()]
+    return [redis]
+
+
 _EMBEDDED: Redis | None = None
 
 
