@@ -67,11 +67,34 @@ def new_epoch() -> str:
 
 def stream_last_id(inv: Inventory, part: Partition) -> StreamId:
     """A partition's outbox stream's last generated id (0-0 when the stream does not exist)."""
+    return stream_position(inv, part)[0]
+
+
+def stream_position(inv: Inventory, part: Partition) -> tuple[StreamId, StreamId]:
+    """(last generated id, largest deleted id) of a partition's outbox (0-0 for what it does not have)."""
     try:
         info = inv.redis.xinfo_stream(part.outbox)
     except ResponseError:
-        return ZERO_ID
-    return StreamId.parse(info["last-generated-id"])
+        return ZERO_ID, ZERO_ID
+    deleted = info.get("max-deleted-entry-id")
+    return StreamId.parse(info["last-generated-id"]), StreamId.parse(deleted) if deleted else ZERO_ID
+
+
+def rolled_back(inv: Inventory, part: Partition, persisted: StreamId) -> bool:
+    """Whether the outbox lost entries PostgreSQL already persisted: Redis came back from an older state.
+
+    The last generated id alone is not enough: the first write after a restore gets a new id (Redis's
+    time) past everything persisted. But a persisted entry is always either deleted after its commit
+    (so the stream's largest deleted id reaches it) or still in the stream (the delete was lost); after
+    a restore from before that commit it is neither.
+    """
+    last, deleted = stream_position(inv, part)
+    if last < persisted:
+        return True
+    if persisted == ZERO_ID or deleted >= persisted:
+        return False
+    key = f"{persisted.ms}-{persisted.seq}"
+    return not inv.redis.xrange(part.outbox, min=key, max=key, count=1)
 
 
 def redis_lost_data(inv: Inventory) -> bool:
@@ -140,8 +163,8 @@ def _check(inv: Inventory, session_factory: sessionmaker[Session], part: Partiti
         reason = "epoch marker missing: Redis lost its data"
     elif state is not None and state.epoch != epoch:
         reason = f"epoch {epoch} is not the {state.epoch} Postgres follows"
-    elif state is not None and last < StreamId(state.last_ms, state.last_seq):
-        reason = f"outbox at {last} is behind {state.last_ms}-{state.last_seq} persisted: Redis rolled back"
+    elif state is not None and rolled_back(inv, part, StreamId(state.last_ms, state.last_seq)):
+        reason = f"outbox at {last} lost {state.last_ms}-{state.last_seq}, already persisted: Redis rolled back"
     else:
         return RecoveryCheck("ok", "", epoch or "")
     reason = f"partition {part.index}: {reason}"
