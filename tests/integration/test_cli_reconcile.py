@@ -29,7 +29,7 @@ def test_reconcile_reports_drift_repairs_it_and_lists_runs(cli, cli_json, live: 
     assert cli_json("reconcile", "run", "--full")["clean"]
     live.redis.hincrby(live.keys.sku("HOT").stock, "avail", 4)  # drift: phantom units
     live.redis.hincrby(live.keys.sku("HOT").stock, "total", 4)
-    live.redis.sadd(live.keys.parts[0].dirty, "HOT")
+    live.redis.sadd(live.keys.of_sku("HOT").dirty, "HOT")
     found = cli_json("reconcile", "run")
     assert (found["clean"], found["skus_drifted"], found["skus_repaired"]) == (False, 1, 0)
     assert found["drifts"][0]["sku"] == "HOT" and found["drifts"][0]["redis"].startswith("total 24 ")
