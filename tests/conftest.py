@@ -78,6 +78,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("redis_backend", BACKENDS[:1] if marker else BACKENDS, indirect=True)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop cluster variants that would only repeat a single-node run: tests marked `single_node` that get
+    the cluster through `any_redis`, and the API's Flask-only path (the cluster runs the API tests once,
+    on the hot path; which path answers does not depend on the backend, tests/api/test_hotpath.py)."""
+    keep, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_cluster = "redis-cluster" in (params.get("redis_backend"), params.get("any_redis"))
+        if on_cluster and (item.get_closest_marker("single_node") or params.get("api_settings") is False):
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
 def backend_of(request: pytest.FixtureRequest) -> str:
     """'redis-cluster' when this test instance runs on the cluster (as `redis_backend` or `any_redis`)."""
     params = getattr(getattr(request.node, "callspec", None), "params", {})

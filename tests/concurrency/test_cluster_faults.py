@@ -317,3 +317,57 @@ def test_resharding_the_hot_skus_slot_while_it_sells_keeps_counts_exact(tmp_path
         inv.redis.close()
     finally:
         cluster.stop()
+
+
+def test_the_api_answers_503_or_a_decision_while_the_hot_slot_migrates_and_never_miscounts(
+        tmp_path: Path, prefix: str) -> None:
+    from api import create_app
+    from tests.api.conftest import SF, with_api_settings
+
+    cluster = start_cluster(tmp_path / "reshard-api-cluster")
+    try:
+        inv = cluster_inventory(cluster, prefix)
+        seed_products(inv, hot_stock=300)
+        app = create_app(with_api_settings(inv.settings), inventory=inv, on_checkout=None)
+        statuses: Counter = Counter()
+        held_units: Counter = Counter()
+        lock, stop = threading.Lock(), threading.Event()
+
+        def buyer(seed: int) -> None:
+            rng = random.Random(seed)
+            with app.test_client() as client:
+                while not stop.is_set():
+                    sku = HOT if rng.random() < 0.8 else rng.choice(OTHERS)
+                    answer = client.post("/v1/reservations", headers=SF, json={
+                        "user_id": f"u{rng.randrange(USERS)}", "items": [{"sku": sku, "qty": 1}]})
+                    with lock:
+                        code = answer.get_json().get("error", {}).get("code", "")
+                        statuses[(answer.status_code, code)] += 1
+                        if answer.status_code == 201:
+                            held_units[sku] += 1
+
+        threads = [threading.Thread(target=buyer, args=(seed,)) for seed in range(8)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.3)
+            slot = hot_slot(inv)
+            target = next(port for port in cluster.masters() if port != cluster.slot_owner(slot))
+            cluster.migrate_slot(slot, target, batch_size=3, between_batches=lambda moved: time.sleep(0.05))
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(30)
+
+        print(f"\nAPI during slot migration: {dict(statuses)}")
+        assert {status for status, _ in statuses} <= {201, 409, 503}, statuses
+        assert all(code in ("", "limit_exceeded", "sold_out", "unavailable") for _, code in statuses), statuses
+        assert statuses[(201, "")] > 0
+        for sku in [HOT, *OTHERS]:
+            level = stock(inv, sku)
+            assert_invariant(level)
+            assert level.held + level.sold == held_units[sku], (sku, level, held_units[sku])
+        inv.redis.close()
+    finally:
+        cluster.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pathlib import Path
 
 from inventory import Inventory
@@ -85,6 +86,7 @@ def test_rebuild_validates_its_targets(cli_json, live: Inventory) -> None:
     assert cli_json("rebuild", "A", "--all", code=2)["error"]["code"] == "invalid_argument"
 
 
+@pytest.mark.single_node("the same commands run in process on the cluster; this checks the console script's wiring")
 def test_reconcile_and_rebuild_run_as_real_processes(cli, run_process, live: Inventory, db,
                                                      tmp_path: Path) -> None:
     _seed(cli, live, db, tmp_path)

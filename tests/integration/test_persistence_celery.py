@@ -89,6 +89,7 @@ def test_postgres_unreachable_during_persistence_then_back_lands_everything_once
     assert run_reconciliation(real_inv, pg_sessions, repair=False, full=True).clean
 
 
+@pytest.mark.single_node("the broker, not the inventory's Redis, is under test")
 def test_a_rabbitmq_broker_works_the_same(real_inv: Inventory, pg_sessions, migrated_db_url: str,
                                           sync_settings: Settings, tmp_path: Path,
                                           workers: list[CeleryWorker]) -> None:
