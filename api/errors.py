@@ -57,8 +57,12 @@ _CODE_BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 40
                    405: "method_not_allowed", 413: "payload_too_large", 415: "unsupported_media_type",
                    422: "invalid_request", 429: "rate_limited", 503: "unavailable"}
 
-# Redis failures that mean "try again shortly" (connection refused, timeouts, pool exhausted).
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# Redis failures that mean "try again shortly": connection refused, timeouts, pool exhausted; and on a
+# Redis Cluster a failover or reshard in progress: CLUSTERDOWN / MASTERDOWN, TRYAGAIN (a script whose
+# keys are split between two nodes mid-migration; it did not run), redirections that did not settle
+# (ClusterError "TTL exhausted"), a slot with no known owner. None of these ran the script halfway.
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.TryAgainError,
+              redis.exceptions.ClusterError, redis.exceptions.SlotNotCoveredError)
 # Database failures of the same kind (only admin reconciliation and /readyz use the database).
 DATABASE_DOWN = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)
 

@@ -11,7 +11,7 @@ from inventory.clock import Clock, RedisClock, ScriptedClock
 from inventory.config import Settings
 from inventory.errors import raise_for_reply
 from inventory.keys import KeySpace
-from inventory.scripts import Scripts
+from inventory.scripts import ScriptBatch, Scripts
 from inventory.store import is_cluster
 
 
@@ -47,6 +47,10 @@ class Context:
         reply = self.scripts.call(script, keys, args)
         raise_for_reply(reply)
         return reply
+
+    def script_batch(self) -> ScriptBatch:
+        """Script calls pipelined on one node, sent one by one on a cluster (no scripts in cluster pipelines)."""
+        return ScriptBatch(self.scripts, self.redis, self.cluster)
 
     def line_keys(self, skus: Sequence[str]) -> list[str]:
         """stock, holds, buyers keys of each SKU in order, as scripts take them per line."""

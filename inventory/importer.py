@@ -201,24 +201,20 @@ def apply_plan(inv: Inventory, plan: ImportPlan, *, reason: str = "import", batc
     started = time.perf_counter()
     result = ImportResult(rows=plan.rows, unchanged=plan.unchanged)
     catalog: Catalog = inv.catalog
-    scripts = inv.ctx.scripts
     for batch in _chunks(plan.changes, batch_size):
-        pipe = inv.redis.pipeline(transaction=False)
+        pipe = inv.ctx.script_batch()  # pipelined on one node; one call at a time on a cluster
         calls: list[Change] = []
         for change in batch:
             version = change.live_version
             if change.pairs:
-                scripts.call("configure_product", *catalog.configure_call(change.sku, change.pairs, version),
-                             client=pipe)
+                pipe.call("configure_product", *catalog.configure_call(change.sku, change.pairs, version))
                 calls.append(change)
                 version += 1
             if change.set_total is not None:
-                scripts.call("adjust_stock",
-                             *catalog.adjust_call(change.sku, "set", change.set_total, version, reason),
-                             client=pipe)
+                pipe.call("adjust_stock", *catalog.adjust_call(change.sku, "set", change.set_total, version, reason))
                 calls.append(change)
         failed: dict[str, Problem] = {}
-        for change, reply in zip(calls, pipe.execute(raise_on_error=False)):
+        for change, reply in zip(calls, pipe.execute()):
             error = _reply_error(reply)
             if error is not None and change.sku not in failed:
                 failed[change.sku] = Problem(change.line, "row", error.code, error.message, change.sku)

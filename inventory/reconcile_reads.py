@@ -147,10 +147,16 @@ def read_skus(redis: Redis, skus: Sequence[str], keys_of: Any) -> dict[str, SkuR
             if int(card) > len(members):
                 large.append(sku)  # grew since ZCARD: read it alone
             else:
-                out[sku] = SkuRead(decode_hash(raw), parse_holds(members))
+                out[sku] = SkuRead(decode_hash(_as_hash(raw)), parse_holds(members))
     for sku in large:
         out[sku] = read_watched(redis, keys_of(sku))
     return out
+
+
+def _as_hash(raw: Any) -> dict[Any, Any]:
+    """An HGETALL reply from a MULTI: redis-py's cluster pipeline returns it unconverted (a flat
+    [field, value, ...] list under RESP2), a single node's pipeline as a dict."""
+    return raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2]))
 
 
 def _batches(skus: Sequence[str], cards: dict[str, int]) -> Iterator[list[str]]:

@@ -126,10 +126,10 @@ def _write(inv: Inventory, writes: list[tuple[str, list[Any], int]], results: di
     conflicts: list[str] = []
     for start in range(0, len(writes), _BATCH):
         batch = writes[start:start + _BATCH]
-        pipe = inv.redis.pipeline(transaction=False)
+        calls = inv.ctx.script_batch()
         for sku, pairs, version in batch:
-            inv.ctx.scripts.call("configure_product", *inv.catalog.configure_call(sku, pairs, version), client=pipe)
-        for (sku, _pairs_, _version), reply in zip(batch, pipe.execute(raise_on_error=False)):
+            calls.call("configure_product", *inv.catalog.configure_call(sku, pairs, version))
+        for (sku, _pairs_, _version), reply in zip(batch, calls.execute()):
             if isinstance(reply, Exception):
                 raise reply
             try:

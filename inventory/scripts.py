@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 from redis import Redis
 from redis.commands.core import Script
+from redis.exceptions import ResponseError
 
 _INCLUDE = re.compile(r'^--@include "([a-z_]+)"\s*$', re.MULTILINE)
 
@@ -65,3 +66,37 @@ class Scripts:
     def call(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> list[Any]:
         """Run one script; `client` may be a pipeline."""
         return self._scripts[name](keys=keys, args=args, client=client)
+
+
+class ScriptBatch:
+    """Script calls sent in one pipelined round trip on one node, and one call at a time on a cluster,
+    where redis-py refuses scripts in a pipeline (each call may go to another node anyway).
+
+    `execute()` gives each call's reply, or the ResponseError it raised, in call order, as a pipeline's
+    `execute(raise_on_error=False)` does.
+    """
+
+    def __init__(self, scripts: Scripts, redis: Any, cluster: bool) -> None:
+        self._scripts = scripts
+        self._pipe = None if cluster else redis.pipeline(transaction=False)
+        self._calls: list[tuple[str, Sequence[str], Sequence[Any]]] = []
+
+    def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Queue one script call."""
+        if self._pipe is not None:
+            self._scripts.call(name, keys, args, client=self._pipe)
+        else:
+            self._calls.append((name, keys, args))
+
+    def execute(self) -> list[Any]:
+        """Run what was queued; replies (or ResponseErrors) in order."""
+        if self._pipe is not None:
+            return self._pipe.execute(raise_on_error=False)
+        replies: list[Any] = []
+        for name, keys, args in self._calls:
+            try:
+                replies.append(self._scripts.call(name, keys, args))
+            except ResponseError as error:
+                replies.append(error)
+        self._calls.clear()
+        return replies

@@ -38,7 +38,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         timezone="UTC",
         enable_utc=True,
         beat_scheduler="sync.beat.ResilientScheduler",
-        redbeat_redis_url=settings.redis_url,
+        redbeat_redis_url=redbeat_url(settings),
         # Bounded waits: a stalled or vanished Redis fails a tick (retried a second later) instead of hanging it.
         redbeat_redis_options={"socket_timeout": settings.redis_timeout_seconds,
                                "socket_connect_timeout": settings.redis_timeout_seconds},
@@ -52,6 +52,22 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Every broker key under our prefix: several deployments (or test runs) can share one Redis.
         config["broker_transport_options"] = {"global_keyprefix": f"{prefix}:celery:", "visibility_timeout": 3600}
     return config
+
+
+def redbeat_url(settings: Settings) -> str:
+    """Where redbeat keeps its schedule and lock: the inventory's Redis, or on a cluster the broker's.
+
+    redbeat's schedule is a zset plus one hash per entry written in multi-key MULTI pipelines, which a
+    cluster refuses across slots (CROSSSLOT); its `cluster` option does not change those pipelines. A
+    cluster deployment already names a single-server Redis broker (Settings.broker_url), so beat's few
+    keys live there, under the same prefix.
+    """
+    if not settings.redis_cluster:
+        return settings.redis_url
+    broker = settings.broker_url
+    # A non-Redis broker (RabbitMQ) leaves the cluster URL here: workers do not need redbeat, and beat
+    # refuses to start on it with a clear message (sync/beat.py).
+    return broker if broker.startswith(("redis://", "rediss://", "unix://")) else settings.redis_url
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:

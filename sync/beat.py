@@ -33,6 +33,9 @@ class ResilientScheduler(RedBeatScheduler):
 
     def setup_schedule(self) -> None:
         """Write the static schedule; if Redis is not there yet, the first tick that reaches it does."""
+        if str(self.app.conf.redbeat_redis_url).startswith(("redis+cluster", "rediss+cluster")):
+            raise ValueError("beat keeps its schedule on one Redis: with REDIS_URL naming a cluster, "
+                             "CELERY_BROKER_URL must be a redis:// URL (sync/app.py redbeat_url)")
         try:
             super().setup_schedule()
         except TRANSIENT as error:

@@ -120,6 +120,8 @@ def worker_env(settings: Settings, database_url: str, **extra: Any) -> dict[str,
     """Environment for a worker process serving this test's prefix, queue and schema."""
     env = {"REDIS_URL": settings.redis_url, "DATABASE_URL": database_url, "KEY_PREFIX": settings.key_prefix,
            "CELERY_QUEUE": settings.celery_queue, "PERSIST_CLAIM_IDLE_SECONDS": "1", "LOG_LEVEL": "INFO"}
+    if settings.celery_broker_url:  # a cluster deployment's single-server broker (tests/conftest.py settings)
+        env["CELERY_BROKER_URL"] = settings.celery_broker_url
     env.update({k.upper(): str(v) for k, v in extra.items()})
     return env
 

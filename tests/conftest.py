@@ -62,9 +62,62 @@ def key_prefix() -> str:
     return f"fstest:{uuid.uuid4().hex[:12]}"
 
 
+BACKENDS = ("redis-server", "redis-cluster")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "single_node(reason): run only on the single redis-server, not also on the Redis Cluster")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on a real Redis (`real_redis` and what builds on it) runs on one node and on the cluster,
+    unless marked `single_node` with the reason."""
+    if "redis_backend" in metafunc.fixturenames and "real_redis" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("single_node")
+        metafunc.parametrize("redis_backend", BACKENDS[:1] if marker else BACKENDS, indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Drop cluster variants that would only repeat a single-node run: tests marked `single_node` that get
+    the cluster through `any_redis`, and the API's Flask-only path (the cluster runs the API tests once,
+    on the hot path; which path answers does not depend on the backend, tests/api/test_hotpath.py)."""
+    keep, dropped = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_cluster = "redis-cluster" in (params.get("redis_backend"), params.get("any_redis"))
+        if on_cluster and (item.get_closest_marker("single_node") or params.get("api_settings") is False):
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+def backend_of(request: pytest.FixtureRequest) -> str:
+    """'redis-cluster' when this test instance runs on the cluster (as `redis_backend` or `any_redis`)."""
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    if "redis-cluster" in (params.get("redis_backend"), params.get("any_redis")):
+        return "redis-cluster"
+    return "redis-server"
+
+
 @pytest.fixture
-def real_redis(redis_server: redis.Redis, key_prefix: str) -> Iterator[redis.Redis]:
-    yield redis_server
+def redis_backend(request: pytest.FixtureRequest) -> str:
+    """'redis-server' or 'redis-cluster': which real Redis this test instance runs on."""
+    return getattr(request, "param", None) or backend_of(request)
+
+
+@pytest.fixture
+def real_redis(redis_backend: str, redis_server: redis.Redis, key_prefix: str,
+               request: pytest.FixtureRequest) -> Iterator[redis.Redis]:
+    """The shared redis-server, or a RedisCluster client on the session cluster (redis_backend)."""
+    if redis_backend == "redis-cluster":
+        yield request.getfixturevalue("cluster_redis")
+    else:
+        yield redis_server
+    # On the cluster the Celery broker and redbeat still live on the single server: clean both.
     delete_prefix(redis_server, key_prefix)
     delete_test_clocks(redis_server, key_prefix)
 
@@ -76,13 +129,13 @@ def delete_test_clocks(client: redis.Redis, prefix: str) -> None:
         client.delete(key)
 
 
-@pytest.fixture(params=["fakeredis", "redis-server"])
+@pytest.fixture(params=["fakeredis", *BACKENDS])
 def any_redis(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[redis.Redis]:
-    """The same test on fakeredis (Lua 5.1 via lupa) and on a real redis-server, which is the judge."""
+    """The same test on fakeredis (Lua 5.1 via lupa), a real redis-server (the judge) and a Redis Cluster."""
     if request.param == "fakeredis":
         yield fakeredis.FakeRedis(server=fakeredis.FakeServer())
         return
-    yield request.getfixturevalue("real_redis")
+    yield request.getfixturevalue("real_redis")  # real_redis follows this param through backend_of
 
 
 @pytest.fixture
@@ -153,7 +206,12 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def settings(key_prefix: str) -> Settings:
+def settings(key_prefix: str, request: pytest.FixtureRequest) -> Settings:
+    """This test's prefix and Redis URL; on the cluster, the Celery broker is the single server (its own
+    '<prefix>:celery:' keys), as a cluster deployment names one (Settings.broker_url)."""
+    if backend_of(request) == "redis-cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        return Settings(key_prefix=key_prefix, redis_url=cluster.url, celery_broker_url=REDIS_URL)
     return Settings(key_prefix=key_prefix, redis_url=REDIS_URL)
 
 

@@ -19,3 +19,26 @@ def stock(inv: Inventory, sku: str = "HOT") -> StockLevel:
 def assert_invariant(level: StockLevel) -> None:
     assert level.available + level.held + level.sold == level.total, level
     assert min(level.available, level.held, level.sold, level.total) >= 0, level
+
+
+def outbox_length(inv: Inventory) -> int:
+    """Entries in every partition's outbox stream (one on a single node, 16 on a cluster)."""
+    return sum(int(inv.redis.xlen(part.outbox)) for part in inv.keys.parts)
+
+
+def outbox_pending(inv: Inventory, group: str) -> int:
+    """Entries delivered to `group` but not acknowledged, over every partition's outbox."""
+    total = 0
+    for part in inv.keys.parts:
+        if inv.redis.exists(part.outbox):
+            try:
+                total += int(inv.redis.xpending(part.outbox, group)["pending"])
+            except Exception as error:  # noqa: BLE001 - a stream without the group has nothing pending
+                if "NOGROUP" not in str(error):
+                    raise
+    return total
+
+
+def outbox_entries(inv: Inventory) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    """Every partition's outbox entries (XRANGE), partition after partition."""
+    return [entry for part in inv.keys.parts for entry in inv.redis.xrange(part.outbox)]

@@ -18,7 +18,6 @@ import pytest
 
 from inventory import Inventory
 from tests.api.http_load import fire
-from tests.conftest import REDIS_URL
 from tests.helpers import assert_invariant, make_product, stock
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,13 +42,15 @@ def _get(port: int, path: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-def gunicorn_server(real_redis, key_prefix, pg_schema_url, tmp_path) -> Iterator[int]:
-    """gunicorn -c gunicorn.conf.py wsgi:app with 2 gevent workers on a free loopback port."""
+def gunicorn_server(real_redis, settings, pg_schema_url, tmp_path) -> Iterator[int]:
+    """gunicorn -c gunicorn.conf.py wsgi:app with 2 gevent workers on a free loopback port (one Redis or the cluster)."""
     port = _free_port()
-    env = {**os.environ, "REDIS_URL": REDIS_URL, "KEY_PREFIX": key_prefix, "DATABASE_URL": pg_schema_url,
+    env = {**os.environ, "REDIS_URL": settings.redis_url, "KEY_PREFIX": settings.key_prefix, "DATABASE_URL": pg_schema_url,
            "STOREFRONT_API_KEYS": API_KEY, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
            "RATE_LIMIT_RESERVATIONS": "100/second", "RATE_LIMIT_RESERVATIONS_PER_IP": "100000/second",
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    if settings.celery_broker_url:  # on the cluster: the single-server broker (Settings.broker_url)
+        env["CELERY_BROKER_URL"] = settings.celery_broker_url
     log = (tmp_path / "gunicorn.log").open("w")
     server = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

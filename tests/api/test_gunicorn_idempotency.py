@@ -73,7 +73,7 @@ def test_same_key_storm_runs_once_per_key_and_refuses_every_other_body(gunicorn_
         assert [_code(r) for r in groups[lost]] == ["idempotency_key_reused"] * EACH, k
         # Another user's request with the same key text is that user's own key: it cannot poison the owner's.
         assert [_code(r) for r in groups["other"]] == ["reservation_not_found"] * EACH, k
-        assert len(inv.redis.zrange(inv.keys.parts[0].user_orders(f"owner-{k}"), 0, -1)) == 1, k
+        assert len(inv.redis.zrange(inv.keys.of_sku("HOT").user_orders(f"owner-{k}"), 0, -1)) == 1, k
 
     status, text = _get(port, "/metrics")
     assert status == 200

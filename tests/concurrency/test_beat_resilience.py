@@ -20,7 +20,7 @@ from inventory.errors import ProductNotFound
 from inventory.models import SaleState
 from inventory.tables import LedgerRow
 from tests.celery_workers import CeleryBeat, CeleryWorker, send, wait_for, worker_env
-from tests.helpers import make_product, stock
+from tests.helpers import make_product, outbox_length, stock
 from tests.own_redis import OwnRedis
 
 DEADLINE = 30.0  # the requirement: work resumes within 30 s of Redis answering again, nobody restarting anything
@@ -116,7 +116,7 @@ def _sell_and_persist(stack: Stack, inv: Inventory, pg_sessions) -> None:  # noq
     def persisted() -> bool:
         with pg_sessions() as s:
             sold = s.scalar(select(func.sum(LedgerRow.sold_delta)).where(LedgerRow.sku == "HOT"))
-        return sold == 5 and inv.redis.xlen(inv.keys.parts[0].outbox) == 0
+        return sold == 5 and outbox_length(inv) == 0
 
     wait_for(persisted, DEADLINE, interval=0.2)
 

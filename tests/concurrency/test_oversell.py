@@ -1,4 +1,4 @@
-"""Real processes x threads against a real redis-server: exact counts, never below zero."""
+"""Real processes x threads against a real redis-server and a Redis Cluster: exact counts, never below zero."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import redis
 
 from inventory import Inventory
 from tests.concurrency.workers import random_baskets, reserve_many, sample_min_available
-from tests.conftest import REDIS_URL
 from tests.helpers import assert_invariant, make_product, stock
 
 PROCESSES = 4
@@ -27,8 +26,8 @@ def _race(inv: Inventory, batches: list[list[tuple[str, dict[str, int]]]], skus:
     with ThreadPoolExecutor(max_workers=1) as watcher, ProcessPoolExecutor(
         max_workers=len(batches), mp_context=multiprocessing.get_context("spawn")
     ) as pool:
-        lowest = watcher.submit(sample_min_available, REDIS_URL, keys, stop)
-        futures = [pool.submit(reserve_many, REDIS_URL, inv.keys.prefix, batch, THREADS) for batch in batches]
+        lowest = watcher.submit(sample_min_available, inv.settings.redis_url, keys, stop)
+        futures = [pool.submit(reserve_many, inv.settings.redis_url, inv.keys.prefix, batch, THREADS) for batch in batches]
         results = [row for future in futures for row in future.result()]
         stop.set()
         lowest_seen = lowest.result()

@@ -15,7 +15,6 @@ from inventory.persistence import drain_once, persist_now
 from inventory.reconcile import run_reconciliation
 from inventory.tables import ReconcileDriftRow
 from tests.concurrency.workers import trade
-from tests.conftest import REDIS_URL
 from tests.helpers import assert_invariant, make_product, stock
 
 TRADED = ["HOT", "WARM", "TEE"]
@@ -36,7 +35,7 @@ def test_reconcile_during_trading_repairs_only_real_drift_and_redis_ends_agreein
     persist_now(real_inv, pg_sessions)
     assert run_reconciliation(real_inv, pg_sessions, repair=True, full=True).clean
     real_inv.redis.hincrby(real_inv.keys.sku("DRIFT").stock, "avail", 3)  # the only real drift
-    real_inv.redis.sadd(real_inv.keys.parts[0].dirty, "DRIFT")
+    real_inv.redis.sadd(real_inv.keys.of_sku("DRIFT").dirty, "DRIFT")
     stop = threading.Event()
 
     def drainer() -> None:
@@ -56,7 +55,7 @@ def test_reconcile_during_trading_repairs_only_real_drift_and_redis_ends_agreein
     reports = []
     try:
         with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
-            traders = [pool.submit(trade, REDIS_URL, real_inv.settings.key_prefix, TRADED, seed, 500)
+            traders = [pool.submit(trade, real_inv.settings.redis_url, real_inv.settings.key_prefix, TRADED, seed, 500)
                        for seed in range(2)]
             while not all(t.done() for t in traders):
                 reports.append(run_reconciliation(real_inv, pg_sessions, repair=True, full=len(reports) % 2 == 1))

@@ -93,7 +93,7 @@ def test_one_request_id_finds_the_api_line_outbox_entry_order_row_and_worker_lin
     api_lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [(line["request_id"], line["status"]) for line in api_lines if line["event"] == "request"] == [(RID, 202)]
     # The worker is not running yet, so the entry is still in the stream: the checkout wrote the id into it.
-    created = [e for e in parse_entries(real_redis.xrange(runtime.inventory().keys.parts[0].outbox))
+    created = [e for e in parse_entries(real_redis.xrange(runtime.inventory().keys.of_sku("HOT").outbox))
                if isinstance(e, OrderEvent) and e.order_id == order_id]
     assert [(e.kind, e.request_id) for e in created] == [("order_created", RID)]
 

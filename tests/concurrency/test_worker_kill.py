@@ -13,7 +13,7 @@ from inventory.persistence import GROUP
 from inventory.reconcile import run_reconciliation
 from inventory.tables import LedgerRow, OrderLineRow, OrderRow, PaymentEventRow
 from tests.celery_workers import CeleryWorker, send, wait_for, worker_env
-from tests.helpers import make_product, stock
+from tests.helpers import make_product, outbox_length, outbox_pending, stock
 
 N = 400
 
@@ -59,7 +59,7 @@ def test_kill_9_mid_persistence_then_restart_persists_the_same_set_without_dupli
     survivor = CeleryWorker(tmp_path, "survivor", env).start()
     workers.append(survivor)
     send(sync_settings, "flashstock.persist_outbox")
-    wait_for(lambda: real_inv.redis.xlen(real_inv.keys.parts[0].outbox) == 0)
+    wait_for(lambda: outbox_length(real_inv) == 0)
 
     with pg_sessions() as s:
         persisted = sorted(s.scalars(select(OrderRow.id)))
@@ -70,6 +70,6 @@ def test_kill_9_mid_persistence_then_restart_persists_the_same_set_without_dupli
     assert sold_rows == N + len(range(0, N, 3))
     assert _count(pg_sessions, PaymentEventRow) == len(range(0, N, 4))
     assert sold == stock(real_inv, "HOT").sold + stock(real_inv, "TEE").sold
-    assert real_inv.redis.xpending(real_inv.keys.parts[0].outbox, GROUP)["pending"] == 0
+    assert outbox_pending(real_inv, GROUP) == 0
     assert run_reconciliation(real_inv, pg_sessions, repair=False, full=True).clean
     print(f"\nkill test: {N} orders; rows when killed: {kills}; rows after restart: {len(persisted)}")

@@ -38,7 +38,7 @@ def test_worker_with_an_unanswering_database_exits_soon_after_sigterm_and_keeps_
     make_product(real_inv, "HOT", stock=10)
     for buyer in ("b1", "b2", "b3"):
         real_inv.reservations.checkout(real_inv.reservations.reserve(buyer, {"HOT": 1}).id)
-    outbox = real_inv.keys.parts[0].outbox
+    outbox = real_inv.keys.of_sku("HOT").outbox
     before = [entry_id for entry_id, _ in real_inv.redis.xrange(outbox)]
     assert before
     log_path = tmp_path / "worker.log"

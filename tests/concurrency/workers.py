@@ -6,15 +6,18 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import redis
-
 from inventory import Inventory, Settings
 from inventory.errors import InventoryError
+from inventory.store import connect_redis
+
+
+def _settings(redis_url: str, prefix: str = "fs") -> Settings:
+    """One Redis or a cluster (redis+cluster://...), with the pool and patience of a busy test process."""
+    return Settings(key_prefix=prefix, redis_url=redis_url, redis_max_connections=128, redis_timeout_seconds=30)
 
 
 def _inventory(redis_url: str, prefix: str) -> Inventory:
-    client = redis.Redis.from_url(redis_url, max_connections=128, socket_timeout=30)
-    return Inventory(client, Settings(key_prefix=prefix, redis_url=redis_url))
+    return Inventory.from_settings(_settings(redis_url, prefix))
 
 
 def reserve_many(redis_url: str, prefix: str, attempts: list[tuple[str, dict[str, int]]],
@@ -45,7 +48,7 @@ def random_baskets(seed: int, count: int, skus: list[str]) -> list[tuple[str, di
 
 def sample_min_available(redis_url: str, stock_keys: list[str], stop: Any) -> int:
     """Poll the available counters until told to stop; return the lowest value seen."""
-    client = redis.Redis.from_url(redis_url)
+    client = connect_redis(_settings(redis_url))
     lowest = None
     while not stop.is_set():
         values = [int(client.hget(key, "avail") or 0) for key in stock_keys]

@@ -18,21 +18,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from inventory import Inventory, Settings
 from cli import main
 from inventory.tables import LedgerRow, ProductRow
-from tests.conftest import REDIS_URL
 
 FLASHSTOCK = str(Path(sys.executable).with_name("flashstock"))
 
 
 @pytest.fixture
-def cli_env(real_redis: redis.Redis, key_prefix: str, migrated_db_url: str) -> dict[str, str]:
-    """Environment pointing the CLI at this test's key prefix and a migrated schema of its own."""
-    return {"REDIS_URL": REDIS_URL, "KEY_PREFIX": key_prefix, "DATABASE_URL": migrated_db_url}
+def cli_env(real_redis: redis.Redis, settings: Settings, migrated_db_url: str) -> dict[str, str]:
+    """Environment pointing the CLI at this test's Redis (one node or the cluster), key prefix and schema."""
+    env = {"REDIS_URL": settings.redis_url, "KEY_PREFIX": settings.key_prefix, "DATABASE_URL": migrated_db_url}
+    if settings.celery_broker_url:
+        env["CELERY_BROKER_URL"] = settings.celery_broker_url
+    return env
 
 
 @pytest.fixture
-def live(real_redis: redis.Redis, key_prefix: str) -> Inventory:
+def live(real_redis: redis.Redis, settings: Settings) -> Inventory:
     """The core on the same Redis and prefix, with the wall clock the CLI uses."""
-    return Inventory(real_redis, Settings(key_prefix=key_prefix, redis_url=REDIS_URL))
+    return Inventory(real_redis, settings)
 
 
 @pytest.fixture
@@ -75,7 +77,7 @@ def run_process(cli_env: dict[str, str]) -> Callable[..., subprocess.CompletedPr
     """Run the installed `flashstock` console script as a real subprocess."""
 
     def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "KEY_PREFIX", "DATABASE_URL")}
+        env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "KEY_PREFIX", "DATABASE_URL", "CELERY_BROKER_URL")}
         return subprocess.run([FLASHSTOCK, *args], env={**env, **cli_env}, cwd=cwd, capture_output=True,
                               text=True, timeout=120)
 

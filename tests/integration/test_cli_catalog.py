@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import json
 import random
 import threading
@@ -163,6 +164,7 @@ def test_export_then_import_is_a_no_op(cli, cli_json, live: Inventory, tmp_path:
     assert {p.sku: p.version for p in live.catalog.list()} == versions
 
 
+@pytest.mark.single_node("the same commands run in process on the cluster; this checks the console script's wiring")
 def test_import_runs_as_a_real_process(run_process, live: Inventory, db, tmp_path: Path) -> None:
     path = write(tmp_path / "c.csv", CATALOG)
     done = run_process("catalog", "import", str(path), "--json")

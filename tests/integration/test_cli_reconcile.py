@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pathlib import Path
 
 from inventory import Inventory
@@ -29,7 +30,7 @@ def test_reconcile_reports_drift_repairs_it_and_lists_runs(cli, cli_json, live: 
     assert cli_json("reconcile", "run", "--full")["clean"]
     live.redis.hincrby(live.keys.sku("HOT").stock, "avail", 4)  # drift: phantom units
     live.redis.hincrby(live.keys.sku("HOT").stock, "total", 4)
-    live.redis.sadd(live.keys.parts[0].dirty, "HOT")
+    live.redis.sadd(live.keys.of_sku("HOT").dirty, "HOT")
     found = cli_json("reconcile", "run")
     assert (found["clean"], found["skus_drifted"], found["skus_repaired"]) == (False, 1, 0)
     assert found["drifts"][0]["sku"] == "HOT" and found["drifts"][0]["redis"].startswith("total 24 ")
@@ -85,6 +86,7 @@ def test_rebuild_validates_its_targets(cli_json, live: Inventory) -> None:
     assert cli_json("rebuild", "A", "--all", code=2)["error"]["code"] == "invalid_argument"
 
 
+@pytest.mark.single_node("the same commands run in process on the cluster; this checks the console script's wiring")
 def test_reconcile_and_rebuild_run_as_real_processes(cli, run_process, live: Inventory, db,
                                                      tmp_path: Path) -> None:
     _seed(cli, live, db, tmp_path)

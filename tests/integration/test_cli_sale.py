@@ -84,6 +84,7 @@ def test_sale_commands_validate_targets_and_versions(cli_json, live: Inventory) 
     assert cli_json("sale", "pause", "HOT", "--expect-version", str(version))[0]["applied"]
 
 
+@pytest.mark.single_node("the same commands run in process on the cluster; this checks the console script's wiring")
 def test_sale_commands_run_as_real_processes(run_process, live: Inventory) -> None:
     make_product(live, "HOT")
     assert run_process("sale", "pause", "HOT").returncode == 0

@@ -58,6 +58,7 @@ def test_bad_stock_input_exits_with_a_code_and_changes_nothing(cli_json, live: I
     assert live.catalog.get("HOT").stock.total == 10
 
 
+@pytest.mark.single_node("the same commands run in process on the cluster; this checks the console script's wiring")
 def test_stock_commands_run_as_real_processes(run_process, live: Inventory) -> None:
     make_product(live, "HOT", stock=10)
     assert run_process("stock", "add", "HOT", "5").returncode == 0

@@ -134,13 +134,15 @@ def test_scripts_refuse_quantities_they_could_not_store_and_change_nothing(inv: 
     make_product(inv, stock=10)
     held = inv.reservations.reserve("alice", {"HOT": 1})
     keys = inv.ctx.keys
+    part = keys.of_sku("HOT")  # HOT's partition: the one slot its scripts may touch
+    fresh = keys.token_in("t" * 17, part.index)
     for qty in ("100000000000000", str(MAX_QTY + 1), "0", "-1", "1.5"):
-        reply = inv.ctx.scripts.call("reserve", [keys.reservation("t" * 20), keys.parts[0].expiries, keys.parts[0].dirty,
-                                                 keys.parts[0].sale_switch, *inv.ctx.line_keys(["HOT"])],
-                                     ["t" * 20, "bob", "fp", 60_000, 1000, 0, "", "HOT", qty])
+        reply = inv.ctx.scripts.call("reserve", [part.reservation(fresh), part.expiries, part.dirty,
+                                                 part.sale_switch, *inv.ctx.line_keys(["HOT"])],
+                                     [fresh, "bob", "fp", 60_000, 1000, 0, "", "HOT", qty])
         assert [reply[0], reply[1]] == [-11, b"qty"], qty
         token = held.id[2:]
-        reply = inv.ctx.scripts.call("amend", [keys.reservation(token), keys.parts[0].expiries, keys.parts[0].dirty, keys.parts[0].sale_switch,
+        reply = inv.ctx.scripts.call("amend", [keys.reservation(token), part.expiries, part.dirty, part.sale_switch,
                                                *inv.ctx.line_keys(["HOT"])], [token, "", "HOT", qty])
         if qty != "0":
             assert [reply[0], reply[1]] == [-11, b"qty"], qty

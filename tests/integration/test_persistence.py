@@ -16,7 +16,7 @@ from inventory.outbox import parse_entries
 from inventory.persistence import GROUP, apply_events, drain_once, persist_now
 from inventory.reconcile import run_reconciliation
 from inventory.tables import LedgerRow, OrderLineRow, OrderRow, OutboxRejectRow, PaymentEventRow, ProductRow
-from tests.helpers import make_product, stock
+from tests.helpers import make_product, outbox_length, outbox_pending, stock
 
 
 def _sell(inv: Inventory, n: int, sku: str = "HOT", qty: int = 1) -> list[str]:
@@ -79,7 +79,7 @@ def test_applying_the_same_events_again_or_out_of_order_changes_nothing(real_inv
     orders = _sell(real_inv, 6)
     real_inv.reservations.record_payment(event_id="p1", result="paid", order_id=orders[0])
     real_inv.reservations.record_payment(event_id="p2", result="failed", order_id=orders[1])
-    events = parse_entries(real_inv.redis.xrange(real_inv.keys.parts[0].outbox))
+    events = parse_entries(real_inv.redis.xrange(real_inv.keys.of_sku("HOT").outbox))
     with pg_sessions.begin() as s:
         apply_events(s, events, now_ms=1)
     once = table_state(pg_sessions)
@@ -97,7 +97,7 @@ def test_status_events_seen_before_their_order_still_end_in_the_latest_status(re
     make_product(real_inv, "HOT", stock=5)
     order = _sell(real_inv, 1)[0]
     real_inv.reservations.record_payment(event_id="late-fail", result="failed", order_id=order)
-    created, failed = [e for e in parse_entries(real_inv.redis.xrange(real_inv.keys.parts[0].outbox))[2:]]
+    created, failed = [e for e in parse_entries(real_inv.redis.xrange(real_inv.keys.of_sku("HOT").outbox))[2:]]
     for event in (failed, created):  # a redelivered 'created' after 'payment_failed'
         with pg_sessions.begin() as s:
             apply_events(s, [event], now_ms=1)
@@ -110,20 +110,32 @@ def test_a_crash_between_commit_and_acknowledge_redelivers_without_duplicates(
         real_inv: Inventory, pg_sessions, monkeypatch: pytest.MonkeyPatch) -> None:
     make_product(real_inv, "HOT", stock=30)
     orders = _sell(real_inv, 12)
-    original = redis.client.Pipeline.execute
     calls = {"n": 0}
+    real_pipeline = real_inv.redis.pipeline
 
-    def ack_fails_once(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        if any(cmd[0][0] == "XACK" for cmd in self.command_stack) and calls["n"] == 0:
-            calls["n"] += 1
-            raise redis.ConnectionError("connection lost after commit")
-        return original(self, *args, **kwargs)
+    def pipeline(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the first pipeline that acknowledges fails
+        pipe = real_pipeline(*args, **kwargs)  # a Pipeline or, on the cluster, a ClusterPipeline
+        real_xack, real_execute, acks = pipe.xack, pipe.execute, []
 
-    monkeypatch.setattr(redis.client.Pipeline, "execute", ack_fails_once)
+        def xack(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+            acks.append(a)
+            return real_xack(*a, **kw)
+
+        def execute(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+            if acks and calls["n"] == 0:
+                calls["n"] += 1
+                pipe.reset()
+                raise redis.ConnectionError("connection lost after commit")
+            return real_execute(*a, **kw)
+
+        pipe.xack, pipe.execute = xack, execute
+        return pipe
+
+    monkeypatch.setattr(real_inv.redis, "pipeline", pipeline)
     with pytest.raises(redis.ConnectionError):
         drain_once(real_inv, pg_sessions, batch_size=5, consumer="crashy")
     monkeypatch.undo()
-    assert real_inv.redis.xpending(real_inv.keys.parts[0].outbox, GROUP)["pending"] == 5
+    assert outbox_pending(real_inv, GROUP) == 5
     after_crash = table_state(pg_sessions)
     assert len(after_crash["ledger"]) == 1 + 3  # the committed batch: product, seed, three sales
 
@@ -132,8 +144,8 @@ def test_a_crash_between_commit_and_acknowledge_redelivers_without_duplicates(
     state = table_state(pg_sessions)
     assert sorted(o[0] for o in state["orders"]) == sorted(orders)
     assert ledger_totals(pg_sessions, "HOT") == (30, 12)
-    assert real_inv.redis.xlen(real_inv.keys.parts[0].outbox) == 0
-    assert real_inv.redis.xpending(real_inv.keys.parts[0].outbox, GROUP)["pending"] == 0
+    assert outbox_length(real_inv) == 0
+    assert outbox_pending(real_inv, GROUP) == 0
 
 
 def test_unreachable_database_leaves_entries_in_the_outbox_until_it_is_back(real_inv: Inventory, pg_sessions) -> None:
@@ -143,7 +155,7 @@ def test_unreachable_database_leaves_entries_in_the_outbox_until_it_is_back(real
     with pytest.raises(OperationalError):
         drain_once(real_inv, make_session_factory(dead), consumer="first")
     dead.dispose()
-    assert real_inv.redis.xlen(real_inv.keys.parts[0].outbox) == 6
+    assert outbox_length(real_inv) == 6
 
     result = drain_once(real_inv, pg_sessions, consumer="second", claim_idle_ms=0)  # claims the stuck entries
 
@@ -167,7 +179,7 @@ def test_ledger_records_every_stock_change_so_totals_can_be_recomputed(real_inv:
 
 def test_a_malformed_entry_is_kept_as_a_reject_and_does_not_block_the_rest(real_inv: Inventory, pg_sessions) -> None:
     make_product(real_inv, "HOT", stock=3)
-    real_inv.redis.xadd(real_inv.keys.parts[0].outbox, {"type": "order_created", "order": "garbage"})
+    real_inv.redis.xadd(real_inv.keys.of_sku("HOT").outbox, {"type": "order_created", "order": "garbage"})
     orders = _sell(real_inv, 2)
     result = drain_once(real_inv, pg_sessions)
     assert result.rejects == 1 and result.backlog == 0
@@ -193,9 +205,10 @@ def test_consumers_of_dead_processes_that_hold_nothing_are_forgotten(real_inv: I
     make_product(real_inv, "HOT", stock=3)
     drain_once(real_inv, pg_sessions, consumer="gone-1")
     drain_once(real_inv, pg_sessions, consumer="gone-2")
-    real_inv.redis.xadd(real_inv.keys.parts[0].outbox, {"type": "noise"})
-    real_inv.redis.xreadgroup(GROUP, "busy", {real_inv.keys.parts[0].outbox: ">"})  # holds one pending entry
+    real_inv.redis.xadd(real_inv.keys.of_sku("HOT").outbox, {"type": "noise"})
+    real_inv.redis.xreadgroup(GROUP, "busy", {real_inv.keys.of_sku("HOT").outbox: ">"})  # holds one pending entry
     time.sleep(0.05)
-    assert prune_consumers(real_inv, idle_ms=5) == 2
-    names = [c["name"] for c in real_inv.redis.xinfo_consumers(real_inv.keys.parts[0].outbox, GROUP)]
+    # both idle consumers, in every partition's outbox group (one on a single node, 16 on a cluster)
+    assert prune_consumers(real_inv, idle_ms=5) == 2 * len(real_inv.keys.parts)
+    names = [c["name"] for c in real_inv.redis.xinfo_consumers(real_inv.keys.of_sku("HOT").outbox, GROUP)]
     assert names in ([b"busy"], ["busy"])

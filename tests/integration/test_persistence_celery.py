@@ -13,7 +13,7 @@ from inventory import Inventory, Settings
 from inventory.reconcile import run_reconciliation
 from inventory.tables import LedgerRow, OrderRow
 from tests.celery_workers import CeleryWorker, TcpProxy, send, wait_for, worker_env
-from tests.helpers import make_product, stock
+from tests.helpers import make_product, outbox_length, stock
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_the_worker_persists_exactly_n_orders_and_redis_and_postgres_agree(
 
     send(sync_settings, "flashstock.persist_outbox")
 
-    wait_for(lambda: real_inv.redis.xlen(real_inv.keys.parts[0].outbox) == 0 and len(_orders(pg_sessions)) == 200)
+    wait_for(lambda: outbox_length(real_inv) == 0 and len(_orders(pg_sessions)) == 200)
     assert _orders(pg_sessions) == sorted(orders)
     with pg_sessions() as s:
         assert s.scalar(select(func.sum(LedgerRow.sold_delta))) == stock(real_inv).sold == 200
@@ -76,11 +76,11 @@ def test_postgres_unreachable_during_persistence_then_back_lands_everything_once
         send(sync_settings, "flashstock.persist_outbox")
         wait_for(lambda: "OperationalError" in workers[0].log())
         stuck = len(_orders(pg_sessions))
-        assert stuck < 200 and real_inv.redis.xlen(real_inv.keys.parts[0].outbox) > 0
+        assert stuck < 200 and outbox_length(real_inv) > 0
 
         proxy.restore()
         send(sync_settings, "flashstock.persist_outbox")  # the beat safety net would do the same
-        wait_for(lambda: len(_orders(pg_sessions)) == 200 and real_inv.redis.xlen(real_inv.keys.parts[0].outbox) == 0)
+        wait_for(lambda: len(_orders(pg_sessions)) == 200 and outbox_length(real_inv) == 0)
     finally:
         proxy.close()
     assert _orders(pg_sessions) == sorted(first + during)
@@ -89,6 +89,7 @@ def test_postgres_unreachable_during_persistence_then_back_lands_everything_once
     assert run_reconciliation(real_inv, pg_sessions, repair=False, full=True).clean
 
 
+@pytest.mark.single_node("the broker, not the inventory's Redis, is under test")
 def test_a_rabbitmq_broker_works_the_same(real_inv: Inventory, pg_sessions, migrated_db_url: str,
                                           sync_settings: Settings, tmp_path: Path,
                                           workers: list[CeleryWorker]) -> None:
@@ -115,4 +116,4 @@ def test_a_rabbitmq_broker_works_the_same(real_inv: Inventory, pg_sessions, migr
             worker.stop()
         with Connection(broker) as conn:  # remove the queue this test created
             conn.default_channel.queue_delete(amqp.celery_queue)
-    assert real_inv.redis.xlen(real_inv.keys.parts[0].outbox) == 0
+    assert outbox_length(real_inv) == 0

@@ -11,7 +11,7 @@ from inventory.errors import InventoryError
 from inventory.persistence import drain_once, persist_now
 from inventory.reconcile import run_reconciliation
 from inventory.tables import OrderRow, ReconcileDriftRow, ReconcileRunRow
-from tests.helpers import assert_invariant, make_product, stock
+from tests.helpers import assert_invariant, make_product, outbox_length, stock
 
 
 def _sell(inv: Inventory, n: int, sku: str = "HOT", start: int = 0) -> list[str]:
@@ -30,7 +30,7 @@ def test_a_counter_changed_behind_its_back_is_reported_then_repaired_and_the_nex
     _sell(real_inv, 5)
     _settled(real_inv, pg_sessions)
     real_inv.redis.hincrby(real_inv.keys.sku("HOT").stock, "avail", 7)
-    real_inv.redis.sadd(real_inv.keys.parts[0].dirty, "HOT")
+    real_inv.redis.sadd(real_inv.keys.of_sku("HOT").dirty, "HOT")
 
     report_only = run_reconciliation(real_inv, pg_sessions, repair=False)
     assert [(d.sku, d.kind, d.repaired) for d in report_only.drifts] == [("HOT", "counters", False)]
@@ -56,8 +56,8 @@ def test_an_order_whose_outbox_entry_was_lost_is_re_emitted_and_never_made_avail
     _settled(real_inv, pg_sessions)
     lost = _sell(real_inv, 1, start=3)[0]
     real_inv.reservations.record_payment(event_id="paid-lost", result="paid", order_id=lost)
-    for entry_id, _ in real_inv.redis.xrange(real_inv.keys.parts[0].outbox):
-        real_inv.redis.xdel(real_inv.keys.parts[0].outbox, entry_id)  # the checkout's and payment's entries vanish
+    for entry_id, _ in real_inv.redis.xrange(real_inv.keys.of_sku("HOT").outbox):
+        real_inv.redis.xdel(real_inv.keys.of_sku("HOT").outbox, entry_id)  # the checkout's and payment's entries vanish
 
     report = run_reconciliation(real_inv, pg_sessions, repair=True)
 
@@ -77,7 +77,7 @@ def test_a_sku_missing_in_redis_is_recreated_from_postgres(real_inv: Inventory, 
     _settled(real_inv, pg_sessions)
     keys = real_inv.keys.sku("HOT")
     real_inv.redis.delete(keys.stock, keys.holds, keys.buyers)
-    real_inv.redis.zrem(real_inv.keys.parts[0].catalog, "HOT")
+    real_inv.redis.zrem(real_inv.keys.of_sku("HOT").catalog, "HOT")
 
     report = run_reconciliation(real_inv, pg_sessions, repair=True, full=True)
 
@@ -96,7 +96,7 @@ def test_redis_forgetting_sales_is_repaired_toward_postgres_so_sold_stock_stays_
     _settled(real_inv, pg_sessions)
     key = real_inv.keys.sku("HOT").stock
     real_inv.redis.hset(key, mapping={"sold": 1, "avail": 9})  # as if an old snapshot came back
-    real_inv.redis.sadd(real_inv.keys.parts[0].dirty, "HOT")
+    real_inv.redis.sadd(real_inv.keys.of_sku("HOT").dirty, "HOT")
 
     report = run_reconciliation(real_inv, pg_sessions, repair=True)
 
@@ -156,7 +156,7 @@ def test_a_run_waits_while_persistence_is_far_behind(real_inv: Inventory, pg_ses
     monkeypatch.setattr(reconcile, "MAX_BACKLOG", 1)
     report = run_reconciliation(real_inv, pg_sessions, repair=True)
     assert report.skipped and report.skus_checked == 0 and report.run_id is None
-    assert real_inv.redis.sismember(real_inv.keys.parts[0].dirty, "HOT")
+    assert real_inv.redis.sismember(real_inv.keys.of_sku("HOT").dirty, "HOT")
 
 
 def _drifts(report) -> list[tuple]:
@@ -179,7 +179,7 @@ def test_slices_smaller_than_the_holds_and_the_outbox_give_the_same_report_as_on
     real_inv.redis.hincrby(real_inv.keys.sku("S3").stock, "held", -1)
     real_inv.redis.hincrby(real_inv.keys.sku("S3").stock, "avail", 1)
     whole = run_reconciliation(real_inv, pg_sessions, repair=False, full=True)
-    assert real_inv.redis.xlen(real_inv.keys.parts[0].outbox) == 11 and real_inv.redis.zcard(real_inv.keys.sku("S0").holds) == 30
+    assert outbox_length(real_inv) == 11 and real_inv.redis.zcard(real_inv.keys.sku("S0").holds) == 30
 
     for name, value in (("OUTBOX_SLICE", 4), ("HOLDS_SLICE", 3), ("BATCH_HOLDS", 5), ("BATCH_SKUS", 2),
                         ("SET_SLICE", 2)):

@@ -95,3 +95,20 @@ def test_a_redis_error_in_a_tick_is_retried_not_raised(beats: Any, monkeypatch: 
 
     monkeypatch.setattr(first.lock, "extend", down)
     assert first.tick() == RETRY_SECONDS
+
+
+def test_on_a_cluster_beat_keeps_its_schedule_on_the_brokers_single_redis() -> None:
+    broker = "redis://127.0.0.1:6379/3"
+    cluster = Settings(key_prefix="t", redis_url="redis+cluster://127.0.0.1:7000,127.0.0.1:7001",
+                       celery_broker_url=broker)
+    assert celery_config(cluster)["redbeat_redis_url"] == broker
+    assert celery_config(Settings(key_prefix="t", redis_url="redis://h:6379/0"))["redbeat_redis_url"] == \
+        "redis://h:6379/0"
+
+
+def test_beat_refuses_to_start_on_a_cluster_whose_broker_is_not_redis() -> None:
+    app = Celery("t")
+    app.conf.update(celery_config(Settings(key_prefix="t", redis_url="redis+cluster://127.0.0.1:7000",
+                                           celery_broker_url="amqp://guest@127.0.0.1//")))
+    with pytest.raises(ValueError, match="CELERY_BROKER_URL must be a redis://"):
+        ResilientScheduler(app=app, lazy=True).setup_schedule()

@@ -8,7 +8,7 @@ from inventory import Inventory
 from tests.clocks import ManualClock
 from inventory.errors import IdempotencyConflict, InvalidArgument, OrderNotFound, ReservationNotFound
 from inventory.models import Status
-from tests.helpers import assert_invariant, make_product, stock
+from tests.helpers import assert_invariant, make_product, outbox_entries, stock
 
 
 @pytest.fixture
@@ -18,7 +18,7 @@ def shop(inv: Inventory) -> Inventory:
 
 
 def _outbox_types(inv: Inventory) -> list[str]:
-    return [f[b"type"].decode() for _, f in inv.redis.xrange(inv.keys.parts[0].outbox) if f[b"type"].startswith(b"order")]
+    return [f[b"type"].decode() for _, f in outbox_entries(inv) if f[b"type"].startswith(b"order")]
 
 
 def test_paid_marks_the_order_paid(shop: Inventory) -> None:

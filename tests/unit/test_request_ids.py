@@ -29,7 +29,7 @@ def sqlite_sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
 
 
 def _order_events(inv: Inventory) -> list[OrderEvent]:
-    return [e for e in parse_entries(inv.redis.xrange(inv.keys.parts[0].outbox)) if isinstance(e, OrderEvent)]
+    return [e for e in parse_entries(inv.redis.xrange(inv.keys.of_sku("HOT").outbox)) if isinstance(e, OrderEvent)]
 
 
 def test_checkout_and_payment_write_their_request_ids_into_the_outbox_entries(inv: Inventory) -> None:
@@ -55,12 +55,12 @@ def test_calls_without_a_request_id_write_an_empty_one(inv: Inventory) -> None:
 def test_checkout_refuses_a_malformed_request_id_before_any_write(inv: Inventory, bad: str) -> None:
     make_product(inv, "HOT", stock=5)
     held = inv.reservations.reserve("alice", {"HOT": 2})
-    before = inv.redis.xlen(inv.keys.parts[0].outbox)
+    before = inv.redis.xlen(inv.keys.of_sku("HOT").outbox)
 
     with pytest.raises(InvalidArgument):
         inv.reservations.checkout(held.id, request_id=bad)
 
-    assert stock(inv).held == 2 and inv.redis.xlen(inv.keys.parts[0].outbox) == before
+    assert stock(inv).held == 2 and inv.redis.xlen(inv.keys.of_sku("HOT").outbox) == before
 
 
 @pytest.mark.parametrize("script", ["checkout", "record_payment"])
@@ -68,15 +68,16 @@ def test_the_scripts_themselves_refuse_a_malformed_request_id(inv: Inventory, sc
     make_product(inv, "HOT", stock=5)
     held = inv.reservations.reserve("alice", {"HOT": 2})
     token, keys = held.id[2:], inv.keys
+    part = keys.of_token(token)  # the reservation's partition, HOT's
     head = ["alice", "o_" + token] if script == "checkout" else ["evt-1", "paid", "o_" + token]
-    before = inv.redis.xlen(keys.parts[0].outbox)
+    before = inv.redis.xlen(part.outbox)
 
     with pytest.raises(InvalidArgument):
-        inv.ctx.run(script, [keys.reservation(token), keys.parts[0].expiries, keys.parts[0].dirty, keys.parts[0].outbox,
-                             keys.parts[0].user_orders("alice")] + inv.ctx.line_keys(["HOT"]),
+        inv.ctx.run(script, [part.reservation(token), part.expiries, part.dirty, part.outbox,
+                             part.user_orders("alice")] + inv.ctx.line_keys(["HOT"]),
                     [token, *head, 60_000, "HOT", "bad id"])
 
-    assert stock(inv).held == 2 and inv.redis.xlen(keys.parts[0].outbox) == before
+    assert stock(inv).held == 2 and inv.redis.xlen(part.outbox) == before
 
 
 def test_persisted_orders_and_payments_keep_the_request_id_that_created_them(
