@@ -134,7 +134,9 @@ def read_skus(redis: Redis, skus: Sequence[str], keys_of: Any) -> dict[str, SkuR
     small = [s for s in skus if cards[s] <= HOLDS_SLICE]
     large = [s for s in skus if cards[s] > HOLDS_SLICE]
     out: dict[str, SkuRead | None] = {}
-    for batch in _batches(small, cards):
+    # A MULTI batch stays in one slot (a cluster runs a transaction on one slot only): group by hash tag.
+    small.sort(key=lambda sku: keys_of(sku).stock.split("}", 1)[0])
+    for batch in _batches(small, cards, lambda sku: keys_of(sku).stock.split("}", 1)[0]):
         pipe = redis.pipeline(transaction=True)
         for sku in batch:
             keys = keys_of(sku)
@@ -159,11 +161,12 @@ def _as_hash(raw: Any) -> dict[Any, Any]:
     return raw if isinstance(raw, dict) else dict(zip(raw[::2], raw[1::2]))
 
 
-def _batches(skus: Sequence[str], cards: dict[str, int]) -> Iterator[list[str]]:
+def _batches(skus: Sequence[str], cards: dict[str, int], tag_of: Any = lambda sku: "") -> Iterator[list[str]]:
     batch: list[str] = []
     members = 0
     for sku in skus:
-        if batch and (members + cards[sku] > BATCH_HOLDS or len(batch) >= BATCH_SKUS):
+        if batch and (members + cards[sku] > BATCH_HOLDS or len(batch) >= BATCH_SKUS
+                      or tag_of(sku) != tag_of(batch[0])):
             yield batch
             batch, members = [], 0
         batch.append(sku)

@@ -184,7 +184,7 @@ class Reservations:
                     except (ReservationNotFound, ReservationClosed, StaleRead):
                         continue  # gone, checked out or paid since it was listed: nothing to expire
                     if int(reply[0]) == 0:
-                        expired += 1
+                        expired += int(self.ctx.keys.of_token(token) == part)  # a reservation once, not per part
                         returned += int(reply[2])
                 if len(tokens) < size:
                     break

@@ -27,7 +27,8 @@ Returns
   {-5}                                     no such reservation (or another user's)
   {-6}                                     reservation expired (its remaining holds are released)
   {-7, status}                             reservation no longer open
-  {-11, argument}                          invalid argument (empty result, bad quantity, ...)
+  {-11, argument}                          invalid argument (empty result, unless other parts remain;
+                                           bad quantity, ...)
   {-12}                                    lines in ARGV are stale (a current line is not named): re-read and retry
 
 Invariant: for every SKU avail + held + sold == total, each >= 0; a buyer's count moves only with
@@ -50,7 +51,7 @@ for i = 1, n do
 end
 
 local rkey = KEYS[1]
-local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n')
+local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'parts')
 if not rec[1] or (user ~= '' and rec[1] ~= user) then return {-5} end
 if rec[2] == 'expired' then return {-6} end
 if rec[2] ~= 'held' then return {-7, rec[2]} end
@@ -77,7 +78,8 @@ for i = 1, n do
   if olds[i] == 0 and news[i] > 0 then count = count + 1 end
   if olds[i] > 0 and news[i] == 0 then count = count - 1 end
 end
-if count < 1 then return {-11, 'empty'} end
+-- The home of a multi-part reservation may keep no line of its own while its other parts have some.
+if count < 1 and (rec[5] or '') == '' then return {-11, 'empty'} end
 
 for i = 1, n do
   local base = 4 + 3 * (i - 1)

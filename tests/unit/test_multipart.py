@@ -219,3 +219,15 @@ def test_every_part_expires_with_its_home(shop, clock) -> None:  # noqa: ANN001
     assert levels(inv, skus) == [(3, 0, 0)] * 3
     with pytest.raises(ReservationExpired):
         inv.reservations.checkout(held.id)
+
+
+def test_the_home_may_give_up_its_own_lines_while_other_parts_remain(shop) -> None:  # noqa: ANN001
+    inv, skus = shop
+    held = inv.reservations.reserve("alice", {skus[0]: 1})
+    inv.reservations.amend(held.id, {skus[1]: 2}, user_id="alice")
+    amended = inv.reservations.amend(held.id, {skus[0]: 0}, user_id="alice")
+    assert [(line.sku, line.qty) for line in amended.lines] == [(skus[1], 2)]
+    order = inv.reservations.checkout(held.id)
+    assert order.total == 200 and levels(inv, skus)[:2] == [(3, 0, 0), (1, 0, 2)]
+    inv.reservations.record_payment(event_id="f", result="failed", order_id=order.id)
+    assert levels(inv, skus)[:2] == [(3, 0, 0), (3, 0, 0)]

@@ -66,7 +66,8 @@ def test_paid_and_refund_events_move_no_stock() -> None:
 def test_unknown_or_broken_entries_become_malformed_not_exceptions() -> None:
     assert isinstance(parse_entry(b"1-0", {b"type": b"mystery"}), Malformed)
     assert isinstance(parse_entry("1-1", {"type": "order_created", "order": "o_x"}), Malformed)
-    broken_lines = order_event_fields("order_created", "o_abcdefghij", "abcdefghij", "u", [], "", 1)
+    broken_lines = {**order_event_fields("order_created", "o_abcdefghij", "abcdefghij", "u", [], "", 1),
+                    "lines": "HOT:0:1500"}
     assert isinstance(parse_entry("1-2", broken_lines), Malformed)
     assert isinstance(parse_entry("1-3", {"type": "stock_adjusted", "sku": "A", "delta": "x", "total": "1",
                                           "ver": "1", "reason": "seed", "ts": "1"}), Malformed)
