@@ -142,6 +142,7 @@ def run_reconciliation(inv: Inventory, session_factory: sessionmaker[Session], *
             inv, session_factory, part, repair=repair, full=full)
         checked, recovered, busy = checked + part_checked, recovered + part_recovered, busy + part_busy
         drifts += part_drifts
+    drifts.sort(key=lambda d: d.sku)  # one report in SKU order, however the SKUs spread over partitions
     report = ReconcileReport(None, full, repair, checked, tuple(drifts), recovered, started, inv.ctx.now_ms(), busy)
     run_id = _record(session_factory, report)
     for d in drifts:
