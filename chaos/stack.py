@@ -34,6 +34,7 @@ KEY_PREFIX = "chaos"
 APPENDFSYNC = "everysec"
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 START_TIMEOUT_S = 60.0
+STOP_GRACE_S = 5.0
 
 
 @dataclass
@@ -118,13 +119,18 @@ class ChaosStack:
 
     def stop(self) -> None:
         """Every process group we started (stopped ones are woken first), the proxy, and our database."""
-        for name, proc in list(self.live.items()):
+        procs = list(self.live.values())
+        for proc in procs:  # all at once: a stopped (SIGSTOP) group first has to be woken to act on TERM
             _killpg(proc.pid, signal.SIGCONT)
-        for name in ["api0", "api1", *sorted(n for n in self.live if n.startswith(("beat", "worker"))), "redis"]:
-            proc = self.live.pop(name, None)
-            if proc is not None:
-                self.procs.stop(proc, grace_s=5.0)
-        self.procs.stop_all()
+            _killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in procs:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        self.live.clear()
+        self.procs.stop_all()  # SIGKILL to whatever of each group is left, logs closed
         if self.proxy is not None:
             self.proxy.close()
         self._drop_db()
