@@ -23,7 +23,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--scenario", action="append", choices=sorted(BY_NAME), metavar="NAME",
                    help="run only this scenario (repeatable); " + ", ".join(BY_NAME))
     p.add_argument("--buyers", type=int, help="concurrent buyers (default 16; smoke 6)")
-    p.add_argument("--seconds", type=float, help="load per scenario, at least (default 14; smoke 7)")
+    p.add_argument("--seconds", type=float, help="load per scenario, at least (default 14; smoke 6)")
     p.add_argument("--seed", type=int, default=1, help="seeds the buyers' choices")
     p.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and Markdown go")
     p.add_argument("--name", default="", help="file stem of the results (default: smoke or full)")
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     install_signal_handlers()
     names = args.scenario or (SMOKE if args.smoke else [s.name for s in SCENARIOS])
     size = LoadSize(buyers=args.buyers or (6 if args.smoke else 16),
-                    seconds=args.seconds or (7.0 if args.smoke else 14.0))
+                    seconds=args.seconds or (6.0 if args.smoke else 14.0), hold_ttl_s=4 if args.smoke else 8)
     stem = args.name or ("smoke" if args.smoke else "full" if not args.scenario else "selected")
     command = "python -m chaos " + shlex.join(sys.argv[1:] if argv is None else argv)
     started, outcomes = time.time(), []

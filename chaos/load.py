@@ -26,6 +26,7 @@ class LoadSize:
     buyers: int
     seconds: float
     think_s: float = 0.05
+    hold_ttl_s: int = HOLD_TTL_S  # the buyers' holds; the run settles only once the last one expired
     max_rounds: int = 10_000  # per buyer, a bound besides the time
 
 
@@ -59,6 +60,7 @@ class Buyer:
         self.rng = random.Random(seed_value * 7919 + index)
 
     def run(self, size: LoadSize, stop_at: float, stop: threading.Event) -> None:
+        self.ttl = size.hold_ttl_s
         for _ in range(size.max_rounds):
             if time.time() >= stop_at or stop.is_set():
                 return
@@ -67,7 +69,7 @@ class Buyer:
 
     def round(self) -> None:
         plan = self.rng.choices(["checkout", "release", "expire", "pay_first"], [55, 15, 15, 15])[0]
-        rid = self.reserve(SHORT_TTL_S if plan == "expire" else HOLD_TTL_S)
+        rid = self.reserve(SHORT_TTL_S if plan == "expire" else self.ttl)
         if rid is None:
             return
         if self.rng.random() < 0.3:

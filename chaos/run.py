@@ -184,19 +184,23 @@ def run_scenario(scn: Scenario, size: LoadSize, run_dir: Path, seed_value: int) 
         ctx = FaultCtx(stack, client, witness, stop)
 
         def fault() -> None:
-            stop.wait(scn.at_s)
+            stop.wait(min(scn.at_s, 0.4 * load_s))  # a short (smoke) load still has the fault in its middle
             if scn.inject is not None:
                 scn.inject(ctx)
-            recovery["s"] = await_recovery(stack, client, witness, time.time())
+            recovery["s"] = await_recovery(stack, client, witness, ctx.fault_end or time.time())
 
         fault_thread = threading.Thread(target=fault, daemon=True)
         fault_thread.start()
-        run_load(client, LoadSize(size.buyers, load_s, size.think_s), seed_value, stop)
+        started = time.time()
+        run_load(client, LoadSize(size.buyers, load_s, size.think_s, hold_ttl_s=size.hold_ttl_s), seed_value, stop)
         fault_thread.join(RECOVERY_BOUND_S + 150)
         stop.set()
         if scn.after is not None:
             scn.after(ctx)
+        settle_from = time.time()
         settled = settle(stack)
+        timings = {"start_s": round(started - t0, 1), "load_s": round(settle_from - started, 1),
+                   "settle_s": round(time.time() - settle_from, 1)}
         rows = redis_rows(stack) or {}
         pg = inv_checks.read_pg(stack.pg_dsn())
         recon = reconcile_check(stack)
@@ -209,7 +213,7 @@ def run_scenario(scn: Scenario, size: LoadSize, run_dir: Path, seed_value: int) 
             inv_checks.i6_recovery(recovery["s"], RECOVERY_BOUND_S, stack.crashed(), settled),
         ]
         verdicts += [inv_checks.Verdict(name, ok, {}, [] if ok else [why]) for name, (ok, why) in ctx.checks.items()]
-        notes = dict(ctx.notes, check_details={n: why for n, (_, why) in ctx.checks.items()},
+        notes = dict(ctx.notes, timings=timings, check_details={n: why for n, (_, why) in ctx.checks.items()},
                      forged_applied=sorted(e for e in witness.bad_webhooks if e in pg.payments))
         if notes["forged_applied"]:
             verdicts.append(inv_checks.Verdict("S_no_forged_applied", False, {}, notes["forged_applied"]))

@@ -196,6 +196,12 @@ class ChaosStack:
         proc.wait(10)
         self.procs.stop(proc, grace_s=1.0)
 
+    def stop_one(self, name: str) -> None:
+        """A graceful stop (SIGTERM, then SIGKILL after the grace), as a deploy would; restart() brings it back."""
+        proc = self.live.pop(name)
+        self.killed.add(name)
+        self.procs.stop(proc, grace_s=STOP_GRACE_S)
+
     def restart(self, name: str, *, wait: bool = True) -> None:
         """Start a killed process again, as a supervisor (systemd, Kubernetes) would."""
         self._launch(name)
