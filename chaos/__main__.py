@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="flashstock-chaos-"))
     try:
         for name in names:
-            outcome = run_scenario(BY_NAME[name], size, work, args.seed)
+            outcome = run_scenario(BY_NAME[name], size, work, args.seed, lean=args.smoke)
             outcomes.append(outcome)
             marks = " ".join(f"{v.name}:{'ok' if v.ok else 'FAIL'}" for v in outcome.verdicts)
             print(f"[chaos] {name:20s} {'ok  ' if outcome.ok else 'FAIL'} {outcome.seconds:5.1f}s "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +165,13 @@ def wait_db_follows(stack: ChaosStack, timeout_s: float = 60) -> None:
     raise TimeoutError("no worker initialised the Redis epoch")
 
 
-def run_scenario(scn: Scenario, size: LoadSize, run_dir: Path, seed_value: int) -> Outcome:
-    """The whole scenario; the stack is stopped (process groups, proxy, database) whatever happens."""
+def run_scenario(scn: Scenario, size: LoadSize, run_dir: Path, seed_value: int, *, lean: bool = False) -> Outcome:
+    """The whole scenario; the stack is stopped (process groups, proxy, database) whatever happens.
+
+    lean: one gunicorn worker and only the Celery workers the fault needs (still two beats), for smoke runs."""
     t0 = time.time()
-    stack = ChaosStack(run_dir / scn.name, scn.name, scn.cfg)
+    cfg = replace(scn.cfg, workers=scn.min_workers, api_workers=1) if lean else scn.cfg
+    stack = ChaosStack(run_dir / scn.name, scn.name, cfg)
     witness, stop = Witness(), threading.Event()
     load_s = max(size.seconds, scn.load_s)
     load = f"{size.buyers} buyers x {load_s:.0f} s"

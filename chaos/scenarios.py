@@ -19,6 +19,7 @@ class Scenario:
     load_s: float = 0.0  # minimum load seconds (0: the size's default)
     cfg: StackConfig = field(default_factory=StackConfig)
     after: faults.Fault | None = None  # extra checks once the load is over
+    min_workers: int = 1  # Celery workers the fault needs (a smoke run starts no more than this)
 
 
 SCENARIOS: list[Scenario] = [
