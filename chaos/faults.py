@@ -235,8 +235,8 @@ def webhook_abuse(ctx: FaultCtx, rounds: int = 10) -> None:
         if ctx.stop.is_set():
             break
         user = f"hook{i}"
-        held = retry(lambda: c.request("reserve", "POST", "/v1/reservations",
-                                       {"user_id": user, "ttl_seconds": HOLD_TTL_S, "items": [{"sku": "CAP", "qty": 1}]}))
+        body = {"user_id": user, "ttl_seconds": HOLD_TTL_S, "items": [{"sku": "CAP", "qty": 1}]}
+        held = retry(lambda: c.request("reserve", "POST", "/v1/reservations", body))
         if held.status != 201 or not held.data:
             continue
         rid = held.data["id"]
@@ -283,7 +283,8 @@ def skew_check(ctx: FaultCtx) -> None:
     for a in ctx.witness.answers:
         if a.op == "reserve" and a.status == 201 and a.data:
             created = datetime.fromisoformat(a.data["created_at"].replace("Z", "+00:00")).timestamp()
-            off = 0.0 if a.t_sent - 1 <= created <= a.t_done + 1 else min(abs(created - a.t_sent), abs(created - a.t_done))
+            inside = a.t_sent - 1 <= created <= a.t_done + 1
+            off = 0.0 if inside else min(abs(created - a.t_sent), abs(created - a.t_done))
             worst[a.port] = max(worst.get(a.port, 0.0), off)
     ports = ctx.stack.api_ports
     ctx.notes["created_at_off_s"] = {str(p): round(worst.get(p, -1), 3) for p in ports}

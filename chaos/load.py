@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from chaos.client import Answer, Client, Witness
+from chaos.client import Answer, Client
 
 # sku -> (stock, per-user limit; 0 = none). HOT sells out under every load; MUG's limit is reached.
 CATALOG: dict[str, tuple[int, int]] = {"HOT": (40, 2), "TEE": (150, 0), "MUG": (80, 3), "CAP": (400, 0)}

@@ -1,4 +1,4 @@
-"""The TCP path to PostgreSQL that workers and beat use: cut (tests/celery_workers.TcpProxy) or frozen after a COMMIT."""
+"""The TCP path to PostgreSQL that the stack uses: cut (tests/celery_workers.TcpProxy) or frozen after a COMMIT."""
 
 from __future__ import annotations
 

@@ -79,7 +79,8 @@ def test_a_rabbitmq_broker_gets_no_redis_transport_options() -> None:
 
 
 def test_the_redis_brokers_visibility_timeout_comes_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert celery_config(Settings(redis_url="redis://r:6379/0"))["broker_transport_options"]["visibility_timeout"] == 3600
+    default = celery_config(Settings(redis_url="redis://r:6379/0"))["broker_transport_options"]
+    assert default["visibility_timeout"] == 3600
     monkeypatch.setenv("BROKER_VISIBILITY_TIMEOUT_SECONDS", "10")
     config = celery_config(Settings.from_env(redis_url="redis://r:6379/0"))
     assert config["broker_transport_options"]["visibility_timeout"] == 10
