@@ -32,7 +32,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from chaos.report import write
+    from chaos.report import environment, write
     from chaos.run import run_scenario
 
     args = parse(sys.argv[1:] if argv is None else argv)
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                     seconds=args.seconds or (6.0 if args.smoke else 14.0), hold_ttl_s=4 if args.smoke else 8)
     stem = args.name or ("smoke" if args.smoke else "full" if not args.scenario else "selected")
     command = "python -m chaos " + shlex.join(sys.argv[1:] if argv is None else argv)
-    started, outcomes = time.time(), []
+    started, outcomes, env = time.time(), [], environment()  # versions and commit as the run starts
     work = Path(tempfile.mkdtemp(prefix="flashstock-chaos-"))
     try:
         for name in names:
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(outcome.error, file=sys.stderr)
     finally:
         if outcomes:
-            json_path, md_path = write(outcomes, args.out, stem, command, started)
+            json_path, md_path = write(outcomes, args.out, stem, command, started, env)
             print(f"[chaos] results: {json_path} {md_path} ({time.time() - started:.0f} s; cluster scenarios "
                   f"{', '.join(CLUSTER_SCENARIOS)} wait for issue 11)")
         if args.keep_logs:

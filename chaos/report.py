@@ -45,9 +45,9 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def to_json(outcomes: list[Outcome], command: str, started: float) -> dict[str, Any]:
+def to_json(outcomes: list[Outcome], command: str, started: float, env: dict[str, str]) -> dict[str, Any]:
     return {"command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-            "seconds": round(time.time() - started, 1), "environment": environment(),
+            "seconds": round(time.time() - started, 1), "environment": env,
             "recovery_bound_s": RECOVERY_BOUND_S, "ok": all(o.ok for o in outcomes),
             "scenarios": [{"scenario": o.scenario, "fault": o.fault, "load": o.load, "ok": o.ok,
                            "seconds": round(o.seconds, 1),
@@ -86,9 +86,10 @@ def to_markdown(outcomes: list[Outcome], command: str) -> str:
     return f"Command: `{command}`\n\n" + "\n".join(lines) + "\n"
 
 
-def write(outcomes: list[Outcome], out_dir: Path, stem: str, command: str, started: float) -> tuple[Path, Path]:
+def write(outcomes: list[Outcome], out_dir: Path, stem: str, command: str, started: float,
+          env: dict[str, str]) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out_dir / f"{stem}.json", out_dir / f"{stem}.md"
-    json_path.write_text(json.dumps(to_json(outcomes, command, started), indent=2, sort_keys=True) + "\n")
+    json_path.write_text(json.dumps(to_json(outcomes, command, started, env), indent=2, sort_keys=True) + "\n")
     md_path.write_text(to_markdown(outcomes, command))
     return json_path, md_path

@@ -35,8 +35,8 @@ SCENARIOS: list[Scenario] = [
              "worker killed -9; restarted 1 s later", faults.worker_kill_mid_commit),
     Scenario("pg_unreachable", "PostgreSQL unreachable 30 s for workers, beats and API (proxy cut, then restored)",
              faults.pg_unreachable, at_s=3.0, load_s=38.0),
-    Scenario("visibility_timeout", "a worker frozen 25 s with its task unacknowledged; broker visibility "
-             "timeout 10 s", faults.outlive_visibility, at_s=3.0, load_s=32.0,
+    Scenario("visibility_timeout", "a worker's pool child frozen ~28 s mid-task past a 10 s visibility timeout; "
+             "the other worker restarted meanwhile", faults.outlive_visibility, at_s=3.0, load_s=32.0,
              cfg=StackConfig(visibility_timeout_s=10)),
     Scenario("beat_leader_kill", "two beats; kill -9 the one sending, the standby must take over",
              faults.beat_leader_kill, at_s=3.0, load_s=40.0),
