@@ -43,9 +43,9 @@ class Witness:
     answers: list[Answer] = field(default_factory=list)
     reservations: dict[str, dict[str, Any]] = field(default_factory=dict)  # rid -> {user, lines, t}
     checkout_tried: set[str] = field(default_factory=set)  # reservation ids a checkout or 'paid' targeted
-    checkouts: dict[str, tuple[str, float]] = field(default_factory=dict)  # rid -> (order id, ack time)
-    payments: dict[str, dict[str, Any]] = field(default_factory=dict)  # event id -> {order, sent, status, t}
-    order_status: dict[str, tuple[float, str]] = field(default_factory=dict)  # order -> (time, last acked status)
+    checkouts: dict[str, tuple[str, float, float]] = field(default_factory=dict)  # rid -> (order, acked, sent)
+    payments: dict[str, dict[str, Any]] = field(default_factory=dict)  # event -> {order, sent, status, t, t0}
+    order_status: dict[str, tuple[float, str, float]] = field(default_factory=dict)  # order -> (acked, status, sent)
     keyed: dict[str, set[str]] = field(default_factory=dict)  # Idempotency-Key -> ids it was answered with
     bad_webhooks: set[str] = field(default_factory=set)  # event ids only ever sent forged or stale
     lock: threading.Lock = field(default_factory=threading.Lock)

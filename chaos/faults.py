@@ -95,27 +95,18 @@ def worker_kill_mid_batch(ctx: FaultCtx) -> None:
 
 def worker_kill_mid_commit(ctx: FaultCtx, attempts: int = 5) -> None:
     """PostgreSQL commits a batch but its answer is held at the proxy; the committing worker is killed then."""
-    proxy = ctx.stack.proxy
-    assert proxy is not None
-    owners = []
-    for _ in range(attempts):  # a beat's or the API's COMMIT is let through; we want a worker's
-        proxy.freeze_next_commit()
-        owner = _owner_of(ctx.stack, proxy.held_client_port()) if proxy.frozen.wait(20) else None
-        owners.append(owner)
-        if owner and owner.startswith("worker"):
-            break
-        proxy.thaw()
-    victim = owners[-1] if owners and owners[-1] and owners[-1].startswith("worker") else None
-    ctx.notes.update(frozen_commit_owners=owners, killed=victim)
+    assert ctx.stack.proxy is not None
+    victim, _ = _hold_a_worker_commit(ctx, attempts)
+    ctx.notes["killed"] = victim
     if victim:
         ctx.stack.kill9(victim)
     ctx.fault_end = time.time()
-    proxy.thaw()
+    ctx.stack.proxy.thaw()
     if victim:
         time.sleep(SUPERVISOR_DELAY_S)
         ctx.stack.restart(victim)
-    ctx.checks["S_commit_window_hit"] = (victim is not None,
-                                         f"held COMMIT answers went to {owners}; killed {victim}")
+    ctx.checks["S_commit_window_hit"] = (victim is not None, f"held COMMIT answers went to "
+                                                             f"{ctx.notes['held_commit_owners']}; killed {victim}")
 
 
 def pg_unreachable(ctx: FaultCtx) -> None:
@@ -127,32 +118,36 @@ def pg_unreachable(ctx: FaultCtx) -> None:
     ctx.fault_end = time.time()
 
 
-def outlive_visibility(ctx: FaultCtx) -> None:
-    """worker0's pool child frozen mid-task, unacknowledged, past the 10 s visibility timeout; worker1 is
-    restarted (a rolling deploy): a fresh consumer scans for overdue tasks at once and runs it again."""
-    start, deadline = len(ctx.log("worker0")), time.monotonic() + 20
-    found = None
-    while time.monotonic() < deadline and not (found := TASK_RECEIVED.search(ctx.log("worker0")[start:])):
-        time.sleep(0.005)
-    children = ctx.stack.children("worker0")  # the prefork pool child runs the task the main process received
-    for pid in children:
-        os.kill(pid, signal.SIGSTOP)
+def outlive_visibility(ctx: FaultCtx, attempts: int = 5) -> None:
+    """A worker's pool child frozen mid-task (its COMMIT answer held, then SIGSTOP), unacknowledged, past the
+    10 s visibility timeout; the other worker is restarted (a rolling deploy): a fresh consumer scans for
+    overdue tasks at once and runs the task again while the first still holds it."""
+    assert ctx.stack.proxy is not None
+    name, pid = _hold_a_worker_commit(ctx, attempts, in_child=True)
+    if name is None or pid is None:
+        ctx.stack.proxy.thaw()
+        ctx.checks["S_task_redelivered"] = (False, f"no worker's COMMIT held: {ctx.notes['held_commit_owners']}")
+        return
+    found = TASK_RECEIVED.findall(ctx.log(name))
+    task = found[-1] if found else b"-"  # the child runs the task its main process received last
+    os.kill(pid, signal.SIGSTOP)
+    ctx.stack.proxy.thaw()  # the answer waits in the frozen child's socket
     frozen_at = time.time()
     time.sleep(ctx.stack.cfg.visibility_timeout_s + 2)
-    ctx.stack.stop_one("worker1")  # kombu scans for overdue tasks only every ~100 s, and once at start
-    ctx.stack.restart("worker1")
-    task = found.group(1) if found else b"-"
+    other = "worker1" if name == "worker0" else "worker0"
+    ctx.stack.stop_one(other)  # kombu scans for overdue tasks only every ~100 s, and once at start
+    ctx.stack.restart(other)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and task not in ctx.log("worker1"):
+    while time.monotonic() < deadline and task not in ctx.log(other):
         time.sleep(0.2)
-    for pid in children:
-        os.kill(pid, signal.SIGCONT)
+    os.kill(pid, signal.SIGCONT)
     ctx.fault_end = time.time()
     time.sleep(3.0)
-    again = task in ctx.log("worker1")
-    ctx.notes.update(frozen_task=task.decode(), frozen_s=round(time.time() - frozen_at, 1), redelivered=again)
-    ctx.checks["S_task_redelivered"] = (again, f"task {task.decode()} frozen {ctx.notes['frozen_s']} s on worker0, "
-                                               f"{'also run' if again else 'not run'} by worker1")
+    again = task in ctx.log(other)
+    ctx.notes.update(frozen_worker=name, frozen_task=task.decode(), frozen_s=round(time.time() - frozen_at, 1),
+                     redelivered=again)
+    ctx.checks["S_task_redelivered"] = (again, f"task {task.decode()} frozen {ctx.notes['frozen_s']} s in {name}'s "
+                                               f"pool child, {'also run' if again else 'not run'} by {other}")
 
 
 def beat_leader_kill(ctx: FaultCtx) -> None:
@@ -226,8 +221,8 @@ def keyed_burst(ctx: FaultCtx, rounds: int = 12) -> None:
                 w.keyed.setdefault(f"{user}:{ck}", set()).update(oids)
                 for a in outs:
                     if a.status == 202 and a.data:
-                        w.checkouts.setdefault(rid, (a.data["order_id"], a.t_done))
-                        w.order_status.setdefault(a.data["order_id"], (a.t_done, a.data["status"]))
+                        w.checkouts.setdefault(rid, (a.data["order_id"], a.t_done, a.t_sent))
+                        w.order_status.setdefault(a.data["order_id"], (a.t_done, a.data["status"], a.t_sent))
             list(pool.map(lambda _: c.request("burst_checkout_other", "POST", f"/v1/reservations/r_other{i}/checkout",
                                               {"user_id": user}, headers={"Idempotency-Key": ck},
                                               expect="idempotency_key_reused"), range(3)))
@@ -253,8 +248,8 @@ def webhook_abuse(ctx: FaultCtx, rounds: int = 10) -> None:
             continue
         oid = out.data["order_id"]
         with w.lock:
-            w.checkouts.setdefault(rid, (oid, out.t_done))
-            w.order_status[oid] = (out.t_done, "pending_payment")
+            w.checkouts.setdefault(rid, (oid, out.t_done, out.t_sent))
+            w.order_status[oid] = (out.t_done, "pending_payment", out.t_sent)
         for label, at, forge in (("forged", None, True), ("stale", time.time() - 600, False),
                                  ("future", time.time() + 600, False)):
             event = f"bad-{label}-{uuid.uuid4().hex}"
@@ -270,8 +265,9 @@ def webhook_abuse(ctx: FaultCtx, rounds: int = 10) -> None:
         for a in (first, replay):
             if a.ok and a.data:
                 with w.lock:
-                    w.payments[event] = {"order": oid, "sent": "paid", "status": a.data["status"], "t": a.t_done}
-                    w.order_status[oid] = (a.t_done, a.data["status"])
+                    w.payments[event] = {"order": oid, "sent": "paid", "status": a.data["status"], "t": a.t_done,
+                                         "t0": a.t_sent}
+                    w.order_status[oid] = (a.t_done, a.data["status"], a.t_sent)
         if first.ok:
             c.webhook("webhook_reused_id", dict(body, status="failed"), msg_id=f"msg-{event}-2",
                       expect="event_id_reused")
@@ -301,10 +297,10 @@ def skew_check(ctx: FaultCtx) -> None:
                                          f"{worst.get(skewed, -1):.3f} s at most")
 
 
-def _owner_of(stack: ChaosStack, port: int | None) -> str | None:
-    """Which of our processes has the client end of a connection on this local port (looked for up to 2 s)."""
+def _owner_of(stack: ChaosStack, port: int | None) -> tuple[str | None, int | None]:
+    """Which of our processes (name, pid) has the client end of a connection on this local port (up to 2 s)."""
     if port is None:
-        return None
+        return None, None
     for _ in range(20):
         for conn in psutil.net_connections(kind="tcp"):
             if conn.laddr and conn.laddr.port == port and conn.pid:
@@ -312,6 +308,24 @@ def _owner_of(stack: ChaosStack, port: int | None) -> str | None:
                     group = os.getpgid(conn.pid)
                 except ProcessLookupError:
                     continue
-                return next((n for n, p in stack.live.items() if p.pid == group), f"pid {conn.pid} (pgid {group})")
+                name = next((n for n, p in stack.live.items() if p.pid == group), f"pgid {group}")
+                return name, conn.pid
         time.sleep(0.1)
-    return None
+    return None, None
+
+
+def _hold_a_worker_commit(ctx: FaultCtx, attempts: int, *, in_child: bool = False) -> tuple[str | None, int | None]:
+    """Hold PostgreSQL's answer to a Celery worker's COMMIT (in its pool child if asked); others are let through."""
+    proxy = ctx.stack.proxy
+    assert proxy is not None
+    owners: list[str | None] = []
+    for _ in range(attempts):
+        proxy.freeze_next_commit()
+        name, pid = _owner_of(ctx.stack, proxy.held_client_port()) if proxy.frozen.wait(20) else (None, None)
+        owners.append(name)
+        if name and name.startswith("worker") and (not in_child or pid != ctx.stack.pid(name)):
+            ctx.notes["held_commit_owners"] = owners
+            return name, pid
+        proxy.thaw()
+    ctx.notes["held_commit_owners"] = owners
+    return None, None

@@ -118,36 +118,37 @@ def i3_orders(w: Witness, pg: PgState, loss_window: tuple[float, float] | None) 
     problems: list[str] = []
     lost_documented = 0
 
-    def lost(t: float, what: str) -> None:
+    def lost(sent: float, acked: float, what: str) -> None:
+        # A request in flight when the fault hit may have run before it: its answer can arrive after.
         nonlocal lost_documented
-        if loss_window and loss_window[0] <= t <= loss_window[1]:
+        if loss_window and acked >= loss_window[0] and sent <= loss_window[1]:
             lost_documented += 1
         else:
             problems.append(what)
 
     by_reservation = {o["reservation"]: oid for oid, o in pg.orders.items()}
-    for rid, (oid, t) in w.checkouts.items():
+    for rid, (oid, t, t0) in w.checkouts.items():
         if oid not in pg.orders or pg.orders[oid]["reservation"] != rid:
-            lost(t, f"checkout {rid} answered 202 as {oid}: no such PostgreSQL order")
+            lost(t0, t, f"checkout {rid} answered 202 as {oid}: no such PostgreSQL order")
         elif by_reservation.get(rid) != oid:
             problems.append(f"reservation {rid}: order {by_reservation.get(rid)} != acknowledged {oid}")
     phantom = [oid for oid, o in pg.orders.items() if o["reservation"] not in w.checkout_tried]
     problems += [f"order {oid} ({pg.orders[oid]['reservation']}) that no client checked out or paid"
                  for oid in phantom]
-    acked_final = {oid: s for oid, (_, s) in w.order_status.items() if s in EVENT_OF}
+    acked_final = {oid: s for oid, (_, s, _) in w.order_status.items() if s in EVENT_OF}
     paid_orders = defaultdict(set)
     for event, (oid, result) in pg.payments.items():
         paid_orders[oid].add(result)
     for event, p in w.payments.items():
         if p["status"] in EVENT_OF and p["sent"] == EVENT_OF[p["status"]] and event not in pg.payments \
                 and EVENT_OF[p["status"]] not in paid_orders.get(p["order"], set()):
-            lost(p["t"], f"payment {event} ({p['sent']}) acknowledged as {p['status']}: not in PostgreSQL")
+            lost(p["t0"], p["t"], f"payment {event} ({p['sent']}) acknowledged as {p['status']}: not in PostgreSQL")
     for oid, status in acked_final.items():
-        t = w.order_status[oid][0]
+        t, _, t0 = w.order_status[oid]
         if oid not in pg.orders:
             continue  # counted above as a lost checkout, if one was acknowledged
         if pg.orders[oid]["status"] != status:
-            lost(t, f"order {oid}: last acknowledged {status}, PostgreSQL {pg.orders[oid]['status']}")
+            lost(t0, t, f"order {oid}: last acknowledged {status}, PostgreSQL {pg.orders[oid]['status']}")
     keys_twice = [k for k, ids in w.keyed.items() if len(ids) > 1]
     problems += [f"Idempotency-Key {k} answered with {sorted(w.keyed[k])}" for k in keys_twice]
     counts = {"checkouts_202": len(w.checkouts), "pg_orders": len(pg.orders), "phantom_orders": len(phantom),

@@ -127,8 +127,8 @@ class Buyer:
             return None
         oid = answer.data["order_id"]
         with self.w.lock:
-            self.w.checkouts.setdefault(rid, (oid, answer.t_done))
-            self.w.order_status[oid] = (answer.t_done, answer.data["status"])
+            self.w.checkouts.setdefault(rid, (oid, answer.t_done, answer.t_sent))
+            self.w.order_status[oid] = (answer.t_done, answer.data["status"], answer.t_sent)
         return oid
 
     def pay(self, rid: str, order: str) -> None:
@@ -160,11 +160,12 @@ class Buyer:
             return
         oid, status = answer.data.get("order_id"), answer.data.get("status")
         with self.w.lock:
-            self.w.payments[event] = {"order": oid, "sent": sent, "status": status, "t": answer.t_done}
+            self.w.payments[event] = {"order": oid, "sent": sent, "status": status, "t": answer.t_done,
+                                      "t0": answer.t_sent}
             if oid:
                 prior = self.w.order_status.get(oid)
                 if prior is None or prior[0] <= answer.t_done:
-                    self.w.order_status[oid] = (answer.t_done, status)
+                    self.w.order_status[oid] = (answer.t_done, status, answer.t_sent)
 
     def note_key(self, key: str, answer: Answer) -> None:
         if answer.data is None:

@@ -96,8 +96,8 @@ def probe(stack: ChaosStack, client: Client, w: Witness, n: int) -> bool:
         return False
     oid = out.data["order_id"]
     with w.lock:
-        w.checkouts.setdefault(rid, (oid, out.t_done))
-        w.order_status.setdefault(oid, (out.t_done, out.data["status"]))
+        w.checkouts.setdefault(rid, (oid, out.t_done, out.t_sent))
+        w.order_status.setdefault(oid, (out.t_done, out.data["status"], out.t_sent))
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if pg_has_order(stack, oid):
