@@ -41,6 +41,7 @@ class Settings:
     api_workers: int = 2
     metrics_dir: str = ""
     celery_queue: str = "flashstock"
+    broker_visibility_timeout_seconds: int = 3600  # Redis broker: an unacknowledged task is redelivered after this
     persist_batch_size: int = 500
     persist_claim_idle_seconds: float = 30.0
     persist_interval_seconds: float = 5.0
@@ -63,6 +64,8 @@ class Settings:
             raise ValueError("redis_max_connections must be positive")
         if not 1 <= self.persist_batch_size <= 10_000:
             raise ValueError("persist_batch_size must be in 1..10000")
+        if self.broker_visibility_timeout_seconds < 1:
+            raise ValueError("broker_visibility_timeout_seconds must be positive")
         if not 60 <= self.dashboard_session_seconds <= 30 * 86_400:
             raise ValueError("dashboard_session_seconds must be in 60..2592000")
 
@@ -116,6 +119,8 @@ class Settings:
             api_workers=env.int("WEB_CONCURRENCY", d.api_workers),
             metrics_dir=env.str("PROMETHEUS_MULTIPROC_DIR", d.metrics_dir),
             celery_queue=env.str("CELERY_QUEUE", d.celery_queue),
+            broker_visibility_timeout_seconds=env.int("BROKER_VISIBILITY_TIMEOUT_SECONDS",
+                                                      d.broker_visibility_timeout_seconds),
             persist_batch_size=env.int("PERSIST_BATCH_SIZE", d.persist_batch_size),
             persist_claim_idle_seconds=env.float("PERSIST_CLAIM_IDLE_SECONDS", d.persist_claim_idle_seconds),
             persist_interval_seconds=env.float("PERSIST_INTERVAL_SECONDS", d.persist_interval_seconds),

@@ -50,7 +50,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     )
     if broker.startswith(("redis://", "rediss://", "unix://")):
         # Every broker key under our prefix: several deployments (or test runs) can share one Redis.
-        config["broker_transport_options"] = {"global_keyprefix": f"{prefix}:celery:", "visibility_timeout": 3600}
+        config["broker_transport_options"] = {"global_keyprefix": f"{prefix}:celery:",
+                                              "visibility_timeout": settings.broker_visibility_timeout_seconds}
     return config
 
 

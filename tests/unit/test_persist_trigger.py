@@ -76,3 +76,13 @@ def test_celery_is_json_only_without_results_with_late_acks_and_prefixed_broker_
 def test_a_rabbitmq_broker_gets_no_redis_transport_options() -> None:
     config = celery_config(Settings(redis_url="redis://r:6379/0", celery_broker_url="amqp://guest:guest@mq:5672//"))
     assert config["broker_url"].startswith("amqp://") and "broker_transport_options" not in config
+
+
+def test_the_redis_brokers_visibility_timeout_comes_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    default = celery_config(Settings(redis_url="redis://r:6379/0"))["broker_transport_options"]
+    assert default["visibility_timeout"] == 3600
+    monkeypatch.setenv("BROKER_VISIBILITY_TIMEOUT_SECONDS", "10")
+    config = celery_config(Settings.from_env(redis_url="redis://r:6379/0"))
+    assert config["broker_transport_options"]["visibility_timeout"] == 10
+    with pytest.raises(ValueError):
+        Settings(broker_visibility_timeout_seconds=0)
