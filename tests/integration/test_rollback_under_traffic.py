@@ -12,8 +12,10 @@ from tests.conftest import delete_prefix
 from tests.helpers import make_product
 
 
-@pytest.mark.xfail(strict=True, reason="CHAOS.md finding 1: a rollback is detected only by comparing the outbox's "
-                   "last id with PostgreSQL's, and the first new write after the restore moves that id past it")
+@pytest.mark.single_node("DUMP/RESTORE of a whole prefix; the detection itself is tested per partition on both")
+@pytest.mark.xfail(strict=True, reason="CHAOS.md finding 1, half open: the rollback is now detected at the next "
+                   "recovery check (test_recovery), but a sale between the restore and that check still sells "
+                   "from the restored counters; closing it needs scripts that refuse to sell until a fresh check")
 def test_a_restored_older_snapshot_sells_nothing_postgres_already_sold(real_inv: Inventory, pg_sessions,
                                                                        key_prefix: str) -> None:
     check_recovery(real_inv, pg_sessions)
