@@ -19,6 +19,7 @@ ordinary reservation record in its own partition, under the same token, with its
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
 from inventory.context import Context, text
@@ -33,6 +34,8 @@ from inventory.errors import (
 from inventory.keys import Partition
 from inventory.models import RateLimit
 from inventory.part_calls import PartCalls, fingerprint
+
+log = logging.getLogger(__name__)
 
 CONVERGE_AFTER_MS = 5_000  # the request that marked a token pending normally finishes well before this
 CLOSED = ("released", "expired", "payment_failed", "refund_required")
@@ -151,19 +154,20 @@ class MultiPart:
             raise ReservationNotFound("No such reservation.")
         generation = record.get("abort", "0")
         self._mark_pending(home, token)
-        pinned: list[int] = []
         try:
             for q in other_parts(record):
                 self.calls.pin(self.keys.parts[q], token, "pin")
-                pinned.append(q)
             reply = self.calls.checkout(home, token, user_id, order_id, request_id, generation)
         except (ReservationExpired, ReservationClosed, ReservationNotFound):
-            self._unpin(token, pinned)
+            # Pins are never dropped here: a concurrent checkout of the same reservation may rely on them
+            # (the sweeper gives up stale pins after their window, through the home).
+            if self.calls.read(home, token).get("oid"):  # a concurrent checkout committed it: that order
+                self.converge(token)
+                return self.calls.checkout(home, token, user_id, order_id, request_id)
             self._close_home(home, token)
             self.converge(token)
             raise
         except StaleRead:
-            self._unpin(token, pinned)
             raise StaleRead("The checkout was interrupted; try again.") from None
         self.converge(token)
         return reply
@@ -252,20 +256,16 @@ class MultiPart:
         tokens = [text(t) for t in self.ctx.redis.zrangebyscore(
             part.pending, "-inf", now_ms - CONVERGE_AFTER_MS, start=0, num=batch)]
         for token in tokens:
-            self.converge(token)
+            try:
+                self.converge(token)
+            except InventoryError as error:  # stays pending and is retried; one token never stops the sweep
+                log.error("multi-part reservation token=%s could not follow its home: %s", token, error)
         return len(tokens)
 
     # -- helpers -------------------------------------------------------------------------------------
 
     def _mark_pending(self, home: Partition, token: str) -> None:
         self.ctx.redis.zadd(home.pending, {token: self.ctx.now_ms()})
-
-    def _unpin(self, token: str, pinned: list[int]) -> None:
-        for q in pinned:
-            try:
-                self.calls.pin(self.keys.parts[q], token, "unpin")
-            except InventoryError:
-                pass  # already released or expired: nothing is pinned any more
 
     def _close_home(self, home: Partition, token: str) -> None:
         """A part could not be pinned (expired or released): the reservation as a whole is over."""

@@ -231,3 +231,14 @@ def test_the_home_may_give_up_its_own_lines_while_other_parts_remain(shop) -> No
     assert order.total == 200 and levels(inv, skus)[:2] == [(3, 0, 0), (1, 0, 2)]
     inv.reservations.record_payment(event_id="f", result="failed", order_id=order.id)
     assert levels(inv, skus)[:2] == [(3, 0, 0), (3, 0, 0)]
+
+
+def test_a_second_checkout_that_lost_the_race_answers_with_the_first_ones_order(shop) -> None:  # noqa: ANN001
+    inv, skus = shop
+    held = inv.reservations.reserve("alice", {sku: 1 for sku in skus})
+    token = held.id[2:]
+    stale = inv.reservations.calls.read(inv.keys.of_token(token), token)  # read before the first checkout ran
+    order = inv.reservations.checkout(held.id)
+    reply = inv.reservations.multi.checkout(token, stale, "alice", order.id, "")  # its pins find parts sold
+    assert int(reply[0]) == 1 and reply[1] == order.id.encode()
+    assert levels(inv, skus) == [(2, 0, 1)] * 3
