@@ -245,8 +245,8 @@ class MultiPart:
         except ReservationNotFound:
             self.calls.release(part, token, "", "cancel")  # no home ever: the reserve never finished
             return
-        if int(reply[0]) == 1:
-            self.converge(token)
+        if int(reply[0]) == 1 or text(reply[1]) in CLOSED:
+            self.converge(token)  # committed: the part is checked out; closed: it is released now
         else:
             self.calls.pin(part, token, "unpin")
             self.calls.release(part, token, "", "expire")  # back to its own expiry: released now if due

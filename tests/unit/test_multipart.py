@@ -242,3 +242,19 @@ def test_a_second_checkout_that_lost_the_race_answers_with_the_first_ones_order(
     reply = inv.reservations.multi.checkout(token, stale, "alice", order.id, "")  # its pins find parts sold
     assert int(reply[0]) == 1 and reply[1] == order.id.encode()
     assert levels(inv, skus) == [(2, 0, 1)] * 3
+
+
+def test_a_pinned_part_of_a_released_reservation_goes_back_at_its_pin_window(shop, clock, monkeypatch) -> None:  # noqa: ANN001
+    inv, skus = shop
+    held = inv.reservations.reserve("alice", {sku: 1 for sku in skus}, ttl_seconds=600)
+    crash_on(monkeypatch, inv.reservations.calls, "checkout", after=0)
+    with pytest.raises(Crash):  # parts pinned, then the process died
+        inv.reservations.checkout(held.id)
+    monkeypatch.undo()
+    crash_on(monkeypatch, inv.reservations.multi, "converge", after=0)
+    with pytest.raises(Crash):  # the home released, then the process died before the parts followed
+        inv.reservations.release(held.id)
+    monkeypatch.undo()
+    clock.advance(PIN_WINDOW_MS / 1000 + 1)  # long before the hold's own expiry
+    inv.reservations.expire_due()
+    assert levels(inv, skus) == [(3, 0, 0)] * 3
