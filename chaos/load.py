@@ -14,6 +14,9 @@ from chaos.client import Answer, Client
 
 # sku -> (stock, per-user limit; 0 = none). HOT sells out under every load; MUG's limit is reached.
 CATALOG: dict[str, tuple[int, int]] = {"HOT": (40, 2), "TEE": (150, 0), "MUG": (80, 3), "CAP": (400, 0)}
+# The recovery probe's own SKU, which the buyers never pick: a long, fast load that sells out the
+# catalogue must not look like a system that never recovered.
+PROBE_CATALOG: dict[str, tuple[int, int]] = {"PROBE": (1000, 0)}
 HOLD_TTL_S, SHORT_TTL_S = 8, 2
 RETRY_CODES = {"unavailable", "idempotency_request_in_progress", "rate_limited"}
 MAX_ATTEMPTS = 5
@@ -32,7 +35,7 @@ class LoadSize:
 
 def seed(client: Client) -> None:
     """Create the catalogue through the admin API (retried while the stack settles)."""
-    for sku, (stock, limit) in CATALOG.items():
+    for sku, (stock, limit) in {**CATALOG, **PROBE_CATALOG}.items():
         body = {"name": f"chaos {sku}", "price": 1000, "stock": stock, "per_user_limit": limit}
         answer = retry(lambda: client.request("seed", "PUT", f"/v1/admin/products/{sku}", body, admin=True,
                                               record=False))

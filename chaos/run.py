@@ -20,7 +20,7 @@ from chaos.stack import KEY_PREFIX, ChaosStack
 
 RECOVERY_BOUND_S = 60.0  # I6: healthy again, without a person, within this long after the fault ends
 SETTLE_BOUND_S = 90.0
-PROBE_SKU = "CAP"
+PROBE_SKU = "PROBE"  # chaos.load.PROBE_CATALOG: never bought by the load
 
 
 @dataclass
