@@ -16,16 +16,13 @@ from inventory.recovery import check_recovery
 from inventory.tables import OrderLineRow, OrderRow, PaymentEventRow
 from tests.clocks import ManualClock
 from tests.helpers import assert_invariant, make_product, stock
-from tests.unit.test_scripts import same_partition_skus
+from tests.unit.test_scripts import skus_in_distinct_partitions
 
 
 @pytest.fixture
 def parted(real_redis: Any, settings: Settings, clock: ManualClock) -> tuple[Inventory, list[str]]:
     inv = Inventory(real_redis, settings.with_overrides(redis_partitions=4), clock)
-    (a,) = same_partition_skus(inv.keys, 1)
-    (b,) = same_partition_skus(inv.keys, 1, avoid={inv.keys.partition_of(a)})
-    (c,) = same_partition_skus(inv.keys, 1, avoid={inv.keys.partition_of(a), inv.keys.partition_of(b)})
-    skus = sorted([a, b, c])
+    skus = skus_in_distinct_partitions(inv.keys, 3)
     for sku in skus:
         make_product(inv, sku, stock=5, price=100 * (1 + skus.index(sku)))
     return inv, skus

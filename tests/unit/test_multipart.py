@@ -14,7 +14,7 @@ from inventory.multipart import CONVERGE_AFTER_MS
 from inventory.part_calls import PIN_WINDOW_MS
 from tests.clocks import ManualClock
 from tests.helpers import assert_invariant, make_product, stock
-from tests.unit.test_scripts import same_partition_skus
+from tests.unit.test_scripts import skus_in_distinct_partitions
 
 
 class Crash(BaseException):
@@ -25,10 +25,7 @@ class Crash(BaseException):
 def shop(any_redis: Any, settings: Settings, clock: ManualClock) -> tuple[Inventory, list[str]]:
     """Three SKUs in three different partitions (A's is the home: the smallest SKU name)."""
     inv = Inventory(any_redis, settings.with_overrides(redis_partitions=8), clock)
-    (a,) = same_partition_skus(inv.keys, 1)
-    (b,) = same_partition_skus(inv.keys, 1, avoid={inv.keys.partition_of(a)})
-    (c,) = same_partition_skus(inv.keys, 1, avoid={inv.keys.partition_of(a), inv.keys.partition_of(b)})
-    skus = sorted([a, b, c])
+    skus = skus_in_distinct_partitions(inv.keys, 3)
     for sku in skus:
         make_product(inv, sku, stock=3, price=100)
     return inv, skus

@@ -53,6 +53,15 @@ def same_partition_skus(keys: KeySpace, count: int, *, avoid: int | set[int] | N
     raise AssertionError("no partition found")
 
 
+def skus_in_distinct_partitions(keys: KeySpace, count: int) -> list[str]:
+    """`count` SKU names, each in a partition none of the others is in, sorted (the first is a basket's home)."""
+    skus: list[str] = []
+    for _ in range(count):
+        (sku,) = same_partition_skus(keys, 1, avoid={keys.partition_of(s) for s in skus})
+        skus.append(sku)
+    return sorted(skus)
+
+
 class ClusterLike(Inventory):
     """An Inventory that takes the cluster's paths (rate limits counted apart) on a single server."""
 
