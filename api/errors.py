@@ -34,6 +34,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "stock_below_committed": 409,
     "stale_read": 409,
     "product_recovering": 409,
+    "extension_limit": 409,
     "unavailable": 503,
     # HTTP level
     "bad_request": 400,

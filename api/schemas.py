@@ -69,6 +69,14 @@ class UserIn(Strict):
     user_id = _user_id()
 
 
+class ExtendIn(Strict):
+    user_id = _user_id()
+    seconds = fields.Integer(required=True, strict=True, validate=validate.Range(1, 86_400),
+                             metadata={"description": "The hold (or, once checked out, the payment deadline) "
+                                                      "then ends this many seconds from now; never earlier "
+                                                      "than before, never past the configured lifetime cap."})
+
+
 class OrdersQuery(Strict):
     user_id = _user_id()
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 100))
@@ -88,7 +96,9 @@ class PaymentEventIn(Strict):
     event_id = fields.String(required=True, validate=validate.Length(1, 255))
     order_id = fields.String(validate=validate.Length(1, 64))
     reservation_id = fields.String(validate=validate.Length(1, 64))
-    status = fields.String(required=True, validate=validate.OneOf(["paid", "failed"]))
+    status = fields.String(required=True, validate=validate.OneOf(["paid", "failed", "requires_action"]),
+                           metadata={"description": "requires_action (e.g. a 3-D Secure challenge) extends the "
+                                                    "hold or the payment deadline, up to the lifetime cap."})
 
     @ma.validates_schema
     def _one_target(self, data: dict[str, Any], **_: Any) -> None:
@@ -167,6 +177,7 @@ class ReservationOut(ma.Schema):
     created_at = fields.DateTime(required=True)
     expires_at = fields.DateTime(required=True)
     order_id = fields.String(allow_none=True, required=True)
+    extensions = fields.Integer(required=True)
 
 
 def _iso(moment: Any) -> str | None:
@@ -185,6 +196,7 @@ def reservation_json(reservation: Any) -> dict[str, Any]:
         "created_at": _iso(reservation.created_at),
         "expires_at": _iso(reservation.expires_at),
         "order_id": reservation.order_id,
+        "extensions": reservation.extensions,
     }
 
 
@@ -197,6 +209,17 @@ class OrderOut(ma.Schema):
     items = fields.List(fields.Nested(LineOut), required=True, attribute="lines")
     total = fields.Integer(required=True)
     created_at = fields.DateTime(required=True)
+    payment_due_at = fields.DateTime(allow_none=True, required=True,
+                                     metadata={"description": "Unpaid past this, the order becomes "
+                                                              "payment_expired and its units go back."})
+    extensions = fields.Integer(required=True)
+
+
+class ExtensionOut(ma.Schema):
+    reservation_id = fields.String(required=True)
+    kind = fields.String(required=True, metadata={"description": "'hold' or 'payment' (the deadline moved)."})
+    until = fields.DateTime(required=True)
+    extensions = fields.Integer(required=True)
 
 
 class ProductOut(ma.Schema):
@@ -238,6 +261,9 @@ class PaymentOut(ma.Schema):
     reservation_id = fields.String(required=True)
     order_id = fields.String(allow_none=True, required=True)
     status = fields.Enum(Status, by_value=True, required=True)
+    extended_until = fields.DateTime(allow_none=True, required=True,
+                                     metadata={"description": "requires_action: the new hold expiry or payment "
+                                                              "deadline (null for paid / failed)."})
 
 
 class PageMeta(ma.Schema):
@@ -270,6 +296,7 @@ AdminProductData = data_of(AdminProductOut)
 StockData = data_of(StockOut)
 HoldListData = data_of(HoldOut, many=True)
 PaymentData = data_of(PaymentOut)
+ExtensionData = data_of(ExtensionOut)
 class SaleSwitchOut(ma.Schema):
     paused = fields.Boolean(required=True, metadata={"description": "Whether the global switch pauses every sale."})
 

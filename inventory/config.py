@@ -23,6 +23,10 @@ class Settings:
     redis_timeout_seconds: float = 2.0
     hold_ttl_seconds: int = 120
     max_hold_ttl_seconds: int = 3600
+    max_hold_lifetime_seconds: int = 3600  # extensions never keep a hold past its creation + this
+    payment_ttl_seconds: int = 900  # an order unpaid this long after checkout expires (payment_expired)
+    max_payment_lifetime_seconds: int = 3600  # extensions never move a payment deadline past checkout + this
+    requires_action_extension_seconds: int = 600  # a 'requires_action' webhook extends by this
     record_retention_seconds: int = 86_400
     order_retention_seconds: int = 30 * 86_400
     sweep_batch_size: int = 200
@@ -58,6 +62,10 @@ class Settings:
             raise ValueError("key_prefix must be non-empty without braces or spaces")
         if not 0 < self.hold_ttl_seconds <= self.max_hold_ttl_seconds:
             raise ValueError("hold_ttl_seconds must be in 1..max_hold_ttl_seconds")
+        if not 0 < self.payment_ttl_seconds <= self.max_payment_lifetime_seconds:
+            raise ValueError("payment_ttl_seconds must be in 1..max_payment_lifetime_seconds")
+        if self.max_hold_lifetime_seconds < 1 or self.requires_action_extension_seconds < 1:
+            raise ValueError("max_hold_lifetime_seconds and requires_action_extension_seconds must be >= 1")
         if not 0 <= self.redis_partitions <= 4096:
             raise ValueError("redis_partitions must be in 0..4096 (0 = automatic)")
         if self.redis_max_connections < 1:
@@ -100,6 +108,11 @@ class Settings:
             redis_timeout_seconds=env.float("REDIS_TIMEOUT_SECONDS", d.redis_timeout_seconds),
             hold_ttl_seconds=env.int("HOLD_TTL_SECONDS", d.hold_ttl_seconds),
             max_hold_ttl_seconds=env.int("MAX_HOLD_TTL_SECONDS", d.max_hold_ttl_seconds),
+            max_hold_lifetime_seconds=env.int("MAX_HOLD_LIFETIME_SECONDS", d.max_hold_lifetime_seconds),
+            payment_ttl_seconds=env.int("PAYMENT_TTL_SECONDS", d.payment_ttl_seconds),
+            max_payment_lifetime_seconds=env.int("MAX_PAYMENT_LIFETIME_SECONDS", d.max_payment_lifetime_seconds),
+            requires_action_extension_seconds=env.int("REQUIRES_ACTION_EXTENSION_SECONDS",
+                                                      d.requires_action_extension_seconds),
             record_retention_seconds=env.int("RECORD_RETENTION_SECONDS", d.record_retention_seconds),
             order_retention_seconds=env.int("ORDER_RETENTION_SECONDS", d.order_retention_seconds),
             sweep_batch_size=env.int("SWEEP_BATCH_SIZE", d.sweep_batch_size),

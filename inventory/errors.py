@@ -70,6 +70,12 @@ class ProductRecovering(InventoryError):
     code = "product_recovering"
 
 
+class ExtensionLimit(InventoryError):
+    """An extension would pass the configured lifetime cap (or the number of extensions is used up)."""
+
+    code = "extension_limit"
+
+
 class StaleRead(InventoryError):
     """Lines changed between reading a reservation and acting on it; retried internally."""
 
@@ -113,6 +119,7 @@ SCRIPT_ERRORS: dict[int, tuple[type[InventoryError], str, tuple[str, ...]]] = {
     -13: (RateLimited, "Too many requests; slow down.", ("bucket", "retry_after_ms")),
     -14: (ProductRecovering, "The product is being rebuilt after a Redis data loss; try again shortly.",
           ("sku",)),
+    -15: (ExtensionLimit, "This would extend past the maximum lifetime.", ("max_until_ms", "extensions")),
 }
 
 

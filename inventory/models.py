@@ -21,6 +21,7 @@ class Status(str, Enum):
     PENDING_PAYMENT = "pending_payment"
     PAID = "paid"
     PAYMENT_FAILED = "payment_failed"
+    PAYMENT_EXPIRED = "payment_expired"
     REFUND_REQUIRED = "refund_required"
 
 
@@ -96,6 +97,7 @@ class Reservation:
     expires_at: datetime
     order_id: str | None = None
     replayed: bool = False
+    extensions: int = 0  # how many times the hold (or, after checkout, the payment deadline) was extended
 
     @property
     def total(self) -> int:
@@ -113,10 +115,23 @@ class Order:
     lines: tuple[Line, ...]
     created_at: datetime
     replayed: bool = False
+    payment_due_at: datetime | None = None  # pending_payment past this becomes payment_expired
+    extensions: int = 0
 
     @property
     def total(self) -> int:
         return sum(line.amount for line in self.lines)
+
+
+@dataclass(frozen=True)
+class Extension:
+    """What an extension did: which deadline ('hold' | 'payment') now ends when."""
+
+    reservation_id: str
+    kind: str
+    until: datetime
+    extensions: int
+    replayed: bool
 
 
 @dataclass(frozen=True)
@@ -128,6 +143,7 @@ class PaymentOutcome:
     order_id: str | None
     status: Status
     replayed: bool
+    extended_until: datetime | None = None  # 'requires_action': the hold's expiry or payment deadline now
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from inventory.part_calls import PartCalls, fingerprint
 log = logging.getLogger(__name__)
 
 CONVERGE_AFTER_MS = 5_000  # the request that marked a token pending normally finishes well before this
-CLOSED = ("released", "expired", "payment_failed", "refund_required")
+CLOSED = ("released", "expired", "payment_failed", "payment_expired", "refund_required")
 
 
 def other_parts(record: dict[str, str]) -> list[int]:
@@ -153,7 +153,7 @@ class MultiPart:
         if user_id and record.get("u") != user_id:
             raise ReservationNotFound("No such reservation.")
         generation = record.get("abort", "0")
-        self._mark_pending(home, token)
+        self.mark_pending(home, token)
         try:
             for q in other_parts(record):
                 self.calls.pin(self.keys.parts[q], token, "pin")
@@ -181,7 +181,7 @@ class MultiPart:
                 self.checkout(token, record, "", order_id, request_id)
             except (ReservationExpired, ReservationClosed, ReservationNotFound, StaleRead):
                 pass  # the home decides below: a payment for stock that went back is refund_required
-        self._mark_pending(home, token)
+        self.mark_pending(home, token)
         reply = self.calls.record_payment(home, token, event_id, result, order_id, request_id)
         self.converge(token)
         return reply
@@ -189,7 +189,7 @@ class MultiPart:
     def release(self, token: str, user_id: str) -> list[Any]:
         """Cancel at the home, then the parts follow."""
         home = self.keys.of_token(token)
-        self._mark_pending(home, token)
+        self.mark_pending(home, token)
         reply = self.calls.release(home, token, user_id, "cancel")
         self.converge(token)
         return reply
@@ -204,17 +204,18 @@ class MultiPart:
             self.ctx.redis.zrem(home.pending, token)
             return
         status, committed, order_id = record["st"], "co" in record, record.get("oid", "")
+        payment_expired = "pexp" in record  # the home's payment deadline passed: parts have none of their own
         if status == "held":  # nothing decided yet: pinned parts are resolved by the sweeper (resolve_pinned)
             self.ctx.redis.zrem(home.pending, token)
             return
         paid = sorted(f[3:] for f, v in record.items() if f.startswith("ev:") and v == "paid")
         failed = sorted(f[3:] for f, v in record.items() if f.startswith("ev:") and v == "failed")
         for q in other_parts(record):
-            self._follow(self.keys.parts[q], token, status, committed, order_id, paid, failed)
+            self._follow(self.keys.parts[q], token, status, committed, order_id, paid, failed, payment_expired)
         self.ctx.redis.zrem(home.pending, token)
 
     def _follow(self, part: Partition, token: str, status: str, committed: bool, order_id: str,
-                paid: list[str], failed: list[str]) -> None:
+                paid: list[str], failed: list[str], payment_expired: bool = False) -> None:
         current = self.calls.read(part, token)
         if not current:
             return  # never created (reserve stopped before it) or past retention
@@ -222,6 +223,8 @@ class MultiPart:
         if committed:
             if current["st"] == "held":
                 self.calls.checkout(part, token, "", order_id, "")
+            if payment_expired:
+                self.calls.record_payment(part, token, "", "expire", order_id, "")
             if status in ("payment_failed", "refund_required") and failed:
                 steps.append((failed[0], "failed"))
             if status in ("paid", "refund_required") and paid:
@@ -264,7 +267,8 @@ class MultiPart:
 
     # -- helpers -------------------------------------------------------------------------------------
 
-    def _mark_pending(self, home: Partition, token: str) -> None:
+    def mark_pending(self, home: Partition, token: str) -> None:
+        """Note that the token's parts must follow its home (the sweeper finishes it after a crash)."""
         self.ctx.redis.zadd(home.pending, {token: self.ctx.now_ms()})
 
     def _close_home(self, home: Partition, token: str) -> None:

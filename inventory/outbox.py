@@ -8,12 +8,16 @@ from typing import Any, Iterable, Union
 from inventory.context import text
 from inventory.models import Line
 
-ORDER_KINDS = ("order_created", "order_paid", "order_payment_failed", "order_refund_required")
+ORDER_KINDS = ("order_created", "order_paid", "order_payment_failed", "order_payment_expired",
+               "order_refund_required")
+# Order events that give an order's sold units back to the sale.
+RETURNING_KINDS = ("order_payment_failed", "order_payment_expired")
 # Order status each order event leaves behind.
 STATUS_AFTER = {
     "order_created": "pending_payment",
     "order_paid": "paid",
     "order_payment_failed": "payment_failed",
+    "order_payment_expired": "payment_expired",
     "order_refund_required": "refund_required",
 }
 
@@ -192,7 +196,7 @@ def movements(event: Event) -> list[Movement]:
     if isinstance(event, StockAdjusted):
         return [Movement(f"adj:{event.entry_id}:{event.sku}", event.sku, event.reason, event.delta, 0, None,
                          event.version, event.ts_ms)]
-    if isinstance(event, OrderEvent) and event.kind in ("order_created", "order_payment_failed"):
+    if isinstance(event, OrderEvent) and event.kind in ("order_created", *RETURNING_KINDS):
         kind, sign = ("sold", 1) if event.kind == "order_created" else ("returned", -1)
         return [Movement(f"{kind}:{event.order_id}:{line.sku}", line.sku, kind, 0, sign * line.qty,
                          event.order_id, 0, event.ts_ms) for line in event.lines]

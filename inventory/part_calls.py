@@ -113,12 +113,27 @@ class PartCalls:
 
     def checkout(self, part: Partition, token: str, user_id: str, order_id: str, request_id: str,
                  generation: str = "", record: dict[str, str] | None = None) -> list[Any]:
-        """held -> sold for this part's lines, with its order event in the partition's outbox."""
+        """held -> sold for this part's lines, with its order event in the partition's outbox.
+
+        The home part (or the only part) gets the payment deadline; other parts follow their home's.
+        """
+        window = self.settings.payment_ttl_seconds * 1000 if self.ctx.keys.of_token(token) == part else 0
         return self.on_lines(part, token, lambda skus, owner: self.ctx.run(
             "checkout",
             [part.reservation(token), part.expiries, part.dirty, part.outbox, part.user_orders(owner)]
             + self.ctx.line_keys(skus),
-            [token, user_id, order_id, self.settings.order_retention_seconds * 1000, *skus, request_id, generation],
+            [token, user_id, order_id, self.settings.order_retention_seconds * 1000, *skus, request_id, generation,
+             window],
+        ), record)
+
+    def extend(self, part: Partition, token: str, user_id: str, extension_id: str, by_ms: int, clamp: bool,
+               record: dict[str, str] | None = None) -> list[Any]:
+        """Move this part's hold expiry (or its order's payment deadline) to now + by_ms, once per id."""
+        s = self.settings
+        return self.on_lines(part, token, lambda skus, _: self.ctx.run(
+            "extend", [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus),
+            [token, user_id, extension_id, by_ms, s.max_hold_lifetime_seconds * 1000,
+             s.max_payment_lifetime_seconds * 1000, int(clamp), *skus],
         ), record)
 
     def record_payment(self, part: Partition, token: str, event_id: str, result: str, order_id: str,

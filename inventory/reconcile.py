@@ -432,6 +432,8 @@ def _history(token: str, rec: dict[str, str]) -> list[dict[str, str]]:
         history.append(event("order_paid", paid[0] if paid else ""))
     if status in ("payment_failed", "refund_required") and sold_once and failed:
         history.append(event("order_payment_failed", failed[0]))
+    if status in ("payment_expired", "refund_required") and sold_once and "pexp" in rec:
+        history.append(event("order_payment_expired"))
     if status == "refund_required":
         history.append(event("order_refund_required", paid[-1] if paid else ""))
     return history

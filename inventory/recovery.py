@@ -306,6 +306,8 @@ def _restore(inv: Inventory, session: Session, order_ids: list[str]) -> int:
         pipe.hset(part.reservation(token), mapping=record)
         pipe.pexpire(part.reservation(token), retention)
         pipe.zadd(part.user_orders(order.user_id), {order.id: order.created_ms})
+        if "pdl" in record:  # the sweeper expires the payment from the index, as after a checkout
+            pipe.zadd(part.expiries, {token: record["pdl"]})
     pipe.execute()
     return len({order.id for order, _, _ in missing})
 
@@ -325,6 +327,8 @@ def _order_parts(inv: Inventory, order: OrderRow,
                                   "oid": order.id}
         if q == home and len(by_part) > 1:
             record["parts"] = ",".join(str(p) for p in sorted(by_part) if p != home)
+        if q == home and order.status == "pending_payment":  # the deadline counts from checkout, as in Redis
+            record["pdl"] = order.created_ms + inv.settings.payment_ttl_seconds * 1000
         for line in lines:
             record[f"l:{line.sku}"] = line.qty
             record[f"p:{line.sku}"] = line.unit_price

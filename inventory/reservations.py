@@ -15,13 +15,14 @@ from inventory.errors import (
     StaleRead,
 )
 from inventory.models import (
-    Line, Order, PaymentOutcome, RateLimit, Reservation, Status, SweepResult, from_ms,
+    Extension, Line, Order, PaymentOutcome, RateLimit, Reservation, Status, SweepResult, from_ms,
 )
+from inventory.keys import Partition
 from inventory.multipart import MultiPart, other_parts
 from inventory.part_calls import PartCalls, fingerprint
 from inventory.validation import check_lines, check_request_id, check_user
 
-PAYMENT_RESULTS = ("paid", "failed")
+PAYMENT_RESULTS = ("paid", "failed", "requires_action")
 
 
 def _lines_of(record: dict[str, str]) -> tuple[Line, ...]:
@@ -134,10 +135,11 @@ class Reservations:
 
     def record_payment(self, *, event_id: str, result: str, reservation_id: str | None = None,
                        order_id: str | None = None, request_id: str = "") -> PaymentOutcome:
-        """Apply a payment provider's 'paid' / 'failed' result once per event id."""
+        """Apply a payment provider's 'paid' / 'failed' result once per event id; 'requires_action' (the
+        buyer is in a 3-D Secure challenge) extends the hold or the payment deadline instead."""
         check_request_id(request_id)
         if result not in PAYMENT_RESULTS:
-            raise InvalidArgument("status must be 'paid' or 'failed'.", field="status")
+            raise InvalidArgument("status must be 'paid', 'failed' or 'requires_action'.", field="status")
         if not event_id or len(event_id) > 255:
             raise InvalidArgument("event_id must be 1-255 characters.", field="event_id")
         if (reservation_id is None) == (order_id is None):
@@ -145,6 +147,8 @@ class Reservations:
         token = ids.token_of(order_id, "o") if order_id else ids.token_of(reservation_id or "", "r")
         if token is None:
             raise (OrderNotFound if order_id else ReservationNotFound)("No such order or reservation.")
+        if result == "requires_action":
+            return self._provider_extension(token, event_id, order_id is not None)
         home = self.ctx.keys.of_token(token)
         try:
             record = self.calls.read(home, token)
@@ -165,6 +169,38 @@ class Reservations:
             replayed=int(reply[0]) == 1,
         )
 
+    def extend(self, reservation_id: str, *, seconds: int, extension_id: str, user_id: str | None = None,
+               clamp: bool = False) -> Extension:
+        """Move an open hold's expiry, or its order's payment deadline, to now + seconds, once per id.
+
+        Never shortens; past the configured lifetime cap it raises ExtensionLimit (or, with `clamp`, as
+        the payment provider's extension does, stops at the cap).
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= 86_400:
+            raise InvalidArgument("seconds must be from 1 to 86400.", field="seconds")
+        if not isinstance(extension_id, str) or not 1 <= len(extension_id) <= 255:
+            raise InvalidArgument("extension_id must be 1-255 characters.", field="extension_id")
+        token = self._token(reservation_id)
+        home = self.ctx.keys.of_token(token)
+        record = self.calls.read(home, token)
+        if record and record.get("st") == "held" and (user_id is None or record.get("u") == user_id):
+            for q in other_parts(record):  # parts first: a crash leaves parts that outlive the home, harmlessly
+                self.calls.extend(self.ctx.keys.parts[q], token, user_id or "", extension_id, seconds * 1000, clamp)
+        reply = self.calls.extend(home, token, user_id or "", extension_id, seconds * 1000, clamp, record)
+        return Extension(reservation_id=ids.reservation_id(token), kind=text(reply[1]),
+                         until=from_ms(int(reply[2])),  # type: ignore[arg-type]
+                         extensions=int(reply[3]), replayed=int(reply[0]) == 1)
+
+    def expire_payment(self, part: Partition, token: str) -> list:
+        """End a pending order whose payment deadline passed (its units go back once); {2, ...} if not due."""
+        record = self.calls.read(part, token)
+        if not other_parts(record):
+            return self.calls.record_payment(part, token, "", "expire", ids.order_id(token), "", record)
+        self.multi.mark_pending(part, token)  # a crash before the parts follow is finished by the sweeper
+        reply = self.calls.record_payment(part, token, "", "expire", ids.order_id(token), "", record)
+        self.multi.converge(token)
+        return reply
+
     def expire_due(self, *, batch_size: int | None = None, max_batches: int = 50) -> SweepResult:
         """Release reservations (and parts) whose expiry has passed, in bounded batches, per partition."""
         size = batch_size or self.settings.sweep_batch_size
@@ -181,14 +217,38 @@ class Reservations:
                         if int(reply[0]) == 3:  # a pinned part of a checkout that did not finish
                             self.multi.resolve_pinned(part, token)
                             continue
-                    except (ReservationNotFound, ReservationClosed, StaleRead):
-                        continue  # gone, checked out or paid since it was listed: nothing to expire
+                    except ReservationClosed as closed:
+                        if closed.details.get("status") == "pending_payment":  # listed by its payment deadline
+                            self._sweep_payment(part, token)
+                        continue
+                    except (ReservationNotFound, StaleRead):
+                        continue  # gone or changed since it was listed: nothing to expire
                     if int(reply[0]) == 0:
                         expired += int(self.ctx.keys.of_token(token) == part)  # a reservation once, not per part
                         returned += int(reply[2])
                 if len(tokens) < size:
                     break
         return SweepResult(expired=expired, units_returned=returned, batches=batches)
+
+    def _provider_extension(self, token: str, event_id: str, by_order: bool) -> PaymentOutcome:
+        """A 'requires_action' event: extend by the configured step, stopping at the lifetime cap."""
+        try:
+            extension = self.extend(ids.reservation_id(token), seconds=self.settings.requires_action_extension_seconds,
+                                    extension_id=f"event:{event_id}", clamp=True)
+        except ReservationNotFound:
+            if by_order:
+                raise OrderNotFound("No such order.") from None
+            raise
+        record = self.calls.read(self.ctx.keys.of_token(token), token)
+        return PaymentOutcome(event_id=event_id, reservation_id=extension.reservation_id,
+                              order_id=record.get("oid"), status=self._status_now(Status(record["st"]), record),
+                              replayed=extension.replayed, extended_until=extension.until)
+
+    def _sweep_payment(self, part: Partition, token: str) -> None:
+        try:
+            self.expire_payment(part, token)
+        except (ReservationNotFound, StaleRead):
+            pass  # gone or changed since it was listed
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -200,8 +260,7 @@ class Reservations:
             raise ReservationNotFound("No such reservation.", reservation_id=reservation_id)
         status = Status(record["st"])
         lines, parts_held = self._all_lines(token, record)
-        if status is Status.HELD and (not parts_held or self.ctx.now_ms() >= int(record["exp"])):
-            status = Status.EXPIRED
+        status = self._status_now(status, record, parts_held)
         return Reservation(
             id=reservation_id,
             user_id=record["u"],
@@ -210,6 +269,7 @@ class Reservations:
             created_at=from_ms(int(record["ct"])),  # type: ignore[arg-type]
             expires_at=from_ms(int(record["exp"])),  # type: ignore[arg-type]
             order_id=record.get("oid"),
+            extensions=int(record.get("ext", 0)),
         )
 
     def get_order(self, order_id: str, *, user_id: str | None = None) -> Order:
@@ -251,14 +311,24 @@ class Reservations:
         lines = tuple(sorted((line for r in records for line in _lines_of(r)), key=lambda line: line.sku))
         return lines, all(r.get("st") == "held" for r in records[1:])
 
+    def _status_now(self, status: Status, record: dict[str, str], parts_held: bool = True) -> Status:
+        """The status as Redis's clock has it now: a passed hold expiry or payment deadline shows at once."""
+        if status is Status.HELD and (not parts_held or self.ctx.now_ms() >= int(record["exp"])):
+            return Status.EXPIRED
+        if status is Status.PENDING_PAYMENT and "pdl" in record and self.ctx.now_ms() >= int(record["pdl"]):
+            return Status.PAYMENT_EXPIRED
+        return status
+
     def _order_of(self, record: dict[str, str], token: str) -> Order:
         return Order(
             id=record["oid"],
             reservation_id=ids.reservation_id(token),
             user_id=record["u"],
-            status=Status(record["st"]),
+            status=self._status_now(Status(record["st"]), record),
             lines=self._all_lines(token, record)[0],
             created_at=from_ms(int(record.get("co") or record["ct"])),  # type: ignore[arg-type]
+            payment_due_at=from_ms(int(record["pdl"])) if "pdl" in record else None,
+            extensions=int(record.get("ext", 0)),
         )
 
     @staticmethod

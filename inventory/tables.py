@@ -10,7 +10,7 @@ SOLD, RETURNED = "sold", "returned"
 
 # Order statuses by how far along they are: persistence only ever moves an order forward,
 # so events applied out of order (a redelivered 'created' after 'paid') cannot move it back.
-STATUS_RANK = {"pending_payment": 0, "paid": 1, "payment_failed": 1, "refund_required": 2}
+STATUS_RANK = {"pending_payment": 0, "paid": 1, "payment_failed": 1, "payment_expired": 1, "refund_required": 2}
 # Statuses whose lines hold sold units (pending_payment and paid); others returned or never took stock.
 SOLD_STATUSES = ("pending_payment", "paid")
 

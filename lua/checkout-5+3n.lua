@@ -21,11 +21,15 @@ ARGV[5+n]      request id written to the outbox entry ('' = none; at most 128 vi
 ARGV[6+n]      abort generation the caller saw before pinning the other parts of a multi-part
                reservation ('' = single part: not checked); a different 'abort' count means a sweeper
                gave up on that attempt and unpinned them, so this checkout must not commit
+ARGV[7+n]      payment window, ms: the order's payment deadline is now + this, and the token stays in the
+               expiry index at that score so the sweeper can expire the payment ('0' = no deadline of its
+               own: a part of a multi-part reservation, whose home decides)
 
 Time is Redis's own (now_ms()). Checkout acts only while the reservation is unexpired on that clock
 and every hold is still in its holds index; otherwise the reservation is expired here (remaining
 holds back exactly once). A pinned part of a multi-part reservation (pin_part) is checked out even
 past its expiry: its holds were kept for exactly this. The user's order index is trimmed to the retention and expires with it.
+The payment deadline ('pdl') is on the same clock; record_payment expires an unpaid order after it.
 
 Returns
   {0, order_id}                            checked out now
@@ -43,9 +47,10 @@ Invariant: for every SKU avail + held + sold == total, each >= 0.
 
 local token, user, order_id = ARGV[1], ARGV[2], ARGV[3]
 local retention = tonumber(ARGV[4])
-local n = #ARGV - 6
-local rid, generation = ARGV[5 + n], ARGV[6 + n]
+local n = #ARGV - 7
+local rid, generation, pay_window = ARGV[5 + n], ARGV[6 + n], tonumber(ARGV[7 + n])
 if not is_count(ARGV[4]) then return {-11, 'retention'} end
+if n < 0 or not is_count(ARGV[7 + n]) then return {-11, 'payment_window'} end
 if n < 0 or #rid > 128 or string.find(rid, '[^!-~]') then return {-11, 'request_id'} end
 if order_id == '' or #KEYS ~= 5 + 3 * n then return {-11, 'items'} end
 
@@ -76,5 +81,10 @@ redis.call('HSET', rkey, 'st', 'pending_payment', 'oid', order_id, 'co', now)
 if rec[6] then redis.call('HDEL', rkey, 'pin', 'pinx') end
 redis.call('PEXPIRE', rkey, retention)
 index_order(KEYS[5], order_id, now, retention)
-redis.call('ZREM', KEYS[2], token)
+if pay_window > 0 then
+  redis.call('HSET', rkey, 'pdl', now + pay_window)
+  redis.call('ZADD', KEYS[2], now + pay_window, token)
+else
+  redis.call('ZREM', KEYS[2], token)
+end
 return {0, order_id}

@@ -1,15 +1,25 @@
 --[[
 record_payment: apply a payment provider's result ('paid' | 'failed') to a reservation or its order,
-once per event id.
+once per event id; or ('expire') end an order whose payment deadline has passed.
 
-  status before     paid                                  failed
-  held (open)       checkout + paid in one step           released, stock back  -> payment_failed
-  held (expired)    holds released        -> refund_required   holds released    -> expired
-  pending_payment   paid                                  sold units back        -> payment_failed
-  released/expired  refund_required (never oversells)     unchanged
-  payment_failed    refund_required (its stock went back) unchanged
-  paid              unchanged                             unchanged (logged by the caller)
-  refund_required   unchanged                             unchanged
+  status before     paid                                  failed                  expire
+  held (open)       checkout + paid in one step           released, stock back    unchanged
+                                                          -> payment_failed
+  held (expired)    holds released        -> refund_required   holds released -> expired   unchanged
+  pending_payment   paid                                  sold units back         unchanged until due
+                                                          -> payment_failed
+  pending_payment,  sold units back -> payment_expired,   sold units back         sold units back
+  deadline passed   then refund_required (never oversells) -> payment_expired      -> payment_expired
+  released/expired  refund_required (never oversells)     unchanged               unchanged
+  payment_failed    refund_required (its stock went back) unchanged               unchanged
+  payment_expired   refund_required (its stock went back) unchanged               unchanged
+  paid              unchanged                             unchanged (logged)      unchanged
+  refund_required   unchanged                             unchanged               unchanged
+
+A pending order's deadline is its 'pdl' field (set by checkout); an order part without one (a part of
+a multi-part order) is expired by 'expire' at once: only its home's deadline decides, and the caller
+(inventory/multipart.py) asks only once the home expired. The deadline is enforced lazily here (any
+result arriving after it) and by the sweeper ('expire', from the expiry index).
 
 KEYS[1]        reservation record (hash)
 KEYS[2]        expiry index (zset)
@@ -21,8 +31,8 @@ KEYS[5+3i-1]   holds zset of line i
 KEYS[5+3i]     buyers hash of line i
 
 ARGV[1]        reservation token
-ARGV[2]        payment event id
-ARGV[3]        result: 'paid' | 'failed'
+ARGV[2]        payment event id (ignored for 'expire')
+ARGV[3]        result: 'paid' | 'failed' | 'expire'
 ARGV[4]        order id to assign if the reservation has none yet
 ARGV[5]        order record retention, ms
 ARGV[5+i]      sku of line i (must be exactly the reservation's lines)
@@ -35,6 +45,7 @@ that lazy expiry already reclaimed becomes refund_required, never a sale of stoc
 Returns
   {0, status_after, order_id_or_empty}     applied (status may be unchanged)
   {1, status_now, order_id_or_empty}       this event id was already applied with the same result
+  {2, status_now, order_id_or_empty}       'expire' before the deadline: nothing to do yet
   {-5}                                     no such reservation
   {-8}                                     this event id was applied with another result
   {-11, argument}                          invalid argument
@@ -51,14 +62,17 @@ local n = #ARGV - 6
 local rid = ARGV[6 + n]
 if not is_count(ARGV[5]) then return {-11, 'retention'} end
 if n < 0 or #rid > 128 or string.find(rid, '[^!-~]') then return {-11, 'request_id'} end
-if event_id == '' then return {-11, 'event_id'} end
-if result ~= 'paid' and result ~= 'failed' then return {-11, 'status'} end
+if result ~= 'paid' and result ~= 'failed' and result ~= 'expire' then return {-11, 'status'} end
+if event_id == '' and result ~= 'expire' then return {-11, 'event_id'} end
 if new_order_id == '' or #KEYS ~= 5 + 3 * n then return {-11, 'items'} end
 
 local rkey = KEYS[1]
-local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'oid')
-if not rec[1] then return {-5} end
-local prior = redis.call('HGET', rkey, 'ev:' .. event_id)
+local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'oid', 'pdl')
+if not rec[1] then
+  if result == 'expire' then redis.call('ZREM', KEYS[2], token) end
+  return {-5}
+end
+local prior = result ~= 'expire' and redis.call('HGET', rkey, 'ev:' .. event_id)
 if prior then
   if prior ~= result then return {-8} end
   return {1, rec[2], rec[5] or ''}
@@ -78,6 +92,20 @@ local function open_order(kind)
   index_order(KEYS[5], order_id, now, retention)
   redis.call('PEXPIRE', rkey, retention)
   emit_order_event(KEYS[4], kind, order_id, token, owner, lines, now, event_id, rid)
+end
+
+local deadline = tonumber(rec[6])
+if status == 'pending_payment' and ((deadline and now >= deadline) or (result == 'expire' and not deadline)) then
+  unsell_lines(5, KEYS[3], rkey, owner, skus, qtys)
+  emit_order_event(KEYS[4], 'order_payment_expired', order_id, token, owner, lines, now, '', rid)
+  redis.call('HSET', rkey, 'st', 'payment_expired', 'pexp', now)
+  redis.call('ZREM', KEYS[2], token)
+  status = 'payment_expired'
+end
+if result == 'expire' then
+  if status == 'pending_payment' then return {2, status, order_id} end
+  if status ~= 'held' then redis.call('ZREM', KEYS[2], token) end
+  return {0, status, order_id or ''}
 end
 
 local after = status
@@ -100,6 +128,7 @@ if status == 'held' then
     end
   end
 elseif status == 'pending_payment' then
+  redis.call('ZREM', KEYS[2], token)
   if result == 'paid' then
     after = 'paid'
   else
@@ -107,7 +136,8 @@ elseif status == 'pending_payment' then
     after = 'payment_failed'
   end
   emit_order_event(KEYS[4], 'order_' .. after, order_id, token, owner, lines, now, event_id, rid)
-elseif result == 'paid' and (status == 'released' or status == 'expired' or status == 'payment_failed') then
+elseif result == 'paid' and (status == 'released' or status == 'expired' or status == 'payment_failed'
+    or status == 'payment_expired') then
   open_order('order_refund_required')
   after = 'refund_required'
 end

@@ -50,7 +50,9 @@ if not rec[1] then
   return {-5}
 end
 if user ~= '' and rec[1] ~= user then return {-5} end
-if rec[2] == 'released' or rec[2] == 'expired' or rec[2] == 'payment_failed' then return {1, rec[2]} end
+if rec[2] == 'released' or rec[2] == 'expired' or rec[2] == 'payment_failed' or rec[2] == 'payment_expired' then
+  return {1, rec[2]}
+end
 if rec[2] ~= 'held' then return {-7, rec[2]} end
 local now = now_ms()
 local expired = now >= tonumber(rec[3])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import uuid
 from typing import Any, Callable
 
 import structlog
@@ -12,7 +14,9 @@ from api import idempotency, metrics, observability, ratelimit
 from api.auth import STOREFRONT_SECURITY, acting_user, require
 from api.hotpath import hold
 from api.parsing import arguments
-from api.schemas import AmendIn, OrderData, ReservationData, ReserveIn, UserIn, reservation_json
+from api.schemas import (
+    AmendIn, ExtendIn, ExtensionData, OrderData, ReservationData, ReserveIn, UserIn, reservation_json,
+)
 from api.state import respond, state
 from api.views.docs import responses
 from inventory.errors import InventoryError
@@ -20,7 +24,7 @@ from inventory.models import Order
 
 blp = Blueprint("reservations", __name__, url_prefix="/v1/reservations",
                 description="Stock holds for a user, and their checkout into orders.")
-_reservation, _order = ReservationData(), OrderData()
+_reservation, _order, _extension = ReservationData(), OrderData(), ExtensionData()
 log = structlog.get_logger("flashstock.api")
 
 
@@ -121,6 +125,32 @@ def checkout(args: dict[str, Any] | None, reservation_id: str) -> Response:
         if not order.replayed:
             _notify_checkout(order)
         return respond(_order, order, 202)
+
+    return _keyed(user_id, args, produce)
+
+
+@blp.route("/<string:reservation_id>/extend", methods=["POST"], parameters=[idempotency.HEADER_DOC])
+@responses(blp, 200, ExtensionData, 401, 403, 404, 409, 422, 429, security=STOREFRONT_SECURITY)
+@arguments(blp, ExtendIn())
+@ratelimit.per_user
+@ratelimit.per_ip
+def extend_reservation(args: dict[str, Any], reservation_id: str) -> Response:
+    """Extend an open hold, or after checkout the order's payment deadline, to `seconds` from now.
+
+    409 extension_limit past the configured lifetime cap; 409 reservation_expired / reservation_closed
+    when there is nothing open to extend. The same Idempotency-Key again is the same extension.
+    """
+    st = state()
+    user_id = acting_user(args.get("user_id"))
+    key = idempotency.header_key()
+    # Scoped to the acting user like the stored response; hashed to fit the script's 255 characters.
+    extension_id = f"key:{hashlib.sha256(f'{user_id} {key}'.encode()).hexdigest()[:40]}" if key \
+        else f"call:{uuid.uuid4().hex}"
+
+    def produce() -> Response:
+        extension = st.inventory.reservations.extend(reservation_id, seconds=args["seconds"],
+                                                     extension_id=extension_id, user_id=user_id)
+        return respond(_extension, extension)
 
     return _keyed(user_id, args, produce)
 

@@ -54,7 +54,7 @@ def test_paid_webhook_marks_the_order_paid(client, api_inv, clock):
     response = pay(client, clock, {"event_id": "evt_1", "order_id": order["order_id"], "status": "paid"})
     assert response.status_code == 200
     assert response.get_json()["data"] == {"event_id": "evt_1", "reservation_id": order["reservation_id"],
-                                           "order_id": order["order_id"], "status": "paid"}
+                                           "order_id": order["order_id"], "status": "paid", "extended_until": None}
     assert client.get(f"/v1/orders/{order['order_id']}?user_id=alice",
                       headers=SF).get_json()["data"]["status"] == "paid"
 

@@ -18,7 +18,7 @@ from inventory.scripts import Scripts, load_sources
 from tests.helpers import assert_invariant, make_product, stock
 
 SCRIPT_NAMES = {"reserve", "amend", "release", "checkout", "record_payment", "configure_product", "adjust_stock",
-                "set_sale_switch", "pin_part", "abort_checkout", "attach_parts"}
+                "set_sale_switch", "pin_part", "abort_checkout", "attach_parts", "extend"}
 
 
 def test_every_operation_has_one_script_with_a_full_header() -> None:
@@ -91,6 +91,7 @@ def test_every_script_call_touches_one_cluster_slot(
     limits = [RateLimit(inv.keys.scoped("rl:u"), 100, 60), RateLimit(inv.keys.scoped("rl:ip"), 100, 60)]
     held = inv.reservations.reserve("alice", {a: 1, b: 2}, rate_limits=limits)
     inv.reservations.amend(held.id, {a: 2}, user_id="alice")
+    inv.reservations.extend(held.id, seconds=300, extension_id="x1")
     order = inv.reservations.checkout(held.id)
     inv.reservations.record_payment(event_id="e", result="paid", order_id=order.id)
     other = inv.reservations.reserve("bob", {c: 1})
@@ -103,7 +104,9 @@ def test_every_script_call_touches_one_cluster_slot(
     single = {name for name, _ in calls}
     basket = inv.reservations.reserve("dave", {a: 1, c: 1}, rate_limits=limits)  # two partitions: two parts
     basket = inv.reservations.amend(basket.id, {e: 1}, user_id="dave")  # a third partition: a new part
+    inv.reservations.extend(basket.id, seconds=300, extension_id="x1")  # every part's hold
     inv.reservations.checkout(basket.id)
+    inv.reservations.extend(basket.id, seconds=1000, extension_id="x2")  # the home's payment deadline
     stalled = inv.reservations.reserve("erin", {b: 1, d: 1}, ttl_seconds=60)
     monkeypatch.setattr(inv.reservations.calls, "checkout", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):  # the process dies after pinning the other part
@@ -112,6 +115,9 @@ def test_every_script_call_touches_one_cluster_slot(
     monkeypatch.setattr(Scripts, "call", recording)
     clock.advance(61)
     inv.reservations.expire_due()  # resolves the pinned part at its home: abort, unpin, expire
+    assert (stock(inv, c).sold, stock(inv, e).sold) == (1, 1)
+    clock.advance(1001)
+    inv.reservations.expire_due()  # the basket's payment deadline passed: every part's units go back
 
     assert single == SCRIPT_NAMES - {"pin_part", "abort_checkout", "attach_parts"}
     assert {name for name, _ in calls} == SCRIPT_NAMES
@@ -122,7 +128,8 @@ def test_every_script_call_touches_one_cluster_slot(
     for sku in (a, b, c, d, e):
         assert_invariant(stock(inv, sku))
     assert {(line.sku, line.qty) for line in inv.reservations.get(basket.id).lines} == {(a, 1), (c, 1), (e, 1)}
-    assert (stock(inv, c).sold, stock(inv, e).sold) == (1, 1)
+    assert (stock(inv, c).sold, stock(inv, e).sold) == (0, 0)
+    assert inv.reservations.get(basket.id).status.value == "payment_expired"
     assert stock(inv, b).held == 0 and stock(inv, d).held == 0
 
 
