@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -79,3 +80,28 @@ def trade(redis_url: str, prefix: str, skus: list[str], seed: int, rounds: int) 
         except InventoryError:
             done["refused"] += 1
     return done
+
+
+def sweep_for(redis_url: str, prefix: str, seconds: float) -> int:
+    """Run the expiry sweep (holds and payment deadlines) in a loop for `seconds`; return units returned."""
+    inv = _inventory(redis_url, prefix)
+    returned, until = 0, time.monotonic() + seconds
+    while time.monotonic() < until:
+        returned += inv.reservations.expire_due().units_returned
+        time.sleep(0.005)
+    return returned
+
+
+def pay_at(redis_url: str, prefix: str, plan: list[tuple[float, str, str, str]]) -> list[tuple[str, str]]:
+    """Send payment results at planned wall-clock times (epoch seconds, order id, event id, result);
+    return (order, status or error code) each."""
+    inv = _inventory(redis_url, prefix)
+    out = []
+    for at, order_id, event_id, result in sorted(plan):
+        time.sleep(max(0.0, at - time.time()))
+        try:
+            outcome = inv.reservations.record_payment(event_id=event_id, result=result, order_id=order_id)
+            out.append((order_id, outcome.status.value))
+        except InventoryError as error:
+            out.append((order_id, error.code))
+    return out
