@@ -203,3 +203,25 @@ def test_a_restored_older_snapshot_is_detected_even_after_new_writes_moved_the_o
     level = stock(real_inv)
     assert (level.total, level.sold, level.available) == (3, 3, 0)  # alice, bob (from PostgreSQL) and carol
     assert check_recovery(real_inv, pg_sessions).state == "ok"
+
+
+def test_a_pending_order_rebuilt_after_a_flush_keeps_its_payment_deadline(
+        real_inv: Inventory, pg_sessions, key_prefix: str) -> None:
+    assert check_recovery(real_inv, pg_sessions).state == "initialized"
+    make_product(real_inv, "HOT", stock=10)
+    pending, paid = _sell(real_inv, 2)
+    real_inv.reservations.record_payment(event_id="p", result="paid", order_id=paid)
+    due = real_inv.reservations.get_order(pending).payment_due_at
+    persist_now(real_inv, pg_sessions)
+    delete_prefix(real_inv.redis, key_prefix)
+
+    assert check_recovery(real_inv, pg_sessions).state == "rebuilt"
+    assert real_inv.reservations.get_order(pending).payment_due_at == due
+    real_inv.ctx.clock.advance(real_inv.settings.payment_ttl_seconds)  # type: ignore[attr-defined]
+    real_inv.reservations.expire_due()  # the rebuilt order is in the sweep's index again
+    assert real_inv.reservations.get_order(pending).status.value == "payment_expired"
+    assert real_inv.reservations.get_order(paid).status.value == "paid"
+    level = stock(real_inv)
+    assert (level.sold, level.available) == (1, 9)
+    persist_now(real_inv, pg_sessions)
+    assert run_reconciliation(real_inv, pg_sessions, repair=False, full=True).clean
