@@ -35,6 +35,10 @@ STATUS_BY_CODE: dict[str, int] = {
     "stale_read": 409,
     "product_recovering": 409,
     "extension_limit": 409,
+    "waitlist_entry_not_found": 404,
+    "not_sold_out": 409,
+    "already_waiting": 409,
+    "waitlist_full": 409,
     "unavailable": 503,
     # HTTP level
     "bad_request": 400,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from cli.common import domain_errors, emit, json_option, open_inventory
@@ -42,8 +44,10 @@ def release(reservation_id: str, as_json: bool) -> None:
 @domain_errors
 def expire(batch_size: int | None, max_batches: int, as_json: bool) -> None:
     """Release every reservation whose expiry has passed."""
-    result = open_inventory().reservations.expire_due(batch_size=batch_size, max_batches=max_batches)
-    emit(result, as_json=as_json, columns=["expired", "units_returned", "batches"])
+    inv = open_inventory()
+    result = inv.reservations.expire_due(batch_size=batch_size, max_batches=max_batches)
+    result = dataclasses.replace(result, offered=inv.waitlists.serve_all())
+    emit(result, as_json=as_json, columns=["expired", "units_returned", "batches", "offered"])
 
 
 COMMANDS = [holds]

@@ -193,12 +193,14 @@ class Catalog:
         return sorted(text(s) for found in pipe.execute() for s in found)
 
     def holds(self, sku: str, *, limit: int = 100) -> list[Hold]:
-        """Open holds on a SKU, soonest expiry first."""
+        """Open holds on a SKU (offers to waiting buyers included), soonest expiry first."""
         check_sku(sku)
         members = self.ctx.redis.zrange(self.ctx.keys.sku(sku).holds, 0, limit - 1, withscores=True)
         holds = []
         for member, score in members:
             token, qty, user = text(member).split("|", 2)
+            if not user:
+                continue  # units set aside for the SKU's waitlist (Waitlists.summary), no buyer's hold
             # +inf: pinned by a multi-part checkout until it resolves; shown with its pin window's end
             expires = int(score) if score != float("inf") else self.ctx.now_ms() + PIN_WINDOW_MS
             holds.append(Hold(f"r_{token}", user, int(qty), from_ms(expires)))  # type: ignore[arg-type]

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from redis import Redis
 
 from inventory.catalog import Catalog
 from inventory.clock import ScriptedClock
 from inventory.config import Settings
 from inventory.context import Context
+from inventory.models import SweepResult
 from inventory.reservations import Reservations
 from inventory.store import connect_redis
+from inventory.waitlist import Waitlists
 
 
 class Inventory:
-    """flashstock's core: `inventory.catalog` for products, `inventory.reservations` for holds and orders."""
+    """flashstock's core: `inventory.catalog` for products, `inventory.reservations` for holds and orders,
+    `inventory.waitlists` for buyers waiting on sold-out SKUs."""
 
     def __init__(self, redis: Redis, settings: Settings | None = None, clock: ScriptedClock | None = None) -> None:
         self.ctx = Context.create(redis, settings, clock)
         self.settings = self.ctx.settings
         self.catalog = Catalog(self.ctx)
         self.reservations = Reservations(self.ctx)
+        self.waitlists = Waitlists(self.ctx, self.reservations)
+
+    def sweep(self) -> SweepResult:
+        """The sweeper's run: expired holds and passed payment deadlines, then every waitlist's offers."""
+        result = self.reservations.expire_due()
+        return replace(result, offered=self.waitlists.serve_all())
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: ScriptedClock | None = None) -> "Inventory":

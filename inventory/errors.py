@@ -76,6 +76,24 @@ class ExtensionLimit(InventoryError):
     code = "extension_limit"
 
 
+class WaitlistEntryNotFound(InventoryError):
+    code = "waitlist_entry_not_found"
+
+
+class NotSoldOut(InventoryError):
+    """Joining a waitlist for a quantity that can be reserved now."""
+
+    code = "not_sold_out"
+
+
+class AlreadyWaiting(InventoryError):
+    code = "already_waiting"
+
+
+class WaitlistFull(InventoryError):
+    code = "waitlist_full"
+
+
 class StaleRead(InventoryError):
     """Lines changed between reading a reservation and acting on it; retried internally."""
 
@@ -101,7 +119,7 @@ def _detail(reply: list[Any], index: int) -> Any:
 SCRIPT_ERRORS: dict[int, tuple[type[InventoryError], str, tuple[str, ...]]] = {
     -1: (ProductNotFound, "No such product.", ("sku",)),
     -2: (SaleNotActive, "The sale for this product is not active.", ("sku", "reason")),
-    -3: (SoldOut, "Not enough stock available.", ("sku", "available", "requested")),
+    -3: (SoldOut, "Not enough stock available.", ("sku", "available", "requested", "waitlist_length")),
     -4: (LimitExceeded, "Per-user limit for this product reached.", ("sku", "limit", "already")),
     -5: (ReservationNotFound, "No such reservation.", ()),
     -6: (ReservationExpired, "The reservation has expired.", ()),
@@ -119,6 +137,10 @@ SCRIPT_ERRORS: dict[int, tuple[type[InventoryError], str, tuple[str, ...]]] = {
     -13: (RateLimited, "Too many requests; slow down.", ("bucket", "retry_after_ms")),
     -14: (ProductRecovering, "The product is being rebuilt after a Redis data loss; try again shortly.",
           ("sku",)),
+    -16: (WaitlistEntryNotFound, "No such waitlist entry (or offer).", ()),
+    -17: (NotSoldOut, "Not sold out: reserve instead of joining the waitlist.", ("sku", "available")),
+    -18: (AlreadyWaiting, "Already waiting for another quantity; leave the waitlist first.", ("sku", "qty")),
+    -19: (WaitlistFull, "The waitlist is full.", ("sku", "length")),
     -15: (ExtensionLimit, "This would extend past the maximum lifetime.", ("max_until_ms", "extensions")),
 }
 

@@ -43,7 +43,7 @@ class Housekeeper:
             done["recovery"] = check_recovery(self.inv, self.session_factory)
         done["persist"] = drain_once(self.inv, self.session_factory, claim_idle_ms=0)
         if self._is_due("expire", now, s.expire_interval_seconds):
-            done["expire"] = self.inv.reservations.expire_due()
+            done["expire"] = self.inv.sweep()
         if self._is_due("reconcile", now, s.reconcile_interval_seconds):
             done["reconcile"] = run_reconciliation(self.inv, self.session_factory, repair=True)
         return done

@@ -35,11 +35,13 @@ def partition_tag(index: int, partitions: int) -> str:
 
 @dataclass(frozen=True)
 class SkuKeys:
-    """The three keys of one SKU, in its partition's slot."""
+    """The keys of one SKU, in its partition's slot."""
 
     stock: str
     holds: str
     buyers: str
+    waitlist: str = ""  # zset user -> join sequence: buyers waiting for the sold-out SKU, first come first
+    waitinfo: str = ""  # hash 'u:<user>' -> the entry (waiting or offered), plus the queue's counters
 
     def as_list(self) -> list[str]:
         """Keys in the order scripts expect per line: stock, holds, buyers."""
@@ -60,7 +62,8 @@ class Partition:
 
     def sku(self, sku: str) -> SkuKeys:
         """Keys of one SKU of this partition: stock hash, holds zset, buyers hash."""
-        return SkuKeys(stock=f"{self.base}:s:{sku}", holds=f"{self.base}:h:{sku}", buyers=f"{self.base}:b:{sku}")
+        return SkuKeys(stock=f"{self.base}:s:{sku}", holds=f"{self.base}:h:{sku}", buyers=f"{self.base}:b:{sku}",
+                       waitlist=f"{self.base}:w:{sku}", waitinfo=f"{self.base}:wi:{sku}")
 
     def reservation(self, token: str) -> str:
         """Hash holding one reservation and, once checked out, its order."""
@@ -93,6 +96,11 @@ class Partition:
     def outbox(self) -> str:
         """Stream of this partition's events (orders, payments, stock changes) waiting to be persisted."""
         return f"{self.base}:outbox"
+
+    @property
+    def waitlists(self) -> str:
+        """Set of this partition's SKUs with a waitlist (the sweeper makes their offers and expiries)."""
+        return f"{self.base}:waitlists"
 
     @property
     def sale_switch(self) -> str:

@@ -124,6 +124,37 @@ class Order:
 
 
 @dataclass(frozen=True)
+class WaitlistEntry:
+    """A buyer's place on a sold-out SKU's waitlist, or the offer it became.
+
+    status: 'waiting' (position 1 is next), 'offered' (a hold of `units` for this buyer until
+    `until`; claim it to get `reservation_id`), 'claimed' (the reservation exists), 'lapsed' (the offer
+    passed on unclaimed), 'expired' (nothing was offered before `until`).
+    """
+
+    sku: str
+    user_id: str
+    status: str
+    units: int
+    position: int
+    length: int
+    until: datetime
+    reservation_id: str | None = None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class WaitlistSummary:
+    """A SKU's waitlist as admins see it."""
+
+    sku: str
+    waiting: int
+    units_wanted: int
+    units_set_aside: int
+    head: tuple[WaitlistEntry, ...]
+
+
+@dataclass(frozen=True)
 class Extension:
     """What an extension did: which deadline ('hold' | 'payment') now ends when."""
 
@@ -173,3 +204,4 @@ class SweepResult:
     expired: int
     units_returned: int
     batches: int = 1
+    offered: int = 0  # units offered to waiting buyers (waitlists)

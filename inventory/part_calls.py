@@ -12,7 +12,7 @@ import json
 from typing import Any, Callable, Sequence
 
 from inventory.context import Context, decode_hash
-from inventory.errors import InvalidArgument, RateLimited, StaleRead
+from inventory.errors import InvalidArgument, RateLimited, SoldOut, StaleRead
 from inventory.keys import Partition
 from inventory.models import RateLimit
 
@@ -28,6 +28,12 @@ def fingerprint(user_id: str, lines: list[tuple[str, int]], ttl_ms: int) -> str:
 
 def _count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 10**15
+
+
+def with_waitlist(error: SoldOut, max_length: int) -> SoldOut:
+    """The same refusal, saying whether the SKU's waitlist takes another buyer and how long it is."""
+    length = int(error.details.get("waitlist_length") or 0)
+    return SoldOut(error.message, **{**error.details, "waitlist_length": length, "waitlist_open": length < max_length})
 
 
 def skus_of(record: dict[str, str]) -> list[str]:
@@ -61,6 +67,8 @@ class PartCalls:
             args += [bucket.limit, bucket.window_seconds]
         try:
             return self.ctx.run("reserve", keys, args)
+        except SoldOut as error:
+            raise with_waitlist(error, self.settings.waitlist_max_length) from None
         except RateLimited as error:
             bucket = rate_limits[int(error.details["bucket"]) - 1]
             raise RateLimited(error.message, limit=bucket.label or str(bucket.limit),
@@ -95,8 +103,11 @@ class PartCalls:
             args: list[Any] = [token, user_id]
             for sku in every:
                 args += [sku, wanted.get(sku, "")]
-            return self.ctx.run("amend", [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
-                                + self.ctx.line_keys(every), args)
+            try:
+                return self.ctx.run("amend", [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
+                                    + self.ctx.line_keys(every), args)
+            except SoldOut as error:
+                raise with_waitlist(error, self.settings.waitlist_max_length) from None
         return self.on_lines(part, token, call, record)
 
     def release(self, part: Partition, token: str, user_id: str, mode: str,

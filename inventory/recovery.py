@@ -261,7 +261,8 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
                     return None
                 buyers = buyer_units(session, sku, seen.events)
                 for _token, qty, user in seen.holds:
-                    buyers[user] = buyers.get(user, 0) + qty
+                    if user:  # the waitlist's pool of set-aside units belongs to no buyer
+                        buyers[user] = buyers.get(user, 0) + qty
                 pipe.multi()
                 queue_counts(pipe, inv, sku, seen, expected, catalog=True, paused="r")
                 pipe.delete(keys.buyers)

@@ -23,7 +23,7 @@ reclaim can never re-add or double-return stock.
 
 Returns
   {0, expires_ms, line_count}              amended
-  {-1, sku} | {-2, sku, reason} | {-3, sku, available, requested} | {-4, sku, limit, already}
+  {-1, sku} | {-2, sku, reason} | {-3, sku, available, requested, waiting} | {-4, sku, limit, already}
   {-5}                                     no such reservation (or another user's)
   {-6}                                     reservation expired (its remaining holds are released)
   {-7, status}                             reservation no longer open
@@ -85,6 +85,7 @@ for i = 1, n do
   local base = 4 + 3 * (i - 1)
   if news[i] > olds[i] then
     reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000)
+    set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2])  -- buyers waiting come first
   end
 end
 
@@ -94,11 +95,11 @@ for i = 1, n do
   local base = 4 + 3 * (i - 1)
   local grow = news[i] - olds[i]
   if grow > 0 then
-    local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price')
+    local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'wn')
     if not s[1] then return {-1, skus[i]} end
     local reason = closed_reason(globally, s[3], s[4], s[5], now)
     if reason then return {-2, skus[i], reason} end
-    if tonumber(s[1]) < grow then return {-3, skus[i], tonumber(s[1]), grow} end
+    if tonumber(s[1]) < grow then return {-3, skus[i], tonumber(s[1]), grow, to_int(s[7])} end
     local limit = to_int(s[2])
     if limit > 0 then
       local already = to_int(redis.call('HGET', KEYS[base + 3], owner))
@@ -119,6 +120,7 @@ for i = 1, n do
     redis.call('HINCRBY', KEYS[base + 1], 'held', grow)
     add_buyer_units(KEYS[base + 3], owner, grow)
     redis.call('SADD', KEYS[3], skus[i])
+    if grow < 0 then set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2]) end
     if news[i] > 0 then
       redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, news[i], owner))
       redis.call('HSET', rkey, 'l:' .. skus[i], news[i])

@@ -24,13 +24,15 @@ ARGV[7+2n+2j-1] request limit of bucket j per window
 ARGV[7+2n+2j]   window of bucket j, seconds
 
 Time is Redis's own (now_ms(), from TIME): the hold expires at now + ttl on the server's clock.
+Waitlist: while buyers wait for a line's SKU, its available units are set aside for them first
+(set_aside_for_waitlist), so a request never takes a unit a waiting buyer is owed.
 
 Returns
   {0, expires_ms, created_ms, price_1, ..., price_n}   held
   {1, status}                              replay of an existing reservation with the same fingerprint
   {-1, sku}                                product not found
   {-2, sku, reason}                        sale not active (paused_globally | paused | recovering | not_started | ended)
-  {-3, sku, available, requested}          sold out
+  {-3, sku, available, requested, waiting} sold out; waiting = buyers on the SKU's waitlist
   {-4, sku, limit, already}                per-user limit exceeded (held + ordered)
   {-8}                                     token reused with a different request
   {-11, argument}                          invalid argument (qty above MAX_QTY included)
@@ -92,18 +94,20 @@ local now = now_ms()
 for i = 1, n do
   local base = 4 + 3 * (i - 1)
   reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000)
+  set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2])  -- buyers waiting come first (admin adds, resumes)
 end
 
 local globally = redis.call('GET', KEYS[4])
 local prices, windows = {}, {}
 for i = 1, n do
   local base = 4 + 3 * (i - 1)
-  local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc')
+  local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc',
+    'wn')
   if not s[1] then return {-1, skus[i]} end
   local reason = closed_reason(globally, s[3], s[4], s[5], now)
   if reason then return {-2, skus[i], reason} end
   local avail = tonumber(s[1])
-  if avail < qtys[i] then return {-3, skus[i], avail, qtys[i]} end
+  if avail < qtys[i] then return {-3, skus[i], avail, qtys[i], to_int(s[9])} end
   local limit = to_int(s[2])
   if limit > 0 then
     local already = to_int(redis.call('HGET', KEYS[base + 3], user))

@@ -43,9 +43,10 @@ def persist_outbox(self: Any) -> dict[str, int]:
 
 @app.task(name="flashstock.expire_holds", acks_late=True, reject_on_worker_lost=True)
 def expire_holds() -> dict[str, int]:
-    """Release reservations whose hold expired (stock back exactly once)."""
-    result = runtime.inventory().reservations.expire_due()
-    return {"expired": result.expired, "units_returned": result.units_returned}
+    """Release reservations whose hold expired or whose payment deadline passed (stock back exactly once),
+    then offer set-aside units to waiting buyers."""
+    result = runtime.inventory().sweep()
+    return {"expired": result.expired, "units_returned": result.units_returned, "offered": result.offered}
 
 
 @app.task(name="flashstock.reconcile", acks_late=True, reject_on_worker_lost=True,

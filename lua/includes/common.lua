@@ -35,22 +35,50 @@ local function add_buyer_units(buyers_key, user, delta)
   if units <= 0 then redis.call('HDEL', buyers_key, user) end
 end
 
+-- Waitlist (lua/offer_waitlist, inventory/waitlist.py): while buyers wait for a sold-out SKU (stock
+-- hash 'wq' = units they still want), units that come back are set aside for them in the same call
+-- that returns them, never made available to the next request: they stay 'held' under the SKU's pool
+-- hold (member "~wl|<units>|", never expiring; 'owe' = its units) until offer_waitlist turns them into
+-- holds for the buyers at the head of the queue.
+local POOL = '~wl'
+
+local function set_aside_for_waitlist(stock_key, holds_key)
+  local s = redis.call('HMGET', stock_key, 'avail', 'wq', 'owe')
+  local owe = to_int(s[3])
+  local units = math.min(to_int(s[1]), to_int(s[2]) - owe)
+  if units <= 0 then return 0 end
+  if owe > 0 then redis.call('ZREM', holds_key, hold_member(POOL, owe, '')) end
+  redis.call('ZADD', holds_key, '+inf', hold_member(POOL, owe + units, ''))
+  redis.call('HINCRBY', stock_key, 'avail', -units)
+  redis.call('HINCRBY', stock_key, 'held', units)
+  redis.call('HSET', stock_key, 'owe', owe + units)
+  return units
+end
+
 -- Gives back every hold of one SKU whose expiry has passed (expired means now >= expiry).
 -- The member is removed and its units returned in one step, so a hold is reclaimed exactly once.
-local function reclaim_expired(stock_key, holds_key, buyers_key, now, batch)
+-- With waitinfo_key (waitlist scripts), a lapsed offer's entry goes with its hold.
+local function reclaim_expired(stock_key, holds_key, buyers_key, now, batch, waitinfo_key)
   local due = redis.call('ZRANGEBYSCORE', holds_key, '-inf', now, 'LIMIT', 0, batch)
   local freed = 0
   for _, member in ipairs(due) do
-    local _, qty, user = parse_member(member)
+    local token, qty, user = parse_member(member)
     if qty then
       redis.call('ZREM', holds_key, member)
       add_buyer_units(buyers_key, user, -qty)
       freed = freed + qty
+      if waitinfo_key then
+        local entry = redis.call('HGET', waitinfo_key, 'u:' .. user)
+        if entry and string.sub(entry, 1, 2) == 'o|' and string.sub(entry, -#token) == token then
+          redis.call('HDEL', waitinfo_key, 'u:' .. user)
+        end
+      end
     end
   end
   if freed > 0 then
     redis.call('HINCRBY', stock_key, 'avail', freed)
     redis.call('HINCRBY', stock_key, 'held', -freed)
+    set_aside_for_waitlist(stock_key, holds_key)
   end
   return freed
 end
@@ -90,6 +118,7 @@ local function release_hold(stock_key, holds_key, buyers_key, token, qty, user)
     redis.call('HINCRBY', stock_key, 'avail', qty)
     redis.call('HINCRBY', stock_key, 'held', -qty)
     add_buyer_units(buyers_key, user, -qty)
+    set_aside_for_waitlist(stock_key, holds_key)
     return qty
   end
   return 0
@@ -156,6 +185,7 @@ local function unsell_lines(first, dirty_key, rkey, owner, skus, qtys)
     local b = first + 3 * i
     redis.call('HINCRBY', KEYS[b - 2], 'sold', -qtys[i])
     redis.call('HINCRBY', KEYS[b - 2], 'avail', qtys[i])
+    set_aside_for_waitlist(KEYS[b - 2], KEYS[b - 1])
     local counted = to_int(redis.call('HGET', rkey, 'b:' .. skus[i]))
     if counted > 0 then
       add_buyer_units(KEYS[b], owner, -counted)

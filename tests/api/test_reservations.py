@@ -34,7 +34,8 @@ def test_reserve_when_sold_out_is_409_with_sku_and_available(client, api_inv):
     assert response.status_code == 409
     error = error_of(response)
     assert error["code"] == "sold_out"
-    assert error["details"] == {"sku": "HOT", "available": 1, "requested": 2}
+    assert error["details"] == {"sku": "HOT", "available": 1, "requested": 2,
+                                "waitlist_length": 0, "waitlist_open": True}
     assert stock(api_inv).available == 1
 
 

@@ -35,7 +35,8 @@ def test_reserve_rejects_when_quantity_exceeds_available(inv: Inventory) -> None
     make_product(inv, stock=2)
     with pytest.raises(SoldOut) as caught:
         inv.reservations.reserve("alice", {"HOT": 3})
-    assert caught.value.details == {"sku": "HOT", "available": 2, "requested": 3}
+    assert caught.value.details == {"sku": "HOT", "available": 2, "requested": 3,
+                                     "waitlist_length": 0, "waitlist_open": True}
     assert stock(inv).available == 2
 
 

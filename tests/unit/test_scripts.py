@@ -18,7 +18,8 @@ from inventory.scripts import Scripts, load_sources
 from tests.helpers import assert_invariant, make_product, stock
 
 SCRIPT_NAMES = {"reserve", "amend", "release", "checkout", "record_payment", "configure_product", "adjust_stock",
-                "set_sale_switch", "pin_part", "abort_checkout", "attach_parts", "extend"}
+                "set_sale_switch", "pin_part", "abort_checkout", "attach_parts", "extend", "join_waitlist",
+                "offer_waitlist", "leave_waitlist", "claim_offer"}
 
 
 def test_every_operation_has_one_script_with_a_full_header() -> None:
@@ -101,6 +102,15 @@ def test_every_script_call_touches_one_cluster_slot(
     inv.reservations.expire_due()
     inv.catalog.adjust_stock(c, add=1)
     set_global_pause(inv, False)
+    make_product(inv, "W", stock=1)
+    frank = inv.reservations.reserve("frank", {"W": 1})
+    inv.waitlists.join("W", "gina", 1)
+    inv.reservations.release(frank.id)  # the unit is set aside for gina
+    assert inv.waitlists.get("W", "gina").status == "offered"
+    inv.waitlists.claim("W", "gina")
+    inv.waitlists.join("W", "hank", 1)
+    inv.waitlists.leave("W", "hank")
+    inv.sweep()
     single = {name for name, _ in calls}
     basket = inv.reservations.reserve("dave", {a: 1, c: 1}, rate_limits=limits)  # two partitions: two parts
     basket = inv.reservations.amend(basket.id, {e: 1}, user_id="dave")  # a third partition: a new part

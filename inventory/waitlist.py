@@ -1,0 +1,149 @@
+"""Waitlists: buyers queue for a sold-out SKU; units that come back are offered to them first, in order.
+
+Units returned by any path (expiry, release, failed or expired payment, amend, lapsed offers) are set
+aside for the waiting buyers inside the script that returns them (lua/includes/common.lua), so the
+next request cannot take them. offer_waitlist turns them into offers: holds for the buyers at the head
+of the queue with a claim window; a claim makes the offer an ordinary reservation (checkout, payment
+as usual); an unclaimed offer lapses and passes to the next buyer. The sweeper serves every SKU with a
+waitlist each run, and every read or join of an entry serves its SKU first, so a polling buyer sees an
+offer as soon as a unit is back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inventory import ids
+from inventory.context import Context, text
+from inventory.errors import InvalidArgument, ProductNotFound, WaitlistEntryNotFound
+from inventory.keys import SkuKeys
+from inventory.models import Reservation, WaitlistEntry, WaitlistSummary, from_ms
+from inventory.validation import MAX_QTY, check_sku, check_user
+
+STATES = {"w": "waiting", "o": "offered", "c": "claimed"}
+
+
+def _entry_fields(raw: Any) -> tuple[str, int, int, str, str] | None:
+    """'w|qty|at|seq' or 'o|units|at|seq|token' -> (state, units, at_ms, seq, token)."""
+    if raw is None:
+        return None
+    state, units, at, seq, *rest = text(raw).split("|")
+    return state, int(units), int(at), seq, (rest[0] if rest else "")
+
+
+class Waitlists:
+    """Join, read, leave and claim; the sweeper's serve pass."""
+
+    def __init__(self, ctx: Context, reservations: Any) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.reservations = reservations
+
+    def join(self, sku: str, user_id: str, qty: int) -> WaitlistEntry:
+        """Queue for a sold-out SKU (one entry per user and SKU; joining again answers the entry)."""
+        check_sku(sku)
+        check_user(user_id)
+        if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= MAX_QTY:
+            raise InvalidArgument(f"qty must be from 1 to {MAX_QTY}.", field="qty")
+        keys, part = self.ctx.keys.sku(sku), self.ctx.keys.of_sku(sku)
+        s = self.settings
+        reply = self.ctx.run("join_waitlist", [*self._keys(keys), part.sale_switch, part.waitlists],
+                             [sku, user_id, qty, s.waitlist_ttl_seconds * 1000, s.waitlist_max_length,
+                              s.waitlist_claim_seconds * 1000,
+                              self.ctx.keys.token_in(ids.new_token(), self.ctx.keys.partition_of(sku))])
+        return self._entry_of(sku, user_id, reply)
+
+    def get(self, sku: str, user_id: str) -> WaitlistEntry:
+        """A buyer's entry now (its SKU is served first, so an offer shows as soon as units are back)."""
+        check_sku(sku)
+        check_user(user_id)
+        self.serve(sku)
+        keys = self.ctx.keys.sku(sku)
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        pipe.hget(keys.waitinfo, f"u:{user_id}")
+        pipe.zrank(keys.waitlist, user_id)
+        pipe.zcard(keys.waitlist)
+        raw, rank, length = pipe.execute()
+        fields = _entry_fields(raw)
+        if fields is None:
+            raise WaitlistEntryNotFound("No such waitlist entry.", sku=sku)
+        state, units, at, _, token = fields
+        status = STATES.get(state, state)
+        if status in ("waiting", "offered") and self.ctx.now_ms() >= at:
+            status = "expired" if status == "waiting" else "lapsed"
+        return WaitlistEntry(sku=sku, user_id=user_id, status=status, units=units,
+                             position=(int(rank) + 1) if rank is not None and status == "waiting" else 0,
+                             length=int(length), until=from_ms(at),  # type: ignore[arg-type]
+                             reservation_id=ids.reservation_id(token) if status == "claimed" else None)
+
+    def leave(self, sku: str, user_id: str) -> str:
+        """Leave the queue (an open offer's units pass to the next buyer); returns the state left."""
+        check_sku(sku)
+        check_user(user_id)
+        reply = self.ctx.run("leave_waitlist", [*self._keys(self.ctx.keys.sku(sku)),
+                                                self.ctx.keys.of_sku(sku).sale_switch],
+                             [user_id, self.settings.waitlist_claim_seconds * 1000])
+        return text(reply[1])
+
+    def claim(self, sku: str, user_id: str, *, ttl_seconds: int | None = None) -> Reservation:
+        """Turn this buyer's offer into an open reservation (then check out and pay as usual)."""
+        check_sku(sku)
+        check_user(user_id)
+        ttl = self.settings.hold_ttl_seconds if ttl_seconds is None else ttl_seconds
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= self.settings.max_hold_ttl_seconds:
+            raise InvalidArgument(f"ttl_seconds must be from 1 to {self.settings.max_hold_ttl_seconds}.",
+                                  field="ttl_seconds")
+        keys, part = self.ctx.keys.sku(sku), self.ctx.keys.of_sku(sku)
+        fields = _entry_fields(self.ctx.redis.hget(keys.waitinfo, f"u:{user_id}"))
+        token = fields[4] if fields and fields[0] in ("o", "c") else ""
+        if not token:
+            raise WaitlistEntryNotFound("No offer for this buyer on this waitlist.", sku=sku)
+        self.ctx.run("claim_offer", [part.reservation(token), part.expiries, part.dirty, part.sale_switch,
+                                     keys.stock, keys.holds, keys.buyers, keys.waitinfo],
+                     [user_id, token, sku, ttl * 1000, self.settings.record_retention_seconds * 1000])
+        return self.reservations.get(ids.reservation_id(token), user_id=user_id)
+
+    def serve(self, sku: str) -> int:
+        """Offer set-aside units to the head of the SKU's queue; drop expired entries. Units offered."""
+        keys = self.ctx.keys.sku(sku)
+        part = self.ctx.keys.of_sku(sku)
+        reply = self.ctx.run("offer_waitlist", [*self._keys(keys), part.sale_switch, part.waitlists],
+                             [self.settings.waitlist_claim_seconds * 1000, sku])
+        return int(reply[1])
+
+    def serve_all(self) -> int:
+        """The sweeper's pass: serve every SKU with a waitlist; forget SKUs whose queue emptied."""
+        offered = 0
+        for part in self.ctx.keys.parts:
+            for sku in sorted(text(s) for s in self.ctx.redis.smembers(part.waitlists)):
+                try:
+                    offered += self.serve(sku)
+                except ProductNotFound:
+                    self.ctx.redis.srem(part.waitlists, sku)
+        return offered
+
+    def summary(self, sku: str, *, limit: int = 20) -> WaitlistSummary:
+        """How many wait, for how many units, what is set aside, and the head of the queue."""
+        check_sku(sku)
+        self.serve(sku)
+        keys = self.ctx.keys.sku(sku)
+        counters = self.ctx.redis.hmget(keys.stock, "wn", "wq", "owe")
+        head = [text(u) for u in self.ctx.redis.zrange(keys.waitlist, 0, max(limit, 1) - 1)]
+        return WaitlistSummary(sku=sku, waiting=int(counters[0] or 0), units_wanted=int(counters[1] or 0),
+                               units_set_aside=int(counters[2] or 0),
+                               head=tuple(self.get(sku, user) for user in head))
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _keys(keys: SkuKeys) -> list[str]:
+        return [keys.stock, keys.holds, keys.buyers, keys.waitlist, keys.waitinfo]
+
+    def _entry_of(self, sku: str, user_id: str, reply: list[Any]) -> WaitlistEntry:
+        token = text(reply[6])
+        status = text(reply[1])
+        return WaitlistEntry(sku=sku, user_id=user_id, status=status, units=int(reply[5]),
+                             position=int(reply[2]), length=int(reply[3]),
+                             until=from_ms(int(reply[4])),  # type: ignore[arg-type]
+                             reservation_id=ids.reservation_id(token) if status == "claimed" else None,
+                             replayed=int(reply[0]) == 1)
