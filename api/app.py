@@ -15,7 +15,7 @@ from api.hotpath import FastReserve
 from api.idempotency import IdempotencyStore
 from api.schemas import ErrorOut
 from api.state import ApiState, CheckoutHook
-from api.views import admin, dashboard, ops, orders, payments, products, reservations
+from api.views import admin, dashboard, ops, orders, payments, products, reservations, waitlist
 from api.webhooks import WebhookVerifier
 from inventory.config import Settings
 from inventory.engine import Inventory
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, *, inventory: Inventory | None 
         on_checkout=default_checkout_hook() if on_checkout is _UNSET else on_checkout,
     )
     api = FlashstockApi(app)
-    for module in (products, reservations, orders, payments, admin):
+    for module in (products, waitlist, reservations, orders, payments, admin):
         api.register_blueprint(module.blp)
     app.register_blueprint(ops.blp)
     app.extensions["flashstock_dashboard"] = sessions = DashboardSessions(settings, auth)

@@ -25,6 +25,8 @@ RESERVATIONS = Counter("flashstock_reservations", "Reservation attempts by outco
 RESERVATIONS_HELD = RESERVATIONS.labels("held")
 CHECKOUTS = Counter("flashstock_checkouts", "Checkout attempts by outcome.", ["outcome"])
 PAYMENTS = Counter("flashstock_payment_events", "Payment webhook events by resulting status.", ["status"])
+WAITLIST = Counter("flashstock_waitlist_requests", "Waitlist joins, leaves and claims by outcome.",
+                   ["action", "outcome"])
 
 MAX_STOCK_SERIES = 1000
 _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}

@@ -69,6 +69,18 @@ class UserIn(Strict):
     user_id = _user_id()
 
 
+class WaitlistJoinIn(Strict):
+    user_id = _user_id()
+    qty = fields.Integer(required=True, strict=True, validate=validate.Range(1, MAX_QTY),
+                         metadata={"description": "Units wanted; with a per-user limit, at most what it leaves."})
+
+
+class WaitlistClaimIn(Strict):
+    user_id = _user_id()
+    ttl_seconds = fields.Integer(strict=True, validate=validate.Range(1, 86_400),
+                                 metadata={"description": "Hold time of the reservation the offer becomes."})
+
+
 class ExtendIn(Strict):
     user_id = _user_id()
     seconds = fields.Integer(required=True, strict=True, validate=validate.Range(1, 86_400),
@@ -215,6 +227,33 @@ class OrderOut(ma.Schema):
     extensions = fields.Integer(required=True)
 
 
+class WaitlistEntryOut(ma.Schema):
+    sku = fields.String(required=True)
+    user_id = fields.String(required=True)
+    status = fields.String(required=True, metadata={
+        "description": "waiting | offered (claim it before `until`) | claimed | lapsed | expired"})
+    units = fields.Integer(required=True, metadata={"description": "Wanted (waiting) or offered units."})
+    position = fields.Integer(required=True, metadata={"description": "1 = next in line; 0 once offered."})
+    length = fields.Integer(required=True, metadata={"description": "Buyers waiting on this SKU."})
+    until = fields.DateTime(required=True, metadata={
+        "description": "waiting: when the entry expires; offered: the claim deadline; claimed: the hold's expiry"})
+    reservation_id = fields.String(allow_none=True, required=True)
+
+
+class WaitlistLeftOut(ma.Schema):
+    sku = fields.String(required=True)
+    user_id = fields.String(required=True)
+    left = fields.String(required=True, metadata={"description": "The entry's state when it left."})
+
+
+class WaitlistSummaryOut(ma.Schema):
+    sku = fields.String(required=True)
+    waiting = fields.Integer(required=True)
+    units_wanted = fields.Integer(required=True)
+    units_set_aside = fields.Integer(required=True)
+    head = fields.List(fields.Nested(WaitlistEntryOut), required=True)
+
+
 class ExtensionOut(ma.Schema):
     reservation_id = fields.String(required=True)
     kind = fields.String(required=True, metadata={"description": "'hold' or 'payment' (the deadline moved)."})
@@ -297,6 +336,9 @@ StockData = data_of(StockOut)
 HoldListData = data_of(HoldOut, many=True)
 PaymentData = data_of(PaymentOut)
 ExtensionData = data_of(ExtensionOut)
+WaitlistEntryData = data_of(WaitlistEntryOut)
+WaitlistLeftData = data_of(WaitlistLeftOut)
+WaitlistSummaryData = data_of(WaitlistSummaryOut)
 class SaleSwitchOut(ma.Schema):
     paused = fields.Boolean(required=True, metadata={"description": "Whether the global switch pauses every sale."})
 

@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 
 from api.auth import ADMIN_SECURITY, require
 from api.schemas import AdminProductData, HoldListData, LimitQuery, ProductIn, ReconcileData, ReconcileIn, \
-    SaleSwitchData, SaleSwitchIn, StockData, StockIn
+    SaleSwitchData, SaleSwitchIn, StockData, StockIn, WaitlistSummaryData
 from api.state import respond, state
 from api.parsing import arguments
 from api.views.docs import responses
@@ -19,6 +19,7 @@ from inventory.sale_admin import global_paused, set_global_pause
 
 blp = Blueprint("admin", __name__, url_prefix="/v1/admin", description="Operator endpoints (admin API key).")
 _product, _stock, _holds, _reconcile = AdminProductData(), StockData(), HoldListData(), ReconcileData()
+_waitlist = WaitlistSummaryData()
 _switch = SaleSwitchData()
 _CONFIG_FIELDS = {"name": "name", "price": "price", "currency": "currency", "per_user_limit": "per_user_limit",
                   "sale_starts_at": "starts_at", "sale_ends_at": "ends_at", "paused": "paused"}
@@ -80,6 +81,16 @@ def list_holds(args: dict[str, Any], sku: str) -> Response:
     catalog = state().inventory.catalog
     catalog.get(sku)  # 404 for an unknown SKU rather than an empty list
     return respond(_holds, catalog.holds(sku, limit=args["limit"]))
+
+
+@blp.route("/products/<string:sku>/waitlist", methods=["GET"])
+@responses(blp, 200, WaitlistSummaryData, 401, 403, 404, 422, security=ADMIN_SECURITY)
+@arguments(blp, LimitQuery(), location="query")
+def waitlist_summary(args: dict[str, Any], sku: str) -> Response:
+    """How many buyers wait for how many units, what is set aside for them, and the head of the queue."""
+    inv = state().inventory
+    inv.catalog.get(sku)  # 404 for an unknown SKU
+    return respond(_waitlist, inv.waitlists.summary(sku, limit=min(args["limit"], 100)))
 
 
 @blp.route("/sale", methods=["GET"])
