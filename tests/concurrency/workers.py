@@ -105,3 +105,52 @@ def pay_at(redis_url: str, prefix: str, plan: list[tuple[float, str, str, str]])
         except InventoryError as error:
             out.append((order_id, error.code))
     return out
+
+
+def wait_in_line(redis_url: str, prefix: str, sku: str, users: list[str], seed: int,
+                 claim_window: int) -> list[tuple[str, str, str]]:
+    """Join, then leave (a quarter), claim (half of the rest) or let the offer lapse; return
+    (user, outcome, reservation id or '') each."""
+    inv = Inventory.from_settings(_settings(redis_url, prefix).with_overrides(waitlist_claim_seconds=claim_window))
+    rng = random.Random(seed)
+    plans = {user: rng.choice(["leave", "claim", "claim", "lapse"]) for user in users}
+    out: list[tuple[str, str, str]] = []
+    waiting = []
+    for user in users:
+        try:
+            inv.waitlists.join(sku, user, 1)
+            waiting.append(user)
+        except InventoryError as error:
+            out.append((user, f"join:{error.code}", ""))
+    deadline = time.monotonic() + 20
+    while waiting and time.monotonic() < deadline:
+        for user in list(waiting):
+            try:
+                if plans[user] == "leave" and rng.random() < 0.3:
+                    out.append((user, "left:" + inv.waitlists.leave(sku, user), ""))
+                    waiting.remove(user)
+                    continue
+                entry = inv.waitlists.get(sku, user)
+                if entry.status == "offered" and plans[user] in ("claim", "leave"):
+                    out.append((user, "claimed", inv.waitlists.claim(sku, user).id))
+                    waiting.remove(user)
+                elif entry.status == "offered":
+                    out.append((user, "lapsing", ""))
+                    waiting.remove(user)
+            except InventoryError as error:
+                out.append((user, error.code, ""))
+                waiting.remove(user)
+        time.sleep(0.02)
+    out += [(user, "still_waiting", "") for user in waiting]
+    return out
+
+
+def release_slowly(redis_url: str, prefix: str, reservation_ids: list[str], seconds: float) -> int:
+    """Release these reservations spread over `seconds`; return how many were released."""
+    inv = _inventory(redis_url, prefix)
+    released = 0
+    for reservation_id in reservation_ids:
+        inv.reservations.release(reservation_id)
+        released += 1
+        time.sleep(seconds / max(len(reservation_ids), 1))
+    return released

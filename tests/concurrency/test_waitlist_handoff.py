@@ -1,0 +1,55 @@
+"""Waitlist hand-off under concurrent joins, leaves, claims, lapses and returns (real processes)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+
+from inventory import Inventory
+from inventory.reconcile_reads import parse_holds
+from tests.concurrency.workers import release_slowly, sweep_for, wait_in_line
+from tests.helpers import assert_invariant, make_product, stock
+
+UNITS, BUYERS, CLAIM = 40, 3 * 30, 1
+
+
+def test_returned_units_reach_waiting_buyers_exactly_once_and_none_is_lost(real_inv: Inventory) -> None:
+    make_product(real_inv, "WL", stock=UNITS)
+    live = Inventory.from_settings(real_inv.settings.with_overrides(waitlist_claim_seconds=CLAIM))
+    holders = [live.reservations.reserve(f"holder-{n}", {"WL": 1}, ttl_seconds=600).id for n in range(UNITS)]
+    url, prefix = real_inv.settings.redis_url, real_inv.keys.prefix
+    groups = [[f"waiter-{g}-{n}" for n in range(BUYERS // 3)] for g in range(3)]
+    with ProcessPoolExecutor(max_workers=5, mp_context=multiprocessing.get_context("spawn")) as pool:
+        waiters = [pool.submit(wait_in_line, url, prefix, "WL", users, seed, CLAIM)
+                   for seed, users in enumerate(groups)]
+        time.sleep(1.0)  # let the queue form before units come back
+        returner = pool.submit(release_slowly, url, prefix, holders, 2.0)
+        sweeper = pool.submit(sweep_for, url, prefix, 8.0)
+        outcomes = [row for waiter in waiters for row in waiter.result()]
+        assert returner.result() == UNITS
+        sweeper.result()
+    time.sleep(CLAIM + 0.2)
+    live.sweep()  # the last offers lapsed; nobody is left waiting for them
+
+    kinds = Counter(outcome.split(":")[0] for _, outcome, _ in outcomes)
+    claimed = [rid for _, outcome, rid in outcomes if outcome == "claimed"]
+    print(f"\nwaitlist hand-off: {dict(kinds)}")
+    assert len(claimed) == len(set(claimed)), "a unit was offered (and claimed) twice"
+    assert set(kinds) <= {"claimed", "left", "lapsing", "still_waiting", "reservation_expired"}, kinds
+    assert kinds["claimed"] > 0 and kinds["lapsing"] > 0 and kinds["left"] > 0
+    for rid in claimed:
+        assert live.reservations.get(rid).status.value == "held"
+    level = stock(real_inv, "WL")
+    assert_invariant(level)
+    holds = parse_holds(real_inv.redis.zrange(real_inv.keys.sku("WL").holds, 0, -1))
+    assert sum(qty for _, qty, _ in holds) == level.held
+    # Nothing lost: every unit is either a claimed reservation, offered to someone still waiting, or
+    # available because nobody waits any more.
+    summary = live.waitlists.summary("WL")
+    assert level.held == len(claimed) + sum(e.units for e in summary.head if e.status == "offered") \
+        + summary.units_set_aside
+    assert level.available == UNITS - level.held
+    if summary.waiting == 0:
+        assert summary.units_set_aside == 0
