@@ -11,7 +11,7 @@ import click
 _COMMAND_MODULES = {
     "demo": "demo", "serve": "serve", "db": "db", "catalog": "catalog", "stock": "stock", "sale": "sale",
     "status": "status", "holds": "holds", "reconcile": "reconcile", "rebuild": "recovery",
-    "worker": "worker", "beat": "worker",
+    "worker": "worker", "beat": "worker", "waitlist": "waitlist",
 }
 
 
