@@ -51,13 +51,22 @@ class StockCollector:
     def collect(self) -> Iterator[Metric]:
         families = {name: GaugeMetricFamily(f"flashstock_stock_{name}", f"Units {name} per SKU.", labels=["sku"])
                     for name in ("available", "held", "sold", "total")}
-        for product in self.inventory.catalog.list(limit=MAX_STOCK_SERIES):
+        waiting = GaugeMetricFamily("flashstock_waitlist_waiting", "Buyers waiting per sold-out SKU.", labels=["sku"])
+        set_aside = GaugeMetricFamily("flashstock_waitlist_set_aside",
+                                      "Units set aside for waiting buyers, not offered yet, per SKU.", labels=["sku"])
+        products = self.inventory.catalog.list(limit=MAX_STOCK_SERIES)
+        for product in products:
             level = product.stock
             families["available"].add_metric([product.sku], level.available)
             families["held"].add_metric([product.sku], level.held)
             families["sold"].add_metric([product.sku], level.sold)
             families["total"].add_metric([product.sku], level.total)
+        for sku, (buyers, units) in self.inventory.waitlists.counts([p.sku for p in products]).items():
+            waiting.add_metric([sku], buyers)
+            set_aside.add_metric([sku], units)
         yield from families.values()
+        yield waiting
+        yield set_aside
 
 
 class _Default:

@@ -133,6 +133,13 @@ class Waitlists:
                                units_set_aside=int(counters[2] or 0),
                                head=tuple(self.get(sku, user) for user in head))
 
+    def counts(self, skus: list[str]) -> dict[str, tuple[int, int]]:
+        """(buyers waiting, units set aside) of each SKU, one pipelined read."""
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for sku in skus:
+            pipe.hmget(self.ctx.keys.sku(sku).stock, "wn", "owe")
+        return {sku: (int(wn or 0), int(owe or 0)) for sku, (wn, owe) in zip(skus, pipe.execute())}
+
     # -- helpers -------------------------------------------------------------------------------
 
     @staticmethod

@@ -30,6 +30,9 @@ def test_a_sold_out_answer_leads_to_the_waitlist_and_an_offer_to_a_paid_order(cl
     entry = joined.get_json()["data"]
     assert (entry["status"], entry["position"], entry["length"], entry["units"]) == ("waiting", 1, 1, 1)
     assert _join(client, "bob").status_code == 200  # joining again answers the same entry
+    scraped = client.get("/metrics").get_data(as_text=True)
+    assert 'flashstock_waitlist_waiting{sku="HOT"} 1.0' in scraped
+    assert 'flashstock_waitlist_requests_total{action="join",outcome="ok"}' in scraped
     client.delete(f"/v1/reservations/{first}?user_id=alice", headers=SF)
     assert _reserve(client, "bot").status_code == 409  # the returned unit is bob's first
     read = client.get("/v1/products/HOT/waitlist?user_id=bob", headers=SF).get_json()["data"]
