@@ -35,6 +35,6 @@ def list_orders(args: dict[str, Any]) -> Response:
 @responses(blp, 200, OrderData, 401, 403, 404, 422, security=STOREFRONT_SECURITY)
 @arguments(blp, UserIn(), location="query")
 def get_order(args: dict[str, Any], order_id: str) -> Response:
-    """One order and its payment status (pending_payment, paid, payment_failed, refund_required)."""
+    """One order and its payment status (pending_payment, paid, payment_failed, payment_expired, refund_required)."""
     user_id = acting_user(args.get("user_id"))
     return respond(_one, state().inventory.reservations.get_order(order_id, user_id=user_id))
