@@ -94,7 +94,6 @@ local now = now_ms()
 for i = 1, n do
   local base = 4 + 3 * (i - 1)
   reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000)
-  set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2])  -- buyers waiting come first (admin adds, resumes)
 end
 
 local globally = redis.call('GET', KEYS[4])
@@ -102,11 +101,14 @@ local prices, windows = {}, {}
 for i = 1, n do
   local base = 4 + 3 * (i - 1)
   local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc',
-    'wn')
+    'wn', 'wq', 'owe')
   if not s[1] then return {-1, skus[i]} end
   local reason = closed_reason(globally, s[3], s[4], s[5], now)
   if reason then return {-2, skus[i], reason} end
   local avail = tonumber(s[1])
+  if avail > 0 and to_int(s[10]) > to_int(s[11]) then  -- buyers wait: they come first (admin adds, resumes)
+    avail = avail - set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2])
+  end
   if avail < qtys[i] then return {-3, skus[i], avail, qtys[i], to_int(s[9])} end
   local limit = to_int(s[2])
   if limit > 0 then
