@@ -14,7 +14,7 @@ from api.dashboard_auth import DashboardSessions
 from api.hotpath import FastReserve
 from api.idempotency import IdempotencyStore
 from api.schemas import ErrorOut
-from api.state import ApiState, CheckoutHook
+from api.state import ApiState, CheckoutHook, soldout_listener
 from api.views import admin, dashboard, ops, orders, payments, products, reservations, waitlist
 from api.webhooks import WebhookVerifier
 from inventory.config import Settings
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, *, inventory: Inventory | None 
         webhooks=WebhookVerifier(settings.webhook_secret.split(","), settings.webhook_tolerance_seconds),
         limits=limits,
         on_checkout=default_checkout_hook() if on_checkout is _UNSET else on_checkout,
+        soldout=soldout_listener(inventory),
     )
     api = FlashstockApi(app)
     for module in (products, waitlist, reservations, orders, payments, admin):

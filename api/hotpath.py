@@ -37,7 +37,10 @@ _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in H
 
 def hold(st: ApiState, user_id: str, args: dict[str, Any], client_ip: str,
          idempotency_key: str | None = None) -> Reservation:
-    """Reserve for a validated request, counting it in the user's and the IP's rate-limit buckets."""
+    """Reserve for a validated request, counting it in the user's and the IP's rate-limit buckets (a
+    sold-out answer this process is sure of comes from its sold-out cache, without Redis or a count)."""
+    if st.soldout is not None:
+        st.soldout.ensure_started()
     try:
         held = st.inventory.reservations.reserve(
             user_id, [(item["sku"], item["qty"]) for item in args["items"]],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -17,6 +18,8 @@ from api.webhooks import WebhookVerifier
 from inventory.config import Settings
 from inventory.engine import Inventory
 from inventory.models import Order
+from inventory.soldout import SoldOutCache, SoldOutListener
+from inventory.store import masters
 
 CheckoutHook = Callable[[Order], Any]
 
@@ -32,6 +35,7 @@ class ApiState:
     webhooks: WebhookVerifier
     limits: ReservationLimits
     on_checkout: CheckoutHook | None = None
+    soldout: SoldOutListener | None = None  # per-process sold-out cache's listener (inventory/soldout.py)
     _engine: Engine | None = field(default=None, repr=False)
     _sessions: sessionmaker[Session] | None = field(default=None, repr=False)
 
@@ -56,6 +60,17 @@ class ApiState:
 
             self._sessions = make_session_factory(self.engine())
         return self._sessions
+
+
+def soldout_listener(inventory: Inventory) -> SoldOutListener | None:
+    """The sold-out cache of this app's reserves and its listener (None when SOLDOUT_CACHE_TTL_MS is 0)."""
+    ttl = inventory.settings.soldout_cache_ttl_ms
+    if ttl <= 0:
+        return None
+    cache = SoldOutCache(ttl, lambda sku: inventory.keys.sku(sku).stock)
+    inventory.reservations.soldout = cache
+    # Scripts' PUBLISH reaches every node of a cluster, so one plain connection to any master will do.
+    return SoldOutListener(cache, lambda: random.choice(masters(inventory.redis)), inventory.keys.stock_pattern)
 
 
 def state() -> ApiState:

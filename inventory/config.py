@@ -27,6 +27,7 @@ class Settings:
     payment_ttl_seconds: int = 900  # an order unpaid this long after checkout expires (payment_expired)
     max_payment_lifetime_seconds: int = 3600  # extensions never move a payment deadline past checkout + this
     requires_action_extension_seconds: int = 600  # a 'requires_action' webhook extends by this
+    soldout_cache_ttl_ms: int = 1000  # API processes answer sold_out from memory this long at most; 0 = off
     waitlist_ttl_seconds: int = 1800  # a waitlist entry not offered anything by then leaves the queue
     waitlist_claim_seconds: int = 120  # an offer to a waiting buyer lapses (and passes on) after this
     waitlist_max_length: int = 100_000  # buyers per SKU's waitlist; joining a full one is 409 waitlist_full
@@ -67,6 +68,8 @@ class Settings:
             raise ValueError("hold_ttl_seconds must be in 1..max_hold_ttl_seconds")
         if not 0 < self.payment_ttl_seconds <= self.max_payment_lifetime_seconds:
             raise ValueError("payment_ttl_seconds must be in 1..max_payment_lifetime_seconds")
+        if not 0 <= self.soldout_cache_ttl_ms <= 60_000:
+            raise ValueError("soldout_cache_ttl_ms must be in 0..60000")
         if min(self.waitlist_ttl_seconds, self.waitlist_claim_seconds, self.waitlist_max_length) < 1:
             raise ValueError("waitlist settings must be >= 1")
         if self.max_hold_lifetime_seconds < 1 or self.requires_action_extension_seconds < 1:
@@ -118,6 +121,7 @@ class Settings:
             max_payment_lifetime_seconds=env.int("MAX_PAYMENT_LIFETIME_SECONDS", d.max_payment_lifetime_seconds),
             requires_action_extension_seconds=env.int("REQUIRES_ACTION_EXTENSION_SECONDS",
                                                       d.requires_action_extension_seconds),
+            soldout_cache_ttl_ms=env.int("SOLDOUT_CACHE_TTL_MS", d.soldout_cache_ttl_ms),
             waitlist_ttl_seconds=env.int("WAITLIST_TTL_SECONDS", d.waitlist_ttl_seconds),
             waitlist_claim_seconds=env.int("WAITLIST_CLAIM_SECONDS", d.waitlist_claim_seconds),
             waitlist_max_length=env.int("WAITLIST_MAX_LENGTH", d.waitlist_max_length),

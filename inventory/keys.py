@@ -169,6 +169,11 @@ class KeySpace:
         return self.of_token(token).reservation(token)
 
     @property
+    def stock_pattern(self) -> str:
+        """PSUBSCRIBE pattern matching every stock key: scripts announce returned units on them."""
+        return f"{self.prefix}:{{*}}:s:*"
+
+    @property
     def test_clocks(self) -> list[str]:
         """Every partition's test clock key (tests/clocks.py)."""
         return [part.test_clock for part in self.parts]

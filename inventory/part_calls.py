@@ -31,9 +31,17 @@ def _count(value: object) -> bool:
 
 
 def with_waitlist(error: SoldOut, max_length: int) -> SoldOut:
-    """The same refusal, saying whether the SKU's waitlist takes another buyer and how long it is."""
-    length = int(error.details.get("waitlist_length") or 0)
-    return SoldOut(error.message, **{**error.details, "waitlist_length": length, "waitlist_open": length < max_length})
+    """The same refusal, saying whether the SKU's waitlist takes another buyer and how long it is.
+
+    The script's `true_for_ms` (until the SKU's next hold expires) is kept off the answer, as the
+    refusal's `true_for_ms` attribute for the sold-out cache (inventory/soldout.py).
+    """
+    details = dict(error.details)
+    length = int(details.get("waitlist_length") or 0)
+    true_for = details.pop("true_for_ms", None)
+    refusal = SoldOut(error.message, **{**details, "waitlist_length": length, "waitlist_open": length < max_length})
+    refusal.true_for_ms = int(true_for) if true_for is not None else None  # type: ignore[attr-defined]
+    return refusal
 
 
 def skus_of(record: dict[str, str]) -> list[str]:

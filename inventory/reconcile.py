@@ -305,6 +305,7 @@ def queue_counts(pipe: Any, inv: Inventory, sku: str, seen: Observation, counts:
     if paused is not None:
         values["paused"] = paused
     pipe.hset(keys.stock, mapping=values)
+    pipe.publish(keys.stock, "1")  # sold-out caches forget the SKU (inventory/soldout.py)
 
 
 def catalog_fields(sku: str, seen: Observation) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from inventory import ids
 from inventory.context import Context, decode_hash, text
 from inventory.errors import (
     InvalidArgument,
+    SoldOut,
     OrderNotFound,
     ReservationClosed,
     ReservationNotFound,
@@ -20,6 +21,7 @@ from inventory.models import (
 from inventory.keys import Partition
 from inventory.multipart import MultiPart, other_parts
 from inventory.part_calls import PartCalls, fingerprint
+from inventory.soldout import SoldOutCache
 from inventory.validation import check_lines, check_request_id, check_user
 
 PAYMENT_RESULTS = ("paid", "failed", "requires_action")
@@ -41,6 +43,7 @@ class Reservations:
         self.settings = ctx.settings
         self.calls = PartCalls(ctx)
         self.multi = MultiPart(ctx, self.calls)
+        self.soldout: SoldOutCache | None = None  # set by an API process (inventory/soldout.py)
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -66,6 +69,20 @@ class Reservations:
             )
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
             raise InvalidArgument("Idempotency keys are 1-255 characters.", field="idempotency_key")
+        cache = self.soldout if idempotency_key is None else None  # a keyed retry must replay its hold
+        generation = 0
+        if cache is not None:
+            cache.refuse(lines)  # sold out as far as this process knows for sure: no Redis call
+            generation = cache.begin()
+        try:
+            return self._reserve(user_id, lines, ttl, idempotency_key, rate_limits)
+        except SoldOut as refused:
+            if cache is not None:
+                cache.learn(refused, generation)
+            raise
+
+    def _reserve(self, user_id: str, lines: list[tuple[str, int]], ttl: int, idempotency_key: str | None,
+                 rate_limits: Sequence[RateLimit]) -> Reservation:
         keys = self.ctx.keys
         by_part: dict[int, list[tuple[str, int]]] = {}
         for sku, qty in lines:

@@ -50,5 +50,6 @@ if delta ~= 0 then
   redis.call('SADD', KEYS[2], sku)
   redis.call('XADD', KEYS[3], '*', 'type', 'stock_adjusted', 'sku', sku, 'delta', delta,
     'total', new_total, 'ver', version, 'reason', reason, 'ts', now_ms())
+  if delta > 0 then announce_available(KEYS[1]) end
 end
 return {0, new_total, avail, held, sold, version}

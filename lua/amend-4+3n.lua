@@ -120,7 +120,10 @@ for i = 1, n do
     redis.call('HINCRBY', KEYS[base + 1], 'held', grow)
     add_buyer_units(KEYS[base + 3], owner, grow)
     redis.call('SADD', KEYS[3], skus[i])
-    if grow < 0 then set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2]) end
+    if grow < 0 then
+      set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2])
+      announce_available(KEYS[base + 1])
+    end
     if news[i] > 0 then
       redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, news[i], owner))
       redis.call('HSET', rkey, 'l:' .. skus[i], news[i])

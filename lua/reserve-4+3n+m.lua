@@ -32,7 +32,9 @@ Returns
   {1, status}                              replay of an existing reservation with the same fingerprint
   {-1, sku}                                product not found
   {-2, sku, reason}                        sale not active (paused_globally | paused | recovering | not_started | ended)
-  {-3, sku, available, requested, waiting} sold out; waiting = buyers on the SKU's waitlist
+  {-3, sku, available, requested, waiting, until_ms}  sold out; waiting = buyers on the SKU's waitlist;
+                                           until_ms = ms until its next hold expires (-1 = none will),
+                                           so a process caching the refusal knows when it may stop being true
   {-4, sku, limit, already}                per-user limit exceeded (held + ordered)
   {-8}                                     token reused with a different request
   {-11, argument}                          invalid argument (qty above MAX_QTY included)
@@ -109,7 +111,14 @@ for i = 1, n do
   if avail > 0 and to_int(s[10]) > to_int(s[11]) then  -- buyers wait: they come first (admin adds, resumes)
     avail = avail - set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2])
   end
-  if avail < qtys[i] then return {-3, skus[i], avail, qtys[i], to_int(s[9])} end
+  if avail < qtys[i] then
+    -- how long this refusal stays true at most: until the SKU's next hold expires (-1: none will)
+    local next_hold = redis.call('ZRANGE', KEYS[base + 2], 0, 0, 'WITHSCORES')
+    local true_for = -1
+    local score = tonumber(next_hold[2] or '')
+    if score and score < math.huge then true_for = math.max(score - now, 0) end
+    return {-3, skus[i], avail, qtys[i], to_int(s[9]), true_for}
+  end
   local limit = to_int(s[2])
   if limit > 0 then
     local already = to_int(redis.call('HGET', KEYS[base + 3], user))

@@ -35,6 +35,13 @@ local function add_buyer_units(buyers_key, user, delta)
   if units <= 0 then redis.call('HDEL', buyers_key, user) end
 end
 
+-- Sold-out caches (inventory/soldout.py): every API process forgets what it learned about a SKU when
+-- its stock key is announced, so a unit that becomes available again is seen at once. Announced on the
+-- key's own name (no key is built here); nothing is announced while no unit is available.
+local function announce_available(stock_key)
+  if to_int(redis.call('HGET', stock_key, 'avail')) > 0 then redis.call('PUBLISH', stock_key, '1') end
+end
+
 -- Waitlist (lua/offer_waitlist, inventory/waitlist.py): while buyers wait for a sold-out SKU (stock
 -- hash 'wq' = units they still want), units that come back are set aside for them in the same call
 -- that returns them, never made available to the next request: they stay 'held' under the SKU's pool
@@ -79,6 +86,7 @@ local function reclaim_expired(stock_key, holds_key, buyers_key, now, batch, wai
     redis.call('HINCRBY', stock_key, 'avail', freed)
     redis.call('HINCRBY', stock_key, 'held', -freed)
     set_aside_for_waitlist(stock_key, holds_key)
+    announce_available(stock_key)
   end
   return freed
 end
@@ -119,6 +127,7 @@ local function release_hold(stock_key, holds_key, buyers_key, token, qty, user)
     redis.call('HINCRBY', stock_key, 'held', -qty)
     add_buyer_units(buyers_key, user, -qty)
     set_aside_for_waitlist(stock_key, holds_key)
+    announce_available(stock_key)
     return qty
   end
   return 0
@@ -186,6 +195,7 @@ local function unsell_lines(first, dirty_key, rkey, owner, skus, qtys)
     redis.call('HINCRBY', KEYS[b - 2], 'sold', -qtys[i])
     redis.call('HINCRBY', KEYS[b - 2], 'avail', qtys[i])
     set_aside_for_waitlist(KEYS[b - 2], KEYS[b - 1])
+    announce_available(KEYS[b - 2])
     local counted = to_int(redis.call('HGET', rkey, 'b:' .. skus[i]))
     if counted > 0 then
       add_buyer_units(KEYS[b], owner, -counted)

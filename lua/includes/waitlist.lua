@@ -36,6 +36,7 @@ local function return_surplus(stock_key, holds_key, queue_key)
   redis.call('HSET', stock_key, 'owe', want)
   redis.call('HINCRBY', stock_key, 'avail', owe - want)
   redis.call('HINCRBY', stock_key, 'held', want - owe)
+  announce_available(stock_key)
   return owe - want
 end
 
