@@ -48,6 +48,8 @@ def hold(st: ApiState, user_id: str, args: dict[str, Any], client_ip: str,
             rate_limits=st.limits.buckets(user_id, client_ip))
     except InventoryError as error:
         metrics.RESERVATIONS.labels(error.code).inc()
+        if getattr(error, "cached", False):
+            metrics.SOLDOUT_CACHED.inc()
         raise
     metrics.RESERVATIONS_HELD.inc()
     return held

@@ -25,6 +25,8 @@ RESERVATIONS = Counter("flashstock_reservations", "Reservation attempts by outco
 RESERVATIONS_HELD = RESERVATIONS.labels("held")
 CHECKOUTS = Counter("flashstock_checkouts", "Checkout attempts by outcome.", ["outcome"])
 PAYMENTS = Counter("flashstock_payment_events", "Payment webhook events by resulting status.", ["status"])
+SOLDOUT_CACHED = Counter("flashstock_soldout_cache_answers", "sold_out answers served from a process's sold-out "
+                         "cache, without Redis (also counted in flashstock_reservations).")
 WAITLIST = Counter("flashstock_waitlist_requests", "Waitlist joins, leaves and claims by outcome.",
                    ["action", "outcome"])
 

@@ -69,7 +69,14 @@ class SoldOutCache:
                 continue
             if qty > learned.available:
                 self.answered += 1
-                raise SoldOut("Not enough stock available.", **{**learned.details, "requested": qty})
+                refusal = SoldOut("Not enough stock available.", **{**learned.details, "requested": qty})
+                refusal.cached = True  # type: ignore[attr-defined]
+                raise refusal
+
+    def knows(self, sku: str) -> bool:
+        """Whether a request for this SKU would be refused from memory now (for one unit)."""
+        learned = self._learned.get(sku)
+        return self.listening and learned is not None and learned.available < 1 and time.monotonic() < learned.until
 
     def learn(self, error: SoldOut, generation: int) -> None:
         """Remember a script's refusal (only while listening, and only if nothing was announced since

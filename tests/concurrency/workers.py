@@ -154,3 +154,4 @@ def release_slowly(redis_url: str, prefix: str, reservation_ids: list[str], seco
         released += 1
         time.sleep(seconds / max(len(reservation_ids), 1))
     return released
+
