@@ -1,0 +1,128 @@
+"""The sold-out cache forgets a SKU on every kind of return (real redis-server and the cluster).
+
+Its time-to-live is set to a minute, so only the scripts' announcement can explain a unit being sold
+again within the test.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import pytest
+
+from inventory import Inventory
+from inventory.errors import InvalidArgument, SoldOut
+from inventory.persistence import persist_now
+from inventory.reconcile import run_reconciliation
+from inventory.soldout import SoldOutCache, SoldOutListener
+from inventory.store import masters
+from tests.clocks import ManualClock
+from tests.helpers import make_product, stock
+
+
+def _cache(inv: Inventory) -> Iterator[SoldOutCache]:
+    cache = SoldOutCache(60_000, lambda sku: inv.keys.sku(sku).stock)
+    inv.reservations.soldout = cache
+    listener = SoldOutListener(cache, lambda: masters(inv.redis)[0], inv.keys.stock_pattern)
+    listener.ensure_started()
+    deadline = time.monotonic() + 10
+    while not cache.listening:
+        assert time.monotonic() < deadline, "the listener never subscribed"
+        time.sleep(0.01)
+    yield cache
+    listener.stop()
+
+
+@pytest.fixture
+def cache(real_inv: Inventory) -> Iterator[SoldOutCache]:
+    yield from _cache(real_inv)
+
+
+def _learn(inv: Inventory, cache: SoldOutCache) -> None:
+    """A refusal from the script, then one from memory."""
+    with pytest.raises(SoldOut):
+        inv.reservations.reserve("bot", {"A": 1})
+    answered = cache.answered
+    with pytest.raises(SoldOut) as cached:
+        inv.reservations.reserve("bot", {"A": 1})
+    assert cache.answered == answered + 1 and getattr(cached.value, "cached", False)
+
+
+def _sold_again(inv: Inventory, cache: SoldOutCache) -> None:
+    deadline = time.monotonic() + 5
+    while cache.knows("A"):
+        assert time.monotonic() < deadline, "the cache never heard that units came back"
+        time.sleep(0.005)
+    inv.reservations.reserve("buyer", {"A": 1})
+
+
+@pytest.mark.parametrize("how", ["release", "sweep_expiry", "failed_payment", "payment_deadline", "amend_shrink",
+                                 "admin_add", "lapsed_offer"])
+def test_every_kind_of_return_is_announced(real_inv: Inventory, cache: SoldOutCache, clock: ManualClock,
+                                           how: str) -> None:
+    inv = real_inv
+    make_product(inv, "A", stock=3)
+    first = inv.reservations.reserve("u1", {"A": 2}, ttl_seconds=60)
+    inv.reservations.reserve("u2", {"A": 1}, ttl_seconds=3600)
+    if how in ("failed_payment", "payment_deadline"):
+        order = inv.reservations.checkout(first.id)
+    if how == "lapsed_offer":
+        inv.waitlists.join("A", "wendy", 1)
+        inv.reservations.amend(first.id, {"A": 1})  # the unit is set aside for wendy, not announced
+        assert inv.waitlists.get("A", "wendy").status == "offered"
+    _learn(inv, cache)
+    if how == "release":
+        inv.reservations.release(first.id)
+    elif how == "sweep_expiry":
+        clock.advance(60)
+        inv.reservations.expire_due()
+    elif how == "failed_payment":
+        inv.reservations.record_payment(event_id="f", result="failed", order_id=order.id)
+    elif how == "payment_deadline":
+        clock.advance(inv.settings.payment_ttl_seconds)
+        inv.reservations.expire_due()
+    elif how == "amend_shrink":
+        inv.reservations.amend(first.id, {"A": 1})
+    elif how == "admin_add":
+        inv.catalog.adjust_stock("A", add=1)
+    else:
+        clock.advance(inv.settings.waitlist_claim_seconds)
+        inv.sweep()  # the offer lapsed and nobody else waits: the unit is available again
+    _sold_again(inv, cache)
+
+
+def test_a_reconcile_repair_that_frees_units_is_announced(real_inv: Inventory, cache: SoldOutCache,
+                                                          pg_sessions) -> None:
+    inv = real_inv
+    make_product(inv, "A", stock=2)
+    inv.reservations.reserve("u1", {"A": 1}, ttl_seconds=3600)
+    persist_now(inv, pg_sessions)
+    inv.redis.hincrby(inv.keys.sku("A").stock, "held", 1)  # drift: a hold Redis does not have
+    inv.redis.hincrby(inv.keys.sku("A").stock, "avail", -1)
+    _learn(inv, cache)
+    assert not run_reconciliation(inv, pg_sessions, repair=True, full=True).clean
+    _sold_again(inv, cache)
+    assert stock(inv, "A").available == 0
+
+
+def test_a_hold_expiring_unswept_is_sold_by_the_next_request_after_it(real_redis, settings) -> None:
+    inv = Inventory(real_redis, settings)  # Redis's real clock: the refusal is trusted until the hold expires
+    make_product(inv, "A", stock=1)
+    inv.reservations.reserve("u1", {"A": 1}, ttl_seconds=1)
+    for cache in _cache(inv):
+        _learn(inv, cache)
+        time.sleep(1.05)
+        inv.reservations.reserve("buyer", {"A": 1})  # no sweep, no announcement: the refusal ran out
+
+
+def test_bad_input_is_refused_before_the_cache_and_a_keyed_retry_replays(real_inv: Inventory,
+                                                                         cache: SoldOutCache) -> None:
+    inv = real_inv
+    make_product(inv, "A", stock=1)
+    held = inv.reservations.reserve("u1", {"A": 1}, idempotency_key="k1")
+    _learn(inv, cache)
+    with pytest.raises(InvalidArgument):
+        inv.reservations.reserve("bot", {"A": 0})
+    replay = inv.reservations.reserve("u1", {"A": 1}, idempotency_key="k1")  # not a cached sold_out
+    assert replay.replayed and replay.id == held.id
