@@ -28,7 +28,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError, WatchError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -267,6 +267,8 @@ def check_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: str, 
         if drift is None:
             return None
         repaired = repair and drift.kind != "unrepairable"
+        if repaired:
+            announce_counts(inv, sku)
         return SkuDrift(drift.sku, drift.kind, drift.redis, drift.expected, repaired,
                         drift.units_repaired if repaired else 0, drift.detail)
     return SkuDrift(sku, "busy", None, Counts(0, 0, 0, 0), False, 0, "kept changing while checked")
@@ -305,7 +307,16 @@ def queue_counts(pipe: Any, inv: Inventory, sku: str, seen: Observation, counts:
     if paused is not None:
         values["paused"] = paused
     pipe.hset(keys.stock, mapping=values)
-    pipe.publish(keys.stock, "1")  # sold-out caches forget the SKU (inventory/soldout.py)
+
+
+def announce_counts(inv: Inventory, sku: str) -> None:
+    """After counters were written: sold-out caches forget the SKU (inventory/soldout.py). Sent on its
+    own, after the transaction (a cluster pipeline cannot carry PUBLISH); a lost one costs at most the
+    caches' time-to-live."""
+    try:
+        inv.redis.publish(inv.keys.sku(sku).stock, "1")
+    except RedisError as error:
+        log.warning("could not announce rewritten counters of %s: %s", sku, error)
 
 
 def catalog_fields(sku: str, seen: Observation) -> dict[str, Any]:

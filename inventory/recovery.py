@@ -27,7 +27,7 @@ from inventory.keys import Partition
 from inventory.ledger import LedgerBusy, all_skus, buyer_units, has_data
 from inventory.outbox import ZERO_ID, StreamId
 from inventory.persistence import persisted_sale_switch, sync_state_id
-from inventory.reconcile import catalog_fields, observe, queue_counts
+from inventory.reconcile import announce_counts, catalog_fields, observe, queue_counts
 from inventory.sale_admin import set_global_pause
 from inventory.store import MEMORY_URL, masters
 from inventory.tables import OrderLineRow, OrderRow, PaymentEventRow, SyncStateRow
@@ -271,6 +271,7 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
                 pipe.execute()
             except (WatchError, LedgerBusy):
                 continue
+            announce_counts(inv, sku)
         return str(catalog_fields(sku, seen)["paused"])
     raise RedisError(f"SKU {sku} kept changing during rebuild")
 

@@ -1,0 +1,191 @@
+"""Waitlist hand-off: a sell-out where a fifth of the holds expire unpaid and the losers wait in line.
+
+    .venv/bin/python -m bench.waitlist_handoff [--smoke]
+
+Issue 13's scenario, through the core on a private redis-server with Redis's real clock, in real
+processes: BUYERS buyers race for UNITS units with short holds; winners check out and pay, except a
+fifth who abandon their hold; losers join the waitlist and poll their entry every POLL_MS, claim an
+offer, check out and pay. A sweeper process runs `Inventory.sweep()` every SWEEP_S (as beat does), and
+a bot process keeps trying to reserve during the tail. Reported: units returned (expired holds, lapsed
+offers) and how many of them reached a waiting buyer; time from a hold's expiry to the offer it became
+(the return takes effect at the first script after the expiry instant: lazy expiry or the sweeper);
+the bot's successes while buyers waited (should be 0); final paid units (must equal UNITS).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from bench.solo import main, parser, write_json
+from inventory import Inventory, Settings
+from inventory.errors import InventoryError, SoldOut
+
+NAME = "waitlist_handoff"
+SKU = "WL-HOT"
+HOLD_S, CLAIM_S, POLL_MS, SWEEP_S = 2, 3, 50, 0.5
+
+
+@dataclass(frozen=True)
+class Size:
+    units: int
+    buyers: int
+    processes: int
+
+
+def _settings(port: int) -> Settings:
+    return Settings(redis_url=f"redis://127.0.0.1:{port}/0", key_prefix="fswait", hold_ttl_seconds=HOLD_S,
+                    waitlist_claim_seconds=CLAIM_S, soldout_cache_ttl_ms=0)
+
+
+def _pay(inv: Inventory, reservation_id: str, event: str) -> None:
+    order = inv.reservations.checkout(reservation_id)
+    inv.reservations.record_payment(event_id=event, result="paid", order_id=order.id)
+
+
+def buyer(port: int, users: list[str], seed: int, out: Any) -> None:
+    """Reserve once; pay (80%) or abandon the hold (20%); if sold out, wait in line and take the offer."""
+    inv = Inventory.from_settings(_settings(port))
+    rng = random.Random(seed)
+    rows, waiting = [], []
+    for user in users:
+        try:
+            held = inv.reservations.reserve(user, {SKU: 1})
+            if rng.random() < 0.2:
+                rows.append(("abandoned", user, int(held.expires_at.timestamp() * 1000), 0))
+            else:
+                _pay(inv, held.id, f"pay-{user}")
+                rows.append(("paid", user, 0, 0))
+        except SoldOut:
+            inv.waitlists.join(SKU, user, 1)
+            waiting.append(user)
+    deadline = time.monotonic() + 120
+    while waiting and time.monotonic() < deadline:
+        for user in list(waiting):
+            try:
+                entry = inv.waitlists.get(SKU, user)
+            except InventoryError:
+                waiting.remove(user)
+                continue
+            if entry.status == "offered":
+                offered_ms = int(entry.until.timestamp() * 1000) - CLAIM_S * 1000
+                seen_ms = int(time.time() * 1000)
+                try:
+                    held = inv.waitlists.claim(SKU, user)
+                    _pay(inv, held.id, f"pay-{user}")
+                    rows.append(("paid_from_waitlist", user, offered_ms, seen_ms))
+                except InventoryError as error:
+                    rows.append((f"claim_{error.code}", user, offered_ms, seen_ms))
+                waiting.remove(user)
+        if not waiting:
+            break
+        time.sleep(POLL_MS / 1000)
+        if inv.catalog.get(SKU).stock.sold >= _units(inv):
+            break
+    rows += [("still_waiting", user, 0, 0) for user in waiting]
+    out.put(rows)
+
+
+def _units(inv: Inventory) -> int:
+    return inv.catalog.get(SKU).stock.total
+
+
+def sweeper(port: int, stop: Any) -> None:
+    inv = Inventory.from_settings(_settings(port))
+    while not stop.is_set():
+        inv.sweep()
+        time.sleep(SWEEP_S)
+
+
+def bot(port: int, stop: Any, out: Any) -> None:
+    """A retry loop during the tail: every success while buyers wait is a unit the queue lost."""
+    inv = Inventory.from_settings(_settings(port))
+    won_while_queue = attempts = 0
+    while not stop.is_set():
+        attempts += 1
+        try:
+            held = inv.reservations.reserve(f"bot-{attempts}", {SKU: 1}, ttl_seconds=1)
+            if inv.waitlists.summary(SKU, limit=1).waiting:
+                won_while_queue += 1
+            inv.reservations.release(held.id)
+        except InventoryError:
+            pass
+        time.sleep(0.002)
+    out.put({"attempts": attempts, "won_while_buyers_waited": won_while_queue})
+
+
+def run(ctx: Any) -> dict:
+    """Scenario entry point (bench/suite.py contract)."""
+    size = Size(100, 500, 4) if ctx.smoke else Size(1_000, 5_000, 8)
+    settings = _settings(ctx.redis_port)
+    inv = Inventory.from_settings(settings)
+    inv.catalog.configure(SKU, name="waitlist hand-off", price=1000, currency="USD")
+    inv.catalog.adjust_stock(SKU, set_total=size.units, reason="seed")
+    mp = multiprocessing.get_context("spawn")
+    out, bot_out, stop = mp.Queue(), mp.Queue(), mp.Event()
+    users = [f"buyer-{n}" for n in range(size.buyers)]
+    groups = [users[i::size.processes] for i in range(size.processes)]
+    started = time.monotonic()
+    helpers = [mp.Process(target=sweeper, args=(ctx.redis_port, stop)),
+               mp.Process(target=bot, args=(ctx.redis_port, stop, bot_out))]
+    buyers = [mp.Process(target=buyer, args=(ctx.redis_port, group, seed, out)) for seed, group in enumerate(groups)]
+    for proc in helpers + buyers:
+        proc.start()
+    rows = [row for _ in buyers for row in out.get(timeout=300)]
+    stop.set()
+    bot_result = bot_out.get(timeout=60)
+    for proc in helpers + buyers:
+        proc.join(timeout=30)
+    seconds = time.monotonic() - started
+    level = inv.catalog.get(SKU).stock
+    kinds: dict[str, int] = {}
+    for kind, *_ in rows:
+        kinds[kind] = kinds.get(kind, 0) + 1
+    abandoned = sorted(expires for kind, _, expires, _ in rows if kind == "abandoned")
+    offers = sorted(offered for kind, _, offered, _ in rows if offered and kind != "abandoned")
+    seen = [seen_ms - offered for kind, _, offered, seen_ms in rows if seen_ms]
+    # Returns and offers pair up in time order (one unit each): expiry instant -> offer instant.
+    delays = [offer - expiry for expiry, offer in zip(abandoned, offers)]
+    lapsed = kinds.get("claim_reservation_expired", 0)
+    paid = kinds.get("paid", 0) + kinds.get("paid_from_waitlist", 0)
+    result = {
+        "scenario": NAME, "smoke": ctx.smoke, "size": size.__dict__, "seconds": round(seconds, 1),
+        "settings": {"hold_s": HOLD_S, "claim_s": CLAIM_S, "poll_ms": POLL_MS, "sweep_s": SWEEP_S},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "outcomes": kinds, "returned_units": len(abandoned) + lapsed, "offered_units": len(offers),
+        "share_reaching_waiting_buyer": round(len(offers) / max(len(abandoned) + lapsed, 1), 4),
+        "return_to_offer_ms": _percentiles(delays), "offer_to_seen_ms": _percentiles(seen),
+        "bot": bot_result, "final": {"total": level.total, "sold": level.sold, "held": level.held,
+                                      "available": level.available, "paid_orders": paid},
+    }
+    failures = []
+    if paid != size.units or level.sold != size.units:
+        failures.append(f"paid {paid} / sold {level.sold}, expected {size.units}")
+    if bot_result["won_while_buyers_waited"]:
+        failures.append(f"the bot took {bot_result['won_while_buyers_waited']} units while buyers waited")
+    result["failures"] = failures
+    result["summary"] = [
+        f"{size.buyers} buyers for {size.units} units, {kinds.get('abandoned', 0)} holds abandoned: "
+        f"{len(offers)} of {len(abandoned) + lapsed} returned units offered to waiting buyers "
+        f"({result['share_reaching_waiting_buyer']:.0%}); return -> offer p50 {result['return_to_offer_ms']['p50']} ms, "
+        f"p95 {result['return_to_offer_ms']['p95']} ms; paid {paid} of {size.units}; bot wins while buyers "
+        f"waited: {bot_result['won_while_buyers_waited']} of {bot_result['attempts']} attempts; {seconds:.1f} s"]
+    write_json(ctx, NAME, result)
+    return result
+
+
+def _percentiles(samples: list[float]) -> dict:
+    if not samples:
+        return {"n": 0, "p50": None, "p95": None, "max": None}
+    ordered = sorted(samples)
+    return {"n": len(ordered), "p50": ordered[len(ordered) // 2], "p95": ordered[int(0.95 * (len(ordered) - 1))],
+            "max": ordered[-1]}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(NAME, run, parser("python -m bench.waitlist_handoff", __doc__ or "").parse_args()))
