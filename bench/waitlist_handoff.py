@@ -105,18 +105,20 @@ def sweeper(port: int, stop: Any) -> None:
 def bot(port: int, stop: Any, out: Any) -> None:
     """A retry loop during the tail: every success while buyers wait is a unit the queue lost."""
     inv = Inventory.from_settings(_settings(port))
-    won_while_queue = attempts = 0
+    won_while_queue = attempts = released = 0
     while not stop.is_set():
         attempts += 1
         try:
             held = inv.reservations.reserve(f"bot-{attempts}", {SKU: 1}, ttl_seconds=1)
-            if inv.waitlists.summary(SKU, limit=1).waiting:
+            if inv.waitlists.counts([SKU])[SKU][0]:  # a read only: the bot must not hand out offers
                 won_while_queue += 1
-            inv.reservations.release(held.id)
+            waiting = inv.waitlists.counts([SKU])[SKU][0]
+            inv.reservations.release(held.id)  # its unit comes back: set aside for the queue if anyone waits
+            released += bool(waiting)
         except InventoryError:
             pass
         time.sleep(0.002)
-    out.put({"attempts": attempts, "won_while_buyers_waited": won_while_queue})
+    out.put({"attempts": attempts, "won_while_buyers_waited": won_while_queue, "released_while_buyers_waited": released})
 
 
 def run(ctx: Any) -> dict:
@@ -149,16 +151,22 @@ def run(ctx: Any) -> dict:
     abandoned = sorted(expires for kind, _, expires, _ in rows if kind == "abandoned")
     offers = sorted(offered for kind, _, offered, _ in rows if offered and kind != "abandoned")
     seen = [seen_ms - offered for kind, _, offered, seen_ms in rows if seen_ms]
-    # Returns and offers pair up in time order (one unit each): expiry instant -> offer instant.
-    delays = [offer - expiry for expiry, offer in zip(abandoned, offers)]
+    # Each expired hold's unit -> the first offer made at or after its expiry instant (one unit each).
+    delays, free = [], list(offers)
+    for expiry in abandoned:
+        match = next((o for o in free if o >= expiry), None)
+        if match is not None:
+            free.remove(match)
+            delays.append(match - expiry)
     lapsed = kinds.get("claim_reservation_expired", 0)
     paid = kinds.get("paid", 0) + kinds.get("paid_from_waitlist", 0)
     result = {
         "scenario": NAME, "smoke": ctx.smoke, "size": size.__dict__, "seconds": round(seconds, 1),
         "settings": {"hold_s": HOLD_S, "claim_s": CLAIM_S, "poll_ms": POLL_MS, "sweep_s": SWEEP_S},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "outcomes": kinds, "returned_units": len(abandoned) + lapsed, "offered_units": len(offers),
-        "share_reaching_waiting_buyer": round(len(offers) / max(len(abandoned) + lapsed, 1), 4),
+        "outcomes": kinds, "returned_units": len(abandoned) + lapsed + bot_result["released_while_buyers_waited"],
+        "offered_units": len(offers),
+        "share_reaching_waiting_buyer": round(len(offers) / max(len(abandoned) + lapsed + bot_result["released_while_buyers_waited"], 1), 4),
         "return_to_offer_ms": _percentiles(delays), "offer_to_seen_ms": _percentiles(seen),
         "bot": bot_result, "final": {"total": level.total, "sold": level.sold, "held": level.held,
                                       "available": level.available, "paid_orders": paid},
@@ -171,7 +179,7 @@ def run(ctx: Any) -> dict:
     result["failures"] = failures
     result["summary"] = [
         f"{size.buyers} buyers for {size.units} units, {kinds.get('abandoned', 0)} holds abandoned: "
-        f"{len(offers)} of {len(abandoned) + lapsed} returned units offered to waiting buyers "
+        f"{len(offers)} of {result['returned_units']} returned units offered to waiting buyers "
         f"({result['share_reaching_waiting_buyer']:.0%}); return -> offer p50 {result['return_to_offer_ms']['p50']} ms, "
         f"p95 {result['return_to_offer_ms']['p95']} ms; paid {paid} of {size.units}; bot wins while buyers "
         f"waited: {bot_result['won_while_buyers_waited']} of {bot_result['attempts']} attempts; {seconds:.1f} s"]
