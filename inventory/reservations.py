@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from inventory import ids
 from inventory.context import Context, decode_hash, text
 from inventory.errors import (
     InvalidArgument,
-    SoldOut,
     OrderNotFound,
     ReservationClosed,
     ReservationNotFound,
+    SoldOut,
     StaleRead,
 )
+from inventory.keys import Partition
 from inventory.models import (
     Extension, Line, Order, PaymentOutcome, RateLimit, Reservation, Status, SweepResult, from_ms,
 )
-from inventory.keys import Partition
 from inventory.multipart import MultiPart, other_parts
 from inventory.part_calls import PartCalls, fingerprint
 from inventory.soldout import SoldOutCache
@@ -208,7 +208,7 @@ class Reservations:
                          until=from_ms(int(reply[2])),  # type: ignore[arg-type]
                          extensions=int(reply[3]), replayed=int(reply[0]) == 1)
 
-    def expire_payment(self, part: Partition, token: str) -> list:
+    def expire_payment(self, part: Partition, token: str) -> list[Any]:
         """End a pending order whose payment deadline passed (its units go back once); {2, ...} if not due."""
         record = self.calls.read(part, token)
         if not other_parts(record):
