@@ -2,7 +2,8 @@
 
 During a stampede this endpoint is nearly all the traffic, and Flask's request and response objects,
 hooks and error dispatch cost more CPU than the reservation itself (BENCHMARKS.md). This middleware
-answers it with the same parts the Flask view uses: the authenticator, the ReserveIn schema, `hold`
+answers it with the same parts the Flask view uses: the authenticator, the ReserveIn schema (after
+msgspec's one-pass check of the common body, api/reserve_body.py), `hold`
 (rate limits counted inside the reserve script), the error table, the request log line and metrics.
 Requests with an Idempotency-Key (stored-response replay) or without a Content-Length go on to the
 Flask view, as does everything when Settings.api_fast_path is off.
@@ -22,6 +23,7 @@ from api import metrics, observability
 from api.auth import allowed, user_for
 from api.errors import REDIS_DOWN, ApiError, ErrorReply, error_reply, inventory_error_reply, redis_down_reply
 from api.parsing import decode_json, load
+from api.reserve_body import fast_reserve_args
 from api.schemas import ReserveIn, reservation_json
 from api.state import ApiState
 from inventory.errors import InventoryError
@@ -45,7 +47,7 @@ def hold(st: ApiState, user_id: str, args: dict[str, Any], client_ip: str,
         held = st.inventory.reservations.reserve(
             user_id, [(item["sku"], item["qty"]) for item in args["items"]],
             ttl_seconds=args.get("ttl_seconds"), idempotency_key=idempotency_key,
-            rate_limits=st.limits.buckets(user_id, client_ip))
+            rate_limits=lambda: st.limits.buckets(user_id, client_ip))
     except InventoryError as error:
         metrics.RESERVATIONS.labels(error.code).inc()
         if getattr(error, "cached", False):
@@ -92,7 +94,8 @@ class FastReserve:
         length = int(environ["CONTENT_LENGTH"])
         if length > self.max_body:
             raise ApiError("payload_too_large", "The data value transmitted exceeds the capacity limit.")
-        args = load(self.schema, decode_json(environ["wsgi.input"].read(length), environ.get("CONTENT_TYPE")))
+        raw, content_type = environ["wsgi.input"].read(length), environ.get("CONTENT_TYPE")
+        args = fast_reserve_args(raw, content_type) or load(self.schema, decode_json(raw, content_type))
         return hold(st, user_for(principal, args.get("user_id")), args, remote_addr)
 
     @staticmethod

@@ -11,6 +11,7 @@ from inventory.models import SaleState, Status
 from inventory.validation import MAX_LINES, MAX_QTY, SKU_PATTERN, USER_PATTERN
 
 MAX_MONEY = 10**12
+MAX_SECONDS = 86_400  # the longest ttl_seconds or extension a request may ask for
 _sku = validate.Regexp(SKU_PATTERN, error="SKU must be 1-64 characters of letters, digits, '.', '_' or '-'.")
 _user = validate.Regexp(USER_PATTERN, error="user_id must be 1-128 characters of letters, digits and ._@:+=-")
 
@@ -55,7 +56,7 @@ class ReserveIn(Strict):
     user_id = _user_id()
     items = fields.List(fields.Nested(ItemIn), required=True,
                         validate=[validate.Length(1, MAX_LINES), _unique_skus])
-    ttl_seconds = fields.Integer(strict=True, validate=validate.Range(1, 86_400),
+    ttl_seconds = fields.Integer(strict=True, validate=validate.Range(1, MAX_SECONDS),
                                  metadata={"description": "Hold time; at most the configured maximum."})
 
 
@@ -77,13 +78,13 @@ class WaitlistJoinIn(Strict):
 
 class WaitlistClaimIn(Strict):
     user_id = _user_id()
-    ttl_seconds = fields.Integer(strict=True, validate=validate.Range(1, 86_400),
+    ttl_seconds = fields.Integer(strict=True, validate=validate.Range(1, MAX_SECONDS),
                                  metadata={"description": "Hold time of the reservation the offer becomes."})
 
 
 class ExtendIn(Strict):
     user_id = _user_id()
-    seconds = fields.Integer(required=True, strict=True, validate=validate.Range(1, 86_400),
+    seconds = fields.Integer(required=True, strict=True, validate=validate.Range(1, MAX_SECONDS),
                              metadata={"description": "The hold (or, once checked out, the payment deadline) "
                                                       "then ends this many seconds from now; never earlier "
                                                       "than before, never past the configured lifetime cap."})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from inventory import ids
 from inventory.context import Context, decode_hash, text
@@ -54,11 +54,13 @@ class Reservations:
         *,
         ttl_seconds: int | None = None,
         idempotency_key: str | None = None,
-        rate_limits: Sequence[RateLimit] = (),
+        rate_limits: Sequence[RateLimit] | Callable[[], Sequence[RateLimit]] = (),
     ) -> Reservation:
         """Hold stock for a user, all lines or none; a repeated idempotency key replays the original.
 
         Each of `rate_limits` counts this call; if one is over its limit, RateLimited and nothing held.
+        Given as a function, it is called only when the call goes to Redis (a sold-out answer from this
+        process's cache counts nothing, so it needs no counters).
         """
         check_user(user_id)
         lines = check_lines(items)
@@ -74,8 +76,9 @@ class Reservations:
         if cache is not None:
             cache.refuse(lines)  # sold out as far as this process knows for sure: no Redis call
             generation = cache.begin()
+        counters = rate_limits() if callable(rate_limits) else rate_limits
         try:
-            return self._reserve(user_id, lines, ttl, idempotency_key, rate_limits)
+            return self._reserve(user_id, lines, ttl, idempotency_key, counters)
         except SoldOut as refused:
             if cache is not None:
                 cache.learn(refused, generation)
