@@ -133,7 +133,12 @@ def envelope(code: str, message: str, details: dict[str, Any] | None = None,
     return to_response(error_reply(code, message, details, headers, status))
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _plain(value: Any) -> Any:
+    if type(value) in _SCALARS:
+        return value
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

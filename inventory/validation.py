@@ -43,7 +43,10 @@ def check_qty(qty: int, *, allow_zero: bool = False) -> int:
 
 def check_lines(items: Mapping[str, int] | Iterable[tuple[str, int]], *, allow_zero: bool = False) -> list[tuple[str, int]]:
     """(sku, qty) pairs, validated; duplicate SKUs and empty lists are refused."""
-    pairs = list(items.items()) if isinstance(items, Mapping) else [tuple(p) for p in items]
+    if isinstance(items, list) and all(type(p) is tuple for p in items):
+        pairs = items  # the API's (sku, qty) tuples: no copy
+    else:
+        pairs = list(items.items()) if isinstance(items, Mapping) else [tuple(p) for p in items]
     if not 1 <= len(pairs) <= MAX_LINES:
         raise InvalidArgument(f"Give 1 to {MAX_LINES} lines.", field="items")
     seen: set[str] = set()
