@@ -37,6 +37,18 @@ log = structlog.get_logger("flashstock.api")
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
+def let_others_run() -> None:
+    """Yield to the other connections' greenlets after an answer that needed no I/O.
+
+    A cached sold-out or a refused request never waits on Redis, so under gevent its greenlet would go
+    straight on to the connection's next request, which a fast client has already sent: a few
+    connections then get every answer and the rest wait seconds (measured: p50 0.4 ms, p99 3.6 s at
+    256 connections). Patched by gevent, time.sleep(0) is one turn of the event loop (about 15 µs);
+    without gevent it only releases the GIL.
+    """
+    time.sleep(0)
+
+
 def hold(st: ApiState, user_id: str, args: dict[str, Any], client_ip: str,
          idempotency_key: str | None = None) -> Reservation:
     """Reserve for a validated request, counting it in the user's and the IP's rate-limit buckets (a
@@ -78,6 +90,8 @@ class FastReserve:
         except Exception as error:  # noqa: BLE001 - every failure becomes the documented envelope
             reply = self._error_reply(error, environ)
             status, doc, headers, code = reply.status, reply.body, reply.headers, reply.code
+            if isinstance(error, ApiError) or getattr(error, "cached", False):
+                let_others_run()
         body = orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
         start_response(_STATUS_LINES[status], [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))),

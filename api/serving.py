@@ -6,6 +6,7 @@ environment before any metric is created, and workers inherit what the master im
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -47,6 +48,16 @@ def post_fork(server: Any, worker: Any) -> None:
     patch_psycopg()
 
 
+def post_worker_init(worker: Any) -> None:
+    """Move everything the app loaded out of the garbage collector's sight (gc.freeze).
+
+    The app's modules, schemas and scripts live as long as the worker; without this, every full
+    collection walks them all again, and those pauses land on the requests in flight (measured on the
+    cached sold-out path: p99 at 64 connections 126-139 ms without, 25-43 ms with).
+    """
+    gc.freeze()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """Fold a dead worker's live gauges out of the multiprocess metrics."""
     if _metrics_dir:
@@ -86,6 +97,7 @@ def gunicorn_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "loglevel": settings.log_level.lower(),
         "on_starting": on_starting,
         "post_fork": post_fork,
+        "post_worker_init": post_worker_init,
         "child_exit": child_exit,
         "when_ready": when_ready,
         "on_exit": on_exit,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -99,3 +100,45 @@ def test_an_unexpected_failure_is_500_internal_error_and_logged(api_settings, ap
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert any("ZeroDivisionError" in line.get("exception", "") for line in lines)
     assert [line["status"] for line in lines if line["event"] == "request"] == [500]
+
+
+def test_answers_that_need_no_io_let_other_connections_run(api_settings, api_inv, monkeypatch):
+    """A cached sold-out or a refused request yields once; an answer that waited on Redis does not."""
+    from api import hotpath
+
+    make_product(api_inv, stock=1)
+    app = create_app(api_settings.with_overrides(api_fast_path=True), inventory=api_inv, on_checkout=None)
+    yields: list[int] = []
+    monkeypatch.setattr(hotpath, "let_others_run", lambda: yields.append(1))
+    client = app.test_client()
+
+    def post(body: Any, headers: dict[str, str] = SF) -> int:
+        before = len(yields)
+        status = client.post("/v1/reservations", json=body, headers=headers).status_code
+        return status * 10 + (len(yields) - before)
+
+    assert post({"user_id": "a", "items": ITEM}) == 2010  # held: waited on Redis
+    cache = api_inv.reservations.soldout
+    for _ in range(250):  # the listener subscribes in the background
+        if cache.listening:
+            break
+        time.sleep(0.02)
+    assert post({"user_id": "b", "items": ITEM}) == 4090  # sold out, learned from Redis
+    assert post({"user_id": "c", "items": ITEM}) == 4091  # sold out from this process's memory
+    assert post({"user_id": "", "items": ITEM}) == 4221  # refused before any I/O
+    assert post({"user_id": "d", "items": ITEM}, {}) == 4011
+
+
+def test_the_gunicorn_worker_freezes_what_the_app_loaded():
+    import gc
+
+    from api.serving import gunicorn_settings
+    from inventory.config import Settings
+
+    options = gunicorn_settings(Settings())
+    gc.unfreeze()
+    try:
+        options["post_worker_init"](None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
