@@ -61,7 +61,7 @@ def hold(st: ApiState, user_id: str, args: dict[str, Any], client_ip: str,
             ttl_seconds=args.get("ttl_seconds"), idempotency_key=idempotency_key,
             rate_limits=lambda: st.limits.buckets(user_id, client_ip))
     except InventoryError as error:
-        metrics.RESERVATIONS.labels(error.code).inc()
+        metrics.reservation_outcome(error.code).inc()
         if getattr(error, "cached", False):
             metrics.SOLDOUT_CACHED.inc()
         raise

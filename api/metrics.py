@@ -23,6 +23,7 @@ LATENCY = Histogram(
 RESERVATIONS = Counter("flashstock_reservations", "Reservation attempts by outcome (held or error code).",
                        ["outcome"])
 RESERVATIONS_HELD = RESERVATIONS.labels("held")
+_outcomes: dict[str, Any] = {"held": RESERVATIONS_HELD}
 CHECKOUTS = Counter("flashstock_checkouts", "Checkout attempts by outcome.", ["outcome"])
 PAYMENTS = Counter("flashstock_payment_events", "Payment webhook events by resulting status.", ["status"])
 SOLDOUT_CACHED = Counter("flashstock_soldout_cache_answers", "sold_out answers served from a process's sold-out "
@@ -32,6 +33,14 @@ WAITLIST = Counter("flashstock_waitlist_requests", "Waitlist joins, leaves and c
 
 MAX_STOCK_SERIES = 1000
 _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def reservation_outcome(outcome: str) -> Any:
+    """The reservation counter for one outcome (children cached, as in observe_request)."""
+    child = _outcomes.get(outcome)
+    if child is None:
+        child = _outcomes[outcome] = RESERVATIONS.labels(outcome)
+    return child
 
 
 def observe_request(method: str, endpoint: str, status: int, seconds: float) -> None:
