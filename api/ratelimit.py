@@ -9,10 +9,12 @@ per-request bookkeeping. `ReservationLimits.buckets` names those counters for th
 
 from __future__ import annotations
 
+from functools import lru_cache, partial
+
 from flask import Flask, current_app, g, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from limits import parse
+from limits import RateLimitItem, parse
 from redis import Redis
 
 from inventory.config import Settings
@@ -56,13 +58,15 @@ class ReservationLimits:
         self.user_item = parse(settings.rate_limit_reservations)
         self.ip_item = parse(settings.rate_limit_reservations_per_ip)
         self.key_prefix = key_prefix
+        # A storefront's backends call from a handful of addresses: their buckets are built once.
+        self._ip_bucket = lru_cache(maxsize=1024)(partial(self._bucket, self.ip_item, scope=IP_SCOPE))
 
     def buckets(self, user_id: str, ip: str) -> list[RateLimit]:
         """The user's and the client IP's counters, keyed as limits' RedisStorage keys them."""
-        return [RateLimit(f"{self.key_prefix}:{item.key_for(key, scope)}", item.amount, item.get_expiry(),
-                          str(item))
-                for item, key, scope in ((self.user_item, f"u:{user_id}", USER_SCOPE),
-                                         (self.ip_item, ip, IP_SCOPE))]
+        return [self._bucket(self.user_item, f"u:{user_id}", scope=USER_SCOPE), self._ip_bucket(ip)]
+
+    def _bucket(self, item: RateLimitItem, key: str, *, scope: str) -> RateLimit:
+        return RateLimit(f"{self.key_prefix}:{item.key_for(key, scope)}", item.amount, item.get_expiry(), str(item))
 
 
 def init_app(app: Flask, settings: Settings, redis: Redis) -> ReservationLimits:
