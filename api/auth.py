@@ -11,7 +11,7 @@ from flask import g, request
 
 from api.errors import ApiError
 from inventory.config import Settings
-from inventory.validation import USER_PATTERN
+from inventory.validation import is_user_id
 
 API_KEY_HEADER = "X-API-Key"
 Kind = Literal["storefront", "user", "admin"]
@@ -88,7 +88,7 @@ class Authenticator:
         except jwt.InvalidTokenError:
             raise _unauthorized("The token is not valid.", reason="invalid_token") from None
         subject = claims.get("sub")
-        if not isinstance(subject, str) or not USER_PATTERN.match(subject):
+        if not is_user_id(subject):
             raise _unauthorized("The token's subject is not a valid user id.", reason="invalid_subject")
         return subject
 

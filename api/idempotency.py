@@ -68,7 +68,7 @@ def header_key() -> str | None:
     value = request.headers.get(HEADER)
     if value is None:
         return None
-    if not _KEY_PATTERN.match(value):
+    if not _KEY_PATTERN.fullmatch(value):
         raise ApiError("invalid_request", "The request is not valid.",
                        fields={HEADER: ["1-255 visible ASCII characters."]})
     return value

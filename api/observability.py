@@ -70,7 +70,7 @@ log = structlog.get_logger("flashstock.api")
 
 def begin(given_request_id: str | None) -> str:
     """Start a request's log context: the caller's X-Request-ID if well-formed, else a new one."""
-    ok = given_request_id and _REQUEST_ID.match(given_request_id)
+    ok = given_request_id and _REQUEST_ID.fullmatch(given_request_id)
     request_id = given_request_id if ok else os.urandom(16).hex()  # as random as uuid4().hex, cheaper
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)

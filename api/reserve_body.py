@@ -21,14 +21,19 @@ from inventory.validation import MAX_LINES, MAX_QTY, SKU_PATTERN, USER_PATTERN
 _JSON = "application/json"
 
 
+def _whole(pattern: str) -> str:
+    """The pattern anchored at the very end (msgspec searches; `$` would allow a trailing newline)."""
+    return pattern.removesuffix("$") + r"\Z"
+
+
 class _Item(msgspec.Struct, forbid_unknown_fields=True):
-    sku: Annotated[str, Meta(pattern=SKU_PATTERN.pattern)]
+    sku: Annotated[str, Meta(pattern=_whole(SKU_PATTERN.pattern))]
     qty: Annotated[int, Meta(ge=1, le=MAX_QTY)]
 
 
 class _Reserve(msgspec.Struct, forbid_unknown_fields=True):
     items: Annotated[list[_Item], Meta(min_length=1, max_length=MAX_LINES)]
-    user_id: Annotated[str, Meta(pattern=USER_PATTERN.pattern)] | UnsetType = UNSET
+    user_id: Annotated[str, Meta(pattern=_whole(USER_PATTERN.pattern))] | UnsetType = UNSET
     ttl_seconds: Annotated[int, Meta(ge=1, le=MAX_SECONDS)] | UnsetType = UNSET
 
 

@@ -12,8 +12,19 @@ from inventory.validation import MAX_LINES, MAX_QTY, SKU_PATTERN, USER_PATTERN
 
 MAX_MONEY = 10**12
 MAX_SECONDS = 86_400  # the longest ttl_seconds or extension a request may ask for
-_sku = validate.Regexp(SKU_PATTERN, error="SKU must be 1-64 characters of letters, digits, '.', '_' or '-'.")
-_user = validate.Regexp(USER_PATTERN, error="user_id must be 1-128 characters of letters, digits and ._@:+=-")
+
+
+class Whole(validate.Regexp):
+    """validate.Regexp over the whole value: with re.match, `$` would let a trailing newline through."""
+
+    def __call__(self, value: Any) -> Any:
+        if self.regex.fullmatch(value) is None:
+            raise ma.ValidationError(self._format_error(value))
+        return value
+
+
+_sku = Whole(SKU_PATTERN, error="SKU must be 1-64 characters of letters, digits, '.', '_' or '-'.")
+_user = Whole(USER_PATTERN, error="user_id must be 1-128 characters of letters, digits and ._@:+=-")
 
 
 def _strict_bool(**kwargs: Any) -> fields.Boolean:
@@ -96,7 +107,7 @@ class OrdersQuery(Strict):
 
 
 class ProductsQuery(Strict):
-    after = fields.String(load_default="", validate=validate.Regexp(r"^$|" + SKU_PATTERN.pattern),
+    after = fields.String(load_default="", validate=Whole(r"^$|" + SKU_PATTERN.pattern),
                           metadata={"description": "Return products after this SKU (pagination)."})
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 200))
 
@@ -123,7 +134,7 @@ class ProductIn(Strict):
     name = fields.String(validate=validate.Length(1, 200))
     price = fields.Integer(strict=True, validate=validate.Range(0, MAX_MONEY),
                            metadata={"description": "Unit price in minor units (cents)."})
-    currency = fields.String(validate=validate.Regexp(r"^[A-Z]{3}$", error="ISO 4217 code, e.g. USD."))
+    currency = fields.String(validate=Whole(r"^[A-Z]{3}$", error="ISO 4217 code, e.g. USD."))
     stock = fields.Integer(strict=True, validate=validate.Range(0, MAX_MONEY),
                            metadata={"description": "New total stock (held and sold units stay)."})
     per_user_limit = fields.Integer(strict=True, validate=validate.Range(0, 1_000_000),

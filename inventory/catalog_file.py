@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from inventory.errors import InventoryError
 from inventory.moments import parse_moment
-from inventory.validation import SKU_PATTERN
+from inventory.validation import is_sku
 
 COLUMNS = ("sku", "name", "price", "currency", "stock", "per_user_limit", "sale_starts_at", "sale_ends_at",
            "version")
@@ -230,7 +230,7 @@ def _row_of(line: int, record: Mapping[str, Any], now_ms: int, problems: list[Pr
     if sku is None:
         problems.append(Problem(line, "sku", "missing", "sku is required."))
         sku = ""
-    elif not isinstance(sku, str) or not SKU_PATTERN.match(sku):
+    elif not is_sku(sku):
         problems.append(Problem(line, "sku", "invalid_sku",
                                 "SKU must be 1-64 characters of letters, digits, '.', '_' or '-'.", str(sku)))
         sku = ""

@@ -34,4 +34,4 @@ def token_of(public_id: str, kind: str) -> str | None:
     if not public_id.startswith(prefix):
         return None
     token = public_id[len(prefix):]
-    return token if _TOKEN.match(token) else None
+    return token if _TOKEN.fullmatch(token) else None

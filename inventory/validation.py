@@ -7,6 +7,8 @@ from typing import Iterable, Mapping
 
 from inventory.errors import InvalidArgument
 
+# Checked with fullmatch (is_sku, is_user_id): with match, `$` also accepts a trailing newline. The
+# patterns keep `^...$` because the OpenAPI spec publishes them and JSON Schema regexes have no `\Z`.
 SKU_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 USER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+=-]{0,127}$")
 MAX_QTY = 1_000_000
@@ -15,14 +17,22 @@ MAX_LINES = 50
 REQUEST_ID_PATTERN = re.compile(r"[!-~]{0,128}")
 
 
+def is_sku(value: object) -> bool:
+    return isinstance(value, str) and SKU_PATTERN.fullmatch(value) is not None
+
+
+def is_user_id(value: object) -> bool:
+    return isinstance(value, str) and USER_PATTERN.fullmatch(value) is not None
+
+
 def check_sku(sku: str) -> str:
-    if not isinstance(sku, str) or not SKU_PATTERN.match(sku):
+    if not is_sku(sku):
         raise InvalidArgument("SKU must be 1-64 characters of letters, digits, '.', '_' or '-'.", field="sku", value=sku)
     return sku
 
 
 def check_user(user_id: str) -> str:
-    if not isinstance(user_id, str) or not USER_PATTERN.match(user_id):
+    if not is_user_id(user_id):
         raise InvalidArgument("user_id must be 1-128 characters of letters, digits and ._@:+=-", field="user_id")
     return user_id
 

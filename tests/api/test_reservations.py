@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.api.conftest import SF, bearer, error_of
+from tests.api.conftest import ADMIN, SF, bearer, error_of
 from tests.helpers import assert_invariant, make_product, stock
 
 
@@ -74,6 +74,9 @@ def test_reserve_rejects_invalid_bodies_with_422_and_field_details(client, api_i
         {"user_id": "", "items": [{"sku": "HOT", "qty": 1}]},
         {"items": [{"sku": "HOT", "qty": 1}]},
         [1, 2, 3],
+        # `$` in the patterns would let a trailing newline through re.match: names are checked whole
+        {"user_id": "alice\n", "items": [{"sku": "HOT", "qty": 1}]},
+        {"user_id": "alice", "items": [{"sku": "HOT\n", "qty": 1}]},
     ]
     for body in cases:
         response = client.post("/v1/reservations", json=body, headers=SF)
@@ -81,6 +84,17 @@ def test_reserve_rejects_invalid_bodies_with_422_and_field_details(client, api_i
         error = error_of(response)
         assert error["code"] == "invalid_request" and error["details"]["fields"], body
     assert stock(api_inv).held == 0
+
+
+def test_names_with_a_trailing_newline_are_refused_everywhere(client, api_inv):
+    make_product(api_inv)
+    held = reserve(client).get_json()["data"]
+    created = client.put("/v1/admin/products/NEW%0A", headers=ADMIN, json={"name": "N", "price": 1, "stock": 1})
+    assert created.status_code == 422 and error_of(created)["code"] in ("invalid_argument", "invalid_request")
+    assert client.get("/v1/products/NEW", headers=SF).status_code == 404
+    read = client.get(f"/v1/reservations/{held['id']}%0A", headers=SF, query_string={"user_id": "alice"})
+    assert read.status_code == 404 and error_of(read)["code"] == "reservation_not_found"
+    assert stock(api_inv).held == 1
 
 
 def test_reserve_ttl_above_the_configured_maximum_is_422_invalid_argument(client, api_inv):

@@ -56,7 +56,8 @@ def test_reserve_unknown_product_is_not_found(inv: Inventory) -> None:
 
 @pytest.mark.parametrize(
     "items",
-    [{"HOT": 0}, {"HOT": -1}, {"HOT": 1.5}, {"HOT": True}, {}, {"bad sku": 1}, [("HOT", 1), ("HOT", 1)]],
+    [{"HOT": 0}, {"HOT": -1}, {"HOT": 1.5}, {"HOT": True}, {}, {"bad sku": 1}, [("HOT", 1), ("HOT", 1)],
+     {"HOT\n": 1}],
 )
 def test_reserve_rejects_invalid_lines_and_changes_nothing(inv: Inventory, items) -> None:  # noqa: ANN001
     make_product(inv, stock=5)
@@ -65,7 +66,7 @@ def test_reserve_rejects_invalid_lines_and_changes_nothing(inv: Inventory, items
     assert stock(inv).available == 5
 
 
-@pytest.mark.parametrize("user", ["", "has|pipe", "x" * 200, None])
+@pytest.mark.parametrize("user", ["", "has|pipe", "x" * 200, None, "alice\n"])
 def test_reserve_rejects_invalid_user_ids(inv: Inventory, user) -> None:  # noqa: ANN001
     make_product(inv, stock=5)
     with pytest.raises(InvalidArgument):
