@@ -146,13 +146,14 @@ class PartCalls:
         ), record)
 
     def extend(self, part: Partition, token: str, user_id: str, extension_id: str, by_ms: int, clamp: bool,
-               record: dict[str, str] | None = None) -> list[Any]:
-        """Move this part's hold expiry (or its order's payment deadline) to now + by_ms, once per id."""
+               record: dict[str, str] | None = None, *, follow_ms: int = 0) -> list[Any]:
+        """Move this part's hold expiry (or its order's payment deadline) to now + by_ms, once per id;
+        with follow_ms, another part takes the home's new expiry exactly."""
         s = self.settings
         return self.on_lines(part, token, lambda skus, _: self.ctx.run(
             "extend", [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus),
             [token, user_id, extension_id, by_ms, s.max_hold_lifetime_seconds * 1000,
-             s.max_payment_lifetime_seconds * 1000, int(clamp), *skus],
+             s.max_payment_lifetime_seconds * 1000, int(clamp), follow_ms, *skus],
         ), record)
 
     def record_payment(self, part: Partition, token: str, event_id: str, result: str, order_id: str,

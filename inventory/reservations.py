@@ -203,10 +203,14 @@ class Reservations:
         token = self._token(reservation_id)
         home = self.ctx.keys.of_token(token)
         record = self.calls.read(home, token)
-        if record and record.get("st") == "held" and (user_id is None or record.get("u") == user_id):
-            for q in other_parts(record):  # parts first: a crash leaves parts that outlive the home, harmlessly
-                self.calls.extend(self.ctx.keys.parts[q], token, user_id or "", extension_id, seconds * 1000, clamp)
         reply = self.calls.extend(home, token, user_id or "", extension_id, seconds * 1000, clamp, record)
+        if text(reply[1]) == "hold":
+            # The home's cap and count decide; the other parts then take its expiry exactly. A crash in
+            # between leaves parts that expire first (their stock comes back; a retry of the same id
+            # brings them level), never parts that outlive the reservation.
+            for q in other_parts(record):
+                self.calls.extend(self.ctx.keys.parts[q], token, user_id or "", extension_id, seconds * 1000,
+                                  clamp, follow_ms=int(reply[2]))
         return Extension(reservation_id=ids.reservation_id(token), kind=text(reply[1]),
                          until=from_ms(int(reply[2])),  # type: ignore[arg-type]
                          extensions=int(reply[3]), replayed=int(reply[0]) == 1)

@@ -17,7 +17,10 @@ ARGV[4]        the new expiry or deadline is now + this, ms (>= 1)
 ARGV[5]        hold lifetime cap, ms: a hold never expires later than its creation + this
 ARGV[6]        payment lifetime cap, ms: an order's deadline never passes its checkout + this
 ARGV[7]        '1' = clamp to the cap (the provider's extension), '0' = refuse past the cap
-ARGV[7+i]      sku of line i (must be exactly the reservation's lines)
+ARGV[8]        '0' for a home record (its cap and count decide); for another part of a multi-part
+               reservation, the home's new expiry in ms, which the part takes exactly (a part's own
+               creation time is that of the amend that added it, so its own cap would be wrong)
+ARGV[8+i]      sku of line i (must be exactly the reservation's lines)
 
 Time is Redis's own (now_ms()). Nothing ever gets shorter: a target before the current expiry keeps the
 current one (and is not counted as an extension). A hold is extended only while it is unexpired on that
@@ -43,13 +46,15 @@ Invariant: for every SKU avail + held + sold == total, each >= 0 (only expiries 
 
 local MAX_EXTENSIONS = 20
 local token, user, ext_id = ARGV[1], ARGV[2], ARGV[3]
-local n = #ARGV - 7
+local n = #ARGV - 8
 if n < 0 or #KEYS ~= 3 + 3 * n then return {-11, 'items'} end
 if ext_id == '' or #ext_id > 255 then return {-11, 'extension_id'} end
 for i = 4, 6 do
   if not is_count(ARGV[i]) or tonumber(ARGV[i]) < 1 then return {-11, ({'seconds', 'hold_cap', 'payment_cap'})[i - 3]} end
 end
 if ARGV[7] ~= '0' and ARGV[7] ~= '1' then return {-11, 'clamp'} end
+if not is_count(ARGV[8]) then return {-11, 'until'} end
+local follow = tonumber(ARGV[8])
 local by, hold_cap, pay_cap, clamp = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1'
 
 local rkey = KEYS[1]
@@ -65,7 +70,7 @@ if status ~= 'held' and not (status == 'pending_payment' and rec[7]) then return
 if rec[8] then return {-7, 'checking_out'} end
 
 local skus = {}
-for i = 1, n do skus[i] = ARGV[7 + i] end
+for i = 1, n do skus[i] = ARGV[8 + i] end
 if not lines_match(rkey, rec[4], skus) then return {-12} end
 local owner = rec[1]
 local now = now_ms()
@@ -83,12 +88,15 @@ else
   if now >= current then return {-6} end
 end
 
-local target = now + by
-if target > cap then
-  if not clamp or current >= cap then return {-15, cap, count} end
-  target = cap
+local target = follow
+if follow == 0 then
+  target = now + by
+  if target > cap then
+    if not clamp or current >= cap then return {-15, cap, count} end
+    target = cap
+  end
+  if count >= MAX_EXTENSIONS then return {-15, cap, count} end
 end
-if count >= MAX_EXTENSIONS then return {-15, cap, count} end
 if target <= current then return {1, kind, current, count} end
 
 if kind == 'hold' then

@@ -145,3 +145,63 @@ def test_a_basket_over_partitions_extends_every_part(any_redis, settings, clock)
     assert inv.reservations.checkout(held.id).status is Status.PENDING_PAYMENT
     for sku in skus:
         assert_invariant(stock(inv, sku))
+
+
+def _part_expiry(inv: Inventory, reservation_id: str, sku: str) -> int:
+    token = reservation_id[2:]
+    return int(inv.reservations.calls.read(inv.keys.parts[inv.keys.partition_of(sku)], token)["exp"])
+
+
+@pytest.mark.parametrize("clamp", [False, True], ids=["storefront", "provider"])
+def test_a_part_added_late_never_outlives_the_reservations_cap(any_redis, settings, clock, clamp) -> None:  # noqa: ANN001
+    """The home's cap decides for every part: a part added by amend (its own creation time later) follows
+    the home's new expiry, and is not extended at all when the home refuses."""
+    inv = Inventory(any_redis, settings.with_overrides(redis_partitions=8, max_hold_lifetime_seconds=600), clock)
+    first, late = sorted(skus_in_distinct_partitions(inv.keys, 2))  # `first` sorts first: its partition is home
+    for sku in (first, late):
+        make_product(inv, sku, stock=3)
+    held = inv.reservations.reserve("alice", {first: 1}, ttl_seconds=60)
+    inv.reservations.extend(held.id, seconds=300, extension_id="e1")  # to 5 min after creation
+    clock.advance(290)
+    inv.reservations.amend(held.id, {late: 1})  # a new part, created now
+    clock.advance(5)  # 295 s after creation; the cap is 600 s after creation
+    cap_ms = int(held.created_at.timestamp() * 1000) + 600_000
+    if clamp:
+        ext = inv.reservations.extend(held.id, seconds=500, extension_id="e2", clamp=True)
+        assert int(ext.until.timestamp() * 1000) == cap_ms
+        assert _part_expiry(inv, held.id, late) == _part_expiry(inv, held.id, first) == cap_ms
+    else:
+        before = _part_expiry(inv, held.id, late)
+        with pytest.raises(ExtensionLimit):
+            inv.reservations.extend(held.id, seconds=500, extension_id="e2")
+        assert _part_expiry(inv, held.id, late) == before
+    clock.advance(601)
+    inv.reservations.expire_due()
+    assert levels(inv, [first, late]) == [(3, 0, 0)] * 2  # nothing held past the cap
+
+
+def test_a_crash_after_the_home_leaves_parts_that_expire_first_and_a_retry_levels_them(
+        any_redis, settings, clock, monkeypatch) -> None:  # noqa: ANN001
+    inv = Inventory(any_redis, settings.with_overrides(redis_partitions=8), clock)
+    skus = sorted(skus_in_distinct_partitions(inv.keys, 3))
+    for sku in skus:
+        make_product(inv, sku, stock=3)
+    held = inv.reservations.reserve("alice", {sku: 1 for sku in skus}, ttl_seconds=60)
+    real = inv.reservations.calls.extend
+
+    def crash_at_the_parts(*args: Any, follow_ms: int = 0, **kwargs: Any) -> Any:
+        if follow_ms:
+            raise ConnectionError("process killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inv.reservations.calls, "extend", crash_at_the_parts)
+    with pytest.raises(ConnectionError):
+        inv.reservations.extend(held.id, seconds=600, extension_id="e1")
+    home_until = _part_expiry(inv, held.id, skus[0])
+    assert [_part_expiry(inv, held.id, sku) < home_until for sku in skus[1:]] == [True, True]
+    monkeypatch.setattr(inv.reservations.calls, "extend", real)
+    again = inv.reservations.extend(held.id, seconds=600, extension_id="e1")  # the caller's retry
+    assert again.replayed and [_part_expiry(inv, held.id, sku) for sku in skus] == [home_until] * 3
+    clock.advance(120)
+    inv.reservations.expire_due()
+    assert inv.reservations.checkout(held.id).status is Status.PENDING_PAYMENT
