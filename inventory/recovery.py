@@ -319,7 +319,7 @@ def _order_parts(inv: Inventory, order: OrderRow,
     """The Redis record of each part of an order (one per partition its lines live in; the home lists the rest)."""
     token = order.id[2:]
     home = inv.keys.of_token(token).index
-    by_part: dict[int, list[Any]] = {}
+    by_part: dict[int, list[Any]] = {home: []}  # an amend may have moved every line out of the home
     for line in order.lines:
         by_part.setdefault(inv.keys.partition_of(line.sku), []).append(line)
     out = []
@@ -329,8 +329,11 @@ def _order_parts(inv: Inventory, order: OrderRow,
                                   "oid": order.id}
         if q == home and len(by_part) > 1:
             record["parts"] = ",".join(str(p) for p in sorted(by_part) if p != home)
-        if q == home and order.status == "pending_payment":  # the deadline counts from checkout, as in Redis
-            record["pdl"] = order.created_ms + inv.settings.payment_ttl_seconds * 1000
+        if q == home and order.status == "pending_payment":
+            # Extensions (requires_action, the storefront's) are not in PostgreSQL: the rebuilt deadline is
+            # the latest one any extension could have set, so no buyer's payment is expired early; an
+            # unpaid order keeps its units at most until checkout + the lifetime cap.
+            record["pdl"] = order.created_ms + inv.settings.max_payment_lifetime_seconds * 1000
         for line in lines:
             record[f"l:{line.sku}"] = line.qty
             record[f"p:{line.sku}"] = line.unit_price

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 
@@ -15,6 +16,7 @@ from inventory.reconcile import run_reconciliation
 from inventory.recovery import check_recovery, rebuild_from_postgres
 from tests.conftest import delete_prefix
 from tests.helpers import assert_invariant, make_product, stock
+from tests.unit.test_scripts import skus_in_distinct_partitions
 
 
 def _sell(inv: Inventory, n: int, sku: str = "HOT", start: int = 0) -> list[str]:
@@ -205,19 +207,29 @@ def test_a_restored_older_snapshot_is_detected_even_after_new_writes_moved_the_o
     assert check_recovery(real_inv, pg_sessions).state == "ok"
 
 
-def test_a_pending_order_rebuilt_after_a_flush_keeps_its_payment_deadline(
+def test_a_pending_order_rebuilt_after_a_flush_keeps_a_payment_deadline_no_extension_could_pass(
         real_inv: Inventory, pg_sessions, key_prefix: str) -> None:
+    """Extensions are not in PostgreSQL: the rebuilt deadline is checkout + the lifetime cap, so an
+    extended payment (a buyer in 3-D Secure) is not expired early, and an unpaid order still expires."""
     assert check_recovery(real_inv, pg_sessions).state == "initialized"
     make_product(real_inv, "HOT", stock=10)
     pending, paid = _sell(real_inv, 2)
     real_inv.reservations.record_payment(event_id="p", result="paid", order_id=paid)
-    due = real_inv.reservations.get_order(pending).payment_due_at
+    order = real_inv.reservations.get_order(pending)
+    real_inv.reservations.extend(order.reservation_id, seconds=real_inv.settings.payment_ttl_seconds + 600,
+                                 extension_id="3ds", clamp=True)
+    extended = real_inv.reservations.get_order(pending).payment_due_at
+    cap = order.created_at + timedelta(seconds=real_inv.settings.max_payment_lifetime_seconds)
+    assert order.payment_due_at < extended <= cap
     persist_now(real_inv, pg_sessions)
     delete_prefix(real_inv.redis, key_prefix)
 
     assert check_recovery(real_inv, pg_sessions).state == "rebuilt"
-    assert real_inv.reservations.get_order(pending).payment_due_at == due
-    real_inv.ctx.clock.advance(real_inv.settings.payment_ttl_seconds)  # type: ignore[attr-defined]
+    assert real_inv.reservations.get_order(pending).payment_due_at == cap
+    real_inv.ctx.clock.advance(real_inv.settings.payment_ttl_seconds + 601)  # type: ignore[attr-defined]
+    real_inv.reservations.expire_due()
+    assert real_inv.reservations.get_order(pending).status.value == "pending_payment"  # past the extension, within the cap
+    real_inv.ctx.clock.advance(real_inv.settings.max_payment_lifetime_seconds)  # type: ignore[attr-defined]
     real_inv.reservations.expire_due()  # the rebuilt order is in the sweep's index again
     assert real_inv.reservations.get_order(pending).status.value == "payment_expired"
     assert real_inv.reservations.get_order(paid).status.value == "paid"
@@ -225,3 +237,28 @@ def test_a_pending_order_rebuilt_after_a_flush_keeps_its_payment_deadline(
     assert (level.sold, level.available) == (1, 9)
     persist_now(real_inv, pg_sessions)
     assert run_reconciliation(real_inv, pg_sessions, repair=False, full=True).clean
+
+
+def test_a_basket_whose_home_kept_no_lines_is_rebuilt_with_its_home_and_deadline(
+        real_redis, settings, clock, pg_sessions, key_prefix: str) -> None:  # noqa: ANN001
+    """An amend may move every line out of the home partition; the rebuild still restores the home record
+    (the order's commit point, its payment deadline and its list of parts)."""
+    inv = Inventory(real_redis, settings.with_overrides(redis_partitions=8), clock)
+    assert check_recovery(inv, pg_sessions).state == "initialized"
+    home_sku, other = sorted(skus_in_distinct_partitions(inv.keys, 2))  # the smallest SKU picks the home
+    for sku in (home_sku, other):
+        make_product(inv, sku, stock=3)
+    held = inv.reservations.reserve("alice", {home_sku: 1, other: 1})
+    inv.reservations.amend(held.id, {home_sku: 0})
+    order = inv.reservations.checkout(held.id)
+    persist_now(inv, pg_sessions)
+    delete_prefix(inv.redis, key_prefix)
+
+    assert check_recovery(inv, pg_sessions).state == "rebuilt"
+    assert inv.reservations.get_order(order.id).status.value == "pending_payment"
+    clock.advance(inv.settings.max_payment_lifetime_seconds + 1)
+    inv.reservations.expire_due()
+    assert inv.reservations.get_order(order.id).status.value == "payment_expired"
+    assert (stock(inv, other).available, stock(inv, other).sold) == (3, 0)
+    persist_now(inv, pg_sessions)
+    assert run_reconciliation(inv, pg_sessions, repair=False, full=True).clean
