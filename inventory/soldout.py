@@ -27,6 +27,8 @@ from inventory.errors import SoldOut
 log = logging.getLogger(__name__)
 
 _RECONNECT_SECONDS = (0.1, 0.5, 1.0, 2.0)
+_PING_SECONDS = 1.0  # the listener PINGs its connection this often ...
+_SILENCE_SECONDS = 3.0  # ... and stops trusting the cache if nothing, not even a PONG, came for this long
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,18 @@ class SoldOutListener:
 
 
 def _listen(ref: "weakref.ReferenceType[SoldOutListener]", stop: threading.Event) -> None:
+    listener = ref()
+    if listener is None:
+        return
+    cache = listener.cache
+    del listener
+    try:
+        _listen_until_stopped(ref, stop)
+    finally:  # however the thread ends (GreenletExit included), the cache stops answering
+        cache.listening = False
+
+
+def _listen_until_stopped(ref: "weakref.ReferenceType[SoldOutListener]", stop: threading.Event) -> None:
     failures = 0
     while not stop.is_set():
         listener = ref()
@@ -144,10 +158,18 @@ def _listen(ref: "weakref.ReferenceType[SoldOutListener]", stop: threading.Event
             pubsub = listener.connect().pubsub(ignore_subscribe_messages=False)
             del listener
             pubsub.psubscribe(pattern)
+            heard = pinged = time.monotonic()
             while not stop.is_set() and ref() is not None:
+                now = time.monotonic()
+                if now - heard > _SILENCE_SECONDS:  # a peer gone without a reset: no error would ever come
+                    raise ConnectionError(f"no answer from Redis for {now - heard:.1f} s")
+                if now - pinged >= _PING_SECONDS:
+                    pubsub.ping()
+                    pinged = now
                 message = pubsub.get_message(timeout=0.5)
                 if message is None:
                     continue
+                heard = time.monotonic()
                 if message["type"] == "psubscribe":
                     cache.clear()  # anything learned before this point may have missed a message
                     cache.listening = True

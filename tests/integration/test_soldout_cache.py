@@ -126,3 +126,51 @@ def test_bad_input_is_refused_before_the_cache_and_a_keyed_retry_replays(real_in
         inv.reservations.reserve("bot", {"A": 0})
     replay = inv.reservations.reserve("u1", {"A": 1}, idempotency_key="k1")  # not a cached sold_out
     assert replay.replayed and replay.id == held.id
+
+
+class _SilentPubSub:
+    """A subscription whose peer vanished without a reset: confirmed once, then nothing, not even PONGs."""
+
+    def __init__(self) -> None:
+        self.confirmed = False
+        self.pings = 0
+
+    def psubscribe(self, pattern: str) -> None:
+        pass
+
+    def ping(self) -> None:
+        self.pings += 1
+
+    def get_message(self, timeout: float = 0.0) -> dict | None:
+        if not self.confirmed:
+            self.confirmed = True
+            return {"type": "psubscribe", "pattern": None, "channel": b"p", "data": 1}
+        time.sleep(min(timeout, 0.02))
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_subscription_that_goes_silent_stops_the_cache_answering(monkeypatch: pytest.MonkeyPatch) -> None:
+    from inventory import soldout
+
+    monkeypatch.setattr(soldout, "_PING_SECONDS", 0.05)
+    monkeypatch.setattr(soldout, "_SILENCE_SECONDS", 0.3)
+    silent = _SilentPubSub()
+    cache = SoldOutCache(60_000, lambda sku: f"s:{sku}")
+    listener = SoldOutListener(cache, lambda: type("Client", (), {"pubsub": lambda self, **_: silent})(), "s:*")
+    listener.ensure_started()
+    try:
+        _wait(lambda: cache.listening)
+        _wait(lambda: not cache.listening)  # no error ever came: the silence itself ended the trust
+        assert silent.pings >= 3
+    finally:
+        listener.stop()
+
+
+def _wait(condition, timeout: float = 5.0) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met"
+        time.sleep(0.01)
