@@ -12,6 +12,8 @@ so the server finds its record without a lookup.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -71,7 +73,7 @@ class Partition:
 
     def reservation_match(self) -> str:
         """SCAN pattern matching every reservation record of this partition (admin repair paths only)."""
-        return f"{self.base}:r:*"
+        return f"{_glob_escape(self.base)}:r:*"
 
     def user_orders(self, user_id: str) -> str:
         """Zset of a user's order ids in this partition by creation time."""
@@ -171,7 +173,7 @@ class KeySpace:
     @property
     def stock_pattern(self) -> str:
         """PSUBSCRIBE pattern matching every stock key: scripts announce returned units on them."""
-        return f"{self.prefix}:{{*}}:s:*"
+        return f"{_glob_escape(self.prefix)}:{{*}}:s:*"
 
     @property
     def test_clocks(self) -> list[str]:
@@ -182,3 +184,8 @@ class KeySpace:
         """A key owned by an adapter (rate limits, idempotency records, locks) under this prefix;
         used alone by one-key commands and scripts, so any slot will do."""
         return f"{self.prefix}:{name}"
+
+
+def _glob_escape(text: str) -> str:
+    """Text matched literally in a Redis glob pattern (a prefix such as 'shop[eu]' is not a class)."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", text)

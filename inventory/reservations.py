@@ -72,16 +72,16 @@ class Reservations:
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
             raise InvalidArgument("Idempotency keys are 1-255 characters.", field="idempotency_key")
         cache = self.soldout if idempotency_key is None else None  # a keyed retry must replay its hold
-        generation = 0
+        ticket = (0, 0.0)
         if cache is not None:
             cache.refuse(lines)  # sold out as far as this process knows for sure: no Redis call
-            generation = cache.begin()
+            ticket = cache.begin()
         counters = rate_limits() if callable(rate_limits) else rate_limits
         try:
             return self._reserve(user_id, lines, ttl, idempotency_key, counters)
         except SoldOut as refused:
             if cache is not None:
-                cache.learn(refused, generation)
+                cache.learn(refused, ticket)
             raise
 
     def _reserve(self, user_id: str, lines: list[tuple[str, int]], ttl: int, idempotency_key: str | None,

@@ -51,11 +51,13 @@ class SoldOutCache:
         self.listening = False
         self.generation = 0  # bumped by every announcement received and every reset
         self.answered = 0  # sold_out answers served from memory (for tests and metrics)
+        self._lock = threading.Lock()  # learn's check-and-store against the listener's forget (OS threads)
 
-    def begin(self) -> int:
+    def begin(self) -> tuple[int, float]:
         """Taken before a script call: a refusal is learned only if no announcement arrived meanwhile
-        (units announced while the refusal was in flight would otherwise be forgotten before learned)."""
-        return self.generation
+        (units announced while the refusal was in flight would otherwise be forgotten before learned),
+        and its time-to-live counts from here, not from when a busy process got to the reply."""
+        return self.generation, time.monotonic()
 
     def refuse(self, lines: Iterable[tuple[str, int]]) -> None:
         """Raise SoldOut, as the script would, if a line asks for more than its SKU had when refused."""
@@ -80,30 +82,35 @@ class SoldOutCache:
         learned = self._learned.get(sku)
         return self.listening and learned is not None and learned.available < 1 and time.monotonic() < learned.until
 
-    def learn(self, error: SoldOut, generation: int) -> None:
+    def learn(self, error: SoldOut, ticket: tuple[int, float]) -> None:
         """Remember a script's refusal (only while listening, and only if nothing was announced since
-        `generation`: a message could be missed otherwise)."""
+        `begin` gave the ticket: a message could be missed otherwise)."""
+        generation, asked_at = ticket
         sku, available = error.details.get("sku"), error.details.get("available")
-        if not self.listening or generation != self.generation or not isinstance(sku, str) \
-                or not isinstance(available, int):
+        if not isinstance(sku, str) or not isinstance(available, int):
             return
         true_for = getattr(error, "true_for_ms", None)
         if true_for == 0:
             return  # a hold expires now: the next request reclaims it
         ttl = self.ttl if true_for is None or true_for < 0 else min(self.ttl, true_for / 1000)
-        self._sku_of_key[self.stock_key_of(sku)] = sku
-        self._learned[sku] = Learned(available, dict(error.details), time.monotonic() + ttl)
+        learned = Learned(available, dict(error.details), asked_at + ttl)
+        with self._lock:
+            if self.listening and generation == self.generation:
+                self._sku_of_key[self.stock_key_of(sku)] = sku
+                self._learned[sku] = learned
 
     def forget_key(self, stock_key: str) -> None:
         """A script announced units back on this stock key."""
-        self.generation += 1
-        sku = self._sku_of_key.get(stock_key)
-        if sku is not None:
-            self._learned.pop(sku, None)
+        with self._lock:
+            self.generation += 1
+            sku = self._sku_of_key.get(stock_key)
+            if sku is not None:
+                self._learned.pop(sku, None)
 
     def clear(self) -> None:
-        self.generation += 1
-        self._learned.clear()
+        with self._lock:
+            self.generation += 1
+            self._learned.clear()
 
 
 class SoldOutListener:

@@ -174,3 +174,19 @@ def _wait(condition, timeout: float = 5.0) -> None:  # noqa: ANN001
     while not condition():
         assert time.monotonic() < deadline, "condition not met"
         time.sleep(0.01)
+
+
+def test_a_key_prefix_with_glob_characters_still_hears_every_return(real_redis, settings, clock) -> None:  # noqa: ANN001
+    """'[eu]' in KEY_PREFIX is matched literally by the subscription (it was a character class before)."""
+    inv = Inventory(real_redis, settings.with_overrides(key_prefix=f"{settings.key_prefix}[eu]"), clock)
+    try:
+        for cache in _cache(inv):
+            make_product(inv, "A", stock=1)
+            held = inv.reservations.reserve("alice", {"A": 1})
+            _learn(inv, cache)
+            inv.reservations.release(held.id)
+            _sold_again(inv, cache)
+    finally:
+        escaped = inv.keys.stock_pattern.split(":{")[0]
+        for key in real_redis.scan_iter(match=f"{escaped}:*", count=1000):
+            real_redis.delete(key)
