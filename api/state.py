@@ -19,7 +19,7 @@ from inventory.config import Settings
 from inventory.engine import Inventory
 from inventory.models import Order
 from inventory.soldout import SoldOutCache, SoldOutListener
-from inventory.store import masters
+from inventory.store import masters, own_connection
 
 CheckoutHook = Callable[[Order], Any]
 
@@ -70,7 +70,8 @@ def soldout_listener(inventory: Inventory) -> SoldOutListener | None:
     cache = SoldOutCache(ttl, lambda sku: inventory.keys.sku(sku).stock)
     inventory.reservations.soldout = cache
     # Scripts' PUBLISH reaches every node of a cluster, so one plain connection to any master will do.
-    return SoldOutListener(cache, lambda: random.choice(masters(inventory.redis)), inventory.keys.stock_pattern)
+    return SoldOutListener(cache, lambda: own_connection(random.choice(masters(inventory.redis))),
+                           inventory.keys.stock_pattern)
 
 
 def state() -> ApiState:

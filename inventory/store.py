@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from redis import BlockingConnectionPool, Redis, RedisCluster
+from redis import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode
 from redis.retry import Retry
@@ -82,6 +82,13 @@ def masters(redis: Redis) -> list[Redis]:
     if isinstance(redis, RedisCluster):
         return [node.redis_connection or redis.get_redis_connection(node) for node in redis.get_primaries()]
     return [redis]
+
+
+def own_connection(client: Redis) -> Redis:
+    """A client of the same server with a pool of its own, for a connection held for good (a pub/sub
+    listener): the request pool is sized to the requests a worker serves at once."""
+    pool = client.connection_pool
+    return Redis(connection_pool=ConnectionPool(connection_class=pool.connection_class, **pool.connection_kwargs))
 
 
 _EMBEDDED: Redis | None = None

@@ -190,3 +190,16 @@ def test_a_key_prefix_with_glob_characters_still_hears_every_return(real_redis, 
         escaped = inv.keys.stock_pattern.split(":{")[0]
         for key in real_redis.scan_iter(match=f"{escaped}:*", count=1000):
             real_redis.delete(key)
+
+
+def test_the_api_listener_holds_its_connection_outside_the_request_pool(real_inv: Inventory) -> None:
+    """The request pool is sized to gunicorn's worker_connections: a subscription held for good must not
+    take one of its connections."""
+    from api.state import soldout_listener
+
+    listener = soldout_listener(real_inv)
+    assert listener is not None
+    client = listener.connect()
+    assert client.ping() and all(client.connection_pool is not node.connection_pool
+                                 for node in masters(real_inv.redis))
+    client.connection_pool.disconnect()
