@@ -10,6 +10,11 @@ a bot process keeps trying to reserve during the tail. Reported: units returned 
 offers) and how many of them reached a waiting buyer; time from a hold's expiry to the offer it became
 (the return takes effect at the first script after the expiry instant: lazy expiry or the sweeper);
 the bot's successes while buyers waited (should be 0); final paid units (must equal UNITS).
+
+The accounting is exact, not sampled: the bot runs each script inside MULTI/EXEC between two reads of
+the SKU's waitlist counters (reads taken apart from the call raced with joins and miscounted one unit in
+one CI run), its holds outlive the release, and a hold that expired before the first buyer joined is
+counted as back on sale (the join script reclaims due holds before it queues anyone).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 
 from bench.solo import main, parser, write_json
 from inventory import Inventory, Settings
-from inventory.errors import InventoryError, SoldOut
+from inventory.errors import InventoryError, NotSoldOut, SoldOut
 
 NAME = "waitlist_handoff"
 SKU = "WL-HOT"
@@ -54,16 +59,25 @@ def buyer(port: int, users: list[str], seed: int, out: Any) -> None:
     rng = random.Random(seed)
     rows, waiting = [], []
     for user in users:
-        try:
-            held = inv.reservations.reserve(user, {SKU: 1})
-            if rng.random() < 0.2:
-                rows.append(("abandoned", user, int(held.expires_at.timestamp() * 1000), 0))
-            else:
-                _pay(inv, held.id, f"pay-{user}")
-                rows.append(("paid", user, 0, 0))
-        except SoldOut:
-            inv.waitlists.join(SKU, user, 1)
-            waiting.append(user)
+        while True:
+            try:
+                held = inv.reservations.reserve(user, {SKU: 1})
+                if rng.random() < 0.2:
+                    rows.append(("abandoned", user, int(held.expires_at.timestamp() * 1000), 0))
+                else:
+                    _pay(inv, held.id, f"pay-{user}")
+                    rows.append(("paid", user, 0, 0))
+                break
+            except SoldOut:
+                try:
+                    entry = inv.waitlists.join(SKU, user, 1)
+                except NotSoldOut:
+                    continue  # a hold expired in between and no one waited: its unit is on sale again
+                # Redis's time of the join script: the entry's deadline minus its lifetime (or claim window)
+                window = CLAIM_S if entry.status == "offered" else inv.settings.waitlist_ttl_seconds
+                rows.append(("joined", user, int(entry.until.timestamp() * 1000) - window * 1000, 0))
+                waiting.append(user)
+                break
     deadline = time.monotonic() + 120
     while waiting and time.monotonic() < deadline:
         for user in list(waiting):
@@ -102,19 +116,43 @@ def sweeper(port: int, stop: Any) -> None:
         time.sleep(SWEEP_S)
 
 
+class _Observed:
+    """Runs each script in MULTI/EXEC after a read of the SKU's waitlist counters and before another, so
+    what the call did to the queue is known exactly (separate reads race with joins and offers)."""
+
+    def __init__(self, inv: Inventory) -> None:
+        self.scripts, self.redis = inv.ctx.scripts, inv.ctx.redis
+        self.stock = inv.ctx.keys.sku(SKU).stock
+        # script -> its last call's (units waiting buyers still want, units set aside for them), before and after
+        self.last: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
+
+    def call(self, name: str, keys: Any, args: Any, client: Any = None) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hmget(self.stock, "wq", "owe")
+        self.scripts.call(name, keys, args, client=pipe)
+        pipe.hmget(self.stock, "wq", "owe")
+        before, reply, after = pipe.execute()
+        self.last[name] = (tuple(int(v or 0) for v in before), tuple(int(v or 0) for v in after))
+        return reply
+
+
 def bot(port: int, stop: Any, out: Any) -> None:
     """A retry loop during the tail: every success while buyers wait is a unit the queue lost."""
     inv = Inventory.from_settings(_settings(port))
+    observed = _Observed(inv)
+    inv.ctx.scripts = observed  # type: ignore[assignment]
     won_while_queue = attempts = released = 0
     while not stop.is_set():
         attempts += 1
         try:
-            held = inv.reservations.reserve(f"bot-{attempts}", {SKU: 1}, ttl_seconds=1)
-            if inv.waitlists.counts([SKU])[SKU][0]:  # a read only: the bot must not hand out offers
-                won_while_queue += 1
-            waiting = inv.waitlists.counts([SKU])[SKU][0]
+            # A hold long enough never to expire before the release below: an expiry's unit would go
+            # unseen (the return happens inside some other process's script).
+            held = inv.reservations.reserve(f"bot-{attempts}", {SKU: 1}, ttl_seconds=60)
+            wanted, set_aside = observed.last["reserve"][1]
+            won_while_queue += wanted > set_aside  # a buyer still waited for a unit the bot now holds
             inv.reservations.release(held.id)  # its unit comes back: set aside for the queue if anyone waits
-            released += bool(waiting)
+            before, after = observed.last["release"]
+            released += after[1] - before[1]
         except InventoryError:
             pass
         time.sleep(0.002)
@@ -148,9 +186,14 @@ def run(ctx: Any) -> dict:
     kinds: dict[str, int] = {}
     for kind, *_ in rows:
         kinds[kind] = kinds.get(kind, 0) + 1
-    abandoned = sorted(expires for kind, _, expires, _ in rows if kind == "abandoned")
-    offers = sorted(offered for kind, _, offered, _ in rows if offered and kind != "abandoned")
+    # A hold that expired before the first buyer joined went back on sale (the join script reclaims due
+    # holds before it queues anyone, and every buyer who joined waits to the end): no one was waiting for it.
+    queue_formed = min((at for kind, _, at, _ in rows if kind == "joined"), default=None)
+    expired = sorted(expires for kind, _, expires, _ in rows if kind == "abandoned")
+    abandoned = [at for at in expired if queue_formed is not None and at > queue_formed]
+    offers = sorted(offered for kind, _, offered, _ in rows if offered and kind not in ("abandoned", "joined"))
     seen = [seen_ms - offered for kind, _, offered, seen_ms in rows if seen_ms]
+    kinds.pop("joined", None)
     # Each expired hold's unit -> the first offer made at or after its expiry instant (one unit each).
     delays, free = [], list(offers)
     for expiry in abandoned:
@@ -164,7 +207,7 @@ def run(ctx: Any) -> dict:
         "scenario": NAME, "smoke": ctx.smoke, "size": size.__dict__, "seconds": round(seconds, 1),
         "settings": {"hold_s": HOLD_S, "claim_s": CLAIM_S, "poll_ms": POLL_MS, "sweep_s": SWEEP_S},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "outcomes": kinds, "returned_units": len(abandoned) + lapsed + bot_result["released_while_buyers_waited"],
+        "outcomes": kinds, "expired_before_anyone_waited": len(expired) - len(abandoned), "returned_units": len(abandoned) + lapsed + bot_result["released_while_buyers_waited"],
         "offered_units": len(offers),
         "share_reaching_waiting_buyer": round(len(offers) / max(len(abandoned) + lapsed + bot_result["released_while_buyers_waited"], 1), 4),
         "return_to_offer_ms": _percentiles(delays), "offer_to_seen_ms": _percentiles(seen),
