@@ -142,3 +142,24 @@ def test_the_gunicorn_worker_freezes_what_the_app_loaded():
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_a_connection_yields_after_a_burst_of_answers_without_io_not_after_each(monkeypatch):
+    """The same greenlet answering BURST times in a row yields once; answers by turns never yield."""
+    from api import hotpath
+
+    slept: list[float] = []
+    runner = {"id": 1}
+    monkeypatch.setattr(hotpath.time, "sleep", slept.append)
+    monkeypatch.setattr(hotpath.threading, "get_ident", lambda: runner["id"])
+    monkeypatch.setattr(hotpath, "_turn", {"runner": 0, "answers": 0})
+
+    for _ in range(3 * hotpath.BURST):
+        hotpath.let_others_run()
+    assert slept == [0, 0, 0]
+
+    slept.clear()
+    for turn in range(10 * hotpath.BURST):  # two connections taking turns: each answer follows a switch
+        runner["id"] = 2 + turn % 2
+        hotpath.let_others_run()
+    assert slept == []
