@@ -141,13 +141,14 @@ def bot(port: int, stop: Any, out: Any) -> None:
     inv = Inventory.from_settings(_settings(port))
     observed = _Observed(inv)
     inv.ctx.scripts = observed  # type: ignore[assignment]
-    won_while_queue = attempts = released = 0
+    won_while_queue = attempts = released = held_units = 0
     while not stop.is_set():
         attempts += 1
         try:
             # A hold long enough never to expire before the release below: an expiry's unit would go
             # unseen (the return happens inside some other process's script).
             held = inv.reservations.reserve(f"bot-{attempts}", {SKU: 1}, ttl_seconds=60)
+            held_units += 1
             wanted, set_aside = observed.last["reserve"][1]
             won_while_queue += wanted > set_aside  # a buyer still waited for a unit the bot now holds
             inv.reservations.release(held.id)  # its unit comes back: set aside for the queue if anyone waits
@@ -156,7 +157,8 @@ def bot(port: int, stop: Any, out: Any) -> None:
         except InventoryError:
             pass
         time.sleep(0.002)
-    out.put({"attempts": attempts, "won_while_buyers_waited": won_while_queue, "released_while_buyers_waited": released})
+    out.put({"attempts": attempts, "held": held_units, "won_while_buyers_waited": won_while_queue,
+             "released_while_buyers_waited": released})
 
 
 def run(ctx: Any) -> dict:
