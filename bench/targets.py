@@ -129,14 +129,16 @@ def redis_read_stock(env: Env, sku: str) -> int:
         return int(r.get(f"{env.key_prefix}stock:{sku}") or 0)
 
 
-def ceiling_target(name: str = "ceiling", client: Optional[str] = None) -> Target:
+def ceiling_target(name: str = "ceiling", client: Optional[str] = None, remember_sold_out: float = 0.0) -> Target:
     """Bare WSGI + flashstock's own reserve Lua call (bench/ceiling/app.py), same keys and stock as
-    the flashstock target; client overrides env.redis_client."""
+    the flashstock target; client overrides env.redis_client; remember_sold_out answers a refused SKU
+    from memory for that many seconds (the bound of any sold-out cache on this stack)."""
 
     def command(env: Env, port: int) -> list[str]:
         spec = (
             f"bench.ceiling.app:create_app(redis_port={env.redis_port}, key_prefix={FS_KEY_PREFIX!r}, "
-            f"client={client or env.redis_client!r}, max_connections={env.redis_pool})"
+            f"client={client or env.redis_client!r}, max_connections={env.redis_pool}, "
+            f"remember_sold_out={remember_sold_out!r})"
         )
         return gunicorn_argv(env, port, spec)
 
@@ -300,6 +302,8 @@ def all_targets() -> dict[str, Target]:
             # redis-py construction variants of the ceiling (see NOTES.md, redis-py under gevent)
             ceiling_target("ceiling_default_client", "default"),
             ceiling_target("ceiling_lean_client", "lean"),
+            # the ceiling plus a per-process sold-out set: what any sold-out cache can reach here
+            ceiling_target("ceiling_cached", remember_sold_out=0.2),
             pg_target("pg_for_update", "for_update"),
             pg_target("pg_conditional", "conditional"),
             pg_target("pg_optimistic", "optimistic"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -58,6 +59,7 @@ def create_app(
     client: str = "tuned",
     max_connections: int = 128,
     script_path: str | None = None,
+    remember_sold_out: float = 0.0,
 ) -> Callable[[dict, StartResponse], Iterable[bytes]]:
     """gunicorn factory: 'bench.ceiling.app:create_app(redis_port=..., client="tuned")'.
 
@@ -67,6 +69,11 @@ def create_app(
     (all keys in the SKU's partition; the script reads
     Redis's TIME itself). Nothing else
     (no auth, validation library, limits, logging or metrics). script_path swaps in another script.
+
+    remember_sold_out=s > 0 is the best any sold-out cache can do on this stack: once the script has
+    refused a SKU, the process answers 409 for it from memory for the next s seconds, with no Redis
+    call, no invalidation and no fairness yield (stock never comes back during a bench sell-out; the
+    harness reseeds between loads, which the short memory picks up).
     """
     from inventory.ids import new_token
     from inventory.keys import KeySpace
@@ -76,6 +83,7 @@ def create_app(
     keys = KeySpace(key_prefix)
     r, evalsha = make_client(client, redis_host, redis_port, max_connections)
     sha = {"value": r.script_load(source)}
+    sold_out_until: dict[str, float] = {}
 
     def reserve(user_id: str, sku: str, qty: int) -> list:
         part = keys.of_sku(sku)
@@ -103,8 +111,13 @@ def create_app(
                 raise ValueError
         except (ValueError, KeyError, TypeError):
             return _reply(start_response, "400 Bad Request", {"error": {"code": "invalid_request"}})
+        if sold_out_until and time.monotonic() < sold_out_until.get(sku, 0.0):
+            return _reply(start_response, "409 Conflict",
+                          {"error": {"code": "sold_out", "message": "not enough stock", "sku": sku}})
         reply = reserve(str(user_id), sku, qty)
         code = int(reply[0])
+        if code == -3 and remember_sold_out > 0:
+            sold_out_until[sku] = time.monotonic() + remember_sold_out
         if code == -3:
             return _reply(
                 start_response,
