@@ -94,7 +94,7 @@ class Reservations:
         base = ids.token_for_key(user_id, idempotency_key) if idempotency_key else ids.new_token()
         token = keys.token_in(base, home)
         ttl_ms = ttl * 1000
-        fp = fingerprint(user_id, lines, ttl_ms)
+        fp = fingerprint(user_id, lines, ttl_ms) if idempotency_key else ""  # a random token cannot recur
         if len(by_part) > 1:
             reply, prices = self.multi.reserve(token, user_id, fp, ttl_ms, by_part, rate_limits)
         else:

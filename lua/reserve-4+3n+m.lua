@@ -12,7 +12,8 @@ KEYS[4+3n+j]   counter of rate-limit bucket j (fixed window; the API's per-user 
 
 ARGV[1]        reservation token
 ARGV[2]        user id
-ARGV[3]        request fingerprint (same token + other fingerprint = conflict)
+ARGV[3]        request fingerprint (same token + other fingerprint = conflict); '' for a request without
+               an idempotency key, whose random token no other request can carry (not stored then)
 ARGV[4]        time to live, ms
 ARGV[5]        record retention after expiry, ms
 ARGV[6]        m, the number of rate-limit buckets (0 for none)
@@ -87,7 +88,7 @@ end
 
 local existing = redis.call('HMGET', KEYS[1], 'fp', 'st')
 if existing[2] then
-  if existing[1] ~= fingerprint then return {-8} end
+  if (existing[1] or '') ~= fingerprint then return {-8} end
   return {1, existing[2]}
 end
 
@@ -130,7 +131,11 @@ end
 
 local expires = now + ttl
 local minute = math.floor(now / 60000)
-local record = {'u', user, 'st', 'held', 'exp', expires, 'ct', now, 'fp', fingerprint, 'n', n}
+local record = {'u', user, 'st', 'held', 'exp', expires, 'ct', now, 'n', n}
+if fingerprint ~= '' then  -- only a keyed request can come again under the same token
+  record[#record + 1] = 'fp'
+  record[#record + 1] = fingerprint
+end
 if parts ~= '' then
   record[#record + 1] = 'parts'
   record[#record + 1] = parts

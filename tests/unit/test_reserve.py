@@ -145,6 +145,20 @@ def test_same_idempotency_key_with_another_body_is_a_conflict(inv: Inventory) ->
     assert stock(inv).held == 2
 
 
+def test_only_a_keyed_reservation_keeps_a_request_fingerprint(inv: Inventory) -> None:
+    """An unkeyed reserve gets a fresh random token that no later request can carry, so its record
+    stores no fingerprint (34 bytes less per open hold); a keyed one keeps it to detect conflicts."""
+    make_product(inv, stock=5)
+    plain = inv.reservations.reserve("alice", {"HOT": 1})
+    keyed = inv.reservations.reserve("bob", {"HOT": 1}, idempotency_key="k1")
+    fields = {}
+    for held in (plain, keyed):
+        token = inv.reservations._token(held.id)  # noqa: SLF001 - the record layout is what is checked
+        fields[held.user_id] = inv.reservations.calls.read(inv.keys.of_token(token), token)
+    assert "fp" not in fields["alice"]
+    assert len(fields["bob"]["fp"]) == 32
+
+
 def test_idempotency_keys_are_scoped_per_user(inv: Inventory) -> None:
     make_product(inv, stock=5)
     a = inv.reservations.reserve("alice", {"HOT": 1}, idempotency_key="same")
