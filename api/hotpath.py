@@ -38,8 +38,13 @@ log = structlog.get_logger("flashstock.api")
 _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in HTTPStatus}
 
 
+MAX_REFUSAL_BODIES = 4096  # distinct cached sold-out answers kept per process (beyond that, built each time)
 BURST = 4  # answers one connection may give in a row, without I/O, before it lets the others run
 _turn = {"runner": 0, "answers": 0}
+
+
+def _json(doc: dict[str, Any]) -> bytes:
+    return orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def let_others_run() -> None:
@@ -91,6 +96,7 @@ class FastReserve:
         self.max_body = int(app.config["MAX_CONTENT_LENGTH"])
         self.downstream = downstream
         self.schema = ReserveIn()
+        self._refusals: dict[tuple[Any, ...], tuple[int, bytes, str]] = {}
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if (environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST"
@@ -99,18 +105,24 @@ class FastReserve:
         started = time.perf_counter()
         request_id = observability.begin(environ.get("HTTP_X_REQUEST_ID"))
         remote_addr = environ.get("REMOTE_ADDR") or "127.0.0.1"
+        headers: dict[str, str] = {}
         try:
-            status, doc, headers, code = 201, {"data": reservation_json(self._reserve(environ, remote_addr))}, {}, None
+            status, code = 201, None
+            body = _json({"data": reservation_json(self._reserve(environ, remote_addr))})
         except Exception as error:  # noqa: BLE001 - every failure becomes the documented envelope
-            reply = self._error_reply(error, environ)
-            status, doc, headers, code = reply.status, reply.body, reply.headers, reply.code
-            if isinstance(error, ApiError) or getattr(error, "cached", False):
+            if getattr(error, "cached", False):
+                status, body, code = self._cached_refusal(error)
                 let_others_run()
-        body = orjson.dumps(doc, option=orjson.OPT_APPEND_NEWLINE)
+            else:
+                reply = self._error_reply(error, environ)
+                status, body, headers, code = reply.status, _json(reply.body), reply.headers, reply.code
+                if isinstance(error, ApiError):
+                    let_others_run()
         start_response(_STATUS_LINES[status], [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
             ("X-Request-ID", request_id), *headers.items()])
-        observability.finish("POST", ENDPOINT, PATH, status, time.perf_counter() - started, remote_addr, code)
+        observability.finish("POST", ENDPOINT, PATH, status, time.perf_counter() - started, remote_addr, code,
+                             request_id)
         structlog.contextvars.clear_contextvars()
         return [body]
 
@@ -125,6 +137,22 @@ class FastReserve:
         raw, content_type = environ["wsgi.input"].read(length), environ.get("CONTENT_TYPE")
         args = fast_reserve_args(raw, content_type) or load(self.schema, decode_json(raw, content_type))
         return hold(st, user_for(principal, args.get("user_id")), args, remote_addr)
+
+    def _cached_refusal(self, error: InventoryError) -> tuple[int, bytes, str]:
+        """The answer to a refusal from the sold-out cache: during a stampede the same few bodies
+        (one per SKU, quantity and waitlist state) over and over, so each is built once."""
+        key = (error.code, error.message, *error.details.items())
+        try:
+            answer = self._refusals.get(key)
+        except TypeError:  # a detail that is not hashable: not kept
+            key, answer = (), None
+        if answer is None:
+            reply = inventory_error_reply(error)
+            answer = (reply.status, _json(reply.body), reply.code)
+            if not key or reply.headers or len(self._refusals) >= MAX_REFUSAL_BODIES:
+                return answer
+            self._refusals[key] = answer
+        return answer
 
     @staticmethod
     def _error_reply(error: Exception, environ: dict[str, Any]) -> ErrorReply:

@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -42,10 +43,14 @@ def _json_line(event: dict[str, Any], **options: Any) -> str:
     return orjson.dumps(event, default=options.get("default")).decode()
 
 
+_request_lines = {"on": True}  # whether the per-request line is written (LOG_LEVEL at INFO or below)
+
+
 def configure_logging(level: str = "INFO") -> None:
     """JSON lines for structlog and stdlib loggers alike, each with the request id when in a request."""
     numeric = logging.getLevelName(level.upper())
     numeric = numeric if isinstance(numeric, int) else logging.INFO
+    _request_lines["on"] = numeric <= logging.INFO
     structlog.configure(
         processors=[*_SHARED, structlog.processors.format_exc_info,
                     structlog.processors.JSONRenderer(serializer=_json_line)],
@@ -83,14 +88,25 @@ def current_request_id() -> str:
 
 
 def finish(method: str, endpoint: str, path: str, status: int, seconds: float,
-           remote_addr: str | None, error_code: str | None) -> None:
-    """Count the request in the metrics and write its one log line."""
+           remote_addr: str | None, error_code: str | None, request_id: str) -> None:
+    """Count the request in the metrics and write its one log line.
+
+    The line is the one `log.info("request", ...)` renders through the configured processors (same
+    keys, order and format; tests/api/test_ops.py compares the two), built directly: at a sold-out
+    stampede's rate the processor chain was half of a cached answer's CPU (BENCHMARKS.md).
+    """
     metrics.observe_request(method, endpoint, status, seconds)
-    fields: dict[str, Any] = {"method": method, "path": path, "status": status,
-                              "duration_ms": round(seconds * 1000, 3), "remote_addr": remote_addr}
+    if not _request_lines["on"]:
+        return
+    line: dict[str, Any] = {"method": method, "path": path, "status": status,
+                            "duration_ms": round(seconds * 1000, 3), "remote_addr": remote_addr}
     if error_code:
-        fields["error"] = error_code
-    log.info("request", **fields)
+        line["error"] = error_code
+    line["event"] = "request"
+    line["request_id"] = request_id
+    line["level"] = "info"
+    line["timestamp"] = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    sys.stdout.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE).decode())
 
 
 def _begin() -> None:
@@ -106,7 +122,7 @@ def _finish(response: Response) -> Response:
     response.headers[REQUEST_ID_HEADER] = request_id
     rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
     finish(request.method, rule, request.path, response.status_code, time.perf_counter() - g.started,
-           request.remote_addr, g.get("error_code"))
+           request.remote_addr, g.get("error_code"), request_id)
     return response
 
 

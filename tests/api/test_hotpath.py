@@ -163,3 +163,37 @@ def test_a_connection_yields_after_a_burst_of_answers_without_io_not_after_each(
         runner["id"] = 2 + turn % 2
         hotpath.let_others_run()
     assert slept == []
+
+
+def test_cached_refusals_reuse_one_body_per_distinct_answer(api_settings, api_inv):
+    """A refusal from the sold-out cache is built once per SKU, quantity and waitlist state, and is
+    byte for byte the body the view gives; another quantity or another SKU gets its own."""
+    make_product(api_inv, stock=1)
+    make_product(api_inv, sku="COLD", stock=0)
+    app = create_app(api_settings.with_overrides(api_fast_path=True), inventory=api_inv, on_checkout=None)
+    client, middleware = app.test_client(), app.wsgi_app
+    assert client.post("/v1/reservations", json={"user_id": "a", "items": ITEM}, headers=SF).status_code == 201
+    cache = api_inv.reservations.soldout
+    for _ in range(250):  # the listener subscribes in the background
+        if cache.listening:
+            break
+        time.sleep(0.02)
+
+    def refusal(user: str, sku: str, qty: int) -> bytes:
+        response = client.post("/v1/reservations", json={"user_id": user, "items": [{"sku": sku, "qty": qty}]},
+                               headers=SF)
+        assert response.status_code == 409
+        return response.get_data()
+
+    for sku in ("HOT", "COLD"):
+        refusal("learn", sku, 1)  # the first refusal comes from the script and teaches the cache
+    answered = cache.answered
+    bodies = {(sku, qty): {refusal(f"u{i}", sku, qty) for i in range(3)} for sku in ("HOT", "COLD") for qty in (1, 2)}
+    assert cache.answered == answered + 12  # every one of them from memory
+    assert all(len(same) == 1 for same in bodies.values())
+    assert len({body for same in bodies.values() for body in same}) == 4
+    assert len(middleware._refusals) == 4  # noqa: SLF001
+    flask = create_app(api_settings.with_overrides(api_fast_path=False), inventory=api_inv, on_checkout=None)
+    view = flask.test_client().post("/v1/reservations", json={"user_id": "v", "items": [{"sku": "HOT", "qty": 2}]},
+                                    headers=SF)
+    assert json.loads(next(iter(bodies[("HOT", 2)]))) == view.get_json()

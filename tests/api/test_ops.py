@@ -6,8 +6,9 @@ import json
 import re
 
 import pytest
+import structlog
 
-from api import create_app
+from api import create_app, observability
 from inventory.migrations import upgrade
 from tests.api.conftest import ADMIN, SF, error_of
 from tests.helpers import make_product
@@ -164,3 +165,36 @@ def test_product_list_pages_and_product_shape(client, api_inv):
     missing = client.get("/v1/products/NOPE", headers=SF)
     assert missing.status_code == 404 and error_of(missing)["code"] == "product_not_found"
     assert client.get("/v1/products?limit=0", headers=SF).status_code == 422
+
+
+@pytest.mark.parametrize("error_code, remote_addr", [("sold_out", "10.0.0.7"), (None, None)])
+def test_the_request_line_is_what_the_structlog_pipeline_renders(capsys, error_code, remote_addr):
+    """finish() builds the request line directly; it must stay the line log.info would render."""
+    observability.configure_logging("INFO")
+    observability.begin("trace-7")
+    try:
+        capsys.readouterr()
+        observability.finish("POST", "/v1/reservations", "/v1/reservations", 409, 0.0123456, remote_addr,
+                             error_code, "trace-7")
+        fields = {"method": "POST", "path": "/v1/reservations", "status": 409, "duration_ms": 12.346,
+                  "remote_addr": remote_addr, **({"error": error_code} if error_code else {})}
+        observability.log.info("request", **fields)
+        direct, rendered = capsys.readouterr().out.splitlines()
+    finally:
+        structlog.contextvars.clear_contextvars()
+    direct_doc, rendered_doc = json.loads(direct), json.loads(rendered)
+    assert list(direct_doc) == list(rendered_doc)  # same keys in the same order
+    assert {k: v for k, v in direct_doc.items() if k != "timestamp"} == {
+        k: v for k, v in rendered_doc.items() if k != "timestamp"}
+    for doc in (direct_doc, rendered_doc):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", doc["timestamp"])
+
+
+def test_no_request_line_above_info(capsys):
+    observability.configure_logging("WARNING")
+    try:
+        capsys.readouterr()
+        observability.finish("POST", "/v1/reservations", "/v1/reservations", 409, 0.001, None, "sold_out", "r")
+        assert capsys.readouterr().out == ""
+    finally:
+        observability.configure_logging("INFO")
