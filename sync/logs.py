@@ -52,6 +52,19 @@ def configure_logging(level: int | str = "INFO") -> None:
     root.handlers = [handler]
     root.setLevel(numeric)
     logging.captureWarnings(True)  # Python warnings as JSON lines too, not raw text on stderr
+    sys.unraisablehook = log_unraisable  # and what Python can only report, not raise
+
+
+def log_unraisable(unraisable: Any) -> None:
+    """An exception Python cannot raise (in a finalizer, a weakref callback) as one JSON line, not as
+    "Exception ignored in: ..." and a traceback in raw text: a stop signal that lands inside an import's
+    lock callback in beat printed exactly that, and log shippers expect one JSON object per line."""
+    try:
+        logging.getLogger("python.unraisable").warning(
+            "%s: %r", unraisable.err_msg or "Exception ignored in", unraisable.object,
+            exc_info=(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback))
+    except Exception:  # noqa: BLE001 - logging already torn down (interpreter exit): Python's own report
+        sys.__unraisablehook__(unraisable)
 
 
 def current_request_id() -> str:
