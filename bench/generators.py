@@ -11,7 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 from bench.procs import ProcessGroup
 from bench.targets import BENCH_API_KEY
@@ -70,6 +70,33 @@ def run_asyncio(procs: ProcessGroup, load: Load, out: Path) -> dict:
     return result
 
 
+LATENCY_BUCKET = 1.01  # bench/wrk/reserve.lua: bucket b holds latencies in [1.01^b, 1.01^(b+1)) µs
+
+
+def per_request_latency(paths: Iterable[Path], kind: str) -> dict[str, float] | None:
+    """p50/p95/p99/p99.9/max (ms, each a bucket's upper bound, so within 1% above the truth) and the
+    count of answers, from reserve.lua's per-thread histograms of one kind ('a' all, 's' steady)."""
+    counts: dict[int, int] = {}
+    for path in paths:
+        for line in path.read_text().split("\n"):
+            fields = line.split()
+            if len(fields) == 3 and fields[0] == kind:
+                counts[int(fields[1])] = counts.get(int(fields[1]), 0) + int(fields[2])
+    total = sum(counts.values())
+    if not total:
+        return None
+    ordered = sorted(counts.items())
+    result: dict[str, float] = {"answers": total}
+    for name, share in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999), ("max", 1.0)):
+        rank, seen = math.ceil(share * total), 0
+        for bucket, count in ordered:
+            seen += count
+            if seen >= rank:
+                result[name] = round(LATENCY_BUCKET ** (bucket + 1) / 1000, 3)
+                break
+    return result
+
+
 def run_wrk(procs: ProcessGroup, load: Load, out: Path, threads: int = 2) -> dict:
     """Run wrk with bench/wrk/reserve.lua; quota per thread approximates load.requests."""
     wrk = shutil.which("wrk")
@@ -81,9 +108,9 @@ def run_wrk(procs: ProcessGroup, load: Load, out: Path, threads: int = 2) -> dic
         wrk, "-t", str(threads), "-c", str(load.connections), "-d", f"{int(load.max_seconds)}s",
         "--timeout", "10s", "-s", str(BENCH / "wrk" / "reserve.lua"),
         f"http://127.0.0.1:{load.port}", "--", load.sku, str(load.qty), str(quota), load.tag, str(out),
-        BENCH_API_KEY,
+        BENCH_API_KEY, str(math.ceil(load.connections / threads)),
     ]
-    for stale in out.parent.glob(out.name + ".done.*"):
+    for stale in [*out.parent.glob(out.name + ".done.*"), *out.parent.glob(out.name + ".lat.*")]:
         stale.unlink()
     proc = procs.start(f"wrk-{load.tag}", argv)
     while _running(proc.pid) and len(list(out.parent.glob(out.name + ".done.*"))) < threads:
@@ -114,6 +141,10 @@ def run_wrk(procs: ProcessGroup, load: Load, out: Path, threads: int = 2) -> dic
         },
         "error_codes": raw["error_codes"],
         "latency_ms": {k: round(v / 1000, 3) for k, v in lat.items()},
+        # each answer timed from its own request (no coordinated-omission correction), all answers and
+        # all but the requests that opened the connections; None for a target that does not echo ids
+        "latency_ms_per_request": per_request_latency(out.parent.glob(out.name + ".lat.*"), "a"),
+        "latency_ms_steady": per_request_latency(out.parent.glob(out.name + ".lat.*"), "s"),
         "generator_cpu_s": round(cpu, 3),
         "success_t": sorted(raw["success_t"]),  # per-thread lists, concatenated
         # wrk stops each thread at its quota and drops that thread's in-flight requests.

@@ -195,11 +195,12 @@ def run_target(
 def _line(run: dict) -> str:
     """One human-readable summary line."""
     ld, m, st = run["load"], run["sellout"], run["load"]["status"]
-    lat = ld["latency_ms"]
+    lat, own = ld["latency_ms"], ld.get("latency_ms_per_request") or {}
     return (
         f"{run['target']:15s} c={run['connections']:<4d} req={ld['requests']:<7d} rps={ld['rps']:<8.0f} "
         f"201={st['201']} 409={st['409']} 5xx={st['5xx']} other={st['other']} err={st['transport_errors']} "
-        f"p50={lat['p50']}ms p99={lat['p99']}ms max={lat['max']}ms sellout={m['sellout_s']}s "
+        f"p50={lat['p50']}ms p99={lat['p99']}ms max={lat['max']}ms "
+        f"per-request p50={own.get('p50')}ms p99={own.get('p99')}ms sellout={m['sellout_s']}s "
         f"over={m['oversell']} under={m['undersell']} gen_cpu={run['cpu']['generator_share_of_capacity']:.0%} "
         f"other_tenants_cpu={run['cpu']['other_share_of_capacity']:.0%} "
         f"scripts/answer={run['shards']['scripts_per_answer']} max_shard_share={run['shards']['max_shard_share']:.0%}"
@@ -217,14 +218,17 @@ def write_results(a: argparse.Namespace, doc: dict, curves: dict[tuple[str, int]
         w = csv.writer(f)
         w.writerow(["target", "connections", "requests", "rps", "s201", "s409", "s5xx", "other", "transport_errors",
                     "p50_ms", "p95_ms", "p99_ms", "max_ms", "sellout_s", "oversell", "undersell",
-                    "generator_cpu_share", "other_cpu_share", "truncated"])
+                    "generator_cpu_share", "other_cpu_share", "truncated",
+                    "per_request_p50_ms", "per_request_p99_ms", "steady_p99_ms"])
         for r in doc["runs"]:
             ld, st, lat = r["load"], r["load"]["status"], r["load"]["latency_ms"]
             w.writerow([r["target"], r["connections"], ld["requests"], ld["rps"], st["201"], st["409"], st["5xx"],
                         st["other"], st["transport_errors"], lat["p50"], lat["p95"], lat["p99"], lat["max"],
                         r["sellout"]["sellout_s"], r["sellout"]["oversell"], r["sellout"]["undersell"],
                         r["cpu"]["generator_share_of_capacity"], r["cpu"]["other_share_of_capacity"],
-                        ld.get("truncated", False)])
+                        ld.get("truncated", False), (ld.get("latency_ms_per_request") or {}).get("p50"),
+                        (ld.get("latency_ms_per_request") or {}).get("p99"),
+                        (ld.get("latency_ms_steady") or {}).get("p99")])
     with paths[2].open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["target", "connections", "success_index", "t_s"])

@@ -131,7 +131,10 @@ def make_app(reserve: Reserve, dsn: str, pool_size: int) -> Any:
     app = Flask(__name__)
 
     def respond(result: tuple[int, dict]) -> Response:
-        return Response(json.dumps(result[1]), status=result[0], mimetype="application/json")
+        answer = Response(json.dumps(result[1]), status=result[0], mimetype="application/json")
+        if "X-Request-ID" in request.headers:  # echoed, as flashstock does: the driver times each request
+            answer.headers["X-Request-ID"] = request.headers["X-Request-ID"]
+        return answer
 
     @app.post("/v1/reservations")
     def reservations() -> Response:

@@ -35,9 +35,12 @@ def make_client(kind: str, host: str, port: int, max_connections: int) -> tuple[
     raise ValueError(f"unknown client kind {kind!r}")
 
 
-def _reply(start_response: StartResponse, status: str, doc: dict) -> Iterable[bytes]:
+def _reply(start_response: StartResponse, status: str, doc: dict, request_id: str = "") -> Iterable[bytes]:
     body = json.dumps(doc).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    if request_id:  # echoed, as flashstock does: bench/wrk/reserve.lua times each request by it
+        headers.append(("X-Request-ID", request_id))
+    start_response(status, headers)
     return [body]
 
 
@@ -99,8 +102,9 @@ def create_app(
             return evalsha(sha["value"], *argv)
 
     def app(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        rid = environ.get("HTTP_X_REQUEST_ID", "")
         if environ["REQUEST_METHOD"] != "POST" or environ["PATH_INFO"] != "/v1/reservations":
-            return _reply(start_response, "404 Not Found", {"error": {"code": "not_found"}})
+            return _reply(start_response, "404 Not Found", {"error": {"code": "not_found"}}, rid)
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             doc = json.loads(environ["wsgi.input"].read(length))
@@ -110,10 +114,10 @@ def create_app(
             if not isinstance(qty, int) or qty <= 0 or not isinstance(sku, str):
                 raise ValueError
         except (ValueError, KeyError, TypeError):
-            return _reply(start_response, "400 Bad Request", {"error": {"code": "invalid_request"}})
+            return _reply(start_response, "400 Bad Request", {"error": {"code": "invalid_request"}}, rid)
         if sold_out_until and time.monotonic() < sold_out_until.get(sku, 0.0):
             return _reply(start_response, "409 Conflict",
-                          {"error": {"code": "sold_out", "message": "not enough stock", "sku": sku}})
+                          {"error": {"code": "sold_out", "message": "not enough stock", "sku": sku}}, rid)
         reply = reserve(str(user_id), sku, qty)
         code = int(reply[0])
         if code == -3 and remember_sold_out > 0:
@@ -123,13 +127,15 @@ def create_app(
                 start_response,
                 "409 Conflict",
                 {"error": {"code": "sold_out", "message": "not enough stock", "sku": sku}},
+                rid,
             )
         if code != 0:
-            return _reply(start_response, "422 Unprocessable Entity", {"error": {"code": f"reply_{code}"}})
+            return _reply(start_response, "422 Unprocessable Entity", {"error": {"code": f"reply_{code}"}}, rid)
         return _reply(
             start_response,
             "201 Created",
             {"data": {"user_id": user_id, "items": [{"sku": sku, "qty": qty}], "expires_ms": int(reply[1])}},
+            rid,
         )
 
     return app

@@ -1,7 +1,13 @@
 -- wrk driver for POST /v1/reservations: distinct user id per request, status and
 -- error-code counts, per-success CLOCK_MONOTONIC timestamps, per-thread quota.
--- usage: wrk -t T -c C -d MAXDUR -s reserve.lua URL -- SKU QTY QUOTA_PER_THREAD TAG OUT.json [API_KEY]
+-- usage: wrk -t T -c C -d MAXDUR -s reserve.lua URL -- SKU QTY QUOTA_PER_THREAD TAG OUT.json [API_KEY [OPENING]]
 -- API_KEY (optional) is sent as X-API-Key (flashstock's storefront key; other targets ignore it).
+-- Per-request latency: each request carries X-Request-ID <n>, every target echoes it, and the answer's
+-- time since its request() is kept in a log histogram (1% buckets) per thread, written to
+-- OUT.json.lat.<tid> ("a <bucket> <count>" for every answer, "s ..." for all but the thread's first
+-- OPENING requests, which open its connections). wrk's own latency figures are corrected for
+-- coordinated omission: every answer slower than runtime / (answers per connection) adds phantom
+-- samples, so a few slow connection openings weigh as thousands of answers (BENCHMARKS.md).
 -- A thread that reaches its quota stops and touches OUT.json.done.<tid>; wrk itself only exits at
 -- -d, so the driver sends SIGINT once every thread is done (wrk then reports as usual).
 local ffi = require("ffi")
@@ -30,12 +36,27 @@ function init(args)
   status, codes, success_t = {}, {}, {}
   headers_tbl = { ["Content-Type"] = "application/json" }
   if args[6] and args[6] ~= "" then headers_tbl["X-API-Key"] = args[6] end
+  opening = tonumber(args[7] or "0")
+  sent, all_hist, steady_hist = {}, {}, {}
+end
+
+local LOG_STEP = math.log(1.01)
+
+local function write_latencies()
+  local lines = {}
+  for b, count in pairs(all_hist) do lines[#lines + 1] = string.format("a %d %d", b, count) end
+  for b, count in pairs(steady_hist) do lines[#lines + 1] = string.format("s %d %d", b, count) end
+  local f = io.open(out .. ".lat." .. tid, "w")
+  f:write(table.concat(lines, "\n") .. "\n")
+  f:close()
 end
 
 function request()
   n = n + 1
   if first == nil then first = now() end
   local body = string.format('{"user_id":"%s-%d-%d","items":[{"sku":"%s","qty":%d}]}', tag, tid, n, sku, qty)
+  headers_tbl["X-Request-ID"] = tostring(n)
+  sent[n] = now()
   return wrk.format("POST", "/v1/reservations", headers_tbl, body)
 end
 
@@ -43,6 +64,14 @@ function response(st, hdrs, body)
   if stopped then return end
   answered = answered + 1
   last = now()
+  local id = tonumber(hdrs["X-Request-ID"] or "")
+  if id and sent[id] then
+    local b = math.floor(math.log(math.max((last - sent[id]) * 1e6, 1)) / LOG_STEP)
+    all_hist[b] = (all_hist[b] or 0) + 1
+    if id > opening then steady_hist[b] = (steady_hist[b] or 0) + 1 end
+    sent[id] = nil
+  end
+  if answered % 10000 == 0 then write_latencies() end
   status[st] = (status[st] or 0) + 1
   if st == 201 then
     success_t[#success_t + 1] = last
@@ -52,6 +81,7 @@ function response(st, hdrs, body)
   end
   if answered >= quota then
     stopped = true
+    write_latencies()
     wrk.thread:stop()
     local f = io.open(out .. ".done." .. tid, "w")
     f:close()

@@ -40,6 +40,11 @@ def check_hot_sku(doc: dict) -> None:
         assert (r["sellout"]["oversell"], r["sellout"]["undersell"], r["load"]["status"]["5xx"]) == (0, 0, 0)
         assert r["sellout"]["sold_by_stock"] == r["sellout"]["units"]
         assert r["load"]["rps"] > 0 and r["load"]["latency_ms"]["p99"] is not None
+        if r["load"]["generator"] == "wrk":  # every target echoes X-Request-ID: every answer timed on its own
+            own, steady = r["load"]["latency_ms_per_request"], r["load"]["latency_ms_steady"]
+            answered = sum(v for k, v in r["load"]["status"].items() if k != "transport_errors")
+            assert own["answers"] == answered and 0 < own["p50"] <= own["p99"] <= own["max"]
+            assert answered - r["connections"] - 2 <= steady["answers"] < answered
     assert doc["ratios"]["flashstock"]["ceiling"]
 
 
