@@ -85,7 +85,7 @@ def gunicorn_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
     options: dict[str, Any] = {
         "bind": [settings.api_bind],
         "workers": settings.api_workers,
-        "worker_class": "gevent",
+        "worker_class": "api.worker.GeventWorker",  # gevent, accepting connections in bursts (api/worker.py)
         # Each request holds at most one Redis connection at a time, so this keeps a worker from ever
         # needing more than the pool it has (redis-py would raise MaxConnectionsError instead).
         "worker_connections": settings.redis_max_connections,

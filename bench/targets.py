@@ -285,6 +285,16 @@ def flashstock_target() -> Target:
                   needs_postgres=True, env_vars=fs_env)
 
 
+def flashstock_plain_worker_target() -> Target:
+    """The product on gunicorn's stock gevent worker (one accept per loop turn, api/worker.py): the
+    A/B of that worker in one run."""
+    def command(env: Env, port: int) -> list[str]:
+        return [*flashstock_command(env, port)[:-1], "-k", "gevent", "wsgi:app"]
+
+    return Target("flashstock_plain_worker", command, fs_seed, fs_read_stock, fs_count_holds,
+                  needs_postgres=True, env_vars=fs_env)
+
+
 def flashstock_cluster_target() -> Target:
     """The same product, same settings, with REDIS_URL=redis+cluster://... (the run's 3 masters)."""
     return Target("flashstock_cluster", flashstock_command, fs_cluster_seed, fs_cluster_read_stock,
@@ -297,6 +307,7 @@ def all_targets() -> dict[str, Target]:
         t.name: t
         for t in (
             flashstock_target(),
+            flashstock_plain_worker_target(),
             flashstock_cluster_target(),
             ceiling_target(),
             # redis-py construction variants of the ceiling (see NOTES.md, redis-py under gevent)
