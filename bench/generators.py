@@ -73,19 +73,25 @@ def run_asyncio(procs: ProcessGroup, load: Load, out: Path) -> dict:
 LATENCY_BUCKET = 1.01  # bench/wrk/reserve.lua: bucket b holds latencies in [1.01^b, 1.01^(b+1)) µs
 
 
-def per_request_latency(paths: Iterable[Path], kind: str) -> dict[str, float] | None:
-    """p50/p95/p99/p99.9/max (ms, each a bucket's upper bound, so within 1% above the truth) and the
-    count of answers, from reserve.lua's per-thread histograms of one kind ('a' all, 's' steady)."""
-    counts: dict[int, int] = {}
+def per_request_latency(paths: Iterable[Path]) -> dict[str, dict[str, float] | None]:
+    """reserve.lua's per-thread histograms merged, per kind ('a' every answer, 's' steady): p50/p95/p99/
+    p99.9/max in ms (each a bucket's upper bound, so within 1% above the truth) and the answer count;
+    None for a kind with no answers (a target that does not echo request ids)."""
+    counts: dict[str, dict[int, int]] = {"a": {}, "s": {}}
     for path in paths:
         for line in path.read_text().split("\n"):
             fields = line.split()
-            if len(fields) == 3 and fields[0] == kind:
-                counts[int(fields[1])] = counts.get(int(fields[1]), 0) + int(fields[2])
-    total = sum(counts.values())
+            if len(fields) == 3 and fields[0] in counts:
+                kind = counts[fields[0]]
+                kind[int(fields[1])] = kind.get(int(fields[1]), 0) + int(fields[2])
+    return {kind: _percentiles(buckets) for kind, buckets in counts.items()}
+
+
+def _percentiles(buckets: dict[int, int]) -> dict[str, float] | None:
+    total = sum(buckets.values())
     if not total:
         return None
-    ordered = sorted(counts.items())
+    ordered = sorted(buckets.items())
     result: dict[str, float] = {"answers": total}
     for name, share in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999), ("max", 1.0)):
         rank, seen = math.ceil(share * total), 0
@@ -121,6 +127,7 @@ def run_wrk(procs: ProcessGroup, load: Load, out: Path, threads: int = 2) -> dic
     if rc != 0:
         raise RuntimeError(f"wrk exited {rc}")
     raw = json.loads(out.read_text())
+    timed = per_request_latency(out.parent.glob(out.name + ".lat.*"))
     st = {int(k): v for k, v in raw["status"].items()}
     elapsed = raw["active_s"]  # first request to last counted answer
     done = sum(st.values())
@@ -143,8 +150,8 @@ def run_wrk(procs: ProcessGroup, load: Load, out: Path, threads: int = 2) -> dic
         "latency_ms": {k: round(v / 1000, 3) for k, v in lat.items()},
         # each answer timed from its own request (no coordinated-omission correction), all answers and
         # all but the requests that opened the connections; None for a target that does not echo ids
-        "latency_ms_per_request": per_request_latency(out.parent.glob(out.name + ".lat.*"), "a"),
-        "latency_ms_steady": per_request_latency(out.parent.glob(out.name + ".lat.*"), "s"),
+        "latency_ms_per_request": timed["a"],
+        "latency_ms_steady": timed["s"],
         "generator_cpu_s": round(cpu, 3),
         "success_t": sorted(raw["success_t"]),  # per-thread lists, concatenated
         # wrk stops each thread at its quota and drops that thread's in-flight requests.

@@ -17,15 +17,16 @@ def test_percentiles_merge_the_threads_and_sit_within_one_percent_above_the_trut
     (tmp_path / "out.json.lat.0").write_text(f"a {fast} 989\na {slow} 5\ns {fast} 989\n")
     (tmp_path / "out.json.lat.1").write_text(f"a {fast} 1\na {slow} 5\ns {fast} 1\n")
     paths = sorted(tmp_path.glob("out.json.lat.*"))
-    every = per_request_latency(paths, "a")
+    timed = per_request_latency(paths)
+    every = timed["a"]
     assert every is not None and every["answers"] == 1000
     assert 1.0 <= every["p50"] <= 1.01 and 1.0 <= every["p99"] <= 1.01  # 990 of 1000 answers took 1 ms
     assert 2000 <= every["p999"] <= 2020 and every["max"] == every["p999"]
-    steady = per_request_latency(paths, "s")
+    steady = timed["s"]
     assert steady is not None and steady["answers"] == 990 and steady["max"] <= 1.01
 
 
 def test_a_target_that_echoes_no_request_id_has_no_per_request_figures(tmp_path: Path) -> None:
     (tmp_path / "out.json.lat.0").write_text("\n")
-    assert per_request_latency([tmp_path / "out.json.lat.0"], "a") is None
-    assert per_request_latency([], "s") is None
+    assert per_request_latency([tmp_path / "out.json.lat.0"]) == {"a": None, "s": None}
+    assert per_request_latency([]) == {"a": None, "s": None}
