@@ -34,6 +34,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "stock_below_committed": 409,
     "stale_read": 409,
     "product_recovering": 409,
+    "buckets_changed": 409,
     "extension_limit": 409,
     "waitlist_entry_not_found": 404,
     "not_sold_out": 409,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from inventory.buckets import Buckets, is_internal
 from inventory.context import Context, decode_hash, text
 from inventory.errors import InvalidArgument, ProductNotFound
 from inventory.models import Hold, Product, SaleState, StockLevel, from_ms
@@ -69,8 +70,9 @@ def stock_of(sku: str, fields: dict[str, str]) -> StockLevel:
 class Catalog:
     """Admin writes and storefront reads of products; all of it Redis only."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, buckets: Buckets | None = None) -> None:
         self.ctx = ctx
+        self.buckets = buckets or Buckets(ctx)
 
     def configure(
         self,
@@ -91,6 +93,7 @@ class Catalog:
             starts_at=starts_at, ends_at=ends_at, paused=paused,
         )
         self._raw_configure(sku, pairs, expected_version)
+        self.buckets.configure_buckets(sku, pairs)
         return self.get(sku)
 
     @staticmethod
@@ -155,6 +158,8 @@ class Catalog:
             if isinstance(add, bool) or not isinstance(add, int) or abs(add) > 10**12:
                 raise InvalidArgument("add must be an integer.", field="add")
             mode, units = "add", add
+        if self.buckets.layout(sku, fresh=True).split:
+            return self.buckets.adjust(sku, mode, units, expected_version, reason)
         reply = self.ctx.run("adjust_stock", *self.adjust_call(sku, mode, units, expected_version, reason))
         total, avail, held, sold, version = (int(v) for v in reply[1:6])
         return StockLevel(sku, total, avail, held, sold, version)
@@ -170,11 +175,19 @@ class Catalog:
         fields = decode_hash(raw)
         if not fields:
             raise ProductNotFound("No such product.", sku=sku)
+        fields = self.buckets.sum_into({sku: fields})[sku]
         return product_of(sku, fields, self.ctx.now_ms(), switch == b"1")
 
     def list(self, *, after: str = "", limit: int = 100) -> list[Product]:
-        """Products in SKU order, `limit` at a time after the SKU `after`."""
-        skus = catalog_page(self.ctx, after, limit)
+        """Products in SKU order, `limit` at a time after the SKU `after` (stock buckets summed, not listed)."""
+        skus: list[str] = []
+        while len(skus) < limit:
+            page = catalog_page(self.ctx, after, limit)
+            skus += [sku for sku in page if not is_internal(sku)]
+            if len(page) < limit:
+                break
+            after = page[-1]
+        skus = skus[:limit]
         pipe = self.ctx.redis.pipeline(transaction=False)
         for sku in skus:
             part = self.ctx.keys.of_sku(sku)
@@ -182,8 +195,9 @@ class Catalog:
             pipe.get(part.sale_switch)
         replies = pipe.execute()
         now = self.ctx.now_ms()
-        return [product_of(sku, decode_hash(raw), now, switch == b"1")
-                for sku, raw, switch in zip(skus, replies[::2], replies[1::2]) if raw]
+        found = self.buckets.sum_into({sku: decode_hash(raw) for sku, raw in zip(skus, replies[::2]) if raw})
+        return [product_of(sku, found[sku], now, switch == b"1")
+                for sku, switch in zip(skus, replies[1::2]) if sku in found]
 
     def all_skus(self) -> list[str]:
         """Every SKU in the catalogue index."""

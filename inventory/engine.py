@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from redis import Redis
 
+from inventory.buckets import Buckets
 from inventory.catalog import Catalog
 from inventory.clock import ScriptedClock
 from inventory.config import Settings
@@ -23,14 +24,17 @@ class Inventory:
     def __init__(self, redis: Redis, settings: Settings | None = None, clock: ScriptedClock | None = None) -> None:
         self.ctx = Context.create(redis, settings, clock)
         self.settings = self.ctx.settings
-        self.catalog = Catalog(self.ctx)
-        self.reservations = Reservations(self.ctx)
+        self.buckets = Buckets(self.ctx)
+        self.catalog = Catalog(self.ctx, self.buckets)
+        self.reservations = Reservations(self.ctx, self.buckets)
         self.waitlists = Waitlists(self.ctx, self.reservations)
 
     def sweep(self) -> SweepResult:
-        """The sweeper's run: expired holds and passed payment deadlines, then every waitlist's offers."""
+        """The sweeper's run: expired holds and passed payment deadlines, every waitlist's offers, then the
+        stock buckets of split SKUs evened out (interrupted moves finished first)."""
         result = self.reservations.expire_due()
-        return replace(result, offered=self.waitlists.serve_all())
+        offered = self.waitlists.serve_all()
+        return replace(result, offered=offered, units_moved=self.buckets.rebalance_all())
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: ScriptedClock | None = None) -> "Inventory":

@@ -64,6 +64,12 @@ class StockBelowCommitted(InventoryError):
     code = "stock_below_committed"
 
 
+class BucketsChanged(InventoryError):
+    """The SKU was split into stock buckets after this call read its layout; routed again, it goes through."""
+
+    code = "buckets_changed"
+
+
 class ProductRecovering(InventoryError):
     """The SKU's counters are being rebuilt; only the rebuild may reopen (or pause) it."""
 
@@ -142,6 +148,7 @@ SCRIPT_ERRORS: dict[int, tuple[type[InventoryError], str, tuple[str, ...]]] = {
     -17: (NotSoldOut, "Not sold out: reserve instead of joining the waitlist.", ("sku", "available")),
     -18: (AlreadyWaiting, "Already waiting for another quantity; leave the waitlist first.", ("sku", "qty")),
     -19: (WaitlistFull, "The waitlist is full.", ("sku", "length")),
+    -20: (BucketsChanged, "The product's stock layout changed; retry.", ("sku", "buckets")),
     -15: (ExtensionLimit, "This would extend past the maximum lifetime.", ("max_until_ms", "extensions")),
 }
 

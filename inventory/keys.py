@@ -100,6 +100,21 @@ class Partition:
         return f"{self.base}:outbox"
 
     @property
+    def splits(self) -> str:
+        """Set of this partition's SKUs split into stock buckets (inventory/buckets.py; the sweeper rebalances them)."""
+        return f"{self.base}:splits"
+
+    @property
+    def moves(self) -> str:
+        """Hash of unit moves taken out of this partition's stock buckets and not yet confirmed put in."""
+        return f"{self.base}:moves"
+
+    @property
+    def moves_applied(self) -> str:
+        """Zset of move ids put into this partition's stock buckets (a replayed move is a no-op), by ms."""
+        return f"{self.base}:moved"
+
+    @property
     def waitlists(self) -> str:
         """Set of this partition's SKUs with a waitlist (the sweeper makes their offers and expiries)."""
         return f"{self.base}:waitlists"

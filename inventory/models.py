@@ -205,3 +205,4 @@ class SweepResult:
     units_returned: int
     batches: int = 1
     offered: int = 0  # units offered to waiting buyers (waitlists)
+    units_moved: int = 0  # units moved between the stock buckets of split SKUs (inventory/buckets.py)

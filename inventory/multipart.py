@@ -57,7 +57,7 @@ class MultiPart:
     # -- reserve / amend ----------------------------------------------------------------------
 
     def reserve(self, token: str, user_id: str, fp: str, ttl_ms: int, by_part: dict[int, list[tuple[str, int]]],
-                rate_limits: Sequence[RateLimit]) -> tuple[list[Any], dict[str, int]]:
+                rate_limits: Sequence[RateLimit], *, routed: bool = False) -> tuple[list[Any], dict[str, int]]:
         """Reserve every part, home last; returns the home's reply and the unit price of every line."""
         home = self.keys.of_token(token)
         if rate_limits:
@@ -67,12 +67,12 @@ class MultiPart:
         prices: dict[str, int] = {}
         try:
             for q in others:
-                reply = self.calls.reserve(self.keys.parts[q], token, user_id, fp, ttl_ms, by_part[q])
+                reply = self.calls.reserve(self.keys.parts[q], token, user_id, fp, ttl_ms, by_part[q], routed=routed)
                 if int(reply[0]) == 0:
                     taken.append(q)
                     prices.update(zip((sku for sku, _ in by_part[q]), (int(p) for p in reply[3:])))
             reply = self.calls.reserve(home, token, user_id, fp, ttl_ms, by_part[home.index],
-                                       others=",".join(map(str, others)))
+                                       others=",".join(map(str, others)), routed=routed)
         except InventoryError:
             for q in taken:  # compensation: what this call held goes back now, not at expiry
                 self.calls.release(self.keys.parts[q], token, user_id, "cancel")
@@ -139,7 +139,7 @@ class MultiPart:
             raise ReservationExpired("The reservation has expired.")
         items = sorted(lines.items())
         reply = self.calls.reserve(self.keys.parts[q], token, record["u"], fingerprint(record["u"], items, 0),
-                                   remaining, items)
+                                   remaining, items, routed=True)  # amend routes split SKUs itself
         if int(reply[0]) != 0:
             raise ReservationClosed("The reservation changed meanwhile; try again.", status="changed")
 

@@ -6,8 +6,10 @@ from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from inventory import ids
+from inventory.buckets import MAX_RETRIES, Buckets, Layout, is_internal, is_quota, product_of
 from inventory.context import Context, decode_hash, text
 from inventory.errors import (
+    BucketsChanged,
     InvalidArgument,
     OrderNotFound,
     ReservationClosed,
@@ -38,9 +40,10 @@ def _lines_of(record: dict[str, str]) -> tuple[Line, ...]:
 class Reservations:
     """Typed operations over the reservation scripts; one part, or several partitions' parts as one."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, buckets: Buckets | None = None) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
+        self.buckets = buckets or Buckets(ctx)
         self.calls = PartCalls(ctx)
         self.multi = MultiPart(ctx, self.calls)
         self.soldout: SoldOutCache | None = None  # set by an API process (inventory/soldout.py)
@@ -86,32 +89,84 @@ class Reservations:
 
     def _reserve(self, user_id: str, lines: list[tuple[str, int]], ttl: int, idempotency_key: str | None,
                  rate_limits: Sequence[RateLimit]) -> Reservation:
+        layouts = self.buckets.layouts(sku for sku, _ in lines)
+        if not any(layout.split for layout in layouts.values()):
+            try:
+                return self._reserve_lines(user_id, lines, lines, ttl, idempotency_key, rate_limits, {})
+            except BucketsChanged:  # split since this process read the layout: route it
+                layouts = self.buckets.layouts((sku for sku, _ in lines), fresh=True)
+        return self._reserve_split(user_id, lines, ttl, idempotency_key, rate_limits, layouts)
+
+    def _reserve_split(self, user_id: str, lines: list[tuple[str, int]], ttl: int, idempotency_key: str | None,
+                       rate_limits: Sequence[RateLimit], layouts: dict[str, Layout]) -> Reservation:
+        """Reserve through the stock buckets: the user's bucket first, then the fullest ones (inventory/buckets.py).
+
+        A keyed request tries only its first buckets, so a retry of it finds the same parts to replay.
+        """
+        if rate_limits:  # counted once, not once per bucket tried
+            self.calls.count_requests(rate_limits)
+        chosen: dict[str, str] = {}
+        tried: dict[str, set[str]] = {}
+        attempts = 1 if idempotency_key else 1 + MAX_RETRIES
+        for attempt in range(attempts):
+            script_lines = self.buckets.route(user_id, lines, layouts, chosen)
+            try:
+                return self._reserve_lines(user_id, lines, script_lines, ttl, idempotency_key, (), layouts)
+            except SoldOut as refused:
+                bucket = str(refused.details.get("sku"))
+                layout = layouts.get(product_of(bucket))
+                if layout is None or not layout.split or is_quota(bucket):
+                    raise
+                qty = dict(lines)[layout.sku]
+                tried.setdefault(layout.sku, set()).add(bucket)
+                following, best = self.buckets.fullest(layout, qty, tried[layout.sku])
+                if following is None or attempt == attempts - 1:
+                    if following is not None or best >= qty:
+                        self.buckets.refused_with_stock += 1
+                    error = SoldOut(refused.message, **{**refused.details, "sku": layout.sku, "available": best})
+                    error.true_for_ms = None  # type: ignore[attr-defined]
+                    raise error from None
+                chosen[layout.sku] = following
+            except BucketsChanged:
+                layouts = self.buckets.layouts((sku for sku, _ in lines), fresh=True)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _reserve_lines(self, user_id: str, lines: list[tuple[str, int]], script_lines: list[tuple[str, int]],
+                       ttl: int, idempotency_key: str | None, rate_limits: Sequence[RateLimit],
+                       layouts: dict[str, Layout]) -> Reservation:
+        """Reserve `script_lines` (the product `lines`, routed through buckets where split) as one reservation."""
         keys = self.ctx.keys
+        routed = any(layout.split for layout in layouts.values())
         by_part: dict[int, list[tuple[str, int]]] = {}
-        for sku, qty in lines:
+        for sku, qty in script_lines:
             by_part.setdefault(keys.partition_of(sku), []).append((sku, qty))
-        home = keys.partition_of(min(sku for sku, _ in lines))
+        # The home is fixed by the request (never by the bucket that served it): a keyed retry finds its record.
+        anchors = [sku for sku, _ in script_lines if is_quota(sku) or not (is_internal(sku) or
+                                                                           (sku in layouts and layouts[sku].split))]
+        home = keys.partition_of(min(anchors))
         base = ids.token_for_key(user_id, idempotency_key) if idempotency_key else ids.new_token()
         token = keys.token_in(base, home)
         ttl_ms = ttl * 1000
         fp = fingerprint(user_id, lines, ttl_ms) if idempotency_key else ""  # a random token cannot recur
         if len(by_part) > 1:
-            reply, prices = self.multi.reserve(token, user_id, fp, ttl_ms, by_part, rate_limits)
+            reply, prices = self.multi.reserve(token, user_id, fp, ttl_ms, by_part, rate_limits, routed=routed)
         else:
             if self.ctx.cluster and rate_limits:  # buckets live in other slots: counted first, one round trip
                 self.calls.count_requests(rate_limits)
                 rate_limits = ()
-            reply = self.calls.reserve(keys.parts[home], token, user_id, fp, ttl_ms, lines, rate_limits=rate_limits)
-            prices = {sku: int(p) for (sku, _), p in zip(lines, reply[3:])}
+            reply = self.calls.reserve(keys.parts[home], token, user_id, fp, ttl_ms, script_lines,
+                                       rate_limits=rate_limits, routed=routed)
+            prices = {sku: int(p) for (sku, _), p in zip(script_lines, reply[3:])}
         if int(reply[0]) == 1:
             return replace(self.get(ids.reservation_id(token)), replayed=True)
-        if len(by_part) > 1 and len(prices) < len(lines):  # a retry whose earlier attempt left parts behind
+        if len(by_part) > 1 and len(prices) < len(script_lines):  # a retry whose earlier attempt left parts behind
             return self.get(ids.reservation_id(token))
+        price_of = {product_of(sku): price for sku, price in prices.items() if not is_quota(sku)}
         return Reservation(
             id=ids.reservation_id(token),
             user_id=user_id,
             status=Status.HELD,
-            lines=tuple(Line(sku, qty, prices.get(sku, 0)) for sku, qty in lines),
+            lines=tuple(Line(sku, qty, price_of.get(sku, 0)) for sku, qty in lines),
             created_at=from_ms(int(reply[2])),  # type: ignore[arg-type]
             expires_at=from_ms(int(reply[1])),  # type: ignore[arg-type]
         )
@@ -123,6 +178,7 @@ class Reservations:
         wanted = dict(check_lines(changes, allow_zero=True))
         home = self.ctx.keys.of_token(token)
         record = self.calls.read(home, token)
+        wanted = self._through_buckets(token, record, wanted)
         if other_parts(record) or any(self.ctx.keys.partition_of(sku) != home.index for sku in wanted):
             self.multi.amend(token, record, wanted, user_id or "")
         else:
@@ -323,17 +379,53 @@ class Reservations:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _through_buckets(self, token: str, record: dict[str, str], wanted: dict[str, int]) -> dict[str, int]:
+        """An amend's product quantities as script lines: a split SKU's change goes to the bucket lines
+        the reservation holds (a new line to the owner's first bucket) and to the owner's quota line."""
+        layouts = self.buckets.layouts(wanted)
+        if not record or not any(layout.split for layout in layouts.values()):
+            return wanted
+        owner = record.get("u", "")
+        current: dict[str, int] = {}
+        for part_record in [record] + [self.calls.read(self.ctx.keys.parts[q], token) for q in other_parts(record)]:
+            current.update({f[2:]: int(v) for f, v in part_record.items() if f.startswith("l:")})
+        out: dict[str, int] = {}
+        for sku, qty in wanted.items():
+            layout = layouts[sku]
+            if not layout.split:
+                out[sku] = qty
+                continue
+            held = {s: n for s, n in current.items() if product_of(s) == sku and not is_quota(s)}
+            out[layout.quota_for(owner)] = qty
+            if not held:
+                if qty:
+                    out[layout.first_bucket(owner)] = qty
+                continue
+            change = qty - sum(held.values())
+            if change >= 0:
+                fullest = max(held, key=lambda b: held[b])
+                out[fullest] = held[fullest] + change
+                continue
+            for bucket in sorted(held, key=lambda b: held[b]):
+                cut = min(-change, held[bucket])
+                out[bucket] = held[bucket] - cut
+                change += cut
+        return out
+
     def _all_lines(self, token: str, record: dict[str, str]) -> tuple[tuple[Line, ...], bool]:
         """Every line of a reservation (its parts' too) and whether every part is still held."""
         others = other_parts(record)
         if not others:
-            return _lines_of(record), True
+            return self._as_products(_lines_of(record)), True
         pipe = self.ctx.redis.pipeline(transaction=False)
         for q in others:
             pipe.hgetall(self.ctx.keys.parts[q].reservation(token))
         records = [record] + [decode_hash(raw) for raw in pipe.execute()]
         lines = tuple(sorted((line for r in records for line in _lines_of(r)), key=lambda line: line.sku))
-        return lines, all(r.get("st") == "held" for r in records[1:])
+        return self._as_products(lines), all(r.get("st") == "held" for r in records[1:])
+
+    def _as_products(self, lines: tuple[Line, ...]) -> tuple[Line, ...]:
+        return self.buckets.product_lines(lines) if any(is_internal(line.sku) for line in lines) else lines
 
     def _status_now(self, status: Status, record: dict[str, str], parts_held: bool = True) -> Status:
         """The status as Redis's clock has it now: a passed hold expiry or payment deadline shows at once."""

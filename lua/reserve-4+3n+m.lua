@@ -19,10 +19,13 @@ ARGV[5]        record retention after expiry, ms
 ARGV[6]        m, the number of rate-limit buckets (0 for none)
 ARGV[7]        the reservation's other parts: comma-separated partition numbers ('' = none, or this is
                a part); recorded as 'parts' so checkout, payment and release find them
-ARGV[6+2i]     sku of line i
-ARGV[7+2i]     quantity of line i (integer 1..MAX_QTY)
-ARGV[7+2n+2j-1] request limit of bucket j per window
-ARGV[7+2n+2j]   window of bucket j, seconds
+ARGV[8]        '1' when the caller routed the lines through the SKUs' stock buckets (inventory/buckets.py),
+               '' otherwise: a SKU split into buckets ('bk' in its stock hash) takes only routed lines,
+               so a caller that read the layout before the split cannot bypass the per-user quota
+ARGV[7+2i]     sku of line i
+ARGV[8+2i]     quantity of line i (integer 1..MAX_QTY)
+ARGV[8+2n+2j-1] request limit of bucket j per window
+ARGV[8+2n+2j]   window of bucket j, seconds
 
 Time is Redis's own (now_ms(), from TIME): the hold expires at now + ttl on the server's clock.
 Waitlist: while buyers wait for a line's SKU, its available units are set aside for them first
@@ -40,6 +43,7 @@ Returns
   {-8}                                     token reused with a different request
   {-11, argument}                          invalid argument (qty above MAX_QTY included)
   {-13, j, retry_after_ms}                 rate-limit bucket j is over its limit (nothing else changed)
+  {-20, sku, buckets}                      the SKU is split into stock buckets and this call was not routed
 
 Invariant: for every SKU avail + held + sold == total, each >= 0.
 Activity: each line also counts the reservation in its stock hash's per-minute window
@@ -57,20 +61,22 @@ local ttl, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
 if not is_count(ARGV[6]) then return {-11, 'rate_limits'} end
 local m = tonumber(ARGV[6])
 local parts = ARGV[7] or ''
-local n = (#ARGV - 7 - 2 * m) / 2
+local routed = ARGV[8] == '1'
+local n = (#ARGV - 8 - 2 * m) / 2
 if #parts > 200 or not string.match(parts, '^[%d,]*$') then return {-11, 'parts'} end
+if ARGV[8] ~= '' and not routed then return {-11, 'routed'} end
 
 if token == '' or user == '' then return {-11, 'id'} end
 if not (is_count(ARGV[4]) and is_count(ARGV[5])) or ttl < 1 then return {-11, 'ttl'} end
 if n < 1 or n ~= math.floor(n) or #KEYS ~= 4 + 3 * n + m then return {-11, 'items'} end
 
 for j = 1, m do
-  local limit, window = ARGV[6 + 2 * n + 2 * j], ARGV[7 + 2 * n + 2 * j]
+  local limit, window = ARGV[7 + 2 * n + 2 * j], ARGV[8 + 2 * n + 2 * j]
   if not (is_count(limit) and is_count(window)) or tonumber(window) < 1 then return {-11, 'rate_limits'} end
 end
 local skus, qtys, seen = {}, {}, {}
 for i = 1, n do
-  local sku, qty = ARGV[6 + 2 * i], ARGV[7 + 2 * i]
+  local sku, qty = ARGV[7 + 2 * i], ARGV[8 + 2 * i]
   if not is_qty(qty, 1) then return {-11, 'qty'} end
   if seen[sku] then return {-11, 'duplicate_sku'} end
   seen[sku] = true
@@ -80,8 +86,8 @@ end
 for j = 1, m do
   local bucket = KEYS[4 + 3 * n + j]
   local count = redis.call('INCR', bucket)
-  if count == 1 then redis.call('EXPIRE', bucket, ARGV[7 + 2 * n + 2 * j]) end
-  if count > tonumber(ARGV[6 + 2 * n + 2 * j]) then
+  if count == 1 then redis.call('EXPIRE', bucket, ARGV[8 + 2 * n + 2 * j]) end
+  if count > tonumber(ARGV[7 + 2 * n + 2 * j]) then
     return {-13, j, math.max(redis.call('PTTL', bucket), 1)}
   end
 end
@@ -104,8 +110,9 @@ local prices, windows = {}, {}
 for i = 1, n do
   local base = 4 + 3 * (i - 1)
   local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc',
-    'wn', 'wq', 'owe')
+    'wn', 'wq', 'owe', 'bk')
   if not s[1] then return {-1, skus[i]} end
+  if s[12] and not routed then return {-20, skus[i], tonumber(s[12])} end
   local reason = closed_reason(globally, s[3], s[4], s[5], now)
   if reason then return {-2, skus[i], reason} end
   local avail = tonumber(s[1])

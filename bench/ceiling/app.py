@@ -68,7 +68,8 @@ def create_app(
 
     Runs exactly the Lua call inventory/reservations.py makes: flashstock's reserve script with
     KEYS = reservation record, expiry index, dirty set, global sale switch, then stock/holds/buyers of the SKU and
-    ARGV = token, user, fingerprint, ttl ms, retention ms, 0 rate-limit buckets, '' (no other parts), sku, qty
+    ARGV = token, user, fingerprint, ttl ms, retention ms, 0 rate-limit buckets, '' (no other parts),
+    '' (not routed through stock buckets), sku, qty
     (all keys in the SKU's partition; the script reads
     Redis's TIME itself). Nothing else
     (no auth, validation library, limits, logging or metrics). script_path swaps in another script.
@@ -94,7 +95,7 @@ def create_app(
         line = part.sku(sku)
         argv = (7, part.reservation(token), part.expiries, part.dirty, part.sale_switch, line.stock, line.holds,
                 line.buyers, token, user_id, fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), HOLD_TTL_MS,
-                RETENTION_MS, 0, "", sku, qty)
+                RETENTION_MS, 0, "", "", sku, qty)
         try:
             return evalsha(sha["value"], *argv)
         except NoScriptError:  # server restarted or SCRIPT FLUSH: load once more and retry

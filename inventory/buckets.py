@@ -1,0 +1,458 @@
+"""Stock buckets: one SKU's units split over several partitions, so one hot SKU's reserves spread over shards.
+
+A SKU X split into B buckets (`Buckets.split`):
+- bucket 0 is X itself; bucket i >= 1 is the internal SKU 'X@<i>.<k>', k being the first number that puts
+  it in partition (p(X) + offset(i)) mod P, the offsets spreading evenly over the partitions, so the first
+  buckets land on different shards. No product SKU may contain '@', so internal names never collide. Each
+  bucket is an ordinary SKU to the scripts, the outbox, PostgreSQL, reconcile and recovery: the invariant
+  holds per bucket, and the product's counters are the sums (`summed`).
+- per-user limits: quota SKU j ('X@q<j>.<k>', j < Q = partitions, in bucket j's partition) has practically
+  unlimited stock and X's per-user limit. A reservation on X holds one line on a bucket and one on its
+  user's quota SKU (j = crc32(user) mod Q), whose buyers hash therefore counts the user's units of X over
+  every bucket: the limit is exact whichever bucket served them. Both lines are ordinary reservation lines
+  (one script call when they share a partition, a multi-part reservation otherwise), so checkout, payment,
+  release, amend and expiry need nothing new.
+- X's stock hash carries 'bk' (active buckets: new holds go to 0..bk-1) and 'bkn' (buckets ever created:
+  reads sum over all of them; buckets at or above bk are drained by the rebalance). Once split, X only
+  takes routed calls (the reserve script refuses the others), also with bk = 1.
+- a request goes to an active bucket in its user's quota partition when there is one (one script call),
+  else to bucket crc32(user) mod bk; if that bucket cannot serve it, the router reads every bucket's
+  available units and tries the fullest, at most MAX_RETRIES more times, before answering sold_out.
+- `rebalance` moves units from fuller buckets to emptier ones with lua/transfer_stock (journaled out,
+  idempotent in); `resume_moves` finishes moves a crash interrupted.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import zlib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Iterable, Sequence
+
+from redis.crc import key_slot
+
+from inventory.context import Context, text
+from inventory.errors import InvalidArgument, ProductNotFound, StockBelowCommitted
+from inventory.models import Line, StockLevel
+from inventory.validation import check_sku
+
+MAX_BUCKETS = 64
+MAX_SPLIT_SKU = 52  # an internal name ('X@q63.12345') must fit the 64-character SKU columns
+QUOTA_STOCK = 10**12 - 1  # "unlimited": the largest total adjust_stock takes
+MAX_RETRIES = 2  # extra buckets a refused request tries before sold_out
+LAYOUT_TTL_SECONDS = 1.0  # how long a process trusts a SKU's layout (a stale one is refused by the script)
+MOVE_RESUME_MS = 5_000  # a journaled move older than this was interrupted: the next rebalance finishes it
+_FIELDS = ("total", "avail", "held", "sold")
+
+
+def product_of(sku: str) -> str:
+    """The product an internal bucket or quota SKU belongs to (a product SKU is its own)."""
+    return sku.split("@", 1)[0]
+
+
+def is_quota(sku: str) -> bool:
+    return "@q" in sku
+
+
+def is_internal(sku: str) -> bool:
+    return "@" in sku
+
+
+def user_hash(user_id: str) -> int:
+    return zlib.crc32(user_id.encode())
+
+
+@lru_cache(maxsize=64)
+def _offsets(partitions: int) -> tuple[int, ...]:
+    """Every partition offset once, in an order whose every prefix is spread evenly (van der Corput)."""
+    bits = max(1, (partitions - 1).bit_length())
+    seen: list[int] = []
+    for j in range(1 << bits):
+        reversed_j = int(f"{j:0{bits}b}"[::-1], 2)
+        offset = reversed_j * partitions >> bits
+        if offset not in seen:
+            seen.append(offset)
+    seen += [o for o in range(partitions) if o not in seen]
+    return tuple(seen)
+
+
+def _partition(name: str, partitions: int) -> int:
+    return key_slot(name.encode()) % partitions if partitions > 1 else 0
+
+
+@lru_cache(maxsize=65_536)
+def _placed(stem: str, target: int, partitions: int) -> str:
+    """'<stem>.<k>' for the first k whose partition is `target`."""
+    for k in range(1_000_000):
+        name = f"{stem}.{k}"
+        if _partition(name, partitions) == target:
+            return name
+    raise AssertionError(f"no name for {stem} in partition {target}")  # pragma: no cover
+
+
+def bucket_name(sku: str, index: int, partitions: int) -> str:
+    """Bucket `index` of a split SKU (0 is the SKU itself)."""
+    if index == 0:
+        return sku
+    offsets = _offsets(partitions)
+    return _placed(f"{sku}@{index}", (_partition(sku, partitions) + offsets[index % partitions]) % partitions,
+                   partitions)
+
+
+def quota_name(sku: str, index: int, partitions: int) -> str:
+    """Quota SKU `index` of a split SKU, in the partition of bucket `index`."""
+    offsets = _offsets(partitions)
+    return _placed(f"{sku}@q{index}", (_partition(sku, partitions) + offsets[index]) % partitions, partitions)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How a SKU's stock is split: `active` 0 means not split."""
+
+    sku: str
+    active: int
+    created: int
+    partitions: int
+
+    @property
+    def split(self) -> bool:
+        return self.active > 0
+
+    @property
+    def buckets(self) -> list[str]:
+        """Every bucket ever created, 0 first."""
+        return [bucket_name(self.sku, i, self.partitions) for i in range(max(self.created, 1))]
+
+    @property
+    def quotas(self) -> list[str]:
+        return [quota_name(self.sku, j, self.partitions) for j in range(min(self.partitions, MAX_BUCKETS))]
+
+    def quota_for(self, user_id: str) -> str:
+        quotas = min(self.partitions, MAX_BUCKETS)
+        return quota_name(self.sku, user_hash(user_id) % quotas, self.partitions)
+
+    def first_bucket(self, user_id: str) -> str:
+        """The bucket a user's request tries first: one in the user's quota partition if any is active."""
+        h = user_hash(user_id)
+        quota_part = _partition(self.quota_for(user_id), self.partitions)
+        local = [i for i in range(self.active) if _partition(bucket_name(self.sku, i, self.partitions),
+                                                             self.partitions) == quota_part]
+        quotas = min(self.partitions, MAX_BUCKETS)
+        index = local[(h // quotas) % len(local)] if local else h % self.active
+        return bucket_name(self.sku, index, self.partitions)
+
+
+def summed(fields: dict[str, str], buckets: Sequence[dict[str, str]]) -> dict[str, str]:
+    """A split SKU's stock hash with its counters summed over its buckets (`fields` is bucket 0's)."""
+    out = dict(fields)
+    for name in _FIELDS:
+        out[name] = str(sum(int(b.get(name) or 0) for b in [fields, *buckets]))
+    return out
+
+
+class Buckets:
+    """Layouts (cached per process), routing of reserve lines, the split itself and rebalancing."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.keys = ctx.keys
+        self._layouts: dict[str, tuple[float, Layout]] = {}
+        self.refused_with_stock = 0  # sold_out answers given while some bucket had the units (false sold-outs)
+
+    # -- layouts -----------------------------------------------------------------------------------
+
+    def layouts(self, skus: Iterable[str], *, fresh: bool = False) -> dict[str, Layout]:
+        """Each SKU's layout, from this process's memory when read less than LAYOUT_TTL_SECONDS ago."""
+        now = time.monotonic()
+        out: dict[str, Layout] = {}
+        missing = []
+        for sku in skus:
+            cached = None if fresh else self._layouts.get(sku)
+            if cached is not None and cached[0] > now:
+                out[sku] = cached[1]
+            elif not is_internal(sku):
+                missing.append(sku)
+        if missing:
+            pipe = self.ctx.redis.pipeline(transaction=False)
+            for sku in missing:
+                pipe.hmget(self.keys.sku(sku).stock, "bk", "bkn")
+            for sku, (active, created) in zip(missing, pipe.execute()):
+                layout = Layout(sku, int(active or 0), int(created or 0), self.keys.partitions)
+                self._layouts[sku] = (now + LAYOUT_TTL_SECONDS, layout)
+                out[sku] = layout
+        return out
+
+    def layout(self, sku: str, *, fresh: bool = False) -> Layout:
+        return self.layouts([sku], fresh=fresh)[sku]
+
+    def forget(self, sku: str) -> None:
+        self._layouts.pop(sku, None)
+
+    def stock_keys(self, sku: str) -> list[str]:
+        """Stock keys whose announcements concern this product (every bucket's, once split)."""
+        cached = self._layouts.get(sku)
+        if cached is None or not cached[1].split:
+            return [self.keys.sku(sku).stock]
+        return [self.keys.sku(b).stock for b in cached[1].buckets]
+
+    # -- routing -----------------------------------------------------------------------------------
+
+    def route(self, user_id: str, lines: Sequence[tuple[str, int]], layouts: dict[str, Layout],
+              chosen: dict[str, str] | None = None) -> list[tuple[str, int]]:
+        """Script lines for product lines: a split SKU's line becomes a bucket line (`chosen`, else the
+        user's first bucket) and a quota line."""
+        out: list[tuple[str, int]] = []
+        for sku, qty in lines:
+            layout = layouts.get(sku)
+            if layout is None or not layout.split:
+                out.append((sku, qty))
+                continue
+            out.append(((chosen or {}).get(sku) or layout.first_bucket(user_id), qty))
+            out.append((layout.quota_for(user_id), qty))
+        return out
+
+    def fullest(self, layout: Layout, qty: int, tried: set[str]) -> tuple[str | None, int]:
+        """The active bucket with the most available units (at least qty) not tried yet, and the most
+        available units any active bucket has."""
+        names = layout.buckets[:layout.active]
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hget(self.keys.sku(name).stock, "avail")
+        avail = {name: int(v or 0) for name, v in zip(names, pipe.execute())}
+        best = max(avail.values(), default=0)
+        untried = [n for n in names if n not in tried and avail[n] >= qty]
+        return (max(untried, key=lambda n: avail[n]) if untried else None), best
+
+    @staticmethod
+    def product_lines(lines: Iterable[Line]) -> tuple[Line, ...]:
+        """Lines as the buyer sees them: bucket lines under their product, quota lines left out."""
+        merged: dict[str, Line] = {}
+        for line in lines:
+            if is_quota(line.sku):
+                continue
+            sku = product_of(line.sku)
+            seen = merged.get(sku)
+            merged[sku] = Line(sku, line.qty + (seen.qty if seen else 0), line.unit_price)
+        return tuple(sorted(merged.values(), key=lambda line: line.sku))
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def sum_into(self, found: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        """Stock hashes by SKU with every split SKU's counters summed over its buckets (one round trip)."""
+        split = {sku: int(f.get("bkn") or 1) for sku, f in found.items() if f.get("bk")}
+        if not split:
+            return found
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        names = {sku: Layout(sku, 1, n, self.keys.partitions).buckets[1:] for sku, n in split.items()}
+        for sku in split:
+            for name in names[sku]:
+                pipe.hmget(self.keys.sku(name).stock, *_FIELDS)
+        replies = iter(pipe.execute())
+        out = dict(found)
+        for sku in split:
+            buckets = [dict(zip(_FIELDS, (text(v) if v is not None else "0" for v in next(replies))))
+                       for _ in names[sku]]
+            out[sku] = summed(found[sku], buckets)
+        return out
+
+    # -- admin -------------------------------------------------------------------------------------
+
+    def split(self, sku: str, count: int) -> Layout:
+        """Split a SKU's stock into `count` buckets (1 keeps it routed through one bucket), live.
+
+        The first split creates the quota SKUs paused, copies every current buyer's units of the SKU
+        into their quota (so units held before the split count too), marks the SKU split, copies again
+        what changed meanwhile, then opens the quotas: no request is served on a partly built layout.
+        """
+        check_sku(sku)
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BUCKETS:
+            raise InvalidArgument(f"buckets must be from 1 to {MAX_BUCKETS}.", field="buckets", value=count)
+        if len(sku) > MAX_SPLIT_SKU:
+            raise InvalidArgument(f"Only SKUs of at most {MAX_SPLIT_SKU} characters can be split into buckets.",
+                                  field="sku", value=sku)
+        keys = self.keys.sku(sku)
+        fields = {text(k): text(v) for k, v in self.ctx.redis.hgetall(keys.stock).items()}
+        if not fields:
+            raise ProductNotFound("No such product.", sku=sku)
+        was_split = bool(fields.get("bk"))
+        created = max(int(fields.get("bkn") or 1), count)
+        layout = Layout(sku, count, created, self.keys.partitions)
+        config = self._config_pairs(fields)
+        for name in layout.buckets[1:]:
+            self._configure(name, config)
+        quota_config = ["name", f"{sku} quota", "price", 0, "limit", int(fields.get("limit") or 0)]
+        if not was_split:
+            for name in layout.quotas:
+                self._configure(name, [*quota_config, "paused", "1"])
+                self._ensure_total(name)
+            self._copy_buyers(sku, layout)
+        self.ctx.redis.hset(keys.stock, mapping={"bk": count, "bkn": created})
+        self.ctx.redis.sadd(self.keys.of_sku(sku).splits, sku)
+        if not was_split:
+            self._copy_buyers(sku, layout)
+            for name in layout.quotas:
+                self._configure(name, ["paused", "0"])
+        self.forget(sku)
+        self.rebalance(sku)
+        return layout
+
+    def configure_buckets(self, sku: str, pairs: list[Any]) -> None:
+        """Carry a product's new settings to its other buckets (and its limit to its quota SKUs)."""
+        layout = self.layout(sku, fresh=True)
+        if not layout.split:
+            return
+        for name in layout.buckets[1:]:
+            self._configure(name, pairs)
+        limit = dict(zip(pairs[::2], pairs[1::2])).get("limit")
+        if limit is not None:
+            for name in layout.quotas:
+                self._configure(name, ["limit", limit])
+
+    def _config_pairs(self, fields: dict[str, str]) -> list[Any]:
+        pairs: list[Any] = []
+        for field in ("name", "price", "cur", "limit", "start", "end"):
+            if field in fields:
+                pairs += [field, fields[field]]
+        return pairs + ["paused", "1" if fields.get("paused") == "1" else "0"]
+
+    def _configure(self, name: str, pairs: list[Any]) -> None:
+        part = self.keys.of_sku(name)
+        self.ctx.run("configure_product", [part.sku(name).stock, part.catalog, part.dirty, part.outbox],
+                     [name, "", "", *pairs])
+
+    def _ensure_total(self, name: str) -> None:
+        part = self.keys.of_sku(name)
+        total = int(self.ctx.redis.hget(part.sku(name).stock, "total") or 0)
+        if total < QUOTA_STOCK:
+            self.ctx.run("adjust_stock", [part.sku(name).stock, part.dirty, part.outbox],
+                         [name, "add", QUOTA_STOCK - total, "", "quota"])
+
+    def _copy_buyers(self, sku: str, layout: Layout) -> None:
+        """Every buyer's current units of the SKU into their quota, never lowering one (quotas are paused)."""
+        buyers = {text(k): int(v) for k, v in self.ctx.redis.hgetall(self.keys.sku(sku).buyers).items()}
+        for user, units in buyers.items():
+            quota = self.keys.sku(layout.quota_for(user)).buyers
+            if int(self.ctx.redis.hget(quota, user) or 0) < units:
+                self.ctx.redis.hset(quota, user, units)
+
+    def adjust(self, sku: str, mode: str, units: int, expected_version: int | None, reason: str) -> StockLevel:
+        """adjust_stock for a split SKU: 'set' and 'add' act on the sum over its buckets; units added go to
+        bucket 0 and are spread by the rebalance, units removed come from the fullest buckets."""
+        home = self.keys.of_sku(sku)
+        stock_keys = [home.sku(sku).stock, home.dirty, home.outbox]
+        if expected_version is not None:  # the product's version is bucket 0's: checked with a no-op
+            self.ctx.run("adjust_stock", stock_keys, [sku, "add", 0, expected_version, reason])
+        level = self.level(sku)
+        delta = units - level.total if mode == "set" else units
+        if delta < 0 and level.available < -delta:
+            raise StockBelowCommitted("Total stock cannot drop below units held and sold.",
+                                      committed=level.held + level.sold, requested=level.total + delta)
+        if delta > 0:
+            self.ctx.run("adjust_stock", stock_keys, [sku, "add", delta, "", reason])
+        elif delta < 0:
+            self._remove(self.layout(sku, fresh=True), -delta, reason)
+        self.rebalance(sku)
+        return self.level(sku)
+
+    def _remove(self, layout: Layout, units: int, reason: str) -> None:
+        """Take units out of the fullest buckets; a bucket emptied meanwhile by reserves is skipped."""
+        names = layout.buckets
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hget(self.keys.sku(name).stock, "avail")
+        avail = {name: int(v or 0) for name, v in zip(names, pipe.execute())}
+        for name in sorted(names, key=lambda n: -avail[n]):
+            take = min(units, avail[name])
+            if take <= 0:
+                continue
+            part = self.keys.of_sku(name)
+            try:
+                self.ctx.run("adjust_stock", [part.sku(name).stock, part.dirty, part.outbox],
+                             [name, "add", -take, "", reason])
+            except StockBelowCommitted:
+                continue
+            units -= take
+        if units > 0:
+            raise StockBelowCommitted("Reserves took the units meanwhile; what could be removed was.",
+                                      committed=0, requested=units)
+
+    def level(self, sku: str) -> StockLevel:
+        """A split SKU's counters summed over its buckets, with bucket 0's version."""
+        fields = {text(k): text(v) for k, v in self.ctx.redis.hgetall(self.keys.sku(sku).stock).items()}
+        if not fields:
+            raise ProductNotFound("No such product.", sku=sku)
+        f = self.sum_into({sku: fields})[sku]
+        return StockLevel(sku, int(f["total"]), int(f["avail"]), int(f["held"]), int(f["sold"]), int(f.get("ver") or 0))
+
+    # -- rebalancing -------------------------------------------------------------------------------
+
+    def rebalance(self, sku: str) -> int:
+        """Even out the available units of a split SKU's active buckets and empty its retired ones;
+        returns the units moved. Safe under live reserves: each move takes at most what is available."""
+        layout = self.layout(sku, fresh=True)
+        if not layout.split:
+            return 0
+        names = layout.buckets
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hget(self.keys.sku(name).stock, "avail")
+        avail = {name: int(v or 0) for name, v in zip(names, pipe.execute())}
+        active = names[:layout.active]
+        even, extra = divmod(sum(avail.values()), len(active))
+        share = {n: even + (i < extra) if n in active else 0 for i, n in enumerate(names)}
+        giving = {n: avail[n] - share[n] for n in names}
+        # below three quarters of an even share (or empty while others have units): topped up to the share
+        wanting = {n: share[n] - avail[n] for n in active if avail[n] < share[n] - share[n] // 4}
+        moved = 0
+        for dst, need in sorted(wanting.items(), key=lambda kv: -kv[1]):
+            for src in sorted(giving, key=lambda n: -giving[n]):
+                if need <= 0 or giving[src] <= 0 or src == dst:
+                    continue
+                units = self.move(src, dst, min(need, giving[src]))
+                giving[src] -= units
+                need -= units
+                moved += units
+        return moved
+
+    def move(self, src: str, dst: str, units: int) -> int:
+        """Move up to `units` available units from bucket src to bucket dst; returns the units moved."""
+        move_id = secrets.token_hex(8)
+        reply = self._transfer(src, "out", move_id, units, dst)
+        taken = int(reply[1]) if int(reply[0]) == 0 else 0
+        if taken:
+            self._transfer(dst, "in", move_id, taken, src)
+            self._transfer(src, "done", move_id, 0, "")
+        return taken
+
+    def resume_moves(self, older_than_ms: int = MOVE_RESUME_MS) -> int:
+        """Finish moves a crash left between 'out' and 'done'; returns how many."""
+        now = self.ctx.now_ms()
+        finished = 0
+        for part in self.keys.parts:
+            for move_id, entry in self.ctx.redis.hgetall(part.moves).items():
+                dst, units, at = text(entry).rsplit("|", 2)
+                if now - int(at) < older_than_ms:
+                    continue
+                self._transfer(dst, "in", text(move_id), int(units), "")
+                self.ctx.redis.hdel(part.moves, move_id)
+                finished += 1
+        return finished
+
+    def rebalance_all(self) -> int:
+        """Resume interrupted moves, then rebalance every split SKU; returns the units moved."""
+        self.resume_moves()
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for part in self.keys.parts:
+            pipe.smembers(part.splits)
+        moved = 0
+        for found in pipe.execute():
+            for sku in sorted(text(s) for s in found):
+                moved += self.rebalance(sku)
+        return moved
+
+    def _transfer(self, sku: str, mode: str, move_id: str, units: int, peer: str) -> list[Any]:
+        part = self.keys.of_sku(sku)
+        return self.ctx.run("transfer_stock", [part.sku(sku).stock, part.dirty, part.outbox, part.moves,
+                                               part.moves_applied], [sku, mode, move_id, units, peer])

@@ -1,0 +1,187 @@
+"""A SKU split into stock buckets over several partitions: sums, routing, exact per-user limits, moves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from inventory import Inventory, Settings
+from inventory.buckets import (
+    Layout, MAX_BUCKETS, _offsets, bucket_name, is_internal, product_of, quota_name,
+)
+from inventory.errors import BucketsChanged, InvalidArgument, LimitExceeded, ProductNotFound, SoldOut
+from inventory.keys import KeySpace
+from inventory.models import Status
+from tests.clocks import ManualClock
+from tests.helpers import assert_invariant, make_product, stock
+
+PARTITIONS = 8
+
+
+@pytest.fixture
+def shop(any_redis: Any, settings: Settings, clock: ManualClock) -> Inventory:
+    inv = Inventory(any_redis, settings.with_overrides(redis_partitions=PARTITIONS), clock)
+    make_product(inv, "HOT", stock=12, price=900, limit=2)
+    return inv
+
+
+def bucket_levels(inv: Inventory, sku: str = "HOT") -> list[tuple[int, int, int, int]]:
+    """(total, avail, held, sold) of every bucket, each checked against the invariant."""
+    out = []
+    for name in inv.buckets.layout(sku, fresh=True).buckets:
+        f = {k.decode(): int(v) for k, v in inv.redis.hgetall(inv.keys.sku(name).stock).items()
+             if k.decode() in ("total", "avail", "held", "sold")}
+        level = (f["total"], f["avail"], f["held"], f["sold"])
+        assert level[1] + level[2] + level[3] == level[0] and min(level) >= 0, (name, level)
+        out.append(level)
+    return out
+
+
+def test_offsets_spread_every_prefix_and_cover_every_partition() -> None:
+    assert _offsets(8) == (0, 4, 2, 6, 1, 5, 3, 7)
+    for partitions in (1, 3, 5, 16, 100):
+        assert sorted(_offsets(partitions)) == list(range(partitions))
+
+
+def test_bucket_and_quota_names_land_in_distinct_spread_partitions() -> None:
+    keys = KeySpace("fs", 16)
+    names = [bucket_name("HOT", i, 16) for i in range(4)]
+    parts = [keys.partition_of(n) for n in names]
+    assert len(set(parts)) == 4 and names[0] == "HOT"
+    assert all(product_of(n) == "HOT" for n in names) and all(is_internal(n) for n in names[1:])
+    for j in range(4):  # quota j shares bucket j's partition, so a request there is one script call
+        assert keys.partition_of(quota_name("HOT", j, 16)) == parts[j]
+    assert max(len(quota_name("X" * 52, j, 4096)) for j in range(MAX_BUCKETS)) <= 64
+
+
+def test_split_keeps_the_sums_and_spreads_the_units(shop: Inventory) -> None:
+    layout = shop.buckets.split("HOT", 4)
+    assert (layout.active, layout.created) == (4, 4)
+    levels = bucket_levels(shop)
+    assert [lv[1] for lv in levels] == [3, 3, 3, 3]
+    total = stock(shop)
+    assert (total.total, total.available, total.held, total.sold) == (12, 12, 0, 0)
+    assert [p.sku for p in shop.catalog.list()] == ["HOT"]  # buckets and quotas are not products
+    with pytest.raises(InvalidArgument):  # '@' is no product SKU's character: internal names stay internal
+        shop.catalog.get(layout.buckets[1])
+
+
+def test_reserve_on_a_split_sku_sells_exactly_the_stock_and_shows_the_product(shop: Inventory) -> None:
+    shop.buckets.split("HOT", 4)
+    held = [shop.reservations.reserve(f"u{i}", {"HOT": 1}) for i in range(12)]
+    assert all(r.lines[0].sku == "HOT" and r.lines[0].unit_price == 900 for r in held)
+    with pytest.raises(SoldOut) as refused:
+        shop.reservations.reserve("late", {"HOT": 1})
+    assert refused.value.details["sku"] == "HOT" and refused.value.details["available"] == 0
+    total = stock(shop)
+    assert (total.available, total.held) == (0, 12)
+    assert shop.buckets.refused_with_stock == 0
+    got = shop.reservations.get(held[0].id)
+    assert [(line.sku, line.qty) for line in got.lines] == [("HOT", 1)]
+    order = shop.reservations.checkout(held[0].id)
+    assert [(line.sku, line.qty) for line in order.lines] == [("HOT", 1)]
+    shop.reservations.release(held[1].id)
+    total = stock(shop)
+    assert (total.available, total.held, total.sold) == (1, 10, 1)
+    bucket_levels(shop)
+
+
+def test_a_refused_bucket_sends_the_request_to_the_fullest_one(shop: Inventory) -> None:
+    layout = shop.buckets.split("HOT", 4)
+    first = layout.first_bucket("bob")
+    for name in layout.buckets:  # every unit into one bucket that is not bob's
+        if name != layout.buckets[-1 if first != layout.buckets[-1] else 0]:
+            pass
+    target = next(n for n in layout.buckets if n != first)
+    for name in layout.buckets:
+        if name != target:
+            shop.buckets.move(name, target, 100)
+    assert [lv[1] for lv in bucket_levels(shop)].count(12) == 1
+    held = shop.reservations.reserve("bob", {"HOT": 2})
+    assert held.status is Status.HELD and stock(shop).held == 2
+
+
+def test_per_user_limit_is_exact_across_buckets(shop: Inventory) -> None:
+    layout = shop.buckets.split("HOT", 4)
+    shop.reservations.reserve("alice", {"HOT": 1})
+    # whatever bucket serves her next, her quota counts both units
+    for name in layout.buckets:
+        if name != layout.first_bucket("alice"):
+            continue
+        shop.buckets.move(name, layout.buckets[(layout.buckets.index(name) + 1) % 4], 100)
+    shop.reservations.reserve("alice", {"HOT": 1})
+    with pytest.raises(LimitExceeded):
+        shop.reservations.reserve("alice", {"HOT": 1})
+    assert stock(shop).held == 2
+
+
+def test_units_held_before_the_split_count_toward_the_limit(shop: Inventory) -> None:
+    shop.reservations.reserve("alice", {"HOT": 2})
+    shop.buckets.split("HOT", 3)
+    with pytest.raises(LimitExceeded):
+        shop.reservations.reserve("alice", {"HOT": 1})
+
+
+def test_a_caller_that_read_the_layout_before_the_split_is_refused_and_routed(shop: Inventory) -> None:
+    assert not shop.buckets.layout("HOT").split  # cached as not split
+    other = Inventory(shop.redis, shop.settings, None)
+    other.buckets.split("HOT", 2)
+    with pytest.raises(BucketsChanged):  # the script itself refuses an unrouted call on a split SKU
+        shop.reservations.calls.reserve(shop.keys.of_sku("HOT"), shop.keys.token_in("t" * 20, 0), "x", "", 60_000,
+                                        [("HOT", 1)])
+    held = shop.reservations.reserve("carol", {"HOT": 1})  # stale layout: refused, re-read, routed
+    assert held.status is Status.HELD and stock(shop).held == 1
+
+
+def test_amend_and_expiry_on_a_split_sku(shop: Inventory, clock: ManualClock) -> None:
+    shop.buckets.split("HOT", 4)
+    held = shop.reservations.reserve("dave", {"HOT": 1}, ttl_seconds=60)
+    amended = shop.reservations.amend(held.id, {"HOT": 2})
+    assert [(line.sku, line.qty) for line in amended.lines] == [("HOT", 2)] and stock(shop).held == 2
+    with pytest.raises(LimitExceeded):
+        shop.reservations.amend(held.id, {"HOT": 3})
+    shop.reservations.amend(held.id, {"HOT": 1})
+    assert stock(shop).held == 1
+    clock.advance(61)
+    shop.sweep()
+    total = stock(shop)
+    assert (total.available, total.held) == (12, 0)
+    bucket_levels(shop)
+
+
+def test_adjust_and_resize_act_on_the_sum(shop: Inventory) -> None:
+    shop.buckets.split("HOT", 4)
+    level = shop.catalog.adjust_stock("HOT", add=8, reason="restock")
+    assert (level.total, level.available) == (20, 20)
+    assert [lv[1] for lv in bucket_levels(shop)] == [5, 5, 5, 5]
+    level = shop.catalog.adjust_stock("HOT", set_total=6, reason="recount")
+    assert (level.total, level.available) == (6, 6)
+    shop.buckets.split("HOT", 2)  # live shrink: the retired buckets are emptied into the active ones
+    levels = bucket_levels(shop)
+    assert [lv[1] for lv in levels] == [3, 3, 0, 0] and stock(shop).total == 6
+    shop.buckets.split("HOT", 6)
+    assert sum(lv[1] for lv in bucket_levels(shop)) == 6 and stock(shop).total == 6
+
+
+def test_a_move_interrupted_after_out_is_finished_once(shop: Inventory, clock: ManualClock) -> None:
+    layout = shop.buckets.split("HOT", 2)
+    src, dst = layout.buckets
+    shop.buckets._transfer(src, "out", "m1", 2, dst)  # the process dies here
+    assert stock(shop).total == 10
+    assert shop.buckets.resume_moves(older_than_ms=0) == 1
+    assert stock(shop).total == 12
+    assert shop.buckets.resume_moves(older_than_ms=0) == 0
+    assert shop.buckets._transfer(dst, "in", "m1", 2, "")[0] == 1  # replay: no second copy
+    assert stock(shop).total == 12
+    bucket_levels(shop)
+
+
+def test_split_refuses_bad_input_and_changes_nothing(shop: Inventory) -> None:
+    for count in (0, MAX_BUCKETS + 1, "2", True):
+        with pytest.raises(InvalidArgument):
+            shop.buckets.split("HOT", count)  # type: ignore[arg-type]
+    with pytest.raises(ProductNotFound):
+        shop.buckets.split("NOPE", 2)
+    assert not shop.buckets.layout("HOT", fresh=True).split
+    assert Layout("HOT", 0, 0, 8).buckets == ["HOT"]
