@@ -7,6 +7,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import fields, validate
 
+from inventory.buckets import MAX_BUCKETS
 from inventory.models import SaleState, Status
 from inventory.validation import MAX_LINES, MAX_QTY, SKU_PATTERN, USER_PATTERN
 
@@ -142,6 +143,9 @@ class ProductIn(Strict):
     sale_starts_at = fields.AwareDateTime(allow_none=True, metadata={"description": "null = open."})
     sale_ends_at = fields.AwareDateTime(allow_none=True, metadata={"description": "null = open."})
     paused = _strict_bool()
+    buckets = fields.Integer(strict=True, validate=validate.Range(1, MAX_BUCKETS),
+                             metadata={"description": "Stock buckets over the Redis partitions (a hot SKU's "
+                                                      "reserves spread over shards); live changes allowed."})
     expected_version = fields.Integer(strict=True, validate=validate.Range(0, MAX_MONEY))
 
     @ma.validates_schema
@@ -297,6 +301,7 @@ class StockOut(ma.Schema):
 class AdminProductOut(ProductOut):
     paused = fields.Boolean(required=True)
     version = fields.Integer(required=True)
+    buckets = fields.Integer(required=True, metadata={"description": "Stock buckets new holds go to."})
     stock = fields.Nested(StockOut, required=True)
 
 

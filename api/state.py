@@ -67,7 +67,7 @@ def soldout_listener(inventory: Inventory) -> SoldOutListener | None:
     ttl = inventory.settings.soldout_cache_ttl_ms
     if ttl <= 0:
         return None
-    cache = SoldOutCache(ttl, lambda sku: inventory.keys.sku(sku).stock)
+    cache = SoldOutCache(ttl, inventory.buckets.stock_keys)
     inventory.reservations.soldout = cache
     # Scripts' PUBLISH reaches every node of a cluster, so one plain connection to any master will do.
     return SoldOutListener(cache, lambda: own_connection(random.choice(masters(inventory.redis))),

@@ -76,7 +76,8 @@ def _snapshot(inv: Inventory, settings: Settings, sessions: Any, skus: list[str]
     persisted = None
     if sessions is not None and skus:
         try:
-            persisted = persisted_counts(sessions, skus)
+            layouts = inv.buckets.layouts(skus)
+            persisted = persisted_counts(sessions, skus, {s: l.buckets for s, l in layouts.items() if l.split})
         except Exception:  # noqa: BLE001 - the live view must not die with the database; shown as blank
             persisted = None
     return read_status(inv, skus, persisted=persisted)

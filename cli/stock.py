@@ -1,4 +1,5 @@
-"""`flashstock stock set|add|remove`: change a SKU's total units; open holds and sold units are never touched."""
+"""`flashstock stock set|add|remove|split`: change a SKU's total units (open holds and sold units are never
+touched) or split them into buckets."""
 
 from __future__ import annotations
 
@@ -82,6 +83,22 @@ def remove(sku: str, units: int, expect_version: int | None, reason: str, no_per
     """Remove UNITS from the total of SKU (only available units can go)."""
     _adjust(sku, add=-_units(units, "units"), expect_version=expect_version, reason=reason,
             no_persist=no_persist, as_json=as_json)
+
+
+@stock.command("split", context_settings=_VALUES)
+@click.argument("sku")
+@click.argument("buckets", type=int)
+@_NO_PERSIST
+@json_option
+@domain_errors
+def split(sku: str, buckets: int, no_persist: bool, as_json: bool) -> None:
+    """Split SKU's stock into BUCKETS buckets over the Redis partitions, live (1 = one bucket)."""
+    settings = load_settings()
+    inv = open_inventory(settings)
+    inv.buckets.split(sku, buckets)
+    if not no_persist:
+        persist_now(inv, settings)
+    emit(inv.catalog.get(sku), as_json=as_json)
 
 
 COMMANDS = [stock]

@@ -144,6 +144,18 @@ class Layout:
         return bucket_name(self.sku, index, self.partitions)
 
 
+def layout_fields(sku: str, internal_names: Iterable[str], partitions: int) -> dict[str, int]:
+    """'bk' and 'bkn' of a split SKU from the names of its internal SKUs ({} when it has none): every
+    bucket ever created counts as active."""
+    names = set(internal_names)
+    if not names:
+        return {}
+    created = 1
+    while bucket_name(sku, created, partitions) in names and created < MAX_BUCKETS:
+        created += 1
+    return {"bk": created, "bkn": created}
+
+
 def summed(fields: dict[str, str], buckets: Sequence[dict[str, str]]) -> dict[str, str]:
     """A split SKU's stock hash with its counters summed over its buckets (`fields` is bucket 0's)."""
     out = dict(fields)
@@ -277,6 +289,8 @@ class Buckets:
         if not fields:
             raise ProductNotFound("No such product.", sku=sku)
         was_split = bool(fields.get("bk"))
+        if not was_split and count == 1:
+            return Layout(sku, 0, 0, self.keys.partitions)  # one bucket is what an unsplit SKU already is
         created = max(int(fields.get("bkn") or 1), count)
         layout = Layout(sku, count, created, self.keys.partitions)
         config = self._config_pairs(fields)

@@ -53,6 +53,7 @@ def product_of(sku: str, fields: dict[str, str], now_ms: int, globally_paused: b
         paused=fields.get("paused", "0") != "0",
         sale_state=sale_state(fields, now_ms, globally_paused),
         stock=stock_of(sku, fields),
+        buckets=int(fields.get("bk") or 1),
     )
 
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
+from inventory.buckets import MAX_BUCKETS
 from inventory.errors import InventoryError
 from inventory.moments import parse_moment
 from inventory.validation import is_sku
 
 COLUMNS = ("sku", "name", "price", "currency", "stock", "per_user_limit", "sale_starts_at", "sale_ends_at",
-           "version")
+           "version", "buckets")
 ALIASES = {"limit": "per_user_limit", "starts_at": "sale_starts_at", "start": "sale_starts_at",
            "ends_at": "sale_ends_at", "end": "sale_ends_at", "total": "stock", "expected_version": "version"}
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -40,6 +41,7 @@ class CatalogRow:
     starts_at: int | None = None  # ms since epoch, 0 = open
     ends_at: int | None = None
     version: int | None = None  # expected live version (compare-and-set)
+    buckets: int | None = None  # stock buckets (inventory/buckets.py)
 
 
 @dataclass(frozen=True)
@@ -247,8 +249,10 @@ def _row_of(line: int, record: Mapping[str, Any], now_ms: int, problems: list[Pr
         bad("currency", "invalid_currency", "currency must be a 3-letter upper-case ISO 4217 code, e.g. USD.")
     numbers: dict[str, int | None] = {}
     for column, upper in (("price", MAX_UNITS), ("stock", MAX_UNITS), ("per_user_limit", 1_000_000),
-                          ("version", MAX_UNITS)):
+                          ("version", MAX_UNITS), ("buckets", MAX_BUCKETS)):
         numbers[column] = _integer(values.get(column), column, upper, bad)
+    if numbers["buckets"] == 0:
+        bad("buckets", "invalid_integer", f"buckets must be from 1 to {MAX_BUCKETS}.")
     moments: dict[str, int | None] = {}
     for column in ("sale_starts_at", "sale_ends_at"):
         raw = values.get(column)
@@ -269,7 +273,7 @@ def _row_of(line: int, record: Mapping[str, Any], now_ms: int, problems: list[Pr
         return None
     return CatalogRow(line=line, sku=sku, name=name, price=numbers["price"], currency=currency,
                       stock=numbers["stock"], per_user_limit=numbers["per_user_limit"], starts_at=starts,
-                      ends_at=ends, version=numbers["version"])
+                      ends_at=ends, version=numbers["version"], buckets=numbers["buckets"])
 
 
 def _integer(raw: Any, column: str, upper: int, bad: Callable[[str, str, str], None]) -> int | None:

@@ -31,7 +31,7 @@ from inventory.moments import format_moment
 Progress = Callable[[int], None]
 
 READ_BATCH = 1000
-_LIVE_FIELDS = ("total", "held", "sold", "ver", "name", "price", "cur", "limit", "start", "end")
+_LIVE_FIELDS = ("total", "held", "sold", "ver", "name", "price", "cur", "limit", "start", "end", "bk", "bkn")
 # Diffable product fields: (row attribute, stock hash field).
 _COMPARED = (("name", "name"), ("price", "price"), ("currency", "cur"), ("per_user_limit", "limit"),
              ("starts_at", "start"), ("ends_at", "end"))
@@ -48,6 +48,8 @@ class Change:
     live_version: int
     pairs: list[Any]  # configure_product field/value pairs ([] = catalogue unchanged)
     set_total: int | None  # new stock total (None = unchanged)
+    buckets: int | None = None  # new number of stock buckets (None = unchanged)
+    split: bool = False  # the live SKU is split into buckets: written through inventory/buckets.py
 
 
 @dataclass
@@ -112,8 +114,11 @@ def read_live(inv: Inventory, skus: list[str]) -> Iterator[dict[str, str]]:
         pipe = inv.redis.pipeline(transaction=False)
         for sku in batch:
             pipe.hmget(inv.keys.sku(sku).stock, _LIVE_FIELDS)
-        for values in pipe.execute():
-            yield {} if values[0] is None else {f: text(v) for f, v in zip(_LIVE_FIELDS, values) if v is not None}
+        found = {sku: {f: text(v) for f, v in zip(_LIVE_FIELDS, values) if v is not None}
+                 for sku, values in zip(batch, pipe.execute()) if values[0] is not None}
+        found = inv.buckets.sum_into(found)  # a split SKU's counters are the sums over its buckets
+        for sku in batch:
+            yield found.get(sku, {})
 
 
 def plan_import(inv: Inventory, rows: list[CatalogRow], *, progress: Progress | None = None) -> ImportPlan:
@@ -183,9 +188,14 @@ def _change_of(row: CatalogRow, live: dict[str, str], problems: list[Problem]) -
     if row.stock is not None and (not live or row.stock != int(live["total"])):
         fields["stock"] = (int(live["total"]) if live else None, row.stock)
         set_total = row.stock
+    buckets = None
+    if row.buckets is not None and row.buckets != int(live.get("bk") or 1):
+        fields["buckets"] = (int(live.get("bk") or 1) if live else None, row.buckets)
+        buckets = row.buckets
     if not fields and live:
         return None
-    return Change(row.line, row.sku, "changed" if live else "new", fields, version, pairs, set_total)
+    return Change(row.line, row.sku, "changed" if live else "new", fields, version, pairs, set_total, buckets,
+                  bool(live.get("bk")))
 
 
 # -- apply -------------------------------------------------------------------------------------
@@ -206,6 +216,8 @@ def apply_plan(inv: Inventory, plan: ImportPlan, *, reason: str = "import", batc
         calls: list[Change] = []
         for change in batch:
             version = change.live_version
+            if change.split:  # writes to several buckets: one by one, after this batch's pipeline
+                continue
             if change.pairs:
                 pipe.call("configure_product", *catalog.configure_call(change.sku, change.pairs, version))
                 calls.append(change)
@@ -219,6 +231,9 @@ def apply_plan(inv: Inventory, plan: ImportPlan, *, reason: str = "import", batc
             if error is not None and change.sku not in failed:
                 failed[change.sku] = Problem(change.line, "row", error.code, error.message, change.sku)
         for change in batch:
+            error = None if change.sku in failed else _apply_to_buckets(inv, change, reason)
+            if error is not None and change.sku not in failed:
+                failed[change.sku] = Problem(change.line, "row", error.code, error.message, change.sku)
             if change.sku in failed:
                 result.failed.append(failed[change.sku])
             elif change.kind == "new":
@@ -229,6 +244,21 @@ def apply_plan(inv: Inventory, plan: ImportPlan, *, reason: str = "import", batc
             progress(len(batch))
     result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def _apply_to_buckets(inv: Inventory, change: Change, reason: str) -> InventoryError | None:
+    """A split SKU's settings and total (through its buckets), and any change of its number of buckets."""
+    try:
+        if change.split and change.pairs:
+            inv.ctx.run("configure_product", *inv.catalog.configure_call(change.sku, change.pairs, change.live_version))
+            inv.buckets.configure_buckets(change.sku, change.pairs)
+        if change.split and change.set_total is not None:
+            inv.buckets.adjust(change.sku, "set", change.set_total, None, reason)
+        if change.buckets is not None:
+            inv.buckets.split(change.sku, change.buckets)
+    except InventoryError as error:
+        return error
+    return None
 
 
 def _reply_error(reply: Any) -> InventoryError | None:
@@ -252,7 +282,7 @@ def export_rows(inv: Inventory, *, page: int = 1000) -> Iterator[dict[str, Any]]
             yield {"sku": p.sku, "name": p.name, "price": p.price, "currency": p.currency,
                    "stock": p.stock.total, "per_user_limit": p.per_user_limit,
                    "sale_starts_at": _iso(p.sale_starts_at), "sale_ends_at": _iso(p.sale_ends_at),
-                   "version": p.version}
+                   "version": p.version, "buckets": p.buckets}
         if len(products) < page:
             return
         after = products[-1].sku

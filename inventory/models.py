@@ -75,6 +75,7 @@ class Product:
     paused: bool
     sale_state: SaleState
     stock: StockLevel
+    buckets: int = 1  # stock buckets new holds go to (inventory/buckets.py); 1 = not split or one bucket
 
     @property
     def available(self) -> int:

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError, ResponseError, WatchError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from inventory.buckets import layout_fields, product_of
 from inventory.context import text
 from inventory.engine import Inventory
 from inventory.keys import Partition
@@ -30,7 +31,7 @@ from inventory.persistence import persisted_sale_switch, sync_state_id
 from inventory.reconcile import announce_counts, catalog_fields, observe, queue_counts
 from inventory.sale_admin import set_global_pause
 from inventory.store import MEMORY_URL, masters
-from inventory.tables import OrderLineRow, OrderRow, PaymentEventRow, SyncStateRow
+from inventory.tables import OrderLineRow, OrderRow, PaymentEventRow, ProductRow, SyncStateRow
 
 log = logging.getLogger(__name__)
 
@@ -263,8 +264,11 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
                 for _token, qty, user in seen.holds:
                     if user:  # the waitlist's pool of set-aside units belongs to no buyer
                         buyers[user] = buyers.get(user, 0) + qty
+                layout = {} if seen.fields.get("bk") else _split_layout(session, sku, inv.keys.partitions)
                 pipe.multi()
                 queue_counts(pipe, inv, sku, seen, expected, catalog=True, paused="r")
+                if layout:
+                    pipe.hset(keys.stock, mapping=layout)
                 pipe.delete(keys.buyers)
                 if buyers:
                     pipe.hset(keys.buyers, mapping=buyers)
@@ -274,6 +278,14 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
             announce_counts(inv, sku)
         return str(catalog_fields(sku, seen)["paused"])
     raise RedisError(f"SKU {sku} kept changing during rebuild")
+
+
+def _split_layout(session: Session, sku: str, partitions: int) -> dict[str, int]:
+    """A split SKU's layout fields from the internal SKUs PostgreSQL knows (its stock hash was lost):
+    every bucket ever created comes back active, so none of their units is stranded."""
+    names = [name for name in session.scalars(select(ProductRow.sku).where(ProductRow.sku.like(f"{sku}@%")))
+             if product_of(name) == sku]
+    return layout_fields(sku, names, partitions)
 
 
 def restore_order_records(inv: Inventory, session_factory: sessionmaker[Session], skus: Sequence[str]) -> int:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+from inventory.buckets import Layout, is_internal
+from inventory.buckets import product_of as product_of_bucket
 from inventory.catalog import catalog_page, product_of
-from inventory.context import decode_hash
+from inventory.context import decode_hash, text as decode
 from inventory.engine import Inventory
 from inventory.errors import ProductNotFound
 from inventory.models import SaleState
@@ -61,18 +63,24 @@ def read_status(inv: Inventory, skus: Iterable[str], *,
         pipe.get(part.sale_switch)
     replies = pipe.execute()
     now = inv.ctx.now_ms()
+    found = {sku: decode_hash(replies[3 * i]) for i, sku in enumerate(skus)}
+    extra = _bucket_activity(inv, found, now)
+    found = inv.buckets.sum_into({sku: f for sku, f in found.items() if f})
     result = []
     for index, sku in enumerate(skus):
-        fields, holds, switch = decode_hash(replies[3 * index]), int(replies[3 * index + 1]), replies[3 * index + 2]
+        holds, switch = int(replies[3 * index + 1]), replies[3 * index + 2]
+        fields = found.get(sku)
         if not fields:
             raise ProductNotFound("No such product.", sku=sku)
         product = product_of(sku, fields, now, switch == b"1")
+        more_holds, more_per_minute = extra.get(sku, (0, 0))
         result.append(SkuStatus(
             sku=sku, state=product.sale_state, total=product.stock.total, available=product.stock.available,
             held=product.stock.held, sold=product.stock.sold,
             persisted_total=None if persisted is None else persisted.get(sku, (0, 0))[0],
             persisted_sold=None if persisted is None else persisted.get(sku, (0, 0))[1],
-            open_holds=holds, reservations_per_minute=reservations_per_minute(fields, now),
+            open_holds=holds + more_holds,
+            reservations_per_minute=reservations_per_minute(fields, now) + more_per_minute,
             version=product.version, price=product.price, currency=product.currency,
             per_user_limit=product.per_user_limit,
             sale_starts_at=product.sale_starts_at.isoformat() if product.sale_starts_at else "",
@@ -81,14 +89,52 @@ def read_status(inv: Inventory, skus: Iterable[str], *,
     return result
 
 
+def _bucket_activity(inv: Inventory, found: Mapping[str, Mapping[str, str]], now: int) -> dict[str, tuple[int, int]]:
+    """Open holds and reservations per minute of split SKUs' other buckets (bucket 0 is read already)."""
+    split = {sku: Layout(sku, 1, int(f.get("bkn") or 1), inv.keys.partitions).buckets[1:]
+             for sku, f in found.items() if f.get("bk")}
+    if not split:
+        return {}
+    pipe = inv.redis.pipeline(transaction=False)
+    for names in split.values():
+        for name in names:
+            pipe.zcard(inv.keys.sku(name).holds)
+            pipe.hmget(inv.keys.sku(name).stock, "rm", "rc", "rp")
+    replies = iter(pipe.execute())
+    out = {}
+    for sku, names in split.items():
+        holds = per_minute = 0
+        for _ in names:
+            holds += int(next(replies))
+            per_minute += reservations_per_minute(
+                {k: decode(v) for k, v in zip(("rm", "rc", "rp"), next(replies)) if v is not None}, now)
+        out[sku] = (holds, per_minute)
+    return out
+
+
 def page_of_skus(inv: Inventory, *, after: str = "", limit: int = 50) -> list[str]:
-    """SKUs of the catalogue in order, a page at a time."""
-    return catalog_page(inv.ctx, after, limit)
+    """Product SKUs of the catalogue in order, a page at a time (stock buckets are not products)."""
+    skus: list[str] = []
+    while len(skus) < limit:
+        page = catalog_page(inv.ctx, after, limit)
+        skus += [sku for sku in page if not is_internal(sku)]
+        if len(page) < limit:
+            break
+        after = page[-1]
+    return skus[:limit]
 
 
-def persisted_counts(session_factory: Any, skus: list[str]) -> dict[str, tuple[int, int]]:
-    """(total, sold) per SKU as the Postgres stock ledger has them."""
+def persisted_counts(session_factory: Any, skus: list[str],
+                     buckets: Mapping[str, list[str]] | None = None) -> dict[str, tuple[int, int]]:
+    """(total, sold) per product as the Postgres stock ledger has them; `buckets` names the stock buckets
+    of split SKUs (Layout.buckets), whose rows are summed into their product's."""
     from inventory.ledger import persisted
 
+    names = sorted(set(skus) | {name for found in (buckets or {}).values() for name in found})
     with session_factory() as session:
-        return {sku: (p.total, p.sold) for sku, p in persisted(session, skus).items()}
+        found = persisted(session, names)
+    out: dict[str, tuple[int, int]] = {}
+    for sku, p in found.items():
+        total, sold = out.get(product_of_bucket(sku), (0, 0))
+        out[product_of_bucket(sku)] = (total + p.total, sold + p.sold)
+    return out

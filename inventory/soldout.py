@@ -43,7 +43,9 @@ class Learned:
 class SoldOutCache:
     """Per-process memory of sold-out SKUs; trusted only while `listening` says the listener is subscribed."""
 
-    def __init__(self, ttl_ms: int, stock_key_of: Callable[[str], str]) -> None:
+    def __init__(self, ttl_ms: int, stock_key_of: Callable[[str], str | list[str]]) -> None:
+        """`stock_key_of(sku)`: the stock key (or, for a SKU split into buckets, every bucket's key) whose
+        announcement means units of the SKU came back."""
         self.ttl = ttl_ms / 1000
         self.stock_key_of = stock_key_of
         self._sku_of_key: dict[str, str] = {}
@@ -96,7 +98,9 @@ class SoldOutCache:
         learned = Learned(available, dict(error.details), asked_at + ttl)
         with self._lock:
             if self.listening and generation == self.generation:
-                self._sku_of_key[self.stock_key_of(sku)] = sku
+                keys = self.stock_key_of(sku)
+                for key in [keys] if isinstance(keys, str) else keys:
+                    self._sku_of_key[key] = sku
                 self._learned[sku] = learned
 
     def forget_key(self, stock_key: str) -> None:

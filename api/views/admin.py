@@ -41,7 +41,7 @@ def get_product(sku: str) -> Response:
 @responses(blp, 200, AdminProductData, 401, 403, 409, 422, security=ADMIN_SECURITY)
 @arguments(blp, ProductIn())
 def put_product(args: dict[str, Any], sku: str) -> Response:
-    """Create a product or change its data, sale window, pause flag and total stock."""
+    """Create a product or change its data, sale window, pause flag, total stock and stock buckets."""
     catalog = state().inventory.catalog
     config = {_CONFIG_FIELDS[name]: value for name, value in args.items() if name in _CONFIG_FIELDS}
     stock, expected = args.get("stock"), args.get("expected_version")
@@ -60,6 +60,9 @@ def put_product(args: dict[str, Any], sku: str) -> Response:
         if stock is not None:
             catalog.adjust_stock(sku, set_total=stock, reason="admin")
             product = catalog.get(sku)
+    if "buckets" in args:
+        state().inventory.buckets.split(sku, args["buckets"])
+        product = catalog.get(sku)
     return respond(_product, product)
 
 

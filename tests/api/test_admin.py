@@ -109,3 +109,23 @@ def test_admin_api_reads_and_sets_the_switch(client, api_inv: Inventory) -> None
     assert client.put("/v1/admin/sale", headers=ADMIN, json={"paused": False}).get_json()["data"]["paused"] is False
     assert client.post("/v1/reservations", headers=SF,
                        json={"user_id": "u1", "items": [{"sku": "HOT", "qty": 1}]}).status_code == 201
+
+
+def test_put_buckets_splits_a_live_sku_and_the_storefront_sees_one_product(client, api_inv):
+    make_product(api_inv, stock=8, limit=2)
+    response = client.put("/v1/admin/products/HOT", headers=ADMIN, json={"buckets": 4})
+    data = response.get_json()["data"]
+    assert response.status_code == 200 and data["buckets"] == 4 and data["stock"]["total"] == 8
+    held = client.post("/v1/reservations", json={"user_id": "alice", "items": [{"sku": "HOT", "qty": 2}]},
+                       headers=SF)
+    assert held.status_code == 201 and held.get_json()["data"]["items"] == [
+        {"sku": "HOT", "qty": 2, "unit_price": 1500, "amount": 3000}]
+    over = client.post("/v1/reservations", json={"user_id": "alice", "items": [{"sku": "HOT", "qty": 1}]},
+                       headers=SF)
+    assert over.status_code == 409 and error_of(over)["code"] == "limit_exceeded"
+    assert client.get("/v1/products/HOT", headers=SF).get_json()["data"]["available"] == 6
+    assert [p["sku"] for p in client.get("/v1/products", headers=SF).get_json()["data"]] == ["HOT"]
+    for body in ({"buckets": 0}, {"buckets": 65}, {"buckets": "2"}, {"buckets": 1.5}):
+        bad = client.put("/v1/admin/products/HOT", headers=ADMIN, json=body)
+        assert bad.status_code == 422 and error_of(bad)["code"] == "invalid_request", body
+    assert api_inv.catalog.get("HOT").buckets == 4

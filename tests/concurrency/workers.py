@@ -12,19 +12,20 @@ from inventory.errors import InventoryError
 from inventory.store import connect_redis
 
 
-def _settings(redis_url: str, prefix: str = "fs") -> Settings:
+def _settings(redis_url: str, prefix: str = "fs", partitions: int = 0) -> Settings:
     """One Redis or a cluster (redis+cluster://...), with the pool and patience of a busy test process."""
-    return Settings(key_prefix=prefix, redis_url=redis_url, redis_max_connections=128, redis_timeout_seconds=30)
+    return Settings(key_prefix=prefix, redis_url=redis_url, redis_max_connections=128, redis_timeout_seconds=30,
+                    redis_partitions=partitions)
 
 
-def _inventory(redis_url: str, prefix: str) -> Inventory:
-    return Inventory.from_settings(_settings(redis_url, prefix))
+def _inventory(redis_url: str, prefix: str, partitions: int = 0) -> Inventory:
+    return Inventory.from_settings(_settings(redis_url, prefix, partitions))
 
 
 def reserve_many(redis_url: str, prefix: str, attempts: list[tuple[str, dict[str, int]]],
-                 threads: int) -> list[tuple[str, str, dict[str, int]]]:
+                 threads: int, partitions: int = 0) -> list[tuple[str, str, dict[str, int]]]:
     """Run reservations from many threads; return (outcome code or 'ok', reservation id, lines) each."""
-    inv = _inventory(redis_url, prefix)
+    inv = _inventory(redis_url, prefix, partitions)
 
     def attempt(item: tuple[str, dict[str, int]]) -> tuple[str, str, dict[str, int]]:
         user, lines = item

@@ -224,3 +224,23 @@ def test_reseed_under_concurrent_reservations_keeps_the_invariant_and_every_hold
         assert level.sold == sum(q for s, q in sold if s == sku)
     members = {h.reservation_id for sku in skus for h in live.catalog.holds(sku, limit=10_000)}
     assert members == {rid for rid, _, _ in held}
+
+
+def test_buckets_column_splits_and_a_reseed_of_a_split_sku_sets_the_sum(cli, cli_json, live: Inventory, db,
+                                                                       tmp_path: Path) -> None:
+    header = HEADER.rstrip("\n") + ",buckets\n"
+    cli_json("catalog", "import", str(write(tmp_path / "c.csv", header + "HP-1,Headphones,4999,USD,100,2,,,4\n")))
+    product = live.catalog.get("HP-1")
+    assert (product.buckets, product.stock.total, product.stock.available) == (4, 100, 100)
+    live.reservations.reserve("u1", {"HP-1": 2})
+    report = cli_json("catalog", "import", str(write(tmp_path / "r.csv", header + "HP-1,Headphones,3999,USD,40,2,,,2\n")))
+    assert (report["updated"], report["failed"]) == (1, 0)
+    product = live.catalog.get("HP-1")
+    assert (product.buckets, product.price, product.stock.total, product.stock.held) == (2, 3999, 40, 2)
+    assert_invariant(product.stock)
+    out = tmp_path / "export.csv"
+    cli("catalog", "export", str(out))
+    assert "HP-1@" not in out.read_text() and cli_json("catalog", "import", str(out))["updated"] == 0
+    bad = cli_json("catalog", "import", str(write(tmp_path / "b.csv", header + "HP-1,Headphones,3999,USD,40,2,,,0\n")),
+                   code=2)["error"]["details"]["problems"][0]
+    assert (bad["field"], bad["code"]) == ("buckets", "invalid_integer")

@@ -1,8 +1,9 @@
-"""`flashstock stock set|add|remove` on real Redis and PostgreSQL."""
+"""`flashstock stock set|add|remove|split` on real Redis and PostgreSQL."""
 
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
 
 from inventory import Inventory
 from tests.helpers import assert_invariant, make_product
@@ -51,11 +52,30 @@ def test_expect_version_is_compare_and_set(cli_json, live: Inventory) -> None:
     (("set", "NOPE", "5"), "product_not_found"),
     (("set", "bad sku", "5"), "invalid_argument"),
     (("add", "HOT", "1", "--reason", "no spaces"), "invalid_argument"),
+    (("split", "HOT", "0"), "invalid_argument"),
+    (("split", "HOT", "65"), "invalid_argument"),
+    (("split", "NOPE", "2"), "product_not_found"),
 ])
 def test_bad_stock_input_exits_with_a_code_and_changes_nothing(cli_json, live: Inventory, args, code) -> None:
     make_product(live, "HOT", stock=10)
     assert cli_json("stock", *args, code=2)["error"]["code"] == code
     assert live.catalog.get("HOT").stock.total == 10
+    assert live.catalog.get("HOT").buckets == 1
+
+
+def test_split_then_stock_commands_act_on_the_sum_of_the_buckets(cli_json, live: Inventory, db) -> None:
+    make_product(live, "HOT", stock=12, limit=1)
+    product = cli_json("stock", "split", "HOT", "3")
+    assert product["buckets"] == 3 and product["stock"]["total"] == 12 and product["stock"]["available"] == 12
+    live.reservations.reserve("a", {"HOT": 1})
+    level = cli_json("stock", "remove", "HOT", "5")
+    assert (level["total"], level["available"], level["held"]) == (7, 6, 1)
+    assert cli_json("stock", "split", "HOT", "1")["stock"]["total"] == 7  # live shrink to one bucket
+    assert_invariant(live.catalog.get("HOT").stock)
+    with db() as session:  # PostgreSQL's ledger per bucket sums to the product's total
+        rows = session.execute(text("SELECT sku, SUM(total_delta) FROM stock_ledger WHERE sku LIKE 'HOT@%' "
+                                    "OR sku = 'HOT' GROUP BY sku")).all()
+    assert sum(total for sku, total in rows if "@q" not in sku) == 7
 
 
 @pytest.mark.single_node("the same commands run in process on the cluster; this checks the console script's wiring")

@@ -7,7 +7,7 @@ again within the test.
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -21,8 +21,8 @@ from tests.clocks import ManualClock
 from tests.helpers import make_product, stock
 
 
-def _cache(inv: Inventory) -> Iterator[SoldOutCache]:
-    cache = SoldOutCache(60_000, lambda sku: inv.keys.sku(sku).stock)
+def _cache(inv: Inventory, stock_key_of: Any = None) -> Iterator[SoldOutCache]:
+    cache = SoldOutCache(60_000, stock_key_of or (lambda sku: inv.keys.sku(sku).stock))
     inv.reservations.soldout = cache
     listener = SoldOutListener(cache, lambda: masters(inv.redis)[0], inv.keys.stock_pattern)
     listener.ensure_started()
@@ -203,3 +203,24 @@ def test_the_api_listener_holds_its_connection_outside_the_request_pool(real_inv
     assert client.ping() and all(client.connection_pool is not node.connection_pool
                                  for node in masters(real_inv.redis))
     client.connection_pool.disconnect()
+
+
+def _bucket_of(inv: Inventory, reservation_id: str) -> str:
+    """The stock bucket that serves a reservation on a split SKU (its line that is not a quota line)."""
+    token = reservation_id[2:]
+    home = inv.reservations.calls.read(inv.keys.of_token(token), token)
+    records = [home] + [inv.reservations.calls.read(inv.keys.parts[int(q)], token)
+                        for q in home.get("parts", "").split(",") if q]
+    return next(f[2:] for r in records for f in r if f.startswith("l:") and "@q" not in f)
+
+
+def test_a_split_sku_is_forgotten_when_any_of_its_buckets_gets_units_back(real_inv: Inventory) -> None:
+    make_product(real_inv, "A", stock=4)
+    real_inv.buckets.split("A", 4)
+    for cache in _cache(real_inv, real_inv.buckets.stock_keys):
+        held = [real_inv.reservations.reserve(f"b{i}", {"A": 1}) for i in range(4)]
+        _learn(real_inv, cache)
+        elsewhere = next(r for r in held if _bucket_of(real_inv, r.id) != "A")
+        real_inv.reservations.release(elsewhere.id)
+        _sold_again(real_inv, cache)
+

@@ -185,3 +185,16 @@ def test_split_refuses_bad_input_and_changes_nothing(shop: Inventory) -> None:
         shop.buckets.split("NOPE", 2)
     assert not shop.buckets.layout("HOT", fresh=True).split
     assert Layout("HOT", 0, 0, 8).buckets == ["HOT"]
+
+
+def test_admin_status_sums_the_buckets_and_lists_only_products(shop: Inventory) -> None:
+    from inventory.sale_status import page_of_skus, read_status
+
+    make_product(shop, "COLD", stock=3)
+    shop.buckets.split("HOT", 4)
+    for i in range(5):
+        shop.reservations.reserve(f"s{i}", {"HOT": 1})
+    (status,) = read_status(shop, ["HOT"])
+    assert (status.total, status.available, status.held, status.open_holds) == (12, 7, 5, 5)
+    assert status.reservations_per_minute == 5
+    assert page_of_skus(shop) == ["COLD", "HOT"]
