@@ -39,6 +39,7 @@ from bench.generators import _wait_rusage
 from bench.solo import delete_prefix, main, parser, write_json
 from bench.suite import Context
 from inventory import Inventory, Settings, ids
+from inventory.buckets import Layout
 from inventory.context import decode_hash
 from inventory.errors import InventoryError, SoldOut
 from inventory.config import CLUSTER_PARTITIONS
@@ -292,6 +293,7 @@ def capture_reserve(prefix: str, sku: str) -> tuple[list[str], list[Any], str, s
         return [0, 0, 0]
 
     inv.ctx.run = record  # type: ignore[method-assign,assignment]  # capture instead of sending
+    inv.buckets.layouts = lambda skus, **_: {s: Layout(s, 0, 0, 1) for s in skus}  # type: ignore[method-assign]
     user = "u000000000000"
     reservation = inv.reservations.reserve(user, {sku: 1}, ttl_seconds=TTL_S)
     ((name, keys, args),) = calls

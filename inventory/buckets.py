@@ -92,13 +92,18 @@ def _placed(stem: str, target: int, partitions: int) -> str:
     raise AssertionError(f"no name for {stem} in partition {target}")  # pragma: no cover
 
 
-def bucket_name(sku: str, index: int, partitions: int) -> str:
-    """Bucket `index` of a split SKU (0 is the SKU itself)."""
+def default_position(sku: str, index: int, partitions: int) -> int:
+    """The partition of bucket `index` when its placement was not chosen by the split (spread offsets)."""
+    return (_partition(sku, partitions) + _offsets(partitions)[index % partitions]) % partitions
+
+
+def bucket_name(sku: str, index: int, partitions: int, position: int | None = None) -> str:
+    """Bucket `index` of a split SKU (0 is the SKU itself), in partition `position`."""
     if index == 0:
         return sku
-    offsets = _offsets(partitions)
-    return _placed(f"{sku}@{index}", (_partition(sku, partitions) + offsets[index % partitions]) % partitions,
-                   partitions)
+    if position is None:
+        position = default_position(sku, index, partitions)
+    return _placed(f"{sku}@{index}", position, partitions)
 
 
 def quota_name(sku: str, index: int, partitions: int) -> str:
@@ -109,12 +114,19 @@ def quota_name(sku: str, index: int, partitions: int) -> str:
 
 @dataclass(frozen=True)
 class Layout:
-    """How a SKU's stock is split: `active` 0 means not split."""
+    """How a SKU's stock is split: `active` 0 means not split; `positions[i - 1]` is bucket i's partition."""
 
     sku: str
     active: int
     created: int
     partitions: int
+    positions: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, sku: str, fields: dict[str, str], partitions: int) -> "Layout":
+        """The layout a stock hash records ('bk', 'bkn', 'bkp')."""
+        positions = tuple(int(p) for p in (fields.get("bkp") or "").split(",") if p)
+        return cls(sku, int(fields.get("bk") or 0), int(fields.get("bkn") or 0), partitions, positions)
 
     @property
     def split(self) -> bool:
@@ -123,7 +135,11 @@ class Layout:
     @property
     def buckets(self) -> list[str]:
         """Every bucket ever created, 0 first."""
-        return [bucket_name(self.sku, i, self.partitions) for i in range(max(self.created, 1))]
+        return [self.bucket(i) for i in range(max(self.created, 1))]
+
+    def bucket(self, index: int) -> str:
+        position = self.positions[index - 1] if 0 < index <= len(self.positions) else None
+        return bucket_name(self.sku, index, self.partitions, position)
 
     @property
     def quotas(self) -> list[str]:
@@ -137,23 +153,25 @@ class Layout:
         """The bucket a user's request tries first: one in the user's quota partition if any is active."""
         h = user_hash(user_id)
         quota_part = _partition(self.quota_for(user_id), self.partitions)
-        local = [i for i in range(self.active) if _partition(bucket_name(self.sku, i, self.partitions),
-                                                             self.partitions) == quota_part]
+        local = [i for i in range(self.active) if _partition(self.bucket(i), self.partitions) == quota_part]
         quotas = min(self.partitions, MAX_BUCKETS)
         index = local[(h // quotas) % len(local)] if local else h % self.active
-        return bucket_name(self.sku, index, self.partitions)
+        return self.bucket(index)
 
 
-def layout_fields(sku: str, internal_names: Iterable[str], partitions: int) -> dict[str, int]:
-    """'bk' and 'bkn' of a split SKU from the names of its internal SKUs ({} when it has none): every
-    bucket ever created counts as active."""
+def layout_fields(sku: str, internal_names: Iterable[str], partitions: int) -> dict[str, Any]:
+    """'bk', 'bkn' and 'bkp' of a split SKU from the names of its internal SKUs ({} when it has none):
+    every bucket ever created counts as active."""
     names = set(internal_names)
     if not names:
         return {}
+    by_index = {int(name.split("@", 1)[1].split(".", 1)[0]): name for name in names
+                if not is_quota(name) and name.split("@", 1)[1].split(".", 1)[0].isdigit()}
     created = 1
-    while bucket_name(sku, created, partitions) in names and created < MAX_BUCKETS:
+    while created in by_index and created < MAX_BUCKETS:
         created += 1
-    return {"bk": created, "bkn": created}
+    positions = ",".join(str(_partition(by_index[i], partitions)) for i in range(1, created))
+    return {"bk": created, "bkn": created, "bkp": positions}
 
 
 def summed(fields: dict[str, str], buckets: Sequence[dict[str, str]]) -> dict[str, str]:
@@ -189,9 +207,10 @@ class Buckets:
         if missing:
             pipe = self.ctx.redis.pipeline(transaction=False)
             for sku in missing:
-                pipe.hmget(self.keys.sku(sku).stock, "bk", "bkn")
-            for sku, (active, created) in zip(missing, pipe.execute()):
-                layout = Layout(sku, int(active or 0), int(created or 0), self.keys.partitions)
+                pipe.hmget(self.keys.sku(sku).stock, "bk", "bkn", "bkp")
+            for sku, values in zip(missing, pipe.execute()):
+                fields = {f: text(v) for f, v in zip(("bk", "bkn", "bkp"), values) if v is not None}
+                layout = Layout.of(sku, fields, self.keys.partitions)
                 self._layouts[sku] = (now + LAYOUT_TTL_SECONDS, layout)
                 out[sku] = layout
         return out
@@ -253,11 +272,11 @@ class Buckets:
 
     def sum_into(self, found: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
         """Stock hashes by SKU with every split SKU's counters summed over its buckets (one round trip)."""
-        split = {sku: int(f.get("bkn") or 1) for sku, f in found.items() if f.get("bk")}
+        split = [sku for sku, f in found.items() if f.get("bk")]
         if not split:
             return found
         pipe = self.ctx.redis.pipeline(transaction=False)
-        names = {sku: Layout(sku, 1, n, self.keys.partitions).buckets[1:] for sku, n in split.items()}
+        names = {sku: Layout.of(sku, found[sku], self.keys.partitions).buckets[1:] for sku in split}
         for sku in split:
             for name in names[sku]:
                 pipe.hmget(self.keys.sku(name).stock, *_FIELDS)
@@ -291,8 +310,9 @@ class Buckets:
         was_split = bool(fields.get("bk"))
         if not was_split and count == 1:
             return Layout(sku, 0, 0, self.keys.partitions)  # one bucket is what an unsplit SKU already is
-        created = max(int(fields.get("bkn") or 1), count)
-        layout = Layout(sku, count, created, self.keys.partitions)
+        old = Layout.of(sku, fields, self.keys.partitions)
+        created = max(old.created, 1, count)
+        layout = Layout(sku, count, created, self.keys.partitions, self._positions(old, created))
         config = self._config_pairs(fields)
         for name in layout.buckets[1:]:
             self._configure(name, config)
@@ -302,7 +322,8 @@ class Buckets:
                 self._configure(name, [*quota_config, "paused", "1"])
                 self._ensure_total(name)
             self._copy_buyers(sku, layout)
-        self.ctx.redis.hset(keys.stock, mapping={"bk": count, "bkn": created})
+        self.ctx.redis.hset(keys.stock, mapping={"bk": count, "bkn": created,
+                                                 "bkp": ",".join(map(str, layout.positions))})
         self.ctx.redis.sadd(self.keys.of_sku(sku).splits, sku)
         if not was_split:
             self._copy_buyers(sku, layout)
@@ -311,6 +332,29 @@ class Buckets:
         self.forget(sku)
         self.rebalance(sku)
         return layout
+
+    def _positions(self, old: Layout, created: int) -> tuple[int, ...]:
+        """Partitions of buckets 1..created-1: the existing ones stay; each new one goes to an unused
+        partition on the master holding the fewest of this SKU's buckets (on one node: spread offsets)."""
+        positions = list(old.positions[:max(old.created - 1, 0)])
+        positions += [default_position(old.sku, i, old.partitions) for i in range(len(positions) + 1, old.created)]
+        partitions = old.partitions
+        home = _partition(old.sku, partitions)
+        node_of = self._masters_of_partitions()
+        for _ in range(len(positions) + 1, created):
+            used = [home, *positions]
+            free = [(home + o) % partitions for o in _offsets(partitions) if (home + o) % partitions not in used]
+            if not free:  # more buckets than partitions: they share
+                free = [(home + o) % partitions for o in _offsets(partitions)]
+            load = {node_of.get(p): sum(node_of.get(q) == node_of.get(p) for q in used) for p in free}
+            positions.append(min(free, key=lambda p: load[node_of.get(p)]))
+        return tuple(positions)
+
+    def _masters_of_partitions(self) -> dict[int, str]:
+        """Partition -> the master serving its slot (a cluster), {} on one node."""
+        if not self.ctx.cluster:
+            return {}
+        return {part.index: self.ctx.redis.get_node_from_key(part.sale_switch).name for part in self.keys.parts}
 
     def configure_buckets(self, sku: str, pairs: list[Any]) -> None:
         """Carry a product's new settings to its other buckets (and its limit to its quota SKUs)."""

@@ -31,7 +31,8 @@ from inventory.moments import format_moment
 Progress = Callable[[int], None]
 
 READ_BATCH = 1000
-_LIVE_FIELDS = ("total", "held", "sold", "ver", "name", "price", "cur", "limit", "start", "end", "bk", "bkn")
+_LIVE_FIELDS = ("total", "held", "sold", "ver", "name", "price", "cur", "limit", "start", "end", "bk", "bkn",
+                "bkp")
 # Diffable product fields: (row attribute, stock hash field).
 _COMPARED = (("name", "name"), ("price", "price"), ("currency", "cur"), ("per_user_limit", "limit"),
              ("starts_at", "start"), ("ends_at", "end"))

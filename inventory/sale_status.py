@@ -91,8 +91,7 @@ def read_status(inv: Inventory, skus: Iterable[str], *,
 
 def _bucket_activity(inv: Inventory, found: Mapping[str, Mapping[str, str]], now: int) -> dict[str, tuple[int, int]]:
     """Open holds and reservations per minute of split SKUs' other buckets (bucket 0 is read already)."""
-    split = {sku: Layout(sku, 1, int(f.get("bkn") or 1), inv.keys.partitions).buckets[1:]
-             for sku, f in found.items() if f.get("bk")}
+    split = {sku: Layout.of(sku, dict(f), inv.keys.partitions).buckets[1:] for sku, f in found.items() if f.get("bk")}
     if not split:
         return {}
     pipe = inv.redis.pipeline(transaction=False)

@@ -33,7 +33,7 @@ def test_captured_call_is_the_cores_reserve_shape():
     part = KeySpace("fs").of_sku("HOT-1")
     assert keys == [part.reservation(token), part.expiries, part.dirty, part.sale_switch,
                     *part.sku("HOT-1").as_list()]
-    assert args[:2] == [token, user] and args[-3:] == ["", "HOT-1", 1]
+    assert args[:2] == [token, user] and args[-4:] == ["", "", "HOT-1", 1]
 
 
 def test_benchmark_command_randomises_token_and_user_only():

@@ -110,6 +110,9 @@ def test_every_script_call_touches_one_cluster_slot(
     inv.waitlists.claim("W", "gina")
     inv.waitlists.join("W", "hank", 1)
     inv.waitlists.leave("W", "hank")
+    make_product(inv, "S", stock=6, limit=2)
+    inv.buckets.split("S", 3)  # buckets and quotas in other partitions; units moved into them
+    inv.reservations.release(inv.reservations.reserve("ivan", {"S": 2}).id)
     inv.sweep()
     single = {name for name, _ in calls}
     basket = inv.reservations.reserve("dave", {a: 1, c: 1}, rate_limits=limits)  # two partitions: two parts
