@@ -2,9 +2,10 @@
 
     .venv/bin/python -m bench.buckets [--smoke]
 
-Each phase seeds its own SKU with `units`, splits it into B buckets (inventory/buckets.py) and sells it
-out with `attempts` reserves (one unit, a fresh user each, so no limit refuses; the last phase sets a
-per-user limit of 2, which adds a quota line to every request) from 4 processes x 8 threads through
+Each phase seeds its own SKU with `units` (without a per-user limit, then with a limit of 2, which
+adds a quota line to every request: one script call when the user's quota partition holds a bucket,
+always with B = 16, one bucket per partition), splits it into B buckets (inventory/buckets.py) and
+sells it out with `attempts` reserves (one unit, a fresh user each) from 4 processes x 8 threads through
 the core (`Inventory.reservations.reserve`), while the parent rebalances every 0.5 s as the sweeper
 does. Recorded per phase: throughput, sell-out time (start to the last unit held), per-shard script
 calls (INFO commandstats before and after: max / mean across the shards), sold-out answers given while
@@ -35,7 +36,7 @@ NAME = "buckets"
 PREFIX = "fb"
 PROCESSES = 4
 THREADS = 8
-PHASES = ((1, 0), (3, 0), (6, 0), (6, 2))  # (buckets, per-user limit)
+PHASES = ((1, 0), (3, 0), (6, 0), (1, 2), (6, 2), (16, 2))  # (buckets, per-user limit); 16 = every partition
 
 
 def _settings(url: str) -> Settings:
@@ -137,7 +138,7 @@ def run(ctx: Context) -> dict:
         wipe_prefix(ports, PREFIX)
     finally:
         cluster.stop()
-    base = phases[0]["answers_per_s"]
+    base = phases[0]["answers_per_s"]  # B = 1 without a limit
     summary = [f"B={p['buckets']} limit={p['per_user_limit']}: {p['answers_per_s']:.0f} answers/s "
                f"({p['answers_per_s'] / base:.2f}x B=1), sell-out {p['sell_out_s']} s, per-shard scripts "
                f"{p['shard_scripts']} (max/mean {p['max_over_mean_scripts']}), false sold-out "

@@ -28,13 +28,13 @@ import secrets
 import time
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Iterable, Sequence
 
 from redis.crc import key_slot
 
 from inventory.context import Context, text
-from inventory.errors import InvalidArgument, ProductNotFound, StockBelowCommitted
+from inventory.errors import InvalidArgument, NotWithBuckets, ProductNotFound, StockBelowCommitted
 from inventory.models import Line, StockLevel
 from inventory.validation import check_sku
 
@@ -45,6 +45,7 @@ MAX_RETRIES = 2  # extra buckets a refused request tries before sold_out
 LAYOUT_TTL_SECONDS = 1.0  # how long a process trusts a SKU's layout (a stale one is refused by the script)
 MOVE_RESUME_MS = 5_000  # a journaled move older than this was interrupted: the next rebalance finishes it
 _FIELDS = ("total", "avail", "held", "sold")
+_LAYOUT_FIELDS = ("bk", "bkn", "bkp", "bq")
 
 
 def product_of(sku: str) -> str:
@@ -121,27 +122,36 @@ class Layout:
     created: int
     partitions: int
     positions: tuple[int, ...] = ()
+    quota: bool = False  # per-user limits counted in quota SKUs ('bq'): every request carries a quota line
 
     @classmethod
     def of(cls, sku: str, fields: dict[str, str], partitions: int) -> "Layout":
-        """The layout a stock hash records ('bk', 'bkn', 'bkp')."""
+        """The layout a stock hash records ('bk', 'bkn', 'bkp', 'bq')."""
         positions = tuple(int(p) for p in (fields.get("bkp") or "").split(",") if p)
-        return cls(sku, int(fields.get("bk") or 0), int(fields.get("bkn") or 0), partitions, positions)
+        return cls(sku, int(fields.get("bk") or 0), int(fields.get("bkn") or 0), partitions, positions,
+                   fields.get("bq") == "1")
 
     @property
     def split(self) -> bool:
         return self.active > 0
 
-    @property
+    @cached_property
     def buckets(self) -> list[str]:
         """Every bucket ever created, 0 first."""
         return [self.bucket(i) for i in range(max(self.created, 1))]
+
+    @cached_property
+    def _active_by_partition(self) -> dict[int, list[int]]:
+        by_partition: dict[int, list[int]] = {}
+        for i, name in enumerate(self.buckets[:self.active]):
+            by_partition.setdefault(_partition(name, self.partitions), []).append(i)
+        return by_partition
 
     def bucket(self, index: int) -> str:
         position = self.positions[index - 1] if 0 < index <= len(self.positions) else None
         return bucket_name(self.sku, index, self.partitions, position)
 
-    @property
+    @cached_property
     def quotas(self) -> list[str]:
         return [quota_name(self.sku, j, self.partitions) for j in range(min(self.partitions, MAX_BUCKETS))]
 
@@ -152,11 +162,10 @@ class Layout:
     def first_bucket(self, user_id: str) -> str:
         """The bucket a user's request tries first: one in the user's quota partition if any is active."""
         h = user_hash(user_id)
-        quota_part = _partition(self.quota_for(user_id), self.partitions)
-        local = [i for i in range(self.active) if _partition(self.bucket(i), self.partitions) == quota_part]
+        local = self._active_by_partition.get(_partition(self.quota_for(user_id), self.partitions))
         quotas = min(self.partitions, MAX_BUCKETS)
         index = local[(h // quotas) % len(local)] if local else h % self.active
-        return self.bucket(index)
+        return self.buckets[index]
 
 
 def layout_fields(sku: str, internal_names: Iterable[str], partitions: int) -> dict[str, Any]:
@@ -171,7 +180,13 @@ def layout_fields(sku: str, internal_names: Iterable[str], partitions: int) -> d
     while created in by_index and created < MAX_BUCKETS:
         created += 1
     positions = ",".join(str(_partition(by_index[i], partitions)) for i in range(1, created))
-    return {"bk": created, "bkn": created, "bkp": positions}
+    quota = any(is_quota(name) for name in names)
+    return {"bk": created, "bkn": created, "bkp": positions, **({"bq": 1} if quota else {})}
+
+
+def bucket_fields(bucket: str, product_names: Iterable[str]) -> dict[str, int]:
+    """The layout mark of a bucket SKU being rebuilt: 'bq' when its product counts limits in quotas."""
+    return {"bq": 1} if any(is_quota(name) for name in product_names) else {}
 
 
 def summed(fields: dict[str, str], buckets: Sequence[dict[str, str]]) -> dict[str, str]:
@@ -207,9 +222,9 @@ class Buckets:
         if missing:
             pipe = self.ctx.redis.pipeline(transaction=False)
             for sku in missing:
-                pipe.hmget(self.keys.sku(sku).stock, "bk", "bkn", "bkp")
+                pipe.hmget(self.keys.sku(sku).stock, *_LAYOUT_FIELDS)
             for sku, values in zip(missing, pipe.execute()):
-                fields = {f: text(v) for f, v in zip(("bk", "bkn", "bkp"), values) if v is not None}
+                fields = {f: text(v) for f, v in zip(_LAYOUT_FIELDS, values) if v is not None}
                 layout = Layout.of(sku, fields, self.keys.partitions)
                 self._layouts[sku] = (now + LAYOUT_TTL_SECONDS, layout)
                 out[sku] = layout
@@ -233,7 +248,7 @@ class Buckets:
     def route(self, user_id: str, lines: Sequence[tuple[str, int]], layouts: dict[str, Layout],
               chosen: dict[str, str] | None = None) -> list[tuple[str, int]]:
         """Script lines for product lines: a split SKU's line becomes a bucket line (`chosen`, else the
-        user's first bucket) and a quota line."""
+        user's first bucket) and, when it counts limits in quotas, a quota line."""
         out: list[tuple[str, int]] = []
         for sku, qty in lines:
             layout = layouts.get(sku)
@@ -241,7 +256,20 @@ class Buckets:
                 out.append((sku, qty))
                 continue
             out.append(((chosen or {}).get(sku) or layout.first_bucket(user_id), qty))
-            out.append((layout.quota_for(user_id), qty))
+            if layout.quota:
+                out.append((layout.quota_for(user_id), qty))
+        return out
+
+    @staticmethod
+    def routes(script_lines: Sequence[tuple[str, int]], layouts: dict[str, Layout]) -> dict[str, str]:
+        """How each script line was routed, for the reserve script's layout check (lua/reserve)."""
+        out: dict[str, str] = {}
+        for sku, _ in script_lines:
+            layout = layouts.get(product_of(sku))
+            if is_quota(sku):
+                out[sku] = "2"
+            elif layout is not None and layout.split:
+                out[sku] = "2" if layout.quota else "1"
         return out
 
     def fullest(self, layout: Layout, qty: int, tried: set[str]) -> tuple[str | None, int]:
@@ -308,6 +336,9 @@ class Buckets:
         if not fields:
             raise ProductNotFound("No such product.", sku=sku)
         was_split = bool(fields.get("bk"))
+        if int(fields.get("wn") or 0) > 0 or int(fields.get("owe") or 0) > 0:
+            raise NotWithBuckets("Buyers are waiting for this product: a split has to wait until its waitlist "
+                                 "is empty.", sku=sku)
         if not was_split and count == 1:
             return Layout(sku, 0, 0, self.keys.partitions)  # one bucket is what an unsplit SKU already is
         old = Layout.of(sku, fields, self.keys.partitions)
@@ -316,22 +347,42 @@ class Buckets:
         config = self._config_pairs(fields)
         for name in layout.buckets[1:]:
             self._configure(name, config)
-        quota_config = ["name", f"{sku} quota", "price", 0, "limit", int(fields.get("limit") or 0)]
-        if not was_split:
-            for name in layout.quotas:
-                self._configure(name, [*quota_config, "paused", "1"])
-                self._ensure_total(name)
-            self._copy_buyers(sku, layout)
-        self.ctx.redis.hset(keys.stock, mapping={"bk": count, "bkn": created,
-                                                 "bkp": ",".join(map(str, layout.positions))})
+        quota = old.quota or (not was_split and int(fields.get("limit") or 0) > 0)
+        if quota and not old.quota:
+            self._open_quotas(layout, int(fields["limit"]), lambda: self.ctx.redis.hset(
+                keys.stock, mapping=self._layout_mapping(count, created, layout)))
+        else:
+            if quota:
+                self._mark_quota(layout.buckets)
+            self.ctx.redis.hset(keys.stock, mapping=self._layout_mapping(count, created, layout))
         self.ctx.redis.sadd(self.keys.of_sku(sku).splits, sku)
-        if not was_split:
-            self._copy_buyers(sku, layout)
-            for name in layout.quotas:
-                self._configure(name, ["paused", "0"])
         self.forget(sku)
         self.rebalance(sku)
-        return layout
+        return Layout(sku, count, created, self.keys.partitions, layout.positions, quota)
+
+    @staticmethod
+    def _layout_mapping(count: int, created: int, layout: Layout) -> dict[str, Any]:
+        return {"bk": count, "bkn": created, "bkp": ",".join(map(str, layout.positions))}
+
+    def _open_quotas(self, layout: Layout, limit: int, publish: Any) -> None:
+        """Start counting a split SKU's per-user limit in quota SKUs, exactly: the quotas are created
+        paused; every bucket is marked (its script then refuses lines without a quota line) and the
+        layout published; every buyer's units over all buckets are copied in, never lowering one (the
+        buckets' buyers counts cannot grow meanwhile); then the quotas open."""
+        for name in layout.quotas:
+            self._configure(name, ["name", f"{layout.sku} quota", "price", 0, "limit", limit, "paused", "1"])
+            self._ensure_total(name)
+        self._mark_quota(layout.buckets)
+        publish()
+        self._copy_buyers(layout)
+        for name in layout.quotas:
+            self._configure(name, ["paused", "0"])
+
+    def _mark_quota(self, names: Sequence[str]) -> None:
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hset(self.keys.sku(name).stock, "bq", "1")
+        pipe.execute()
 
     def _positions(self, old: Layout, created: int) -> tuple[int, ...]:
         """Partitions of buckets 1..created-1: the existing ones stay; each new one goes to an unused
@@ -352,9 +403,10 @@ class Buckets:
 
     def _masters_of_partitions(self) -> dict[int, str]:
         """Partition -> the master serving its slot (a cluster), {} on one node."""
-        if not self.ctx.cluster:
+        node_of = getattr(self.ctx.redis, "get_node_from_key", None) if self.ctx.cluster else None
+        if node_of is None:
             return {}
-        return {part.index: self.ctx.redis.get_node_from_key(part.sale_switch).name for part in self.keys.parts}
+        return {part.index: node_of(part.sale_switch).name for part in self.keys.parts}
 
     def configure_buckets(self, sku: str, pairs: list[Any]) -> None:
         """Carry a product's new settings to its other buckets (and its limit to its quota SKUs)."""
@@ -364,9 +416,12 @@ class Buckets:
         for name in layout.buckets[1:]:
             self._configure(name, pairs)
         limit = dict(zip(pairs[::2], pairs[1::2])).get("limit")
-        if limit is not None:
+        if limit is not None and layout.quota:
             for name in layout.quotas:
                 self._configure(name, ["limit", limit])
+        elif limit is not None and int(limit) > 0:
+            self._open_quotas(layout, int(limit), lambda: self.ctx.redis.hset(self.keys.sku(sku).stock, "bq", "1"))
+            self.forget(sku)
 
     def _config_pairs(self, fields: dict[str, str]) -> list[Any]:
         pairs: list[Any] = []
@@ -387,9 +442,15 @@ class Buckets:
             self.ctx.run("adjust_stock", [part.sku(name).stock, part.dirty, part.outbox],
                          [name, "add", QUOTA_STOCK - total, "", "quota"])
 
-    def _copy_buyers(self, sku: str, layout: Layout) -> None:
-        """Every buyer's current units of the SKU into their quota, never lowering one (quotas are paused)."""
-        buyers = {text(k): int(v) for k, v in self.ctx.redis.hgetall(self.keys.sku(sku).buyers).items()}
+    def _copy_buyers(self, layout: Layout) -> None:
+        """Every buyer's units over all buckets into their quota, never lowering one (quotas are paused)."""
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for name in layout.buckets:
+            pipe.hgetall(self.keys.sku(name).buyers)
+        buyers: dict[str, int] = {}
+        for found in pipe.execute():
+            for user, units in found.items():
+                buyers[text(user)] = buyers.get(text(user), 0) + int(units)
         for user, units in buyers.items():
             quota = self.keys.sku(layout.quota_for(user)).buyers
             if int(self.ctx.redis.hget(quota, user) or 0) < units:

@@ -57,7 +57,8 @@ class MultiPart:
     # -- reserve / amend ----------------------------------------------------------------------
 
     def reserve(self, token: str, user_id: str, fp: str, ttl_ms: int, by_part: dict[int, list[tuple[str, int]]],
-                rate_limits: Sequence[RateLimit], *, routed: bool = False) -> tuple[list[Any], dict[str, int]]:
+                rate_limits: Sequence[RateLimit], *, routed: dict[str, str] | None = None
+                ) -> tuple[list[Any], dict[str, int]]:
         """Reserve every part, home last; returns the home's reply and the unit price of every line."""
         home = self.keys.of_token(token)
         if rate_limits:
@@ -139,7 +140,7 @@ class MultiPart:
             raise ReservationExpired("The reservation has expired.")
         items = sorted(lines.items())
         reply = self.calls.reserve(self.keys.parts[q], token, record["u"], fingerprint(record["u"], items, 0),
-                                   remaining, items, routed=True)  # amend routes split SKUs itself
+                                   remaining, items, routed={sku: "2" for sku, _ in items})  # amend routed them
         if int(reply[0]) != 0:
             raise ReservationClosed("The reservation changed meanwhile; try again.", status="changed")
 

@@ -62,14 +62,17 @@ class PartCalls:
 
     def reserve(self, part: Partition, token: str, user_id: str, fp: str, ttl_ms: int,
                 lines: Sequence[tuple[str, int]], *, others: str = "",
-                rate_limits: Sequence[RateLimit] = (), routed: bool = False) -> list[Any]:
+                rate_limits: Sequence[RateLimit] = (), routed: dict[str, str] | None = None) -> list[Any]:
         """Hold this part's lines; `others` names the other parts' partitions (home part only); `routed`
-        when the lines went through inventory/buckets.py (a split SKU refuses any other call)."""
+        says how each line went through inventory/buckets.py ('1' a bucket, '2' a bucket with its
+        quota line, or a quota line; missing: not routed): a split SKU refuses a call routed by an
+        older layout."""
         keys = [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
         keys += self.ctx.line_keys([sku for sku, _ in lines])
         keys += [bucket.key for bucket in rate_limits]
         args: list[Any] = [token, user_id, fp, ttl_ms, self.settings.record_retention_seconds * 1000,
-                           len(rate_limits), others, "1" if routed else ""]
+                           len(rate_limits), others, "".join(routed.get(sku, "0") for sku, _ in lines)
+                           if routed else ""]
         for sku, qty in lines:
             args += [sku, qty]
         for bucket in rate_limits:

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError, ResponseError, WatchError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from inventory.buckets import layout_fields, product_of
+from inventory.buckets import bucket_fields, is_internal, is_quota, layout_fields, product_of
 from inventory.context import text
 from inventory.engine import Inventory
 from inventory.keys import Partition
@@ -264,7 +264,8 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
                 for _token, qty, user in seen.holds:
                     if user:  # the waitlist's pool of set-aside units belongs to no buyer
                         buyers[user] = buyers.get(user, 0) + qty
-                layout = {} if seen.fields.get("bk") else _split_layout(session, sku, inv.keys.partitions)
+                layout = {} if seen.fields.get("bk") or seen.fields.get("bq") else \
+                    _split_layout(session, sku, inv.keys.partitions)
                 pipe.multi()
                 queue_counts(pipe, inv, sku, seen, expected, catalog=True, paused="r")
                 if layout:
@@ -280,12 +281,16 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
     raise RedisError(f"SKU {sku} kept changing during rebuild")
 
 
-def _split_layout(session: Session, sku: str, partitions: int) -> dict[str, int]:
-    """A split SKU's layout fields from the internal SKUs PostgreSQL knows (its stock hash was lost):
-    every bucket ever created comes back active, so none of their units is stranded."""
-    names = [name for name in session.scalars(select(ProductRow.sku).where(ProductRow.sku.like(f"{sku}@%")))
-             if product_of(name) == sku]
-    return layout_fields(sku, names, partitions)
+def _split_layout(session: Session, sku: str, partitions: int) -> dict[str, Any]:
+    """Layout fields from the internal SKUs PostgreSQL knows, for a stock hash that was lost: a split SKU
+    comes back with every bucket it ever had active (none of their units is stranded), and a bucket
+    with its quota mark."""
+    product = product_of(sku)
+    if is_quota(sku):
+        return {}
+    names = [name for name in session.scalars(select(ProductRow.sku).where(ProductRow.sku.like(f"{product}@%")))
+             if product_of(name) == product]
+    return bucket_fields(sku, names) if is_internal(sku) else layout_fields(sku, names, partitions)
 
 
 def restore_order_records(inv: Inventory, session_factory: sessionmaker[Session], skus: Sequence[str]) -> int:

@@ -108,7 +108,7 @@ class Reservations:
         chosen: dict[str, str] = {}
         tried: dict[str, set[str]] = {}
         attempts = 1 if idempotency_key else 1 + MAX_RETRIES
-        for attempt in range(attempts):
+        for attempt in range(attempts + 1):  # + 1: one more after the layout changed under this request
             script_lines = self.buckets.route(user_id, lines, layouts, chosen)
             try:
                 return self._reserve_lines(user_id, lines, script_lines, ttl, idempotency_key, (), layouts)
@@ -120,14 +120,17 @@ class Reservations:
                 qty = dict(lines)[layout.sku]
                 tried.setdefault(layout.sku, set()).add(bucket)
                 following, best = self.buckets.fullest(layout, qty, tried[layout.sku])
-                if following is None or attempt == attempts - 1:
+                if following is None or attempt >= attempts - 1:
                     if following is not None or best >= qty:
                         self.buckets.refused_with_stock += 1
-                    error = SoldOut(refused.message, **{**refused.details, "sku": layout.sku, "available": best})
+                    error = SoldOut(refused.message, **{**refused.details, "sku": layout.sku, "available": best,
+                                                        "waitlist_length": 0, "waitlist_open": False})
                     error.true_for_ms = None  # type: ignore[attr-defined]
                     raise error from None
                 chosen[layout.sku] = following
             except BucketsChanged:
+                if attempt == attempts:
+                    raise
                 layouts = self.buckets.layouts((sku for sku, _ in lines), fresh=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -136,14 +139,13 @@ class Reservations:
                        layouts: dict[str, Layout]) -> Reservation:
         """Reserve `script_lines` (the product `lines`, routed through buckets where split) as one reservation."""
         keys = self.ctx.keys
-        routed = any(layout.split for layout in layouts.values())
+        routed = self.buckets.routes(script_lines, layouts)
         by_part: dict[int, list[tuple[str, int]]] = {}
         for sku, qty in script_lines:
             by_part.setdefault(keys.partition_of(sku), []).append((sku, qty))
         # The home is fixed by the request (never by the bucket that served it): a keyed retry finds its record.
-        anchors = [sku for sku, _ in script_lines if is_quota(sku) or not (is_internal(sku) or
-                                                                           (sku in layouts and layouts[sku].split))]
-        home = keys.partition_of(min(anchors))
+        anchors = [sku for sku, _ in script_lines if is_quota(sku) or sku not in routed]
+        home = keys.partition_of(min(anchors or [sku for sku, _ in script_lines]))
         base = ids.token_for_key(user_id, idempotency_key) if idempotency_key else ids.new_token()
         token = keys.token_in(base, home)
         ttl_ms = ttl * 1000
@@ -396,7 +398,8 @@ class Reservations:
                 out[sku] = qty
                 continue
             held = {s: n for s, n in current.items() if product_of(s) == sku and not is_quota(s)}
-            out[layout.quota_for(owner)] = qty
+            if layout.quota:
+                out[layout.quota_for(owner)] = qty
             if not held:
                 if qty:
                     out[layout.first_bucket(owner)] = qty

@@ -15,7 +15,7 @@ from typing import Any
 
 from inventory import ids
 from inventory.context import Context, text
-from inventory.errors import InvalidArgument, ProductNotFound, WaitlistEntryNotFound
+from inventory.errors import InvalidArgument, NotWithBuckets, ProductNotFound, WaitlistEntryNotFound
 from inventory.keys import SkuKeys
 from inventory.models import Reservation, WaitlistEntry, WaitlistSummary, from_ms
 from inventory.validation import MAX_QTY, check_sku, check_user
@@ -45,6 +45,8 @@ class Waitlists:
         check_user(user_id)
         if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= MAX_QTY:
             raise InvalidArgument(f"qty must be from 1 to {MAX_QTY}.", field="qty")
+        if self.reservations.buckets.layout(sku).split:
+            raise NotWithBuckets("This product's stock is split into buckets, which has no waitlist yet.", sku=sku)
         keys, part = self.ctx.keys.sku(sku), self.ctx.keys.of_sku(sku)
         s = self.settings
         reply = self.ctx.run("join_waitlist", [*self._keys(keys), part.sale_switch, part.waitlists],

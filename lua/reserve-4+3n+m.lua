@@ -19,9 +19,12 @@ ARGV[5]        record retention after expiry, ms
 ARGV[6]        m, the number of rate-limit buckets (0 for none)
 ARGV[7]        the reservation's other parts: comma-separated partition numbers ('' = none, or this is
                a part); recorded as 'parts' so checkout, payment and release find them
-ARGV[8]        '1' when the caller routed the lines through the SKUs' stock buckets (inventory/buckets.py),
-               '' otherwise: a SKU split into buckets ('bk' in its stock hash) takes only routed lines,
-               so a caller that read the layout before the split cannot bypass the per-user quota
+ARGV[8]        how the caller routed each line through the SKUs' stock buckets (inventory/buckets.py): ''
+               (no line routed) or one character per line: '0' not, '1' through buckets, '2' through
+               buckets with a per-user quota line (and every quota line itself). A SKU split into
+               buckets ('bk' in its stock hash) takes only routed lines, and a bucket whose SKU counts
+               per-user limits in quotas ('bq' = '1') only lines routed with quotas, so a caller that read
+               the layout before a split or a new limit cannot bypass the per-user quota
 ARGV[7+2i]     sku of line i
 ARGV[8+2i]     quantity of line i (integer 1..MAX_QTY)
 ARGV[8+2n+2j-1] request limit of bucket j per window
@@ -43,7 +46,8 @@ Returns
   {-8}                                     token reused with a different request
   {-11, argument}                          invalid argument (qty above MAX_QTY included)
   {-13, j, retry_after_ms}                 rate-limit bucket j is over its limit (nothing else changed)
-  {-20, sku, buckets}                      the SKU is split into stock buckets and this call was not routed
+  {-20, sku, buckets}                      the SKU's stock layout is newer than the caller's routing (split,
+                                           or quotas now required): route again
 
 Invariant: for every SKU avail + held + sold == total, each >= 0.
 Activity: each line also counts the reservation in its stock hash's per-minute window
@@ -61,14 +65,14 @@ local ttl, retention = tonumber(ARGV[4]), tonumber(ARGV[5])
 if not is_count(ARGV[6]) then return {-11, 'rate_limits'} end
 local m = tonumber(ARGV[6])
 local parts = ARGV[7] or ''
-local routed = ARGV[8] == '1'
+local routed = ARGV[8]
 local n = (#ARGV - 8 - 2 * m) / 2
 if #parts > 200 or not string.match(parts, '^[%d,]*$') then return {-11, 'parts'} end
-if ARGV[8] ~= '' and not routed then return {-11, 'routed'} end
 
 if token == '' or user == '' then return {-11, 'id'} end
 if not (is_count(ARGV[4]) and is_count(ARGV[5])) or ttl < 1 then return {-11, 'ttl'} end
 if n < 1 or n ~= math.floor(n) or #KEYS ~= 4 + 3 * n + m then return {-11, 'items'} end
+if routed ~= '' and (#routed ~= n or not string.match(routed, '^[012]+$')) then return {-11, 'routed'} end
 
 for j = 1, m do
   local limit, window = ARGV[7 + 2 * n + 2 * j], ARGV[8 + 2 * n + 2 * j]
@@ -110,9 +114,10 @@ local prices, windows = {}, {}
 for i = 1, n do
   local base = 4 + 3 * (i - 1)
   local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc',
-    'wn', 'wq', 'owe', 'bk')
+    'wn', 'wq', 'owe', 'bk', 'bq')
   if not s[1] then return {-1, skus[i]} end
-  if s[12] and not routed then return {-20, skus[i], tonumber(s[12])} end
+  local route = routed ~= '' and string.sub(routed, i, i) or '0'
+  if (s[12] and route == '0') or (s[13] == '1' and route ~= '2') then return {-20, skus[i], to_int(s[12])} end
   local reason = closed_reason(globally, s[3], s[4], s[5], now)
   if reason then return {-2, skus[i], reason} end
   local avail = tonumber(s[1])

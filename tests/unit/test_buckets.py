@@ -198,3 +198,41 @@ def test_admin_status_sums_the_buckets_and_lists_only_products(shop: Inventory) 
     assert (status.total, status.available, status.held, status.open_holds) == (12, 7, 5, 5)
     assert status.reservations_per_minute == 5
     assert page_of_skus(shop) == ["COLD", "HOT"]
+
+
+def test_waitlist_and_buckets_refuse_each_other_with_a_code(shop: Inventory) -> None:
+    from inventory.errors import NotWithBuckets
+
+    make_product(shop, "W", stock=1)
+    shop.reservations.reserve("a", {"W": 1})
+    shop.waitlists.join("W", "b", 1)
+    with pytest.raises(NotWithBuckets):
+        shop.buckets.split("W", 2)
+    assert not shop.buckets.layout("W", fresh=True).split
+    shop.buckets.split("HOT", 2)
+    for i in range(12):
+        shop.reservations.reserve(f"s{i}", {"HOT": 1})
+    with pytest.raises(SoldOut) as refused:
+        shop.reservations.reserve("late", {"HOT": 1})
+    assert refused.value.details["waitlist_open"] is False
+    with pytest.raises(NotWithBuckets):
+        shop.waitlists.join("HOT", "late", 1)
+
+
+def test_a_limit_set_on_a_live_split_sku_counts_units_held_before_it(shop: Inventory) -> None:
+    make_product(shop, "FREE", stock=20)
+    layout = shop.buckets.split("FREE", 4)
+    assert not layout.quota  # no limit: no quota lines, one bucket line per request
+    for bucket_user in ("amy", "amy", "amy", "ben"):
+        shop.reservations.reserve(bucket_user, {"FREE": 1})
+    stale = Inventory(shop.redis, shop.settings, None)
+    assert not stale.buckets.layout("FREE").quota  # this process has the layout from before the limit
+    shop.catalog.configure("FREE", per_user_limit=3)
+    assert shop.buckets.layout("FREE", fresh=True).quota
+    with pytest.raises(LimitExceeded):  # her 3 units, in whatever buckets, were copied into her quota
+        stale.reservations.reserve("amy", {"FREE": 1})
+    stale.reservations.reserve("ben", {"FREE": 2})
+    with pytest.raises(LimitExceeded):
+        stale.reservations.reserve("ben", {"FREE": 1})
+    assert stock(shop, "FREE").held == 6
+    assert bucket_levels(shop, "FREE")
