@@ -210,7 +210,10 @@ class Catalog:
     def holds(self, sku: str, *, limit: int = 100) -> list[Hold]:
         """Open holds on a SKU (offers to waiting buyers included), soonest expiry first."""
         check_sku(sku)
-        members = self.ctx.redis.zrange(self.ctx.keys.sku(sku).holds, 0, limit - 1, withscores=True)
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for bucket in self.buckets.layout(sku).buckets:  # a split SKU's holds are in its buckets
+            pipe.zrange(self.ctx.keys.sku(bucket).holds, 0, limit - 1, withscores=True)
+        members = sorted((m for found in pipe.execute() for m in found), key=lambda m: m[1])[:limit]
         holds = []
         for member, score in members:
             token, qty, user = text(member).split("|", 2)

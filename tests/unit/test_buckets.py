@@ -197,6 +197,7 @@ def test_admin_status_sums_the_buckets_and_lists_only_products(shop: Inventory) 
     (status,) = read_status(shop, ["HOT"])
     assert (status.total, status.available, status.held, status.open_holds) == (12, 7, 5, 5)
     assert status.reservations_per_minute == 5
+    assert sorted(h.user_id for h in shop.catalog.holds("HOT")) == [f"s{i}" for i in range(5)]
     assert page_of_skus(shop) == ["COLD", "HOT"]
 
 
