@@ -183,7 +183,7 @@ def wipe_bench_prefix(r: redis.Redis) -> None:
         r.unlink(*batch)
 
 
-def _seed(env: Env, sku: str, units: int, cluster: bool) -> None:
+def _seed(env: Env, sku: str, units: int, cluster: bool, buckets: int = 1) -> None:
     r, inv = _inventory(env, cluster)
     with r:
         if cluster:
@@ -194,6 +194,8 @@ def _seed(env: Env, sku: str, units: int, cluster: bool) -> None:
             wipe_bench_prefix(r)
         inv.catalog.configure(sku, name=f"bench {sku}", price=1000)
         inv.catalog.adjust_stock(sku, set_total=units)
+        if buckets > 1:
+            inv.buckets.split(sku, buckets)  # inventory/buckets.py: the units spread over the shards
 
 
 def _stock(env: Env, sku: str, cluster: bool) -> "object":
@@ -301,6 +303,15 @@ def flashstock_cluster_target() -> Target:
                   fs_cluster_count_holds, needs_postgres=True, env_vars=fs_cluster_env, cluster=True)
 
 
+def flashstock_cluster_buckets_target(buckets: int) -> Target:
+    """flashstock_cluster with the hot SKU split into stock buckets (inventory/buckets.py) at seed time."""
+    def seed(env: Env, sku: str, units: int) -> None:
+        _seed(env, sku, units, cluster=True, buckets=buckets)
+
+    return Target(f"flashstock_cluster_b{buckets}", flashstock_command, seed, fs_cluster_read_stock,
+                  fs_cluster_count_holds, needs_postgres=True, env_vars=fs_cluster_env, cluster=True)
+
+
 def all_targets() -> dict[str, Target]:
     """Every known target by name."""
     return {
@@ -309,6 +320,8 @@ def all_targets() -> dict[str, Target]:
             flashstock_target(),
             flashstock_plain_worker_target(),
             flashstock_cluster_target(),
+            flashstock_cluster_buckets_target(3),
+            flashstock_cluster_buckets_target(6),
             ceiling_target(),
             # redis-py construction variants of the ceiling (see NOTES.md, redis-py under gevent)
             ceiling_target("ceiling_default_client", "default"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.common import domain_errors, emit, json_option, load_settings, open_inventory, open_sessions
+from inventory.buckets import is_internal, is_quota, product_of
 from inventory.errors import InvalidArgument, InventoryError, ProductNotFound
 from inventory.ledger import all_skus
 from inventory.recovery import rebuild_from_postgres
@@ -37,9 +38,10 @@ def rebuild(skus: tuple[str, ...], all_: bool, as_json: bool) -> None:
         known = set(all_skus(session))
     targets = sorted(known | set(inv.catalog.all_skus())) if all_ else list(dict.fromkeys(skus))
     unknown = [sku for sku in targets if sku not in known]
+    targets += sorted(k for k in known if is_internal(k) and product_of(k) in targets and k not in targets)
     if unknown and not all_:
         raise ProductNotFound("Postgres has no record of these SKUs; nothing to rebuild them from.", skus=unknown)
-    running = live_skus(inv, targets)
+    running = live_skus(inv, [sku for sku in targets if not is_quota(sku)])  # a quota sells nothing itself
     if running:
         raise SaleLive("The sale is live for these SKUs; pause them first (flashstock sale pause).",
                        skus=running[:20], count=len(running))

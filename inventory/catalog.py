@@ -201,11 +201,11 @@ class Catalog:
                 for sku, switch in zip(skus, replies[1::2]) if sku in found]
 
     def all_skus(self) -> list[str]:
-        """Every SKU in the catalogue index."""
+        """Every product SKU in the catalogue index (stock buckets and quotas are not products)."""
         pipe = self.ctx.redis.pipeline(transaction=False)
         for part in self.ctx.keys.parts:
             pipe.zrange(part.catalog, 0, -1)
-        return sorted(text(s) for found in pipe.execute() for s in found)
+        return sorted(sku for found in pipe.execute() for sku in map(text, found) if not is_internal(sku))
 
     def holds(self, sku: str, *, limit: int = 100) -> list[Hold]:
         """Open holds on a SKU (offers to waiting buyers included), soonest expiry first."""

@@ -140,6 +140,11 @@ def _write(inv: Inventory, writes: list[tuple[str, list[Any], int]], results: di
             except InventoryError:
                 raise
             results[sku] = SaleChange(sku, True, "", int(reply[1]))
+        applied = [(sku, pairs) for sku, pairs, _ in batch if sku in results and results[sku].applied]
+        layouts = inv.buckets.layouts([sku for sku, _ in applied], fresh=True)
+        for sku, pairs in applied:
+            if layouts[sku].split:  # a split SKU's other buckets take the same settings
+                inv.buckets.configure_buckets(sku, pairs)
     _fill_states(inv, results)
     return conflicts
 

@@ -93,3 +93,22 @@ def test_reconcile_and_rebuild_run_as_real_processes(cli, run_process, live: Inv
     assert run_process("reconcile", "run", "--full").returncode == 0
     refused = run_process("rebuild", "HOT")
     assert refused.returncode == 2 and refused.stderr.startswith("error: sale_live:")
+
+
+def test_rebuild_of_a_split_sku_rebuilds_its_buckets_and_quotas(cli, cli_json, live: Inventory, db,
+                                                                 tmp_path: Path) -> None:
+    _seed(cli, live, db, tmp_path)
+    cli("sale", "limit", "HOT", "--per-user", "5")
+    cli("stock", "split", "HOT", "3")
+    live.reservations.reserve("third", {"HOT": 1})
+    assert cli_json("rebuild", "HOT", code=2)["error"]["code"] == "sale_live"
+    cli("sale", "pause", "HOT")  # pauses every bucket of HOT
+    persist_now(live, db)
+    for name in live.buckets.layout("HOT", fresh=True).buckets:  # Redis lost every bucket
+        live.redis.delete(live.keys.sku(name).stock)
+    report = cli_json("rebuild", "HOT")
+    assert report["failed"] == [] and report["rebuilt"] >= 3
+    product = live.catalog.get("HOT")
+    assert (product.buckets, product.stock.total, product.stock.held, product.stock.sold) == (3, 20, 3, 3)
+    assert product.paused
+    assert_invariant(product.stock)
