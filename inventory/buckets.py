@@ -519,12 +519,21 @@ class Buckets:
             pipe.hget(self.keys.sku(name).stock, "avail")
         avail = {name: int(v or 0) for name, v in zip(names, pipe.execute())}
         active = names[:layout.active]
-        even, extra = divmod(sum(avail.values()), len(active))
-        share = {n: even + (i < extra) if n in active else 0 for i, n in enumerate(names)}
-        giving = {n: avail[n] - share[n] for n in names}
+        moved = 0
+        for retired in names[layout.active:]:  # emptied whole: no request goes there any more
+            while avail[retired] > 0:
+                dst = min(active, key=lambda n: avail[n])
+                units = self.move(retired, dst, avail[retired])
+                if not units:
+                    break
+                avail[retired] -= units
+                avail[dst] += units
+                moved += units
+        even, extra = divmod(sum(avail[n] for n in active), len(active))
+        share = {n: even + (i < extra) for i, n in enumerate(active)}
+        giving = {n: avail[n] - share[n] for n in active}
         # below three quarters of an even share (or empty while others have units): topped up to the share
         wanting = {n: share[n] - avail[n] for n in active if avail[n] < share[n] - share[n] // 4}
-        moved = 0
         for dst, need in sorted(wanting.items(), key=lambda kv: -kv[1]):
             for src in sorted(giving, key=lambda n: -giving[n]):
                 if need <= 0 or giving[src] <= 0 or src == dst:

@@ -237,3 +237,16 @@ def test_a_limit_set_on_a_live_split_sku_counts_units_held_before_it(shop: Inven
         stale.reservations.reserve("ben", {"FREE": 1})
     assert stock(shop, "FREE").held == 6
     assert bucket_levels(shop, "FREE")
+
+
+def test_a_shrink_empties_the_retired_buckets_whatever_the_shares(shop: Inventory) -> None:
+    layout = shop.buckets.split("HOT", 3)
+    last = layout.buckets[2]
+    for name in layout.buckets[:2]:  # 11 units in the two buckets that stay, 1 in the one that goes
+        shop.buckets.move(last, name, 100)
+    shop.buckets.move(layout.buckets[0], last, 1)
+    shop.buckets.split("HOT", 2)
+    assert [lv[1] for lv in bucket_levels(shop)][2] == 0 and stock(shop).available == 12
+    for i in range(12):
+        shop.reservations.reserve(f"t{i}", {"HOT": 1})
+    assert stock(shop).available == 0
