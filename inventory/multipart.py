@@ -81,7 +81,8 @@ class MultiPart:
         prices.update(zip((sku for sku, _ in by_part[home.index]), (int(p) for p in reply[3:])))
         return reply, prices
 
-    def amend(self, token: str, record: dict[str, str], wanted: dict[str, int], user_id: str) -> None:
+    def amend(self, token: str, record: dict[str, str], wanted: dict[str, int], user_id: str, *,
+              routed: bool = False) -> None:
         """Change quantities across the parts: increases and new parts first (undone on refusal), then
         decreases, which cannot be refused."""
         home = self.keys.of_token(token)
@@ -108,7 +109,7 @@ class MultiPart:
                     self._reserve_new_part(token, record, q, changes)
                     created.append(q)
                 else:
-                    self.calls.amend(self.keys.parts[q], token, user_id, changes)
+                    self.calls.amend(self.keys.parts[q], token, user_id, changes, routed=routed)
                     done.append((q, {sku: current.get(sku, 0) for sku in changes}))
             if created:
                 self.calls.attach_parts(home, token, user_id, sorted(set(present[1:]) | set(created)))
@@ -116,7 +117,7 @@ class MultiPart:
             for q in created:
                 self.calls.release(self.keys.parts[q], token, "", "cancel")
             for q, before in done:
-                self.calls.amend(self.keys.parts[q], token, user_id, before)
+                self.calls.amend(self.keys.parts[q], token, user_id, before, routed=routed)
             raise
         emptied = [q for q, changes in shrink.items() if q != home.index and self._empties(q, changes, current)]
         if emptied:  # detached first: a crash before the release leaves a part that expires by itself
@@ -126,7 +127,7 @@ class MultiPart:
             if q in emptied:
                 self.calls.release(self.keys.parts[q], token, "", "cancel")
             else:
-                self.calls.amend(self.keys.parts[q], token, user_id, changes)
+                self.calls.amend(self.keys.parts[q], token, user_id, changes, routed=routed)
 
     def _empties(self, q: int, changes: dict[str, int], current: dict[str, int]) -> bool:
         """Whether these changes take every line of partition q's part to 0."""

@@ -108,11 +108,12 @@ class PartCalls:
                                   retry_after_ms=max(pttl, 1))
 
     def amend(self, part: Partition, token: str, user_id: str, wanted: dict[str, int],
-              record: dict[str, str] | None = None) -> list[Any]:
-        """Set new quantities of this part's lines (every current line is named, so holds are checked)."""
+              record: dict[str, str] | None = None, *, routed: bool = False) -> list[Any]:
+        """Set new quantities of this part's lines (every current line is named, so holds are checked);
+        `routed` when the changes went through the current stock-bucket layout (inventory/buckets.py)."""
         def call(skus: list[str], _owner: str) -> list[Any]:
             every = sorted(set(skus) | set(wanted))
-            args: list[Any] = [token, user_id]
+            args: list[Any] = [token, user_id, "1" if routed else ""]
             for sku in every:
                 args += [sku, wanted.get(sku, "")]
             try:

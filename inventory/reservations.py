@@ -177,14 +177,21 @@ class Reservations:
               user_id: str | None = None) -> Reservation:
         """Set new quantities for some lines of an open reservation (0 removes a line)."""
         token = self._token(reservation_id)
-        wanted = dict(check_lines(changes, allow_zero=True))
+        products = dict(check_lines(changes, allow_zero=True))
         home = self.ctx.keys.of_token(token)
         record = self.calls.read(home, token)
-        wanted = self._through_buckets(token, record, wanted)
-        if other_parts(record) or any(self.ctx.keys.partition_of(sku) != home.index for sku in wanted):
-            self.multi.amend(token, record, wanted, user_id or "")
-        else:
-            self.calls.amend(home, token, user_id or "", wanted, record)
+        for fresh in (False, True):
+            wanted, routed = self._through_buckets(token, record, products, fresh=fresh)
+            try:
+                if other_parts(record) or any(self.ctx.keys.partition_of(sku) != home.index for sku in wanted):
+                    self.multi.amend(token, record, wanted, user_id or "", routed=routed)
+                else:
+                    self.calls.amend(home, token, user_id or "", wanted, record, routed=routed)
+                break
+            except BucketsChanged:  # split (or given quotas) since this process read the layout
+                if fresh:
+                    raise
+                record = self.calls.read(home, token)
         return self.get(reservation_id, user_id=user_id)
 
     def release(self, reservation_id: str, *, user_id: str | None = None) -> Reservation:
@@ -381,12 +388,14 @@ class Reservations:
 
     # -- helpers ----------------------------------------------------------------------------
 
-    def _through_buckets(self, token: str, record: dict[str, str], wanted: dict[str, int]) -> dict[str, int]:
-        """An amend's product quantities as script lines: a split SKU's change goes to the bucket lines
-        the reservation holds (a new line to the owner's first bucket) and to the owner's quota line."""
-        layouts = self.buckets.layouts(wanted)
+    def _through_buckets(self, token: str, record: dict[str, str], wanted: dict[str, int], *,
+                         fresh: bool = False) -> tuple[dict[str, int], bool]:
+        """An amend's product quantities as script lines, and whether any went through buckets: a split
+        SKU's change goes to the bucket lines the reservation holds (a new line to the owner's first
+        bucket) and, when it counts limits in quotas, to the owner's quota line."""
+        layouts = self.buckets.layouts(wanted, fresh=fresh)
         if not record or not any(layout.split for layout in layouts.values()):
-            return wanted
+            return wanted, False
         owner = record.get("u", "")
         current: dict[str, int] = {}
         for part_record in [record] + [self.calls.read(self.ctx.keys.parts[q], token) for q in other_parts(record)]:
@@ -398,8 +407,10 @@ class Reservations:
                 out[sku] = qty
                 continue
             held = {s: n for s, n in current.items() if product_of(s) == sku and not is_quota(s)}
-            if layout.quota:
-                out[layout.quota_for(owner)] = qty
+            if layout.quota:  # units held before the split count in the quota already (copied by the split)
+                quota = layout.quota_for(owner)
+                uncovered = max(sum(held.values()) - current.get(quota, 0), 0)
+                out[quota] = max(qty - uncovered, 0)
             if not held:
                 if qty:
                     out[layout.first_bucket(owner)] = qty
@@ -413,7 +424,7 @@ class Reservations:
                 cut = min(-change, held[bucket])
                 out[bucket] = held[bucket] - cut
                 change += cut
-        return out
+        return out, True
 
     def _all_lines(self, token: str, record: dict[str, str]) -> tuple[tuple[Line, ...], bool]:
         """Every line of a reservation (its parts' too) and whether every part is still held."""

@@ -12,8 +12,11 @@ KEYS[4+3i]     buyers hash of line i
 
 ARGV[1]        reservation token
 ARGV[2]        user id ('' = any user)
-ARGV[1+2i]     sku of line i: every line the reservation has now, plus the lines being added
-ARGV[2+2i]     new quantity of line i (0..MAX_QTY; 0 removes the line), or '' to leave it unchanged
+ARGV[3]        '1' when the caller routed the changes through the current stock-bucket layout
+               (inventory/buckets.py), '' otherwise: a line of a split SKU ('bk') or of a bucket that
+               needs quota lines ('bq') grows only in a routed call, as in lua/reserve
+ARGV[2+2i]     sku of line i: every line the reservation has now, plus the lines being added
+ARGV[3+2i]     new quantity of line i (0..MAX_QTY; 0 removes the line), or '' to leave it unchanged
 
 Time is Redis's own (now_ms()). The script acts only while the reservation is unexpired on that
 clock AND every one of its holds is still in its SKU's holds index: a hold that another request
@@ -30,6 +33,7 @@ Returns
   {-11, argument}                          invalid argument (empty result, unless other parts remain;
                                            bad quantity, ...)
   {-12}                                    lines in ARGV are stale (a current line is not named): re-read and retry
+  {-20, sku, buckets}                      a growing line's stock layout is newer than the caller's routing
 
 Invariant: for every SKU avail + held + sold == total, each >= 0; a buyer's count moves only with
 the hold it counts.
@@ -37,13 +41,14 @@ the hold it counts.
 --@include "clock"
 --@include "common"
 
-local token, user = ARGV[1], ARGV[2]
-local n = (#ARGV - 2) / 2
+local token, user, routed = ARGV[1], ARGV[2], ARGV[3] == '1'
+local n = (#ARGV - 3) / 2
 if n < 1 or n ~= math.floor(n) or #KEYS ~= 4 + 3 * n then return {-11, 'items'} end
+if ARGV[3] ~= '' and not routed then return {-11, 'routed'} end
 
 local skus, news, seen = {}, {}, {}
 for i = 1, n do
-  local sku, qty = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+  local sku, qty = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
   if qty ~= '' and not is_qty(qty, 0) then return {-11, 'qty'} end
   if seen[sku] then return {-11, 'duplicate_sku'} end
   seen[sku] = true
@@ -95,8 +100,10 @@ for i = 1, n do
   local base = 4 + 3 * (i - 1)
   local grow = news[i] - olds[i]
   if grow > 0 then
-    local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'wn')
+    local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'wn',
+      'bk', 'bq')
     if not s[1] then return {-1, skus[i]} end
+    if (s[8] or s[9] == '1') and not routed then return {-20, skus[i], to_int(s[8])} end
     local reason = closed_reason(globally, s[3], s[4], s[5], now)
     if reason then return {-2, skus[i], reason} end
     if tonumber(s[1]) < grow then return {-3, skus[i], tonumber(s[1]), grow, to_int(s[7])} end

@@ -143,7 +143,7 @@ def test_scripts_refuse_quantities_they_could_not_store_and_change_nothing(inv: 
         assert [reply[0], reply[1]] == [-11, b"qty"], qty
         token = held.id[2:]
         reply = inv.ctx.scripts.call("amend", [keys.reservation(token), part.expiries, part.dirty, part.sale_switch,
-                                               *inv.ctx.line_keys(["HOT"])], [token, "", "HOT", qty])
+                                               *inv.ctx.line_keys(["HOT"])], [token, "", "", "HOT", qty])
         if qty != "0":
             assert [reply[0], reply[1]] == [-11, b"qty"], qty
     level = stock(inv)

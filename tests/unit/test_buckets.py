@@ -250,3 +250,17 @@ def test_a_shrink_empties_the_retired_buckets_whatever_the_shares(shop: Inventor
     for i in range(12):
         shop.reservations.reserve(f"t{i}", {"HOT": 1})
     assert stock(shop).available == 0
+
+
+def test_an_amend_built_on_the_layout_before_a_split_is_refused_and_routed(shop: Inventory) -> None:
+    held = shop.reservations.reserve("amy", {"HOT": 1})  # before the split: no quota line
+    stale = Inventory(shop.redis, shop.settings, None)
+    assert not stale.buckets.layout("HOT").split
+    shop.buckets.split("HOT", 4)
+    with pytest.raises(BucketsChanged):  # the script refuses a growing line the caller did not route
+        stale.reservations.calls.amend(shop.keys.of_token(held.id[2:]), held.id[2:], "", {"HOT": 2})
+    assert [(line.sku, line.qty) for line in stale.reservations.amend(held.id, {"HOT": 2}).lines] == [("HOT", 2)]
+    with pytest.raises(LimitExceeded):  # her quota counts both units: the one copied at the split, the one added
+        shop.reservations.reserve("amy", {"HOT": 1})
+    assert stock(shop).held == 2
+    bucket_levels(shop)
