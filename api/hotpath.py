@@ -83,6 +83,8 @@ def hold(st: ApiState, user_id: str, args: dict[str, Any], client_ip: str,
         metrics.reservation_outcome(error.code).inc()
         if getattr(error, "cached", False):
             metrics.SOLDOUT_CACHED.inc()
+        elif getattr(error, "with_stock", False):
+            metrics.SOLDOUT_WITH_STOCK.inc()
         raise
     metrics.RESERVATIONS_HELD.inc()
     return held

@@ -28,6 +28,8 @@ CHECKOUTS = Counter("flashstock_checkouts", "Checkout attempts by outcome.", ["o
 PAYMENTS = Counter("flashstock_payment_events", "Payment webhook events by resulting status.", ["status"])
 SOLDOUT_CACHED = Counter("flashstock_soldout_cache_answers", "sold_out answers served from a process's sold-out "
                          "cache, without Redis (also counted in flashstock_reservations).")
+SOLDOUT_WITH_STOCK = Counter("flashstock_soldout_with_stock", "sold_out answers for a SKU split into stock "
+                             "buckets while one of its buckets still had the units (inventory/buckets.py).")
 WAITLIST = Counter("flashstock_waitlist_requests", "Waitlist joins, leaves and claims by outcome.",
                    ["action", "outcome"])
 

@@ -246,16 +246,16 @@ class Buckets:
     # -- routing -----------------------------------------------------------------------------------
 
     def route(self, user_id: str, lines: Sequence[tuple[str, int]], layouts: dict[str, Layout],
-              chosen: dict[str, str] | None = None) -> list[tuple[str, int]]:
-        """Script lines for product lines: a split SKU's line becomes a bucket line (`chosen`, else the
-        user's first bucket) and, when it counts limits in quotas, a quota line."""
+              chosen: dict[str, list[tuple[str, int]]] | None = None) -> list[tuple[str, int]]:
+        """Script lines for product lines: a split SKU's line becomes bucket lines (`chosen`, else the
+        user's first bucket for all of it) and, when it counts limits in quotas, a quota line."""
         out: list[tuple[str, int]] = []
         for sku, qty in lines:
             layout = layouts.get(sku)
             if layout is None or not layout.split:
                 out.append((sku, qty))
                 continue
-            out.append(((chosen or {}).get(sku) or layout.first_bucket(user_id), qty))
+            out += (chosen or {}).get(sku) or [(layout.first_bucket(user_id), qty)]
             if layout.quota:
                 out.append((layout.quota_for(user_id), qty))
         return out
@@ -272,17 +272,28 @@ class Buckets:
                 out[sku] = "2" if layout.quota else "1"
         return out
 
-    def fullest(self, layout: Layout, qty: int, tried: set[str]) -> tuple[str | None, int]:
-        """The active bucket with the most available units (at least qty) not tried yet, and the most
-        available units any active bucket has."""
+    def plan(self, layout: Layout, qty: int, tried: set[str]) -> tuple[list[tuple[str, int]] | None, int]:
+        """Where to take `qty` units next, from one read of every active bucket: the fullest untried bucket
+        that has them all, else the fullest buckets together (the line split over them); None when the
+        buckets do not have `qty` units between them. Also returns the units they have between them."""
         names = layout.buckets[:layout.active]
         pipe = self.ctx.redis.pipeline(transaction=False)
         for name in names:
             pipe.hget(self.keys.sku(name).stock, "avail")
         avail = {name: int(v or 0) for name, v in zip(names, pipe.execute())}
-        best = max(avail.values(), default=0)
+        total = sum(avail.values())
         untried = [n for n in names if n not in tried and avail[n] >= qty]
-        return (max(untried, key=lambda n: avail[n]) if untried else None), best
+        if untried:
+            return [(max(untried, key=lambda n: avail[n]), qty)], total
+        if total < qty:
+            return None, total
+        picks, rest = [], qty
+        for name in sorted(names, key=lambda n: -avail[n]):
+            if rest <= 0 or avail[name] <= 0:
+                break
+            picks.append((name, min(avail[name], rest)))
+            rest -= picks[-1][1]
+        return picks, total
 
     @staticmethod
     def product_lines(lines: Iterable[Line]) -> tuple[Line, ...]:

@@ -105,7 +105,7 @@ class Reservations:
         """
         if rate_limits:  # counted once, not once per bucket tried
             self.calls.count_requests(rate_limits)
-        chosen: dict[str, str] = {}
+        chosen: dict[str, list[tuple[str, int]]] = {}
         tried: dict[str, set[str]] = {}
         attempts = 1 if idempotency_key else 1 + MAX_RETRIES
         for attempt in range(attempts + 1):  # + 1: one more after the layout changed under this request
@@ -119,13 +119,13 @@ class Reservations:
                     raise
                 qty = dict(lines)[layout.sku]
                 tried.setdefault(layout.sku, set()).add(bucket)
-                following, best = self.buckets.fullest(layout, qty, tried[layout.sku])
+                following, units = self.buckets.plan(layout, qty, tried[layout.sku])
                 if following is None or attempt >= attempts - 1:
-                    if following is not None or best >= qty:
-                        self.buckets.refused_with_stock += 1
-                    error = SoldOut(refused.message, **{**refused.details, "sku": layout.sku, "available": best,
+                    error = SoldOut(refused.message, **{**refused.details, "sku": layout.sku, "available": units,
                                                         "waitlist_length": 0, "waitlist_open": False})
                     error.true_for_ms = None  # type: ignore[attr-defined]
+                    error.with_stock = units >= qty  # type: ignore[attr-defined]  # a false sold-out, counted
+                    self.buckets.refused_with_stock += error.with_stock  # type: ignore[attr-defined]
                     raise error from None
                 chosen[layout.sku] = following
             except BucketsChanged:

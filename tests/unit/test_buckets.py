@@ -264,3 +264,21 @@ def test_an_amend_built_on_the_layout_before_a_split_is_refused_and_routed(shop:
         shop.reservations.reserve("amy", {"HOT": 1})
     assert stock(shop).held == 2
     bucket_levels(shop)
+
+
+def test_a_line_no_single_bucket_can_serve_is_split_over_the_fullest(shop: Inventory) -> None:
+    shop.buckets.split("HOT", 4)
+    for i in range(9):  # 3 units left, one in each of three buckets
+        shop.reservations.reserve(f"f{i}", {"HOT": 1})
+    shop.buckets.rebalance("HOT")
+    left = [lv[1] for lv in bucket_levels(shop)]
+    assert sum(left) == 3 and max(left) == 1
+    held = shop.reservations.reserve("pair", {"HOT": 2})
+    assert [(line.sku, line.qty) for line in held.lines] == [("HOT", 2)]
+    assert stock(shop).available == 1 and shop.buckets.refused_with_stock == 0
+    order = shop.reservations.checkout(held.id)
+    assert [(line.sku, line.qty) for line in order.lines] == [("HOT", 2)]
+    with pytest.raises(SoldOut) as refused:
+        shop.reservations.reserve("pair2", {"HOT": 2})
+    assert refused.value.details["available"] == 1 and not refused.value.with_stock
+    bucket_levels(shop)
