@@ -11,6 +11,7 @@ from inventory.context import Context, decode_hash, text
 from inventory.errors import (
     BucketsChanged,
     InvalidArgument,
+    InventoryError,
     OrderNotFound,
     ReservationClosed,
     ReservationNotFound,
@@ -35,6 +36,16 @@ def _lines_of(record: dict[str, str]) -> tuple[Line, ...]:
         for field, value in sorted(record.items())
         if field.startswith("l:")
     )
+
+
+def _named_for_product(error: InventoryError) -> InventoryError:
+    """The same error naming the product where a script named one of its stock buckets or quotas."""
+    sku = error.details.get("sku")
+    if not isinstance(sku, str) or not is_internal(sku):
+        return error
+    named = type(error)(error.message, **{**error.details, "sku": product_of(sku)})
+    named.__dict__.update({k: v for k, v in error.__dict__.items() if k not in ("message", "details")})
+    return named
 
 
 class Reservations:
@@ -86,6 +97,8 @@ class Reservations:
             if cache is not None:
                 cache.learn(refused, ticket)
             raise
+        except InventoryError as error:
+            raise _named_for_product(error) from None
 
     def _reserve(self, user_id: str, lines: list[tuple[str, int]], ttl: int, idempotency_key: str | None,
                  rate_limits: Sequence[RateLimit]) -> Reservation:
@@ -192,6 +205,8 @@ class Reservations:
                 if fresh:
                     raise
                 record = self.calls.read(home, token)
+            except InventoryError as error:
+                raise _named_for_product(error) from None
         return self.get(reservation_id, user_id=user_id)
 
     def release(self, reservation_id: str, *, user_id: str | None = None) -> Reservation:

@@ -111,8 +111,9 @@ def test_per_user_limit_is_exact_across_buckets(shop: Inventory) -> None:
             continue
         shop.buckets.move(name, layout.buckets[(layout.buckets.index(name) + 1) % 4], 100)
     shop.reservations.reserve("alice", {"HOT": 1})
-    with pytest.raises(LimitExceeded):
+    with pytest.raises(LimitExceeded) as refused:
         shop.reservations.reserve("alice", {"HOT": 1})
+    assert refused.value.details["sku"] == "HOT"  # the quota SKU's name stays inside
     assert stock(shop).held == 2
 
 
