@@ -330,11 +330,11 @@ class Buckets:
     # -- admin -------------------------------------------------------------------------------------
 
     def split(self, sku: str, count: int) -> Layout:
-        """Split a SKU's stock into `count` buckets (1 keeps it routed through one bucket), live.
+        """Split a SKU's stock into `count` buckets, live (1 on a split SKU: routed through one bucket).
 
-        The first split creates the quota SKUs paused, copies every current buyer's units of the SKU
-        into their quota (so units held before the split count too), marks the SKU split, copies again
-        what changed meanwhile, then opens the quotas: no request is served on a partly built layout.
+        New buckets are configured before the layout names them; a SKU with a per-user limit gets its
+        quotas opened exactly (`_open_quotas`), so units held before the split count too. Then the
+        units are spread (`rebalance`); retired buckets are emptied into the active ones.
         """
         check_sku(sku)
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_BUCKETS:
