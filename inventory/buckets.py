@@ -358,15 +358,16 @@ class Buckets:
         config = self._config_pairs(fields)
         for name in layout.buckets[1:]:
             self._configure(name, config)
+        self.ctx.redis.sadd(self.keys.of_sku(sku).splits, sku)  # from here on the sweeper looks after it
         quota = old.quota or (not was_split and int(fields.get("limit") or 0) > 0)
         if quota and not old.quota:
-            self._open_quotas(layout, int(fields["limit"]), lambda: self.ctx.redis.hset(
-                keys.stock, mapping=self._layout_mapping(count, created, layout)))
+            self._open_quotas(layout, int(fields["limit"]), self._layout_mapping(count, created, layout))
         else:
             if quota:
                 self._mark_quota(layout.buckets)
             self.ctx.redis.hset(keys.stock, mapping=self._layout_mapping(count, created, layout))
-        self.ctx.redis.sadd(self.keys.of_sku(sku).splits, sku)
+            if quota:
+                self.finish_quotas(Layout(sku, count, created, self.keys.partitions, layout.positions, True))
         self.forget(sku)
         self.rebalance(sku)
         return Layout(sku, count, created, self.keys.partitions, layout.positions, quota)
@@ -375,19 +376,32 @@ class Buckets:
     def _layout_mapping(count: int, created: int, layout: Layout) -> dict[str, Any]:
         return {"bk": count, "bkn": created, "bkp": ",".join(map(str, layout.positions))}
 
-    def _open_quotas(self, layout: Layout, limit: int, publish: Any) -> None:
+    def _open_quotas(self, layout: Layout, limit: int, publish: dict[str, Any]) -> None:
         """Start counting a split SKU's per-user limit in quota SKUs, exactly: the quotas are created
-        paused; every bucket is marked (its script then refuses lines without a quota line) and the
-        layout published; every buyer's units over all buckets are copied in, never lowering one (the
-        buckets' buyers counts cannot grow meanwhile); then the quotas open."""
+        paused; every other bucket is marked (its script then refuses lines without a quota line), then
+        bucket 0 in one write with the layout `publish` names; every buyer's units over all buckets are
+        copied in, never lowering one (the buckets' buyers counts cannot grow unquoted any more); then
+        the quotas open. A process stopped anywhere in between is finished by the sweeper (`rebalance`)."""
         for name in layout.quotas:
             self._configure(name, ["name", f"{layout.sku} quota", "price", 0, "limit", limit, "paused", "1"])
             self._ensure_total(name)
-        self._mark_quota(layout.buckets)
-        publish()
-        self._copy_buyers(layout)
+        self._mark_quota(layout.buckets[1:])
+        self.ctx.redis.hset(self.keys.sku(layout.sku).stock, mapping={**publish, "bq": "1"})
+        self.finish_quotas(layout)
+
+    def finish_quotas(self, layout: Layout) -> int:
+        """Open quotas that a process stopped between marking the buckets and opening them (the SKU would
+        refuse every request until then); returns how many. Safe beside an opening still under way: the
+        buckets are marked, so their buyers counts cannot grow unquoted, and copies never lower a count."""
+        pipe = self.ctx.redis.pipeline(transaction=False)
         for name in layout.quotas:
-            self._configure(name, ["paused", "0"])
+            pipe.hget(self.keys.sku(name).stock, "paused")
+        stuck = [name for name, paused in zip(layout.quotas, pipe.execute()) if paused == b"1"]
+        if stuck:
+            self._copy_buyers(layout)
+            for name in stuck:
+                self._configure(name, ["paused", "0"])
+        return len(stuck)
 
     def _mark_quota(self, names: Sequence[str]) -> None:
         pipe = self.ctx.redis.pipeline(transaction=False)
@@ -431,7 +445,7 @@ class Buckets:
             for name in layout.quotas:
                 self._configure(name, ["limit", limit])
         elif limit is not None and int(limit) > 0:
-            self._open_quotas(layout, int(limit), lambda: self.ctx.redis.hset(self.keys.sku(sku).stock, "bq", "1"))
+            self._open_quotas(layout, int(limit), {})
             self.forget(sku)
 
     def _config_pairs(self, fields: dict[str, str]) -> list[Any]:
@@ -524,6 +538,12 @@ class Buckets:
         layout = self.layout(sku, fresh=True)
         if not layout.split:
             return 0
+        if layout.quota:
+            self.finish_quotas(layout)
+        else:  # a limit but no quotas: an opening stopped before bucket 0 was marked (or never began)
+            limit = int(self.ctx.redis.hget(self.keys.sku(sku).stock, "limit") or 0)
+            if limit > 0:
+                self._open_quotas(layout, limit, {})
         names = layout.buckets
         pipe = self.ctx.redis.pipeline(transaction=False)
         for name in names:

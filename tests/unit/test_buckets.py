@@ -283,3 +283,43 @@ def test_a_line_no_single_bucket_can_serve_is_split_over_the_fullest(shop: Inven
         shop.reservations.reserve("pair2", {"HOT": 2})
     assert refused.value.details["available"] == 1 and not refused.value.with_stock
     bucket_levels(shop)
+
+
+def test_a_split_killed_before_its_quotas_opened_is_finished_by_the_sweeper(
+        shop: Inventory, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inventory.errors import SaleNotActive
+
+    shop.reservations.reserve("amy", {"HOT": 2})  # her units before the split
+    monkeypatch.setattr(shop.buckets, "_copy_buyers", lambda layout: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # the admin's process dies after marking the buckets
+        shop.buckets.split("HOT", 4)
+    monkeypatch.undo()
+    with pytest.raises(SaleNotActive):  # quotas still paused: nothing sells on a half-built layout
+        shop.reservations.reserve("ben", {"HOT": 1})
+    shop.sweep()  # no human: the sweeper finishes opening them
+    shop.reservations.reserve("ben", {"HOT": 1})
+    with pytest.raises(LimitExceeded):  # and amy's units from before the split still count
+        shop.reservations.reserve("amy", {"HOT": 1})
+    assert stock(shop).held == 3
+
+
+def test_a_limit_change_killed_before_bucket_0_was_marked_is_finished_by_the_sweeper(
+        shop: Inventory, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_product(shop, "FREE", stock=8)
+    layout = shop.buckets.split("FREE", 4)
+    shop.reservations.reserve("amy", {"FREE": 3})
+
+    def dies(*_: Any) -> None:
+        shop.buckets._mark_quota(layout.buckets[1:])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shop.buckets, "_open_quotas", dies)
+    with pytest.raises(KeyboardInterrupt):
+        shop.catalog.configure("FREE", per_user_limit=3)
+    monkeypatch.undo()
+    shop.sweep()
+    assert shop.buckets.layout("FREE", fresh=True).quota
+    with pytest.raises(LimitExceeded):
+        shop.reservations.reserve("amy", {"FREE": 1})
+    shop.reservations.reserve("ben", {"FREE": 3})
+    assert stock(shop, "FREE").held == 6
