@@ -90,10 +90,7 @@ def test_reserve_on_a_split_sku_sells_exactly_the_stock_and_shows_the_product(sh
 def test_a_refused_bucket_sends_the_request_to_the_fullest_one(shop: Inventory) -> None:
     layout = shop.buckets.split("HOT", 4)
     first = layout.first_bucket("bob")
-    for name in layout.buckets:  # every unit into one bucket that is not bob's
-        if name != layout.buckets[-1 if first != layout.buckets[-1] else 0]:
-            pass
-    target = next(n for n in layout.buckets if n != first)
+    target = next(n for n in layout.buckets if n != first)  # every unit into one bucket that is not bob's
     for name in layout.buckets:
         if name != target:
             shop.buckets.move(name, target, 100)
@@ -105,12 +102,14 @@ def test_a_refused_bucket_sends_the_request_to_the_fullest_one(shop: Inventory) 
 def test_per_user_limit_is_exact_across_buckets(shop: Inventory) -> None:
     layout = shop.buckets.split("HOT", 4)
     shop.reservations.reserve("alice", {"HOT": 1})
-    # whatever bucket serves her next, her quota counts both units
-    for name in layout.buckets:
-        if name != layout.first_bucket("alice"):
-            continue
-        shop.buckets.move(name, layout.buckets[(layout.buckets.index(name) + 1) % 4], 100)
-    shop.reservations.reserve("alice", {"HOT": 1})
+    first = layout.first_bucket("alice")  # emptied: her next unit comes from another bucket
+    shop.buckets.move(first, next(n for n in layout.buckets if n != first), 100)
+    second = shop.reservations.reserve("alice", {"HOT": 1})
+    token = second.id[2:]
+    record = shop.reservations.calls.read(shop.keys.of_token(token), token)
+    parts = [record] + [shop.reservations.calls.read(shop.keys.parts[int(q)], token)
+                        for q in record.get("parts", "").split(",") if q]
+    assert first not in {f[2:] for r in parts for f in r if f.startswith("l:")}
     with pytest.raises(LimitExceeded) as refused:
         shop.reservations.reserve("alice", {"HOT": 1})
     assert refused.value.details["sku"] == "HOT"  # the quota SKU's name stays inside
