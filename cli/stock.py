@@ -3,11 +3,13 @@ touched) or split them into buckets."""
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import click
 
 from cli.common import domain_errors, emit, json_option, load_settings, open_inventory, persist_now
+from inventory.engine import Inventory
 from inventory.errors import InvalidArgument
-from inventory.models import StockLevel
 
 # Lets "-5" reach the command as a value (and be rejected with a stable code) instead of being
 # taken for an unknown option.
@@ -27,13 +29,19 @@ def _adjust(sku: str, *, set_total: int | None = None, add: int | None = None, e
             reason: str, no_persist: bool, as_json: bool) -> None:
     if not reason or len(reason) > 32 or not reason.replace("_", "").replace("-", "").isalnum():
         raise InvalidArgument("reason must be 1-32 letters, digits, '_' or '-'.", field="reason")
+    _apply(lambda inv: inv.catalog.adjust_stock(sku, set_total=set_total, add=add,
+                                                expected_version=expect_version, reason=reason),
+           no_persist=no_persist, as_json=as_json)
+
+
+def _apply(change: Callable[[Inventory], Any], *, no_persist: bool, as_json: bool) -> None:
+    """Run one change on the configured inventory, persist its outbox unless asked not to, print its result."""
     settings = load_settings()
     inv = open_inventory(settings)
-    level: StockLevel = inv.catalog.adjust_stock(sku, set_total=set_total, add=add,
-                                                 expected_version=expect_version, reason=reason)
+    result = change(inv)
     if not no_persist:
         persist_now(inv, settings)
-    emit(level, as_json=as_json)
+    emit(result, as_json=as_json)
 
 
 def _units(value: int, name: str) -> int:
@@ -93,12 +101,11 @@ def remove(sku: str, units: int, expect_version: int | None, reason: str, no_per
 @domain_errors
 def split(sku: str, buckets: int, no_persist: bool, as_json: bool) -> None:
     """Split SKU's stock into BUCKETS buckets over the Redis partitions, live (1 = one bucket)."""
-    settings = load_settings()
-    inv = open_inventory(settings)
-    inv.buckets.split(sku, buckets)
-    if not no_persist:
-        persist_now(inv, settings)
-    emit(inv.catalog.get(sku), as_json=as_json)
+    def change(inv: Inventory) -> Any:
+        inv.buckets.split(sku, buckets)
+        return inv.catalog.get(sku)
+
+    _apply(change, no_persist=no_persist, as_json=as_json)
 
 
 COMMANDS = [stock]

@@ -151,20 +151,22 @@ class Layout:
         position = self.positions[index - 1] if 0 < index <= len(self.positions) else None
         return bucket_name(self.sku, index, self.partitions, position)
 
+    @property
+    def quota_count(self) -> int:
+        return min(self.partitions, MAX_BUCKETS)
+
     @cached_property
     def quotas(self) -> list[str]:
-        return [quota_name(self.sku, j, self.partitions) for j in range(min(self.partitions, MAX_BUCKETS))]
+        return [quota_name(self.sku, j, self.partitions) for j in range(self.quota_count)]
 
     def quota_for(self, user_id: str) -> str:
-        quotas = min(self.partitions, MAX_BUCKETS)
-        return quota_name(self.sku, user_hash(user_id) % quotas, self.partitions)
+        return self.quotas[user_hash(user_id) % self.quota_count]
 
     def first_bucket(self, user_id: str) -> str:
         """The bucket a user's request tries first: one in the user's quota partition if any is active."""
         h = user_hash(user_id)
         local = self._active_by_partition.get(_partition(self.quota_for(user_id), self.partitions))
-        quotas = min(self.partitions, MAX_BUCKETS)
-        index = local[(h // quotas) % len(local)] if local else h % self.active
+        index = local[(h // self.quota_count) % len(local)] if local else h % self.active
         return self.buckets[index]
 
 
@@ -174,8 +176,11 @@ def layout_fields(sku: str, internal_names: Iterable[str], partitions: int) -> d
     names = set(internal_names)
     if not names:
         return {}
-    by_index = {int(name.split("@", 1)[1].split(".", 1)[0]): name for name in names
-                if not is_quota(name) and name.split("@", 1)[1].split(".", 1)[0].isdigit()}
+    by_index = {}
+    for name in names:
+        index = name.split("@", 1)[1].split(".", 1)[0]  # 'X@<i>.<k>' is bucket i; 'X@q<j>.<k>' a quota
+        if index.isdigit():
+            by_index[int(index)] = name
     created = 1
     while created in by_index and created < MAX_BUCKETS:
         created += 1
@@ -356,7 +361,7 @@ class Buckets:
         created = max(old.created, 1, count)
         layout = Layout(sku, count, created, self.keys.partitions, self._positions(old, created))
         config = self._config_pairs(fields)
-        for name in layout.buckets[1:]:
+        for name in layout.buckets[max(old.created, 1):]:  # older buckets follow every change already
             self._configure(name, config)
         self.ctx.redis.sadd(self.keys.of_sku(sku).splits, sku)  # from here on the sweeper looks after it
         quota = old.quota or (not was_split and int(fields.get("limit") or 0) > 0)
@@ -476,10 +481,16 @@ class Buckets:
         for found in pipe.execute():
             for user, units in found.items():
                 buyers[text(user)] = buyers.get(text(user), 0) + int(units)
-        for user, units in buyers.items():
-            quota = self.keys.sku(layout.quota_for(user)).buyers
-            if int(self.ctx.redis.hget(quota, user) or 0) < units:
-                self.ctx.redis.hset(quota, user, units)
+        users = sorted(buyers)
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for user in users:
+            pipe.hget(self.keys.sku(layout.quota_for(user)).buyers, user)
+        copied = [int(v or 0) for v in pipe.execute()]
+        pipe = self.ctx.redis.pipeline(transaction=False)
+        for user, already in zip(users, copied):
+            if already < buyers[user]:
+                pipe.hset(self.keys.sku(layout.quota_for(user)).buyers, user, buyers[user])
+        pipe.execute()
 
     def adjust(self, sku: str, mode: str, units: int, expected_version: int | None, reason: str) -> StockLevel:
         """adjust_stock for a split SKU: 'set' and 'add' act on the sum over its buckets; units added go to

@@ -181,14 +181,7 @@ class Catalog:
 
     def list(self, *, after: str = "", limit: int = 100) -> list[Product]:
         """Products in SKU order, `limit` at a time after the SKU `after` (stock buckets summed, not listed)."""
-        skus: list[str] = []
-        while len(skus) < limit:
-            page = catalog_page(self.ctx, after, limit)
-            skus += [sku for sku in page if not is_internal(sku)]
-            if len(page) < limit:
-                break
-            after = page[-1]
-        skus = skus[:limit]
+        skus = product_page(self.ctx, after, limit)
         pipe = self.ctx.redis.pipeline(transaction=False)
         for sku in skus:
             part = self.ctx.keys.of_sku(sku)
@@ -250,6 +243,18 @@ class Catalog:
         if expected_version is None:
             return ""
         return check_non_negative(expected_version, "expected_version")
+
+
+def product_page(ctx: Context, after: str, limit: int) -> list[str]:
+    """catalog_page without the internal SKUs of stock buckets (inventory/buckets.py): products only."""
+    skus: list[str] = []
+    while len(skus) < limit:
+        page = catalog_page(ctx, after, limit)
+        skus += [sku for sku in page if not is_internal(sku)]
+        if len(page) < limit:
+            break
+        after = page[-1]
+    return skus[:limit]
 
 
 def catalog_page(ctx: Context, after: str, limit: int) -> list[str]:

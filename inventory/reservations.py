@@ -152,12 +152,12 @@ class Reservations:
                        layouts: dict[str, Layout]) -> Reservation:
         """Reserve `script_lines` (the product `lines`, routed through buckets where split) as one reservation."""
         keys = self.ctx.keys
-        routed = self.buckets.routes(script_lines, layouts)
+        routed = self.buckets.routes(script_lines, layouts) if layouts else {}  # {}: nothing split (hot path)
         by_part: dict[int, list[tuple[str, int]]] = {}
         for sku, qty in script_lines:
             by_part.setdefault(keys.partition_of(sku), []).append((sku, qty))
         # The home is fixed by the request (never by the bucket that served it): a keyed retry finds its record.
-        anchors = [sku for sku, _ in script_lines if is_quota(sku) or sku not in routed]
+        anchors = [sku for sku, _ in script_lines if is_quota(sku) or sku not in routed] if routed else []
         home = keys.partition_of(min(anchors or [sku for sku, _ in script_lines]))
         base = ids.token_for_key(user_id, idempotency_key) if idempotency_key else ids.new_token()
         token = keys.token_in(base, home)
@@ -176,7 +176,7 @@ class Reservations:
             return replace(self.get(ids.reservation_id(token)), replayed=True)
         if len(by_part) > 1 and len(prices) < len(script_lines):  # a retry whose earlier attempt left parts behind
             return self.get(ids.reservation_id(token))
-        price_of = {product_of(sku): price for sku, price in prices.items() if not is_quota(sku)}
+        price_of = {product_of(sku): p for sku, p in prices.items() if not is_quota(sku)} if routed else prices
         return Reservation(
             id=ids.reservation_id(token),
             user_id=user_id,

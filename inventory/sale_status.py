@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
-from inventory.buckets import Layout, is_internal
+from inventory.buckets import Layout
 from inventory.buckets import product_of as product_of_bucket
-from inventory.catalog import catalog_page, product_of
-from inventory.context import decode_hash, text as decode
+from inventory.catalog import product_of, product_page
+from inventory.context import decode_hash, text
 from inventory.engine import Inventory
 from inventory.errors import ProductNotFound
 from inventory.models import SaleState
@@ -106,21 +106,14 @@ def _bucket_activity(inv: Inventory, found: Mapping[str, Mapping[str, str]], now
         for _ in names:
             holds += int(next(replies))
             per_minute += reservations_per_minute(
-                {k: decode(v) for k, v in zip(("rm", "rc", "rp"), next(replies)) if v is not None}, now)
+                {k: text(v) for k, v in zip(("rm", "rc", "rp"), next(replies)) if v is not None}, now)
         out[sku] = (holds, per_minute)
     return out
 
 
 def page_of_skus(inv: Inventory, *, after: str = "", limit: int = 50) -> list[str]:
     """Product SKUs of the catalogue in order, a page at a time (stock buckets are not products)."""
-    skus: list[str] = []
-    while len(skus) < limit:
-        page = catalog_page(inv.ctx, after, limit)
-        skus += [sku for sku in page if not is_internal(sku)]
-        if len(page) < limit:
-            break
-        after = page[-1]
-    return skus[:limit]
+    return product_page(inv.ctx, after, limit)
 
 
 def persisted_counts(session_factory: Any, skus: list[str],
