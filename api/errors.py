@@ -40,7 +40,6 @@ STATUS_BY_CODE: dict[str, int] = {
     "not_sold_out": 409,
     "already_waiting": 409,
     "waitlist_full": 409,
-    "not_with_buckets": 409,
     "unavailable": 503,
     # HTTP level
     "bad_request": 400,

@@ -33,8 +33,9 @@ from typing import Any, Iterable, Sequence
 
 from redis.crc import key_slot
 
+from inventory.bucket_waitlist import BucketWaitlist
 from inventory.context import Context, text
-from inventory.errors import InvalidArgument, NotWithBuckets, ProductNotFound, StockBelowCommitted
+from inventory.errors import InvalidArgument, ProductNotFound, StockBelowCommitted
 from inventory.models import Line, StockLevel
 from inventory.validation import check_sku
 
@@ -210,6 +211,7 @@ class Buckets:
         self.keys = ctx.keys
         self._layouts: dict[str, tuple[float, Layout]] = {}
         self.refused_with_stock = 0  # sold_out answers given while some bucket had the units (false sold-outs)
+        self.waitlist = BucketWaitlist(self)
 
     # -- layouts -----------------------------------------------------------------------------------
 
@@ -352,9 +354,6 @@ class Buckets:
         if not fields:
             raise ProductNotFound("No such product.", sku=sku)
         was_split = bool(fields.get("bk"))
-        if int(fields.get("wn") or 0) > 0 or int(fields.get("owe") or 0) > 0:
-            raise NotWithBuckets("Buyers are waiting for this product: a split has to wait until its waitlist "
-                                 "is empty.", sku=sku)
         if not was_split and count == 1:
             return Layout(sku, 0, 0, self.keys.partitions)  # one bucket is what an unsplit SKU already is
         old = Layout.of(sku, fields, self.keys.partitions)
@@ -555,6 +554,8 @@ class Buckets:
             limit = int(self.ctx.redis.hget(self.keys.sku(sku).stock, "limit") or 0)
             if limit > 0:
                 self._open_quotas(layout, limit, {})
+        if self.waitlist.tend(layout):  # buyers wait: every unit goes to bucket 0's queue, none is spread
+            return 0
         names = layout.buckets
         pipe = self.ctx.redis.pipeline(transaction=False)
         for name in names:
@@ -586,10 +587,11 @@ class Buckets:
                 moved += units
         return moved
 
-    def move(self, src: str, dst: str, units: int) -> int:
-        """Move up to `units` available units from bucket src to bucket dst; returns the units moved."""
+    def move(self, src: str, dst: str, units: int, *, mode: str = "out") -> int:
+        """Move up to `units` available units (mode 'owed': units set aside for the waitlist) from bucket
+        src to bucket dst; returns the units moved."""
         move_id = secrets.token_hex(8)
-        reply = self._transfer(src, "out", move_id, units, dst)
+        reply = self._transfer(src, mode, move_id, units, dst)
         taken = int(reply[1]) if int(reply[0]) == 0 else 0
         if taken:
             self._transfer(dst, "in", move_id, taken, src)
@@ -624,5 +626,6 @@ class Buckets:
 
     def _transfer(self, sku: str, mode: str, move_id: str, units: int, peer: str) -> list[Any]:
         part = self.keys.of_sku(sku)
-        return self.ctx.run("transfer_stock", [part.sku(sku).stock, part.dirty, part.outbox, part.moves,
-                                               part.moves_applied], [sku, mode, move_id, units, peer])
+        keys = part.sku(sku)
+        return self.ctx.run("transfer_stock", [keys.stock, part.dirty, part.outbox, part.moves,
+                                               part.moves_applied, keys.holds], [sku, mode, move_id, units, peer])

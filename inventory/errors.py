@@ -100,13 +100,6 @@ class WaitlistFull(InventoryError):
     code = "waitlist_full"
 
 
-class NotWithBuckets(InventoryError):
-    """A waitlist and stock buckets do not go together yet: no joining a split SKU's waitlist, no split
-    while buyers wait (inventory/buckets.py)."""
-
-    code = "not_with_buckets"
-
-
 class StaleRead(InventoryError):
     """Lines changed between reading a reservation and acting on it; retried internally."""
 

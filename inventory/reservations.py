@@ -134,8 +134,10 @@ class Reservations:
                 tried.setdefault(layout.sku, set()).add(bucket)
                 following, units = self.buckets.plan(layout, qty, tried[layout.sku])
                 if following is None or attempt >= attempts - 1:
+                    waiting = int(self.ctx.redis.hget(self.ctx.keys.sku(layout.sku).stock, "wn") or 0)
                     error = SoldOut(refused.message, **{**refused.details, "sku": layout.sku, "available": units,
-                                                        "waitlist_length": 0, "waitlist_open": False})
+                                                        "waitlist_length": waiting, "waitlist_open":
+                                                        waiting < self.settings.waitlist_max_length})
                     error.true_for_ms = None  # type: ignore[attr-defined]
                     error.with_stock = units >= qty  # type: ignore[attr-defined]  # a false sold-out, counted
                     self.buckets.refused_with_stock += error.with_stock  # type: ignore[attr-defined]
@@ -226,6 +228,8 @@ class Reservations:
         token = self._token(reservation_id)
         home = self.ctx.keys.of_token(token)
         record = self.calls.read(home, token)
+        if record.get("fp") == "waitlist" and self.count_in_quota(token, record):
+            record = self.calls.read(home, token)
         if other_parts(record):
             reply = self.multi.checkout(token, record, user_id or "", ids.order_id(token), request_id)
         else:
@@ -400,6 +404,30 @@ class Reservations:
             pipe.hgetall(self.ctx.keys.reservation(token))
         return [self._order_of(decode_hash(raw), token)
                 for raw, token in zip(pipe.execute(), tokens) if raw]
+
+    def count_in_quota(self, token: str, record: dict[str, str]) -> bool:
+        """Give a claimed waitlist offer on a split SKU with a per-user limit its quota line, so the limit
+        counts its units (claim does it; checkout again, for a claim stopped before it); True if added.
+        LimitExceeded when the buyer's units elsewhere leave no room: the caller gives the offer back."""
+        owner = record.get("u", "")
+        lines = {f[2:]: int(v) for f, v in record.items() if f.startswith("l:")}
+        wanted: dict[str, int] = {}
+        for sku, units in lines.items():
+            layout = self.buckets.layout(sku, fresh=True) if not is_internal(sku) else None
+            if layout is not None and layout.quota and layout.quota_for(owner) not in lines:
+                wanted[layout.quota_for(owner)] = units
+        if not wanted:
+            return False
+        home = self.ctx.keys.of_token(token)
+        if other_parts(record) or any(self.ctx.keys.partition_of(sku) != home.index for sku in wanted):
+            present = {f[2:] for q in other_parts(record)
+                       for f in self.calls.read(self.ctx.keys.parts[q], token) if f.startswith("l:")}
+            wanted = {sku: units for sku, units in wanted.items() if sku not in present}
+            if wanted:
+                self.multi.amend(token, record, wanted, owner, routed=True)
+        else:
+            self.calls.amend(home, token, owner, wanted, record, routed=True)
+        return bool(wanted)
 
     # -- helpers ----------------------------------------------------------------------------
 

@@ -6,16 +6,19 @@ next request cannot take them. offer_waitlist turns them into offers: holds for 
 of the queue with a claim window; a claim makes the offer an ordinary reservation (checkout, payment
 as usual); an unclaimed offer lapses and passes to the next buyer. The sweeper serves every SKU with a
 waitlist each run, and every read or join of an entry serves its SKU first, so a polling buyer sees an
-offer as soon as a unit is back.
+offer as soon as a unit is back. A split SKU's queue lives in bucket 0; its other buckets set their
+returns aside for it (inventory/bucket_waitlist.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from inventory import ids
 from inventory.context import Context, text
-from inventory.errors import InvalidArgument, NotWithBuckets, ProductNotFound, WaitlistEntryNotFound
+from inventory.buckets import Buckets, Layout
+from inventory.errors import InvalidArgument, LimitExceeded, NotSoldOut, ProductNotFound, WaitlistEntryNotFound
 from inventory.keys import SkuKeys
 from inventory.models import Reservation, WaitlistEntry, WaitlistSummary, from_ms
 from inventory.validation import MAX_QTY, check_sku, check_user
@@ -38,6 +41,7 @@ class Waitlists:
         self.ctx = ctx
         self.settings = ctx.settings
         self.reservations = reservations
+        self.buckets: Buckets = reservations.buckets
 
     def join(self, sku: str, user_id: str, qty: int) -> WaitlistEntry:
         """Queue for a sold-out SKU (one entry per user and SKU; joining again answers the entry)."""
@@ -45,15 +49,36 @@ class Waitlists:
         check_user(user_id)
         if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= MAX_QTY:
             raise InvalidArgument(f"qty must be from 1 to {MAX_QTY}.", field="qty")
-        if self.reservations.buckets.layout(sku).split:
-            raise NotWithBuckets("This product's stock is split into buckets, which has no waitlist yet.", sku=sku)
+        layout = self.buckets.layout(sku, fresh=True)
+        if layout.split:
+            self._check_split_join(layout, user_id, qty)
         keys, part = self.ctx.keys.sku(sku), self.ctx.keys.of_sku(sku)
         s = self.settings
         reply = self.ctx.run("join_waitlist", [*self._keys(keys), part.sale_switch, part.waitlists],
                              [sku, user_id, qty, s.waitlist_ttl_seconds * 1000, s.waitlist_max_length,
                               s.waitlist_claim_seconds * 1000,
                               self.ctx.keys.token_in(ids.new_token(), self.ctx.keys.partition_of(sku))])
-        return self._entry_of(sku, user_id, reply)
+        entry = self._entry_of(sku, user_id, reply)
+        if layout.split:  # the other buckets set their units aside for this queue from here on
+            self.buckets.waitlist.flag(layout, int(reply[7]))
+            if self.buckets.waitlist.gather(layout):
+                entry = replace(self.get(sku, user_id), replayed=entry.replayed)
+        return entry
+
+    def _check_split_join(self, layout: Layout, user_id: str, qty: int) -> None:
+        """What bucket 0's join script cannot see of a split SKU: units in the other buckets, and the
+        buyer's units counted in their quota (the claim counts the offer there exactly)."""
+        available = self.buckets.level(layout.sku).available
+        if available >= qty:
+            raise NotSoldOut("Not sold out: reserve instead of joining the waitlist.", sku=layout.sku,
+                             available=available)
+        if layout.quota:
+            limit, already = (int(v or 0) for v in (
+                self.ctx.redis.hget(self.ctx.keys.sku(layout.sku).stock, "limit"),
+                self.ctx.redis.hget(self.ctx.keys.sku(layout.quota_for(user_id)).buyers, user_id)))
+            if limit > 0 and already + qty > limit:
+                raise LimitExceeded("Per-user limit for this product reached.", sku=layout.sku, limit=limit,
+                                    already=already)
 
     def get(self, sku: str, user_id: str) -> WaitlistEntry:
         """A buyer's entry now (its SKU is served first, so an offer shows as soon as units are back)."""
@@ -103,10 +128,20 @@ class Waitlists:
         self.ctx.run("claim_offer", [part.reservation(token), part.expiries, part.dirty, part.sale_switch,
                                      keys.stock, keys.holds, keys.buyers, keys.waitinfo],
                      [user_id, token, sku, ttl * 1000, self.settings.record_retention_seconds * 1000])
-        return self.reservations.get(ids.reservation_id(token), user_id=user_id)
+        reservation_id = ids.reservation_id(token)
+        try:
+            self.reservations.count_in_quota(token, self.reservations.calls.read(part, token))
+        except LimitExceeded:
+            self.reservations.release(reservation_id, user_id=user_id)  # the units pass to the next buyer
+            raise
+        return self.reservations.get(reservation_id, user_id=user_id)
 
     def serve(self, sku: str) -> int:
-        """Offer set-aside units to the head of the SKU's queue; drop expired entries. Units offered."""
+        """Offer set-aside units to the head of the SKU's queue; drop expired entries. Units offered.
+        A split SKU first gathers what its other buckets set aside (inventory/bucket_waitlist.py)."""
+        layout = self.buckets.layout(sku)
+        if layout.split:
+            self.buckets.waitlist.tend(layout)
         keys = self.ctx.keys.sku(sku)
         part = self.ctx.keys.of_sku(sku)
         reply = self.ctx.run("offer_waitlist", [*self._keys(keys), part.sale_switch, part.waitlists],

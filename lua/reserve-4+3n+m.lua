@@ -114,14 +114,15 @@ local prices, windows = {}, {}
 for i = 1, n do
   local base = 4 + 3 * (i - 1)
   local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc',
-    'wn', 'wq', 'owe', 'bk', 'bq')
+    'wn', 'wq', 'owe', 'bk', 'bq', 'wl')
   if not s[1] then return {-1, skus[i]} end
   local route = routed ~= '' and string.sub(routed, i, i) or '0'
   if (s[12] and route == '0') or (s[13] == '1' and route ~= '2') then return {-20, skus[i], to_int(s[12])} end
   local reason = closed_reason(globally, s[3], s[4], s[5], now)
   if reason then return {-2, skus[i], reason} end
   local avail = tonumber(s[1])
-  if avail > 0 and to_int(s[10]) > to_int(s[11]) then  -- buyers wait: they come first (admin adds, resumes)
+  if avail > 0 and (to_int(s[10]) > to_int(s[11]) or s[14]) then  -- buyers wait: they come first (admin adds,
+                                                                     -- resumes; 'wl': in bucket 0's queue)
     avail = avail - set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2])
   end
   if avail < qtys[i] then

@@ -46,13 +46,16 @@ end
 -- hash 'wq' = units they still want), units that come back are set aside for them in the same call
 -- that returns them, never made available to the next request: they stay 'held' under the SKU's pool
 -- hold (member "~wl|<units>|", never expiring; 'owe' = its units) until offer_waitlist turns them into
--- holds for the buyers at the head of the queue.
+-- holds for the buyers at the head of the queue. A bucket of a split SKU flagged 'wl' (its product's
+-- waitlist, kept in bucket 0, is open: inventory/bucket_waitlist.py) sets aside every unit it gets back,
+-- and the sweeper moves them to bucket 0.
 local POOL = '~wl'
 
 local function set_aside_for_waitlist(stock_key, holds_key)
-  local s = redis.call('HMGET', stock_key, 'avail', 'wq', 'owe')
+  local s = redis.call('HMGET', stock_key, 'avail', 'wq', 'owe', 'wl')
   local owe = to_int(s[3])
-  local units = math.min(to_int(s[1]), to_int(s[2]) - owe)
+  local want = s[4] and 1e15 or to_int(s[2])
+  local units = math.min(to_int(s[1]), want - owe)
   if units <= 0 then return 0 end
   if owe > 0 then redis.call('ZREM', holds_key, hold_member(POOL, owe, '')) end
   redis.call('ZADD', holds_key, '+inf', hold_member(POOL, owe + units, ''))

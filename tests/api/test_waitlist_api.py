@@ -78,3 +78,26 @@ def test_bad_waitlist_requests_get_clear_errors_and_change_nothing(client, api_i
     assert client.post("/v1/products/HOT/waitlist", json={"qty": 1}, headers={}).status_code == 401
     assert client.get("/v1/admin/products/HOT/waitlist", headers=SF).status_code == 403
     assert api_inv.waitlists.summary("HOT").waiting == 0
+
+
+def test_a_split_products_waitlist_works_as_any_other(client, api_inv, clock):
+    make_product(api_inv, stock=4, limit=1)
+    assert client.put("/v1/admin/products/HOT", json={"buckets": 4}, headers=ADMIN).status_code == 200
+    holds = [_reserve(client, f"s{n}").get_json()["data"]["id"] for n in range(4)]
+    assert error_of(_join(client, "s0"))["code"] == "limit_exceeded"  # counted in s0's quota, any bucket
+    assert _join(client, "bob").status_code == 201
+    for n, rid in enumerate(holds[:2]):
+        client.delete(f"/v1/reservations/{rid}?user_id=s{n}", headers=SF)
+    refused = _reserve(client, "bot")
+    assert refused.status_code == 409 and error_of(refused)["details"]["waitlist_length"] == 1
+    read = client.get("/v1/products/HOT/waitlist?user_id=bob", headers=SF).get_json()["data"]
+    assert (read["status"], read["units"]) == ("offered", 1)
+    claimed = client.post("/v1/products/HOT/waitlist/claim", json={"user_id": "bob"}, headers=SF).get_json()["data"]
+    assert [(line["sku"], line["qty"]) for line in claimed["items"]] == [("HOT", 1)]  # no bucket, no quota
+    order = client.post(f"/v1/reservations/{claimed['id']}/checkout", json={"user_id": "bob"},
+                        headers=SF).get_json()["data"]
+    assert pay(client, clock, {"event_id": "e", "order_id": order["order_id"], "status": "paid"}).status_code == 200
+    api_inv.sweep()  # nobody waits now: the second unit back is on sale again
+    level = stock(api_inv)
+    assert (level.total, level.sold, level.held, level.available) == (4, 1, 2, 1)
+    assert _reserve(client, "bot").status_code == 201

@@ -83,12 +83,16 @@ def trade(redis_url: str, prefix: str, skus: list[str], seed: int, rounds: int) 
     return done
 
 
-def sweep_for(redis_url: str, prefix: str, seconds: float) -> int:
-    """Run the expiry sweep (holds and payment deadlines) in a loop for `seconds`; return units returned."""
-    inv = _inventory(redis_url, prefix)
+def sweep_for(redis_url: str, prefix: str, seconds: float, partitions: int = 0, claim_window: int = 0) -> int:
+    """Run the expiry sweep (holds and payment deadlines; with `claim_window`, the sweeper's whole pass,
+    offers and rebalancing included) in a loop for `seconds`; return units returned."""
+    settings = _settings(redis_url, prefix, partitions)
+    if claim_window:
+        settings = settings.with_overrides(waitlist_claim_seconds=claim_window)
+    inv = Inventory.from_settings(settings)
     returned, until = 0, time.monotonic() + seconds
     while time.monotonic() < until:
-        returned += inv.reservations.expire_due().units_returned
+        returned += (inv.sweep() if claim_window else inv.reservations.expire_due()).units_returned
         time.sleep(0.005)
     return returned
 
@@ -109,10 +113,11 @@ def pay_at(redis_url: str, prefix: str, plan: list[tuple[float, str, str, str]])
 
 
 def wait_in_line(redis_url: str, prefix: str, sku: str, users: list[str], seed: int,
-                 claim_window: int) -> list[tuple[str, str, str]]:
+                 claim_window: int, partitions: int = 0) -> list[tuple[str, str, str]]:
     """Join, then leave (a quarter), claim (half of the rest) or let the offer lapse; return
     (user, outcome, reservation id or '') each."""
-    inv = Inventory.from_settings(_settings(redis_url, prefix).with_overrides(waitlist_claim_seconds=claim_window))
+    inv = Inventory.from_settings(_settings(redis_url, prefix, partitions).with_overrides(
+        waitlist_claim_seconds=claim_window))
     rng = random.Random(seed)
     plans = {user: rng.choice(["leave", "claim", "claim", "lapse"]) for user in users}
     out: list[tuple[str, str, str]] = []
@@ -146,9 +151,10 @@ def wait_in_line(redis_url: str, prefix: str, sku: str, users: list[str], seed: 
     return out
 
 
-def release_slowly(redis_url: str, prefix: str, reservation_ids: list[str], seconds: float) -> int:
+def release_slowly(redis_url: str, prefix: str, reservation_ids: list[str], seconds: float,
+                   partitions: int = 0) -> int:
     """Release these reservations spread over `seconds`; return how many were released."""
-    inv = _inventory(redis_url, prefix)
+    inv = _inventory(redis_url, prefix, partitions)
     released = 0
     for reservation_id in reservation_ids:
         inv.reservations.release(reservation_id)

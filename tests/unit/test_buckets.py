@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from inventory import Inventory, Settings
+from inventory import Inventory, Settings, ids
+from inventory.context import text
 from inventory.buckets import (
     Layout, MAX_BUCKETS, _offsets, bucket_name, is_internal, product_of, quota_name,
 )
@@ -201,23 +202,167 @@ def test_admin_status_sums_the_buckets_and_lists_only_products(shop: Inventory) 
     assert page_of_skus(shop) == ["COLD", "HOT"]
 
 
-def test_waitlist_and_buckets_refuse_each_other_with_a_code(shop: Inventory) -> None:
-    from inventory.errors import NotWithBuckets
+def _held_per_bucket(inv: Inventory, sku: str = "HOT") -> dict[str, list[str]]:
+    """Reservation ids of the open holds on each bucket of a split SKU (waitlist pools left out)."""
+    out: dict[str, list[str]] = {}
+    for name in inv.buckets.layout(sku, fresh=True).buckets:
+        members = [m.decode() for m in inv.redis.zrange(inv.keys.sku(name).holds, 0, -1)]
+        out[name] = [ids.reservation_id(m.split("|")[0]) for m in members if not m.startswith("~")]
+    return out
 
-    make_product(shop, "W", stock=1)
-    shop.reservations.reserve("a", {"W": 1})
-    shop.waitlists.join("W", "b", 1)
-    with pytest.raises(NotWithBuckets):
-        shop.buckets.split("W", 2)
-    assert not shop.buckets.layout("W", fresh=True).split
-    shop.buckets.split("HOT", 2)
+
+def _sell_out_split(inv: Inventory, buckets: int = 4) -> dict[str, list[str]]:
+    inv.buckets.split("HOT", buckets)
     for i in range(12):
-        shop.reservations.reserve(f"s{i}", {"HOT": 1})
+        inv.reservations.reserve(f"s{i}", {"HOT": 1}, ttl_seconds=3600)
+    return _held_per_bucket(inv)
+
+
+def test_a_unit_back_in_any_bucket_goes_to_the_first_buyer_in_line(shop: Inventory) -> None:
+    per_bucket = _sell_out_split(shop)
     with pytest.raises(SoldOut) as refused:
         shop.reservations.reserve("late", {"HOT": 1})
-    assert refused.value.details["waitlist_open"] is False
-    with pytest.raises(NotWithBuckets):
-        shop.waitlists.join("HOT", "late", 1)
+    assert refused.value.details["waitlist_length"] == 0 and refused.value.details["waitlist_open"] is True
+    for user in ("wendy", "walt"):
+        assert shop.waitlists.join("HOT", user, 1).status == "waiting"
+    last = shop.buckets.layout("HOT").buckets[-1]
+    assert shop.redis.hget(shop.keys.sku(last).stock, "wl") == b"2"  # flagged with the latest join's epoch
+    shop.reservations.release(per_bucket[last][0])  # back in a bucket other than the queue's
+    with pytest.raises(SoldOut) as refused:  # set aside in that bucket: a bot's retry cannot take it
+        shop.reservations.reserve("bot", {"HOT": 1})
+    assert refused.value.details["waitlist_length"] == 2 and refused.value.details["available"] == 0
+    assert shop.buckets.refused_with_stock == 0
+    wendy = shop.waitlists.get("HOT", "wendy")  # a read gathers it into bucket 0 and offers it
+    assert (wendy.status, wendy.units) == ("offered", 1)
+    assert shop.waitlists.get("HOT", "walt").status == "waiting"
+    reservation = shop.waitlists.claim("HOT", "wendy")
+    assert [(line.sku, line.qty) for line in reservation.lines] == [("HOT", 1)]
+    order = shop.reservations.checkout(reservation.id)
+    shop.reservations.record_payment(event_id="p-wendy", result="paid", order_id=order.id)
+    level = stock(shop)
+    assert (level.total, level.available, level.held, level.sold) == (12, 0, 11, 1)
+    bucket_levels(shop)
+
+
+def test_once_nobody_waits_the_flags_drop_and_set_aside_units_sell_again(shop: Inventory) -> None:
+    per_bucket = _sell_out_split(shop)
+    shop.waitlists.join("HOT", "wendy", 1)
+    names = shop.buckets.layout("HOT").buckets
+    shop.reservations.release(per_bucket[names[1]][0])
+    shop.reservations.release(per_bucket[names[2]][0])
+    shop.waitlists.leave("HOT", "wendy")  # before anything was gathered: nobody waits now
+    assert stock(shop).available == 0  # still set aside in buckets 1 and 2
+    shop.sweep()
+    assert all(shop.redis.hget(shop.keys.sku(n).stock, "wl") is None for n in names)
+    assert stock(shop).available == 2 and sum(lv[1] for lv in bucket_levels(shop)) == 2
+    shop.reservations.reserve("next", {"HOT": 2})
+
+
+def test_a_flag_a_later_join_raised_survives_a_lowering_decided_before_it(shop: Inventory) -> None:
+    per_bucket = _sell_out_split(shop)
+    layout = shop.buckets.layout("HOT")
+    shop.waitlists.join("HOT", "wendy", 1)
+    shop.waitlists.leave("HOT", "wendy")
+    seen = shop.redis.hget(shop.keys.sku("HOT").stock, "wle")  # the sweeper reads: nobody waits, epoch 1
+    shop.waitlists.join("HOT", "walt", 1)  # a join lands before the sweeper lowers: epoch 2, flags 2
+    assert shop.buckets.waitlist.lower(layout, int(seen)) == 0  # the stale lowering leaves them
+    shop.reservations.release(per_bucket[layout.buckets[3]][0])
+    assert stock(shop).available == 0
+    assert shop.waitlists.get("HOT", "walt").status == "offered"
+
+
+def test_a_joiner_killed_before_flagging_is_flagged_by_the_sweeper(shop: Inventory) -> None:
+    per_bucket = _sell_out_split(shop)
+    part = shop.keys.of_sku("HOT")
+    shop.ctx.run("join_waitlist", [*shop.waitlists._keys(shop.keys.sku("HOT")), part.sale_switch, part.waitlists],
+                 ["HOT", "wendy", 1, 600_000, 5, 30_000, shop.keys.token_in("ab" * 16, part.index)])  # then dies
+    shop.sweep()
+    last = shop.buckets.layout("HOT").buckets[-1]
+    assert shop.redis.hget(shop.keys.sku(last).stock, "wl") == b"1"
+    shop.reservations.release(per_bucket[last][0])
+    with pytest.raises(SoldOut):
+        shop.reservations.reserve("bot", {"HOT": 1})
+    shop.sweep()
+    assert shop.waitlists.get("HOT", "wendy").status == "offered"
+
+
+def test_a_claimed_offer_counts_in_the_buyers_quota_exactly(shop: Inventory) -> None:
+    per_bucket = _sell_out_split(shop)  # HOT has a limit of 2: quota lines on every reservation
+    assert shop.buckets.layout("HOT").quota
+    for user in ("wendy", "walt"):
+        shop.waitlists.join("HOT", user, 2)
+    with pytest.raises(LimitExceeded):  # s0 holds one unit already, counted in their quota
+        shop.waitlists.join("HOT", "s0", 2)
+    names = shop.buckets.layout("HOT").buckets
+    for name in names[1:3]:
+        shop.reservations.release(per_bucket[name][0])
+    shop.sweep()
+    assert shop.waitlists.get("HOT", "wendy").units == 2
+    reservation = shop.waitlists.claim("HOT", "wendy")
+    quota = shop.buckets.layout("HOT").quota_for("wendy")
+    assert int(shop.redis.hget(shop.keys.sku(quota).buyers, "wendy")) == 2  # the claimed units count
+    shop.reservations.release(per_bucket[names[3]][0])
+    shop.sweep()  # the unit is walt's (next in line); once he leaves it is on sale again
+    shop.waitlists.leave("HOT", "walt")
+    shop.sweep()
+    with pytest.raises(LimitExceeded):  # wendy can hold no more, whichever bucket has the unit
+        shop.reservations.reserve("wendy", {"HOT": 1})
+    assert [(line.sku, line.qty) for line in reservation.lines] == [("HOT", 2)]
+    shop.reservations.checkout(reservation.id)
+
+
+def test_a_claim_the_limit_no_longer_allows_passes_the_units_on(shop: Inventory) -> None:
+    per_bucket = _sell_out_split(shop)
+    shop.waitlists.join("HOT", "wendy", 2)
+    shop.waitlists.join("HOT", "walt", 1)
+    shop.waitlists.join("HOT", "wade", 2)
+    names = shop.buckets.layout("HOT").buckets
+    shop.reservations.release(per_bucket[names[1]][0])
+    shop.reservations.release(per_bucket[names[2]][0])
+    shop.sweep()
+    assert shop.waitlists.get("HOT", "wendy").status == "offered"
+    shop.reservations.release(per_bucket[names[3]][0])  # one more unit back: walt's
+    shop.sweep()
+    assert shop.waitlists.get("HOT", "walt").status == "offered"
+    shop.catalog.configure("HOT", per_user_limit=1)  # the admin lowers the limit below wendy's offer
+    with pytest.raises(LimitExceeded):
+        shop.waitlists.claim("HOT", "wendy")
+    shop.catalog.configure("HOT", per_user_limit=2)
+    level = stock(shop)
+    assert level.available == 0 and level.held == 12  # the units stay with the queue: wade's now
+    wade = shop.waitlists.get("HOT", "wade")
+    assert (wade.status, wade.units) == ("offered", 2)
+
+
+def test_a_checkout_finishes_a_claim_stopped_before_its_quota_line(shop: Inventory) -> None:
+    per_bucket = _sell_out_split(shop)
+    shop.waitlists.join("HOT", "wendy", 1)
+    shop.reservations.release(per_bucket[shop.buckets.layout("HOT").buckets[1]][0])
+    shop.sweep()
+    token = text(shop.redis.hget(shop.keys.sku("HOT").waitinfo, "u:wendy")).split("|")[4]
+    part = shop.keys.of_sku("HOT")
+    keys = shop.keys.sku("HOT")
+    shop.ctx.run("claim_offer", [part.reservation(token), part.expiries, part.dirty, part.sale_switch, keys.stock,
+                                 keys.holds, keys.buyers, keys.waitinfo],
+                 ["wendy", token, "HOT", 600_000, 3_600_000])  # the claiming process dies here
+    quota = shop.buckets.layout("HOT").quota_for("wendy")
+    assert shop.redis.hget(shop.keys.sku(quota).buyers, "wendy") is None
+    shop.reservations.checkout(ids.reservation_id(token))
+    assert int(shop.redis.hget(shop.keys.sku(quota).buyers, "wendy")) == 1
+
+
+def test_a_split_while_buyers_wait_keeps_their_queue(shop: Inventory) -> None:
+    make_product(shop, "W", stock=2)
+    held = [shop.reservations.reserve(u, {"W": 1}, ttl_seconds=3600) for u in ("a", "b")]
+    shop.waitlists.join("W", "wendy", 1)
+    shop.buckets.split("W", 3)
+    assert stock(shop, "W").available == 0
+    shop.reservations.release(held[0].id)
+    shop.sweep()
+    assert shop.waitlists.get("W", "wendy").status == "offered"
+    shop.waitlists.leave("W", "wendy")
+    shop.sweep()
+    assert stock(shop, "W").available == 1
 
 
 def test_a_limit_set_on_a_live_split_sku_counts_units_held_before_it(shop: Inventory) -> None:
