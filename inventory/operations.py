@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from redis.exceptions import ResponseError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from inventory.buckets import product_of
 from inventory.context import text
 from inventory.engine import Inventory
-from inventory.ledger import persisted
 from inventory.sale_admin import global_paused
-from inventory.sale_status import SkuStatus, read_status
+from inventory.sale_status import SkuStatus, persisted_counts, read_status
 from inventory.store import masters
 from inventory.tables import OrderLineRow, OrderRow, ReconcileDriftRow, ReconcileRunRow
 
@@ -115,25 +115,28 @@ def read_live(inv: Inventory, skus: Sequence[str]) -> LiveOps:
     )
 
 
-def read_persisted(session_factory: sessionmaker[Session], skus: Sequence[str]) -> PersistedOps:
-    """Units paid and ledger total/sold per SKU, and the latest reconcile run, from the database."""
-    skus = list(skus)
+def read_persisted(session_factory: sessionmaker[Session], skus: Sequence[str],
+                   buckets: Mapping[str, list[str]] | None = None) -> PersistedOps:
+    """Units paid and ledger total/sold per SKU, and the latest reconcile run, from the database;
+    `buckets` names the stock buckets of split SKUs (Layout.buckets), summed into their product's."""
+    names = sorted(set(skus) | {name for found in (buckets or {}).values() for name in found})
+    totals = persisted_counts(session_factory, list(skus), buckets)
     with session_factory() as session:
-        return PersistedOps(paid=_paid(session, skus),
-                            totals={sku: (p.total, p.sold) for sku, p in persisted(session, skus).items()},
+        return PersistedOps(paid=_paid(session, list(skus), names), totals=totals,
                             last_reconcile=_last_reconcile(session))
 
 
-def _paid(session: Session, skus: list[str]) -> dict[str, int]:
+def _paid(session: Session, skus: list[str], names: list[str]) -> dict[str, int]:
+    """Units paid per product, over the lines of each of its bucket `names` (quota lines are not units)."""
     paid = dict.fromkeys(skus, 0)
-    for start in range(0, len(skus), 500):
+    for start in range(0, len(names), 500):
         rows = session.execute(
             select(OrderLineRow.sku, func.sum(OrderLineRow.qty))
             .join(OrderRow, OrderRow.id == OrderLineRow.order_id)
-            .where(OrderRow.status == "paid", OrderLineRow.sku.in_(skus[start:start + 500]))
+            .where(OrderRow.status == "paid", OrderLineRow.sku.in_(names[start:start + 500]))
             .group_by(OrderLineRow.sku))
         for sku, qty in rows:
-            paid[sku] = int(qty or 0)
+            paid[product_of(sku)] = paid.get(product_of(sku), 0) + int(qty or 0)
     return paid
 
 

@@ -75,7 +75,8 @@ def data() -> Response:
     limit = _limit(request.args.get("limit", "50"))
     skus = page_of_skus(st.inventory, limit=limit)
     live = read_live(st.inventory, skus)
-    persisted, db_status = _persisted(skus)
+    layouts = st.inventory.buckets.layouts(skus)
+    persisted, db_status = _persisted(skus, {sku: lay.buckets for sku, lay in layouts.items() if lay.split})
     return jsonify({"data": _payload(live, persisted, db_status, metrics.outcome_counts(st.settings.metrics_dir))})
 
 
@@ -105,17 +106,18 @@ def _limit(raw: str) -> int:
     return int(raw)
 
 
-def _persisted(skus: list[str]) -> tuple[PersistedOps | None, str]:
-    """The database figures, cached briefly per process: every open page polls, the database need not."""
+def _persisted(skus: list[str], buckets: dict[str, list[str]]) -> tuple[PersistedOps | None, str]:
+    """The database figures, cached briefly per process: every open page polls, the database need not.
+    `buckets` names the stock buckets of split SKUs, whose figures are summed into their product's."""
     cache: dict[str, Any] = current_app.extensions.setdefault("flashstock_dashboard_cache", {})
     now = time.monotonic()
-    if cache.get("skus") == skus and now - cache.get("at", -1e9) < DB_REFRESH_SECONDS:
+    if cache.get("skus") == (skus, buckets) and now - cache.get("at", -1e9) < DB_REFRESH_SECONDS:
         return cache["value"], cache["status"]
     try:
-        value, status = read_persisted(state().sessions(), skus), "ok"
+        value, status = read_persisted(state().sessions(), skus, buckets), "ok"
     except DATABASE_DOWN as error:
         value, status = None, f"unavailable: {type(error).__name__}"
-    cache.update(skus=skus, at=now, value=value, status=status)
+    cache.update(skus=(skus, buckets), at=now, value=value, status=status)
     return value, status
 
 

@@ -47,3 +47,18 @@ def test_a_flushed_split_sku_comes_back_split_with_exact_counts_and_limits(real_
     assert_invariant(stock(real_inv))
     persist_now(real_inv, pg_sessions)
     assert run_reconciliation(real_inv, pg_sessions, repair=True, full=True).clean
+
+
+def test_the_dashboards_database_figures_sum_a_split_products_buckets(real_inv: Inventory, pg_sessions) -> None:
+    from inventory.operations import read_persisted
+
+    make_product(real_inv, "HOT", stock=40, limit=1)
+    layout = real_inv.buckets.split("HOT", 4)
+    orders = [real_inv.reservations.checkout(real_inv.reservations.reserve(f"b{i}", {"HOT": 1}).id).id
+              for i in range(12)]
+    for n, order in enumerate(orders[:9]):
+        real_inv.reservations.record_payment(event_id=f"e{n}", result="paid", order_id=order)
+    persist_now(real_inv, pg_sessions)
+    figures = read_persisted(pg_sessions, ["HOT"], {"HOT": layout.buckets})
+    assert figures.paid == {"HOT": 9}  # paid units over every bucket, the quota lines not counted
+    assert figures.totals == {"HOT": (40, 12)}
