@@ -38,6 +38,11 @@ def _lines_of(record: dict[str, str]) -> tuple[Line, ...]:
     )
 
 
+def _quota_units(record: dict[str, str]) -> int:
+    """Units of a record's quota lines (stock-bucket per-user counts, not units of stock)."""
+    return sum(int(v) for f, v in record.items() if f.startswith("l:") and is_quota(f[2:]))
+
+
 def _named_for_product(error: InventoryError) -> InventoryError:
     """The same error naming the product where a script named one of its stock buckets or quotas."""
     sku = error.details.get("sku")
@@ -320,8 +325,9 @@ class Reservations:
                 batches += 1
                 tokens = [text(t) for t in self.ctx.redis.zrangebyscore(part.expiries, "-inf", now, start=0, num=size)]
                 for token in tokens:
+                    record = self.calls.read(part, token)
                     try:
-                        reply = self.calls.release(part, token, "", "expire")
+                        reply = self.calls.release(part, token, "", "expire", record)
                         if int(reply[0]) == 3:  # a pinned part of a checkout that did not finish
                             self.multi.resolve_pinned(part, token)
                             continue
@@ -333,7 +339,7 @@ class Reservations:
                         continue  # gone or changed since it was listed: nothing to expire
                     if int(reply[0]) == 0:
                         expired += int(self.ctx.keys.of_token(token) == part)  # a reservation once, not per part
-                        returned += int(reply[2])
+                        returned += int(reply[2]) - _quota_units(record)  # a quota line holds no stock
                 if len(tokens) < size:
                     break
         return SweepResult(expired=expired, units_returned=returned, batches=batches)

@@ -467,3 +467,31 @@ def test_a_limit_change_killed_before_bucket_0_was_marked_is_finished_by_the_swe
         shop.reservations.reserve("amy", {"FREE": 1})
     shop.reservations.reserve("ben", {"FREE": 3})
     assert stock(shop, "FREE").held == 6
+
+
+def test_extension_payment_failure_and_payment_deadline_on_a_split_sku(shop: Inventory, clock: ManualClock) -> None:
+    shop.buckets.split("HOT", 4)
+    users = [f"x{n}" for n in range(6)]
+    held = {user: shop.reservations.reserve(user, {"HOT": 2}, ttl_seconds=60) for user in users}
+    assert any(len(shop.reservations.calls.read(shop.keys.of_token(r.id[2:]), r.id[2:]).get("parts", "")) > 0
+               for r in held.values())  # some bucket and quota lines live in different partitions
+    for user in users[:4]:
+        ext = shop.reservations.extend(held[user].id, seconds=300, extension_id=f"e-{user}")
+        assert ext.extensions == 1
+    clock.advance(120)
+    assert shop.sweep().units_returned == 4  # the two holds not extended, wherever their buckets are
+    assert [shop.reservations.get(held[u].id).status for u in users[4:]] == [Status.EXPIRED] * 2
+    orders = {user: shop.reservations.checkout(held[user].id) for user in users[:4]}
+    assert shop.reservations.extend(held["x0"].id, seconds=1200, extension_id="pay-x0").kind == "payment"
+    shop.reservations.record_payment(event_id="f-x1", result="failed", order_id=orders["x1"].id)
+    shop.reservations.record_payment(event_id="p-x2", result="paid", order_id=orders["x2"].id)
+    clock.advance(shop.settings.payment_ttl_seconds + 1)
+    shop.sweep()  # x3's payment deadline passed; x0's was extended past it
+    assert shop.reservations.get_order(orders["x3"].id).status is Status.PAYMENT_EXPIRED
+    assert shop.reservations.get_order(orders["x0"].id).status is Status.PENDING_PAYMENT
+    level = stock(shop)
+    assert (level.total, level.available, level.held, level.sold) == (12, 8, 0, 4)  # x0 and x2: 2 units each
+    bucket_levels(shop)
+    quotas = shop.buckets.layout("HOT").quotas
+    counted = {u: sum(int(shop.redis.hget(shop.keys.sku(q).buyers, u) or 0) for q in quotas) for u in users}
+    assert counted == {"x0": 2, "x1": 0, "x2": 2, "x3": 0, "x4": 0, "x5": 0}  # what came back left the limit
