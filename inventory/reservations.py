@@ -113,6 +113,7 @@ class Reservations:
                 return self._reserve_lines(user_id, lines, lines, ttl, idempotency_key, rate_limits, {})
             except BucketsChanged:  # split since this process read the layout: route it
                 layouts = self.buckets.layouts((sku for sku, _ in lines), fresh=True)
+                rate_limits = ()  # counted already: every path counts before the script looks at the lines
         return self._reserve_split(user_id, lines, ttl, idempotency_key, rate_limits, layouts)
 
     def _reserve_split(self, user_id: str, lines: list[tuple[str, int]], ttl: int, idempotency_key: str | None,

@@ -13,7 +13,7 @@ from inventory.buckets import (
 )
 from inventory.errors import BucketsChanged, InvalidArgument, LimitExceeded, ProductNotFound, SoldOut
 from inventory.keys import KeySpace
-from inventory.models import Status
+from inventory.models import RateLimit, Status
 from tests.clocks import ManualClock
 from tests.helpers import assert_invariant, make_product, stock
 
@@ -131,8 +131,10 @@ def test_a_caller_that_read_the_layout_before_the_split_is_refused_and_routed(sh
     with pytest.raises(BucketsChanged):  # the script itself refuses an unrouted call on a split SKU
         shop.reservations.calls.reserve(shop.keys.of_sku("HOT"), shop.keys.token_in("t" * 20, 0), "x", "", 60_000,
                                         [("HOT", 1)])
-    held = shop.reservations.reserve("carol", {"HOT": 1})  # stale layout: refused, re-read, routed
+    per_user = RateLimit(shop.keys.scoped("rl:user:carol"), 5, 60, "5 per 1 minute")
+    held = shop.reservations.reserve("carol", {"HOT": 1}, rate_limits=[per_user])  # stale: refused, routed
     assert held.status is Status.HELD and stock(shop).held == 1
+    assert int(shop.redis.get(per_user.key)) == 1  # the request counted once, not once per try
 
 
 def test_amend_and_expiry_on_a_split_sku(shop: Inventory, clock: ManualClock) -> None:
