@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from inventory.buckets import MAX_BUCKETS, is_quota, product_of, quota_name, user_hash
 from inventory.outbox import Event, Movement, OrderEvent, movements
 from inventory.tables import SOLD_STATUSES, STATUS_RANK, LedgerRow, OrderLineRow, OrderRow, ProductRow
 
@@ -137,28 +138,49 @@ def has_data(session: Session) -> bool:
         session.scalar(select(func.count()).select_from(LedgerRow)) > 0
 
 
-def buyer_units(session: Session, sku: str, pending: Sequence[Event] = ()) -> dict[str, int]:
-    """Units of a SKU each user has ordered and not had returned (per-user limits count them)."""
-    orders: dict[str, tuple[str, str, int]] = {}  # order id -> (user, status, qty of this SKU)
+def buyer_units(session: Session, sku: str, pending: Sequence[Event] = (), partitions: int = 1) -> dict[str, int]:
+    """Units of a SKU each user has ordered and not had returned (per-user limits count them).
+
+    A quota SKU of a split product (inventory/buckets.py) counts, for each user it serves, their units
+    of the product over every bucket, the product's orders from before the split included: order_lines
+    keep no quota lines (they hold no stock), so its figures come from the bucket lines.
+    """
+    quota = is_quota(sku)
+    product = product_of(sku)
+
+    def counted(line_sku: str) -> bool:
+        return (product_of(line_sku) == product and not is_quota(line_sku)) if quota else line_sku == sku
+
+    where = OrderLineRow.sku == sku
+    if quota:
+        stem = product.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where = (OrderLineRow.sku == product) | OrderLineRow.sku.like(f"{stem}@%", escape="\\")
+    who: dict[str, tuple[str, str]] = {}  # order id -> (user, status)
+    lines: dict[str, dict[str, int]] = {}  # order id -> counted line SKU -> qty
     rows = session.execute(
-        select(OrderRow.id, OrderRow.user_id, OrderRow.status, OrderLineRow.qty)
+        select(OrderRow.id, OrderRow.user_id, OrderRow.status, OrderLineRow.sku, OrderLineRow.qty)
         .join(OrderLineRow, OrderLineRow.order_id == OrderRow.id)
-        .where(OrderLineRow.sku == sku)
+        .where(where)
     )
-    for order_id, user, status, qty in rows:
-        orders[order_id] = (user, status, int(qty))
+    for order_id, user, status, line_sku, qty in rows:
+        if counted(line_sku):
+            who[order_id] = (user, status)
+            lines.setdefault(order_id, {})[line_sku] = int(qty)
     for event in pending:  # outbox events not persisted yet move statuses forward, as persistence will
         if not isinstance(event, OrderEvent):
             continue
-        qty = sum(line.qty for line in event.lines if line.sku == sku)
-        if not qty:
+        mine = {line.sku: line.qty for line in event.lines if counted(line.sku)}
+        if not mine:
             continue
-        user, status, _ = orders.get(event.order_id, (event.user_id, event.status, qty))
+        user, status = who.get(event.order_id, (event.user_id, event.status))
         if STATUS_RANK[event.status] > STATUS_RANK[status]:
             status = event.status
-        orders[event.order_id] = (user, status, qty)
+        who[event.order_id] = (user, status)
+        lines.setdefault(event.order_id, {}).update(mine)  # each part's event carries its own lines
     units: dict[str, int] = {}
-    for user, status, qty in orders.values():
-        if status in SOLD_STATUSES:
-            units[user] = units.get(user, 0) + qty
+    quota_count = min(partitions, MAX_BUCKETS)
+    for order_id, (user, status) in who.items():
+        if status in SOLD_STATUSES and (not quota or quota_name(product, user_hash(user) % quota_count,
+                                                                 partitions) == sku):
+            units[user] = units.get(user, 0) + sum(lines[order_id].values())
     return units

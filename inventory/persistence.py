@@ -22,6 +22,7 @@ from sqlalchemy import and_, bindparam, case, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from inventory.buckets import is_quota
 from inventory.context import text
 from inventory.engine import Inventory
 from inventory.keys import Partition
@@ -328,7 +329,7 @@ def _apply_orders(session: Session, events: list[OrderEvent], now_ms: int) -> No
                            status=best.status, total=sum(l.qty * l.unit_price for l in order_lines.values()),
                            created_ms=first.ts_ms, updated_ms=now_ms, request_id=creator.request_id or None))
         lines += [dict(order_id=order_id, sku=line.sku, qty=line.qty, unit_price=line.unit_price)
-                  for line in order_lines.values()]
+                  for line in order_lines.values() if not is_quota(line.sku)]  # a quota line holds no stock
         payments += [dict(event_id=e.event_id, order_id=order_id,
                           result="failed" if e.kind == "order_payment_failed" else "paid", received_ms=e.ts_ms,
                           request_id=e.request_id or None)

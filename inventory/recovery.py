@@ -260,7 +260,7 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
                 if expected.available < 0:
                     pipe.reset()
                     return None
-                buyers = buyer_units(session, sku, seen.events)
+                buyers = buyer_units(session, sku, seen.events, inv.keys.partitions)
                 for _token, qty, user in seen.holds:
                     if user:  # the waitlist's pool of set-aside units belongs to no buyer
                         buyers[user] = buyers.get(user, 0) + qty

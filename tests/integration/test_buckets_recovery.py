@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+import sqlalchemy as sa
+
 from inventory import Inventory
 from inventory.errors import InventoryError
 from inventory.persistence import persist_now
@@ -62,3 +64,27 @@ def test_the_dashboards_database_figures_sum_a_split_products_buckets(real_inv: 
     figures = read_persisted(pg_sessions, ["HOT"], {"HOT": layout.buckets})
     assert figures.paid == {"HOT": 9}  # paid units over every bucket, the quota lines not counted
     assert figures.totals == {"HOT": (40, 12)}
+    with pg_sessions() as session:  # the system of record: what buyers bought, one row per bucket line
+        rows = session.execute(sa.text("SELECT sku, qty FROM order_lines")).all()
+    assert len(rows) == 12 and not any("@q" in sku for sku, _ in rows)
+    assert {sku.split("@")[0] for sku, _ in rows} == {"HOT"} and sum(qty for _, qty in rows) == 12
+
+
+def test_a_flushed_quota_counts_orders_from_before_the_split_and_from_every_bucket(
+        real_inv: Inventory, pg_sessions, key_prefix: str) -> None:
+    assert check_recovery(real_inv, pg_sessions).state == "initialized"
+    make_product(real_inv, "HOT", stock=40, limit=2)
+    early = {f"u{i}": real_inv.reservations.checkout(real_inv.reservations.reserve(f"u{i}", {"HOT": 1}).id)
+             for i in range(6)}  # one unit each before the split
+    real_inv.buckets.split("HOT", 4)
+    for user in ("u0", "u1", "u2"):  # their second unit, from whichever bucket serves them
+        real_inv.reservations.checkout(real_inv.reservations.reserve(user, {"HOT": 1}).id)
+    real_inv.reservations.record_payment(event_id="f-u5", result="failed", order_id=early["u5"].id)
+    persist_now(real_inv, pg_sessions)
+
+    delete_prefix(real_inv.redis, key_prefix)
+    real_inv.buckets.forget("HOT")
+    assert check_recovery(real_inv, pg_sessions).state == "rebuilt"
+    assert [_try(real_inv, f"u{i}") for i in range(3)] == ["limit_exceeded"] * 3  # 2 units each already
+    assert [_try(real_inv, f"u{i}") for i in range(3, 6)] == ["held"] * 3  # 1 unit (u5: none) so far
+    assert [_try(real_inv, f"u{i}") for i in range(3, 6)] == ["limit_exceeded", "limit_exceeded", "held"]
