@@ -19,6 +19,7 @@ from api.views import admin, dashboard, ops, orders, payments, products, reserva
 from api.webhooks import WebhookVerifier
 from inventory.config import Settings
 from inventory.engine import Inventory
+from inventory.recovery import check_before_loading
 
 MAX_BODY_BYTES = 64 * 1024
 _UNSET: Any = object()
@@ -80,6 +81,9 @@ def create_app(settings: Settings | None = None, *, inventory: Inventory | None 
         on_checkout=default_checkout_hook() if on_checkout is _UNSET else on_checkout,
         soldout=soldout_listener(inventory),
     )
+    if settings.recovery_on_script_loss:
+        state: ApiState = app.extensions["flashstock"]
+        inventory.ctx.scripts.on_cache_lost = lambda: check_before_loading(inventory, state.sessions())
     api = FlashstockApi(app)
     for module in (products, waitlist, reservations, orders, payments, admin):
         api.register_blueprint(module.blp)

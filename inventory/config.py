@@ -56,6 +56,9 @@ class Settings:
     expire_interval_seconds: float = 2.0
     reconcile_interval_seconds: float = 60.0
     recovery_interval_seconds: float = 10.0
+    # API and workers run the recovery check before loading scripts again into a Redis that lost them
+    # (restart, failover): a server back from an older snapshot sells nothing before it is repaired
+    recovery_on_script_loss: bool = True
     log_level: str = "INFO"
     dashboard_secret: str = ""  # signs dashboard session cookies; empty: derived from admin_api_keys
     dashboard_session_seconds: int = 8 * 3600
@@ -152,6 +155,7 @@ class Settings:
             expire_interval_seconds=env.float("EXPIRE_INTERVAL_SECONDS", d.expire_interval_seconds),
             reconcile_interval_seconds=env.float("RECONCILE_INTERVAL_SECONDS", d.reconcile_interval_seconds),
             recovery_interval_seconds=env.float("RECOVERY_INTERVAL_SECONDS", d.recovery_interval_seconds),
+            recovery_on_script_loss=env.bool("RECOVERY_ON_SCRIPT_LOSS", d.recovery_on_script_loss),
             log_level=env.str("LOG_LEVEL", d.log_level),
             dashboard_secret=env.str("DASHBOARD_SECRET", d.dashboard_secret),
             dashboard_session_seconds=env.int("DASHBOARD_SESSION_SECONDS", d.dashboard_session_seconds),

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from redis.exceptions import RedisError, ResponseError, WatchError
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from inventory.buckets import bucket_fields, is_internal, is_quota, layout_fields, product_of
 from inventory.context import text
 from inventory.engine import Inventory
+from inventory.errors import Unavailable
 from inventory.keys import Partition
 from inventory.ledger import LedgerBusy, all_skus, buyer_units, has_data
 from inventory.outbox import ZERO_ID, StreamId
@@ -39,6 +42,7 @@ _ATTEMPTS = 20
 # Short, and renewed per SKU while rebuilding: a check cut off by a Redis stall (its release failing
 # too) blocks the next one for at most this long, well inside the 30 s in which recovery must resume.
 _LOCK_SECONDS = 20
+BEFORE_LOADING_WAIT_SECONDS = 10.0  # how long a call waits for another process's recovery check
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,28 @@ def check_recovery(inv: Inventory, session_factory: sessionmaker[Session]) -> Re
         except RedisError:  # lost or unreachable: it expires by itself; keep the original error, if any
             pass
     return _combine(checks)
+
+
+def check_before_loading(inv: Inventory, session_factory: sessionmaker[Session], *,
+                         wait_seconds: float = BEFORE_LOADING_WAIT_SECONDS) -> None:
+    """The recovery check a process runs when Redis lost its scripts (restart, failover, SCRIPT FLUSH),
+    before it loads them again (inventory/scripts.py): a server back from an older snapshot is paused
+    and rebuilt before any sale. Another process's check under way is waited for, then this one's
+    runs (quick when all is well); Unavailable (503, retry) if none could run within `wait_seconds`."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            check = check_recovery(inv, session_factory)
+        except SQLAlchemyError as error:  # no system of record to compare with: no sale until there is
+            log.warning("redis lost its scripts and the database is unreachable: %s", error)
+            raise Unavailable("Redis came back and its state cannot be checked yet; try again shortly.") from None
+        if check.state != "busy":
+            if check.state != "ok":
+                log.warning("redis lost its scripts: recovery check %s (%s)", check.state, check.reason)
+            return
+        if time.monotonic() >= deadline:
+            raise Unavailable("Redis came back and its state is being checked; try again shortly.")
+        time.sleep(0.05)
 
 
 def _combine(checks: list[RecoveryCheck]) -> RecoveryCheck:

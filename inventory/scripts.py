@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import re
+import threading
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from redis import Redis
 from redis.commands.core import Script
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 _INCLUDE = re.compile(r'^--@include "([a-z_]+)"\s*$', re.MULTILINE)
 
@@ -55,17 +57,61 @@ def with_clock(clock_source: str) -> dict[str, ScriptSource]:
 
 
 class Scripts:
-    """The scripts registered on one Redis client; redis-py reloads them after SCRIPT FLUSH."""
+    """The scripts registered on one Redis client; redis-py reloads them after SCRIPT FLUSH.
+
+    A server that lost its script cache (NOSCRIPT) was restarted, failed over or flushed: its data may
+    be an older snapshot than what PostgreSQL has persisted. With `on_cache_lost` set (the recovery
+    check, inventory/recovery.py `check_before_loading`), no script is loaded again before that check
+    has run, so the first sale on a rolled-back server cannot happen before the rollback is repaired.
+    One check per process at a time; calls that met NOSCRIPT while it ran wait for it and share it.
+    """
 
     def __init__(self, redis: Redis, clock_source: str | None = None) -> None:
         sources = with_clock(clock_source) if clock_source else load_sources()
+        self._redis = redis
         self._scripts: dict[str, Script] = {
             name: redis.register_script(src.source) for name, src in sources.items()
         }
+        self.on_cache_lost: Callable[[], None] | None = None
+        self._check_lock = threading.Lock()
+        self._checked_from = -1.0  # monotonic time the last finished check started
+        self._failure: tuple[float, Exception] | None = None  # when the last failed check started, and why
+        self._local = threading.local()
 
     def call(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> list[Any]:
         """Run one script; `client` may be a pipeline."""
-        return self._scripts[name](keys=keys, args=args, client=client)
+        script = self._scripts[name]
+        if client is not None or self.on_cache_lost is None:
+            return script(keys=keys, args=args, client=client)
+        try:
+            return self._redis.evalsha(script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            self.cache_lost(time.monotonic())
+            return script(keys=keys, args=args)  # loads it, then runs it
+
+    def missing(self, names: Sequence[str]) -> bool:
+        """Whether the server lacks any of these scripts (one SCRIPT EXISTS round trip)."""
+        return not all(self._redis.script_exists(*(self._scripts[n].sha for n in set(names))))
+
+    def cache_lost(self, seen_at: float) -> None:
+        """Run `on_cache_lost` unless a check that started after `seen_at` already finished."""
+        if self.on_cache_lost is None or getattr(self._local, "checking", False):
+            return  # the check itself runs scripts: those load as usual
+        with self._check_lock:
+            if self._checked_from >= seen_at:
+                return
+            if self._failure is not None and self._failure[0] >= seen_at:
+                raise self._failure[1]  # the check these calls waited for failed: so do they, at once
+            started = time.monotonic()
+            self._local.checking = True
+            try:
+                self.on_cache_lost()
+            except Exception as error:
+                self._failure = (started, error)
+                raise
+            finally:
+                self._local.checking = False
+            self._checked_from = started
 
 
 class ScriptBatch:
@@ -80,17 +126,24 @@ class ScriptBatch:
         self._scripts = scripts
         self._pipe = None if cluster else redis.pipeline(transaction=False)
         self._calls: list[tuple[str, Sequence[str], Sequence[Any]]] = []
+        self._names: list[str] = []  # scripts queued on the pipeline
 
     def call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> None:
         """Queue one script call."""
         if self._pipe is not None:
             self._scripts.call(name, keys, args, client=self._pipe)
+            self._names.append(name)
         else:
             self._calls.append((name, keys, args))
 
     def execute(self) -> list[Any]:
         """Run what was queued; replies (or ResponseErrors) in order."""
         if self._pipe is not None:
+            if self._scripts.on_cache_lost is not None and self._names:
+                seen_at = time.monotonic()
+                if self._scripts.missing(self._names):
+                    self._scripts.cache_lost(seen_at)  # before the pipeline loads them
+            self._names.clear()
             return self._pipe.execute(raise_on_error=False)
         replies: list[Any] = []
         for name, keys, args in self._calls:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from inventory.config import Settings
 from inventory.db import make_engine, make_session_factory
 from inventory.engine import Inventory
+from inventory.recovery import check_before_loading
 
 
 @lru_cache(maxsize=1)
@@ -19,7 +20,10 @@ def settings() -> Settings:
 @lru_cache(maxsize=1)
 def inventory() -> Inventory:
     """The core for this process (created lazily, so prefork children each get their own pools)."""
-    return Inventory.from_settings(settings())
+    inv = Inventory.from_settings(settings())
+    if settings().recovery_on_script_loss:
+        inv.ctx.scripts.on_cache_lost = lambda: check_before_loading(inv, sessions())
+    return inv
 
 
 @lru_cache(maxsize=1)

@@ -211,8 +211,11 @@ def settings(key_prefix: str, request: pytest.FixtureRequest) -> Settings:
     '<prefix>:celery:' keys), as a cluster deployment names one (Settings.broker_url)."""
     if backend_of(request) == "redis-cluster":
         cluster = request.getfixturevalue("redis_cluster")
-        return Settings(key_prefix=key_prefix, redis_url=cluster.url, celery_broker_url=REDIS_URL)
-    return Settings(key_prefix=key_prefix, redis_url=REDIS_URL)
+        return Settings(key_prefix=key_prefix, redis_url=cluster.url, celery_broker_url=REDIS_URL,
+                        recovery_on_script_loss=False)
+    # No recovery check on a lost script cache here: the first call on a fresh server would check a
+    # database this test never filled (tests/integration/test_restart_from_old_snapshot.py checks it).
+    return Settings(key_prefix=key_prefix, redis_url=REDIS_URL, recovery_on_script_loss=False)
 
 
 @pytest.fixture

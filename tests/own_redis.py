@@ -1,4 +1,4 @@
-"""A private redis-server on a free port, for tests that stall (SIGSTOP) or flush it."""
+"""A private redis-server on a free port, for tests that stall (SIGSTOP), flush or restart it."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ def free_port() -> int:
 class OwnRedis:
     """`redis-server` without persistence in its own process group; never the shared server."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, *, snapshots: bool = False) -> None:
+        # snapshots: an RDB file in its own directory, written by SAVE and loaded at start (restart tests)
+        self.data_dir = tmp_path / "redis-data" if snapshots else None
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.log_path = tmp_path / f"redis-{self.port}.log"
@@ -35,9 +37,11 @@ class OwnRedis:
         if binary is None:
             raise FileNotFoundError("redis-server is not installed")
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if self.data_dir is not None:
+            self.data_dir.mkdir(exist_ok=True)
+            args += ["--dir", str(self.data_dir), "--dbfilename", "dump.rdb"]
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         wait_for(self._answers, 20, interval=0.05)
         return self
@@ -57,6 +61,20 @@ class OwnRedis:
     def resume(self) -> None:
         assert self.proc is not None
         os.killpg(self.proc.pid, signal.SIGCONT)
+
+    def snapshot(self) -> bytes:
+        """SAVE now; the RDB file's bytes (for `restart_from`)."""
+        assert self.data_dir is not None, "started without snapshots"
+        self.client.save()
+        return (self.data_dir / "dump.rdb").read_bytes()
+
+    def restart_from(self, rdb: bytes) -> None:
+        """Kill the server and start it again, on the same port, from an earlier snapshot."""
+        assert self.data_dir is not None and self.proc is not None, "started without snapshots"
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        (self.data_dir / "dump.rdb").write_bytes(rdb)
+        self.start()
 
     def stop(self) -> None:
         self.client.close()

@@ -34,8 +34,11 @@ def with_api_settings(settings: Settings) -> Settings:
         webhook_secret=WEBHOOK_SECRET,
         rate_limit_reservations="1000/second",
         rate_limit_reservations_per_ip="10000/second",
-        # Nothing on these paths may need the database: an unreachable one proves it.
+        # Nothing on these paths may need the database: an unreachable one proves it. Except the recovery
+        # check after Redis lost its scripts (a fresh cluster node has none), which is off here and
+        # tested on its own (tests/integration/test_restart_from_old_snapshot.py).
         database_url="postgresql+psycopg2://nobody@127.0.0.1:1/none",
+        recovery_on_script_loss=False,
     )
 
 

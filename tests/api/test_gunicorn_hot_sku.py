@@ -42,10 +42,13 @@ def _get(port: int, path: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-def gunicorn_server(real_redis, settings, pg_schema_url, tmp_path) -> Iterator[int]:
-    """gunicorn -c gunicorn.conf.py wsgi:app with 2 gevent workers on a free loopback port (one Redis or the cluster)."""
+def gunicorn_server(real_redis, settings, migrated_db_url, tmp_path) -> Iterator[int]:
+    """gunicorn -c gunicorn.conf.py wsgi:app with 2 gevent workers on a free loopback port (one Redis or the
+    cluster), over a migrated database as in production: a worker that meets a server without its scripts
+    runs the recovery check there before loading them."""
     port = _free_port()
-    env = {**os.environ, "REDIS_URL": settings.redis_url, "KEY_PREFIX": settings.key_prefix, "DATABASE_URL": pg_schema_url,
+    env = {**os.environ, "REDIS_URL": settings.redis_url, "KEY_PREFIX": settings.key_prefix,
+           "DATABASE_URL": migrated_db_url,
            "STOREFRONT_API_KEYS": API_KEY, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "2",
            "RATE_LIMIT_RESERVATIONS": "100/second", "RATE_LIMIT_RESERVATIONS_PER_IP": "100000/second",
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}

@@ -13,9 +13,9 @@ from tests.helpers import make_product
 
 
 @pytest.mark.single_node("DUMP/RESTORE of a whole prefix; the detection itself is tested per partition on both")
-@pytest.mark.xfail(strict=True, reason="CHAOS.md finding 1, half open: the rollback is now detected at the next "
-                   "recovery check (test_recovery), but a sale between the restore and that check still sells "
-                   "from the restored counters; closing it needs scripts that refuse to sell until a fresh check")
+@pytest.mark.xfail(strict=True, reason="CHAOS.md finding 1: a restart or failover to an older snapshot is checked "
+                   "before any script loads again (test_restart_from_old_snapshot); keys restored in place on a "
+                   "live server keep its script cache, so a sale before the next recovery check still uses them")
 def test_a_restored_older_snapshot_sells_nothing_postgres_already_sold(real_inv: Inventory, pg_sessions,
                                                                        key_prefix: str) -> None:
     check_recovery(real_inv, pg_sessions)

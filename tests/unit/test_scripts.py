@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections import defaultdict
 
 import fakeredis
@@ -172,3 +173,78 @@ def test_script_flush_between_calls_changes_nothing(flushable_inv: Inventory) ->
     inv.reservations.checkout(held.id)
     level = stock(inv)
     assert (level.available, level.held, level.sold) == (2, 1, 2)
+
+
+def test_a_lost_script_cache_runs_the_check_once_before_any_script_loads_again(flushable_inv: Inventory) -> None:
+    inv = flushable_inv
+    make_product(inv, stock=5)
+    inv.reservations.reserve("alice", {"HOT": 1})
+    seen: list[bool] = []
+
+    def check() -> None:  # what check_before_loading does: it may run scripts itself (a rebuild)
+        seen.append(inv.ctx.scripts.missing(["reserve"]))
+        inv.reservations.reserve("inside-the-check", {"HOT": 1})
+
+    inv.ctx.scripts.on_cache_lost = check
+    inv.reservations.reserve("bob", {"HOT": 1})
+    assert seen == []  # the cache is there: no check
+    inv.redis.script_flush()  # a restart, a failover or an operator's SCRIPT FLUSH
+    inv.reservations.reserve("carol", {"HOT": 1})
+    inv.reservations.reserve("dave", {"HOT": 1})
+    assert seen == [True]  # once, and before the reserve script was loaded again
+    assert stock(inv).held == 5
+
+
+def test_a_batch_on_a_server_without_its_scripts_waits_for_the_check(flushable_inv: Inventory) -> None:
+    inv = flushable_inv
+    make_product(inv, stock=5)
+    calls: list[str] = []
+    inv.ctx.scripts.on_cache_lost = lambda: calls.append("check")
+    inv.redis.script_flush()
+    batch = inv.ctx.script_batch()
+    batch.call("adjust_stock", *inv.catalog.adjust_call("HOT", "add", 1, None, "restock"))
+    replies = batch.execute()
+    assert calls == ["check"] and not isinstance(replies[0], Exception)
+    assert stock(inv).total == 6
+
+
+def test_a_check_that_cannot_run_answers_unavailable_and_loads_nothing(flushable_inv: Inventory) -> None:
+    from inventory.errors import Unavailable
+
+    inv = flushable_inv
+    make_product(inv, stock=5)
+
+    def busy() -> None:
+        raise Unavailable("Redis came back and its state is being checked; try again shortly.")
+
+    inv.ctx.scripts.on_cache_lost = busy
+    inv.redis.script_flush()
+    with pytest.raises(Unavailable):
+        inv.reservations.reserve("carol", {"HOT": 1})
+    assert inv.ctx.scripts.missing(["reserve"]) and stock(inv).held == 0
+
+
+def test_calls_that_waited_for_a_failed_check_fail_at_once_and_the_next_one_checks_again(
+        flushable_inv: Inventory) -> None:
+    from inventory.errors import Unavailable
+
+    inv = flushable_inv
+    make_product(inv, stock=5)
+    scripts = inv.ctx.scripts
+    attempts: list[str] = []
+
+    def database_down() -> None:
+        attempts.append("check")
+        raise Unavailable("Redis came back and its state cannot be checked yet; try again shortly.")
+
+    scripts.on_cache_lost = database_down
+    inv.redis.script_flush()
+    waited_since = time.monotonic()  # a call that met NOSCRIPT while the check below ran
+    with pytest.raises(Unavailable):
+        inv.reservations.reserve("carol", {"HOT": 1})
+    with pytest.raises(Unavailable):
+        scripts.cache_lost(waited_since)
+    assert attempts == ["check"]  # it shared the failed check instead of running another
+    scripts.on_cache_lost = lambda: attempts.append("check again")
+    inv.reservations.reserve("dave", {"HOT": 1})  # a later call checks again, and this time sells
+    assert attempts == ["check", "check again"] and stock(inv).held == 1
