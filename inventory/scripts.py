@@ -14,6 +14,9 @@ from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError, ResponseError
 
+from inventory.errors import Unavailable
+
+CHECK_WAIT_SECONDS = 10.0  # how long a call waits for its process's check after a lost script cache
 _INCLUDE = re.compile(r'^--@include "([a-z_]+)"\s*$', re.MULTILINE)
 
 
@@ -97,7 +100,9 @@ class Scripts:
         """Run `on_cache_lost` unless a check that started after `seen_at` already finished."""
         if self.on_cache_lost is None or getattr(self._local, "checking", False):
             return  # the check itself runs scripts: those load as usual
-        with self._check_lock:
+        if not self._check_lock.acquire(timeout=CHECK_WAIT_SECONDS):  # this process's check is long: a rebuild
+            raise Unavailable("Redis came back and its state is being checked; try again shortly.")
+        try:
             if self._checked_from >= seen_at:
                 return
             if self._failure is not None and self._failure[0] >= seen_at:
@@ -112,6 +117,8 @@ class Scripts:
             finally:
                 self._local.checking = False
             self._checked_from = started
+        finally:
+            self._check_lock.release()
 
 
 class ScriptBatch:
