@@ -84,7 +84,7 @@ class Scripts:
     def call(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> list[Any]:
         """Run one script; `client` may be a pipeline."""
         script = self._scripts[name]
-        if client is not None or self.on_cache_lost is None:
+        if client is not None:
             return script(keys=keys, args=args, client=client)
         try:
             return self._redis.evalsha(script.sha, len(keys), *keys, *args)
