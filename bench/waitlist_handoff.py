@@ -1,6 +1,6 @@
 """Waitlist hand-off: a sell-out where a fifth of the holds expire unpaid and the losers wait in line.
 
-    .venv/bin/python -m bench.waitlist_handoff [--smoke]
+    .venv/bin/python -m bench.waitlist_handoff [--smoke] [--buckets B] [--claim-seconds S]
 
 Issue 13's scenario, through the core on a private redis-server with Redis's real clock, in real
 processes: BUYERS buyers race for UNITS units with short holds; winners check out and pay, except a
@@ -10,6 +10,9 @@ a bot process keeps trying to reserve during the tail. Reported: units returned 
 offers) and how many of them reached a waiting buyer; time from a hold's expiry to the offer it became
 (the return takes effect at the first script after the expiry instant: lazy expiry or the sweeper);
 the bot's successes while buyers waited (should be 0); final paid units (must equal UNITS).
+With `--buckets B` the SKU is split into B stock buckets over 8 partitions first (issue 12): units come
+back to every bucket, are set aside there and reach the queue in bucket 0 through the sweeper or an
+entry read; the result is `waitlist_handoff_b<B>.json` (`_c<S>` appended for a claim window other than 3 s).
 
 The accounting is exact, not sampled: the bot runs each script inside MULTI/EXEC between two reads of
 the SKU's waitlist counters (reads taken apart from the call raced with joins and miscounted one unit in
@@ -33,7 +36,9 @@ from inventory.errors import InventoryError, NotSoldOut, SoldOut
 
 NAME = "waitlist_handoff"
 SKU = "WL-HOT"
-HOLD_S, CLAIM_S, POLL_MS, SWEEP_S = 2, 3, 50, 0.5
+HOLD_S, POLL_MS, SWEEP_S = 2, 50, 0.5
+# The claim window; --claim-seconds sets it for the spawned processes through the environment.
+CLAIM_S = int(os.environ.get("WAITLIST_HANDOFF_CLAIM_S", "3"))
 
 
 @dataclass(frozen=True)
@@ -43,9 +48,9 @@ class Size:
     processes: int
 
 
-def _settings(port: int) -> Settings:
+def _settings(port: int, partitions: int = 0) -> Settings:
     return Settings(redis_url=f"redis://127.0.0.1:{port}/0", key_prefix="fswait", hold_ttl_seconds=HOLD_S,
-                    waitlist_claim_seconds=CLAIM_S, soldout_cache_ttl_ms=0)
+                    waitlist_claim_seconds=CLAIM_S, soldout_cache_ttl_ms=0, redis_partitions=partitions)
 
 
 def _pay(inv: Inventory, reservation_id: str, event: str) -> None:
@@ -53,9 +58,9 @@ def _pay(inv: Inventory, reservation_id: str, event: str) -> None:
     inv.reservations.record_payment(event_id=event, result="paid", order_id=order.id)
 
 
-def buyer(port: int, users: list[str], seed: int, out: Any) -> None:
+def buyer(port: int, users: list[str], seed: int, out: Any, partitions: int = 0) -> None:
     """Reserve once; pay (80%) or abandon the hold (20%); if sold out, wait in line and take the offer."""
-    inv = Inventory.from_settings(_settings(port))
+    inv = Inventory.from_settings(_settings(port, partitions))
     rng = random.Random(seed)
     rows, waiting = [], []
     for user in users:
@@ -109,8 +114,8 @@ def _units(inv: Inventory) -> int:
     return inv.catalog.get(SKU).stock.total
 
 
-def sweeper(port: int, stop: Any) -> None:
-    inv = Inventory.from_settings(_settings(port))
+def sweeper(port: int, stop: Any, partitions: int = 0) -> None:
+    inv = Inventory.from_settings(_settings(port, partitions))
     while not stop.is_set():
         inv.sweep()
         time.sleep(SWEEP_S)
@@ -122,23 +127,35 @@ class _Observed:
 
     def __init__(self, inv: Inventory) -> None:
         self.scripts, self.redis = inv.ctx.scripts, inv.ctx.redis
-        self.stock = inv.ctx.keys.sku(SKU).stock
+        self.stock = inv.ctx.keys.sku(SKU).stock  # bucket 0: the queue's counters
+        # every bucket's stock hash (one node: MULTI reads them all); units set aside are summed over them
+        self.buckets = [inv.ctx.keys.sku(b).stock for b in inv.buckets.layout(SKU, fresh=True).buckets[1:]]
         # script -> its last call's (units waiting buyers still want, units set aside for them), before and after
         self.last: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {}
 
     def call(self, name: str, keys: Any, args: Any, client: Any = None) -> list[Any]:
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hmget(self.stock, "wq", "owe")
-        self.scripts.call(name, keys, args, client=pipe)
-        pipe.hmget(self.stock, "wq", "owe")
-        before, reply, after = pipe.execute()
-        self.last[name] = (tuple(int(v or 0) for v in before), tuple(int(v or 0) for v in after))
+        for _ in range(2):
+            pipe.hmget(self.stock, "wq", "owe")
+            for key in self.buckets:
+                pipe.hget(key, "owe")
+            if _ == 0:
+                self.scripts.call(name, keys, args, client=pipe)
+        replies = pipe.execute()
+        size = 1 + len(self.buckets)
+        before, reply, after = replies[:size], replies[size], replies[size + 1:]
+        self.last[name] = (self._counts(before), self._counts(after))
         return reply
 
+    @staticmethod
+    def _counts(replies: list[Any]) -> tuple[int, int]:
+        wanted, owed = (int(v or 0) for v in replies[0])
+        return wanted, owed + sum(int(v or 0) for v in replies[1:])
 
-def bot(port: int, stop: Any, out: Any) -> None:
+
+def bot(port: int, stop: Any, out: Any, partitions: int = 0) -> None:
     """A retry loop during the tail: every success while buyers wait is a unit the queue lost."""
-    inv = Inventory.from_settings(_settings(port))
+    inv = Inventory.from_settings(_settings(port, partitions))
     observed = _Observed(inv)
     inv.ctx.scripts = observed  # type: ignore[assignment]
     won_while_queue = attempts = released = held_units = 0
@@ -161,21 +178,26 @@ def bot(port: int, stop: Any, out: Any) -> None:
              "released_while_buyers_waited": released})
 
 
-def run(ctx: Any) -> dict:
-    """Scenario entry point (bench/suite.py contract)."""
+def run(ctx: Any, buckets: int = 1) -> dict:
+    """Scenario entry point (bench/suite.py contract); `buckets` > 1 splits the SKU first."""
     size = Size(100, 500, 4) if ctx.smoke else Size(1_000, 5_000, 8)
-    settings = _settings(ctx.redis_port)
+    partitions = 8 if buckets > 1 else 0
+    name = result_name(buckets)
+    settings = _settings(ctx.redis_port, partitions)
     inv = Inventory.from_settings(settings)
     inv.catalog.configure(SKU, name="waitlist hand-off", price=1000, currency="USD")
     inv.catalog.adjust_stock(SKU, set_total=size.units, reason="seed")
+    if buckets > 1:
+        inv.buckets.split(SKU, buckets)
     mp = multiprocessing.get_context("spawn")
     out, bot_out, stop = mp.Queue(), mp.Queue(), mp.Event()
     users = [f"buyer-{n}" for n in range(size.buyers)]
     groups = [users[i::size.processes] for i in range(size.processes)]
     started = time.monotonic()
-    helpers = [mp.Process(target=sweeper, args=(ctx.redis_port, stop)),
-               mp.Process(target=bot, args=(ctx.redis_port, stop, bot_out))]
-    buyers = [mp.Process(target=buyer, args=(ctx.redis_port, group, seed, out)) for seed, group in enumerate(groups)]
+    helpers = [mp.Process(target=sweeper, args=(ctx.redis_port, stop, partitions)),
+               mp.Process(target=bot, args=(ctx.redis_port, stop, bot_out, partitions))]
+    buyers = [mp.Process(target=buyer, args=(ctx.redis_port, group, seed, out, partitions))
+              for seed, group in enumerate(groups)]
     for proc in helpers + buyers:
         proc.start()
     rows = [row for _ in buyers for row in out.get(timeout=300)]
@@ -206,7 +228,8 @@ def run(ctx: Any) -> dict:
     lapsed = kinds.get("claim_reservation_expired", 0)
     paid = kinds.get("paid", 0) + kinds.get("paid_from_waitlist", 0)
     result = {
-        "scenario": NAME, "smoke": ctx.smoke, "size": size.__dict__, "seconds": round(seconds, 1),
+        "scenario": name, "smoke": ctx.smoke, "size": size.__dict__, "buckets": buckets,
+        "seconds": round(seconds, 1),
         "settings": {"hold_s": HOLD_S, "claim_s": CLAIM_S, "poll_ms": POLL_MS, "sweep_s": SWEEP_S},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "outcomes": kinds, "expired_before_anyone_waited": len(expired) - len(abandoned), "returned_units": len(abandoned) + lapsed + bot_result["released_while_buyers_waited"],
@@ -228,8 +251,13 @@ def run(ctx: Any) -> dict:
         f"({result['share_reaching_waiting_buyer']:.0%}); return -> offer p50 {result['return_to_offer_ms']['p50']} ms, "
         f"p95 {result['return_to_offer_ms']['p95']} ms; paid {paid} of {size.units}; bot wins while buyers "
         f"waited: {bot_result['won_while_buyers_waited']} of {bot_result['attempts']} attempts; {seconds:.1f} s"]
-    write_json(ctx, NAME, result)
+    write_json(ctx, name, result)
     return result
+
+
+def result_name(buckets: int) -> str:
+    """waitlist_handoff[_b<buckets>][_c<claim seconds>]: the default run keeps the plain name."""
+    return NAME + (f"_b{buckets}" if buckets > 1 else "") + (f"_c{CLAIM_S}" if CLAIM_S != 3 else "")
 
 
 def _percentiles(samples: list[float]) -> dict:
@@ -241,4 +269,10 @@ def _percentiles(samples: list[float]) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(NAME, run, parser("python -m bench.waitlist_handoff", __doc__ or "").parse_args()))
+    _parser = parser("python -m bench.waitlist_handoff", __doc__ or "")
+    _parser.add_argument("--buckets", type=int, default=1, help="split the SKU into this many stock buckets")
+    _parser.add_argument("--claim-seconds", type=int, default=3, help="how long an offer waits for its buyer")
+    _args = _parser.parse_args()
+    os.environ["WAITLIST_HANDOFF_CLAIM_S"] = str(_args.claim_seconds)
+    CLAIM_S = _args.claim_seconds
+    raise SystemExit(main(result_name(_args.buckets), lambda ctx: run(ctx, _args.buckets), _args))

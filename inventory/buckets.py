@@ -554,7 +554,7 @@ class Buckets:
             limit = int(self.ctx.redis.hget(self.keys.sku(sku).stock, "limit") or 0)
             if limit > 0:
                 self._open_quotas(layout, limit, {})
-        if self.waitlist.tend(layout):  # buyers wait: every unit goes to bucket 0's queue, none is spread
+        if self.waitlist.tend(layout).waiting:  # buyers wait: every unit goes to bucket 0's queue, none is spread
             return 0
         names = layout.buckets
         pipe = self.ctx.redis.pipeline(transaction=False)
@@ -628,4 +628,5 @@ class Buckets:
         part = self.keys.of_sku(sku)
         keys = part.sku(sku)
         return self.ctx.run("transfer_stock", [keys.stock, part.dirty, part.outbox, part.moves,
-                                               part.moves_applied, keys.holds], [sku, mode, move_id, units, peer])
+                                               part.moves_applied, keys.holds, keys.buyers],
+                            [sku, mode, move_id, units, peer])

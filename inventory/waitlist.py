@@ -59,23 +59,32 @@ class Waitlists:
                               s.waitlist_claim_seconds * 1000,
                               self.ctx.keys.token_in(ids.new_token(), self.ctx.keys.partition_of(sku))])
         entry = self._entry_of(sku, user_id, reply)
-        if layout.split:  # the other buckets set their units aside for this queue from here on
-            self.buckets.waitlist.flag(layout, int(reply[7]))
-            if self.buckets.waitlist.gather(layout):
-                entry = replace(self.get(sku, user_id), replayed=entry.replayed)
+        if layout.split and self.buckets.waitlist.tend(layout).gathered:  # flagged: returns are set aside
+            entry = replace(self.get(sku, user_id), replayed=entry.replayed)  # now; what was there is offered
         return entry
 
     def _check_split_join(self, layout: Layout, user_id: str, qty: int) -> None:
-        """What bucket 0's join script cannot see of a split SKU: units in the other buckets, and the
-        buyer's units counted in their quota (the claim counts the offer there exactly)."""
-        available = self.buckets.level(layout.sku).available
+        """What bucket 0's join script cannot see of a split SKU: units in the other buckets (holds that
+        expired there given back first, as the script does on bucket 0), and the buyer's units counted
+        in their quota (the claim counts the offer there exactly)."""
+        pipe = self.ctx.redis.pipeline(transaction=False)  # one round trip: every bucket, the quota
+        for name in layout.buckets:
+            pipe.hget(self.ctx.keys.sku(name).stock, "avail")
+            pipe.zrange(self.ctx.keys.sku(name).holds, 0, 0, withscores=True)
+        pipe.hget(self.ctx.keys.sku(layout.sku).stock, "limit")
+        pipe.hget(self.ctx.keys.sku(layout.quota_for(user_id)).buyers, user_id)
+        replies = pipe.execute()
+        limit, already = (int(v or 0) for v in replies[-2:])
+        now_ms = self.ctx.now_ms()
+        available = 0
+        for name, avail, first in zip(layout.buckets, replies[0:-2:2], replies[1:-2:2]):
+            if first and first[0][1] <= now_ms:  # holds that expired come back first, as on bucket 0
+                avail = self.buckets._transfer(name, "reclaim", "-", 1, "")[1]
+            available += int(avail or 0)
         if available >= qty:
             raise NotSoldOut("Not sold out: reserve instead of joining the waitlist.", sku=layout.sku,
                              available=available)
         if layout.quota:
-            limit, already = (int(v or 0) for v in (
-                self.ctx.redis.hget(self.ctx.keys.sku(layout.sku).stock, "limit"),
-                self.ctx.redis.hget(self.ctx.keys.sku(layout.quota_for(user_id)).buyers, user_id)))
             if limit > 0 and already + qty > limit:
                 raise LimitExceeded("Per-user limit for this product reached.", sku=layout.sku, limit=limit,
                                     already=already)

@@ -23,12 +23,10 @@ covers it (after lazy expiry and what earlier buyers in the queue are owed), the
 The sale must be open (pause, global pause, recovery and the sale window apply as to reserves).
 
 Returns
-  {0, state, position, length, at_ms, units, token, epoch}   joined ('waiting', or 'offered' at once)
-  {1, state, position, length, at_ms, units, token, epoch}   already on this waitlist with this quantity
+  {0, state, position, length, at_ms, units, token}   joined (state 'waiting', or 'offered' at once)
+  {1, state, position, length, at_ms, units, token}   already on this waitlist with this quantity
       state 'waiting': position (1 = next), at_ms = when the entry expires, token ''
       state 'offered' | 'claimed': position 0, at_ms = claim deadline | hold expiry, token = its hold
-      epoch: the SKU's waitlist epoch ('wle', one more per entry added); a split SKU's joiner flags
-      the other buckets with it (inventory/bucket_waitlist.py)
   {-1, sku}                                product not found
   {-2, sku, reason}                        sale not active
   {-4, sku, limit, already}                the per-user limit leaves less than the quantity
@@ -66,8 +64,7 @@ local function answer(code)
   local names = {w = 'waiting', o = 'offered', c = 'claimed'}
   local rank = redis.call('ZRANK', KEYS[4], user)
   if state == 'w' then token = '' end
-  return {code, names[state], rank and rank + 1 or 0, redis.call('ZCARD', KEYS[4]), at, units, token or '',
-    to_int(redis.call('HGET', KEYS[1], 'wle'))}
+  return {code, names[state], rank and rank + 1 or 0, redis.call('ZCARD', KEYS[4]), at, units, token or ''}
 end
 
 local state, units, at = parse_entry(redis.call('HGET', KEYS[5], 'u:' .. user))
@@ -93,8 +90,11 @@ local seq = redis.call('HINCRBY', KEYS[5], 'seq', 1)
 redis.call('ZADD', KEYS[4], seq, user)
 redis.call('HSET', KEYS[5], 'u:' .. user, 'w|' .. qty .. '|' .. (now + ttl) .. '|' .. seq .. '|' .. token)
 redis.call('HINCRBY', KEYS[1], 'wq', qty)
-redis.call('HINCRBY', KEYS[1], 'wn', 1)
-redis.call('HINCRBY', KEYS[1], 'wle', 1)
+-- The waitlist epoch ('wle', one more per entry) and the epoch at which the queue last formed ('wlf'): a
+-- split SKU's other buckets are flagged with 'wlf' and unflagged up to a 'wle' read while nobody waited
+-- (inventory/bucket_waitlist.py), so only the join that forms a queue has them flagged again.
+local epoch = redis.call('HINCRBY', KEYS[1], 'wle', 1)
+if redis.call('HINCRBY', KEYS[1], 'wn', 1) == 1 then redis.call('HSET', KEYS[1], 'wlf', epoch) end
 redis.call('SADD', KEYS[7], sku)
 serve_waitlist(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], globally, now, claim)
 return answer(0)

@@ -11,7 +11,7 @@ from inventory.context import text
 from inventory.buckets import (
     Layout, MAX_BUCKETS, _offsets, bucket_name, is_internal, product_of, quota_name,
 )
-from inventory.errors import BucketsChanged, InvalidArgument, LimitExceeded, ProductNotFound, SoldOut
+from inventory.errors import BucketsChanged, InvalidArgument, LimitExceeded, NotSoldOut, ProductNotFound, SoldOut
 from inventory.keys import KeySpace
 from inventory.models import RateLimit, Status
 from tests.clocks import ManualClock
@@ -228,7 +228,7 @@ def test_a_unit_back_in_any_bucket_goes_to_the_first_buyer_in_line(shop: Invento
     for user in ("wendy", "walt"):
         assert shop.waitlists.join("HOT", user, 1).status == "waiting"
     last = shop.buckets.layout("HOT").buckets[-1]
-    assert shop.redis.hget(shop.keys.sku(last).stock, "wl") == b"2"  # flagged with the latest join's epoch
+    assert shop.redis.hget(shop.keys.sku(last).stock, "wl") == b"1"  # flagged with the epoch the queue formed at
     shop.reservations.release(per_bucket[last][0])  # back in a bucket other than the queue's
     with pytest.raises(SoldOut) as refused:  # set aside in that bucket: a bot's retry cannot take it
         shop.reservations.reserve("bot", {"HOT": 1})
@@ -497,3 +497,14 @@ def test_extension_payment_failure_and_payment_deadline_on_a_split_sku(shop: Inv
     quotas = shop.buckets.layout("HOT").quotas
     counted = {u: sum(int(shop.redis.hget(shop.keys.sku(q).buyers, u) or 0) for q in quotas) for u in users}
     assert counted == {"x0": 2, "x1": 0, "x2": 2, "x3": 0, "x4": 0, "x5": 0}  # what came back left the limit
+
+
+def test_a_hold_expired_in_any_bucket_comes_back_before_a_buyer_joins(shop: Inventory, clock: ManualClock) -> None:
+    shop.buckets.split("HOT", 4)
+    held = [shop.reservations.reserve(f"s{i}", {"HOT": 1}, ttl_seconds=60 if i else 3600) for i in range(12)]
+    assert len(held) == 12 and sum(1 for level in bucket_levels(shop) if level[2]) > 1  # holds in several buckets
+    clock.advance(61)  # every hold but s0's expired; no script has touched their buckets since
+    with pytest.raises(NotSoldOut) as refused:  # as on an unsplit SKU: the units are back, reserve them
+        shop.waitlists.join("HOT", "late", 1)
+    assert refused.value.details["available"] == 11
+    assert shop.reservations.reserve("late", {"HOT": 1}).status is Status.HELD

@@ -13,20 +13,24 @@ KEYS[3]        outbox stream
 KEYS[4]        moves journal of this partition (hash move id -> "<destination sku>|<units>|<ms>")
 KEYS[5]        moves applied in this partition (zset move id -> ms; kept a day, pruned here)
 KEYS[6]        holds zset of this bucket (its waitlist pool hold, lua/includes/common.lua)
+KEYS[7]        buyers hash of this bucket (user -> units held or ordered)
 ARGV[1]        this bucket's sku
-ARGV[2]        mode: 'out' | 'owed' | 'in' | 'done' | 'flag' | 'unflag'
-ARGV[3]        move id (1-27 characters: 'move:<id>' is the ledger row's kind; '-' for flag, unflag)
-ARGV[4]        units (out, owed, in); the waitlist epoch (flag, unflag)
+ARGV[2]        mode: 'out' | 'owed' | 'in' | 'done' | 'flag' | 'unflag' | 'reclaim'
+ARGV[3]        move id (1-27 characters: 'move:<id>' is the ledger row's kind; '-' for the other modes)
+ARGV[4]        units (out, owed, in); the waitlist epoch (flag, unflag); 1 (reclaim)
 ARGV[5]        the other bucket's sku (out, owed: destination, recorded in the journal)
 
 'in' sets the units aside at once where buyers wait (bucket 0's queue, or a bucket flagged for it).
-'flag' raises the bucket's 'wl' to the epoch (never lowers it) and sets aside its available units;
+'flag' gives back the bucket's holds whose expiry passed (as any script on it would), raises its 'wl'
+to the epoch (never lowers it) and sets aside its available units, those just given back included;
 'unflag' drops 'wl' if it is at most the epoch (a later join's flag stays) and makes the units the
-bucket set aside available again.
+bucket set aside available again. 'reclaim' only gives back the holds whose expiry passed, as any
+script on the bucket would (before a buyer joins the queue: units that are back mean no queue).
 
 Returns
   {0, units}     applied (out, owed: units taken, at most what the bucket has, 0 = nothing to move;
-                 flag: units set aside; unflag: units made available)
+                 flag: every unit the bucket now holds set aside; unflag: units made available;
+                 reclaim: the bucket's available units after it)
   {1}            replay: this move id was already taken out / put in; unflag: a later flag stays
   {-1, sku}      product not found
   {-11, argument} invalid argument
@@ -38,7 +42,7 @@ ledger sums to zero per move.
 --@include "common"
 
 local sku, mode, id, peer = ARGV[1], ARGV[2], ARGV[3], ARGV[5] or ''
-local modes = {out = true, owed = true, ['in'] = true, done = true, flag = true, unflag = true}
+local modes = {out = true, owed = true, ['in'] = true, done = true, flag = true, unflag = true, reclaim = true}
 if not modes[mode] then return {-11, 'mode'} end
 if id == '' or string.len(id) > 27 then return {-11, 'id'} end
 if mode == 'done' then
@@ -51,9 +55,14 @@ if not s[1] then return {-1, sku} end
 local now = now_ms()
 local units = tonumber(ARGV[4])
 
-if mode == 'flag' then
+if mode == 'reclaim' then
+  reclaim_expired(KEYS[1], KEYS[6], KEYS[7], now, 1000)
+  return {0, to_int(redis.call('HGET', KEYS[1], 'avail'))}
+elseif mode == 'flag' then
   if to_int(s[6]) < units then redis.call('HSET', KEYS[1], 'wl', units) end
-  return {0, set_aside_for_waitlist(KEYS[1], KEYS[6])}
+  reclaim_expired(KEYS[1], KEYS[6], KEYS[7], now, 1000)  -- sets their units aside, the bucket being flagged
+  set_aside_for_waitlist(KEYS[1], KEYS[6])
+  return {0, to_int(redis.call('HGET', KEYS[1], 'owe'))}
 elseif mode == 'unflag' then
   if not s[6] then return {0, 0} end
   if to_int(s[6]) > units then return {1} end
