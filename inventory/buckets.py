@@ -356,6 +356,9 @@ class Buckets:
         was_split = bool(fields.get("bk"))
         if not was_split and count == 1:
             return Layout(sku, 0, 0, self.keys.partitions)  # one bucket is what an unsplit SKU already is
+        if int(fields.get("wn") or 0) > 0 and not fields.get("wlf"):  # a queue formed before epochs were kept
+            self.ctx.redis.hsetnx(keys.stock, "wle", 1)
+            self.ctx.redis.hsetnx(keys.stock, "wlf", self.ctx.redis.hget(keys.stock, "wle"))
         old = Layout.of(sku, fields, self.keys.partitions)
         created = max(old.created, 1, count)
         layout = Layout(sku, count, created, self.keys.partitions, self._positions(old, created))

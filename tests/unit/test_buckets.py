@@ -353,18 +353,27 @@ def test_a_checkout_finishes_a_claim_stopped_before_its_quota_line(shop: Invento
     assert int(shop.redis.hget(shop.keys.sku(quota).buyers, "wendy")) == 1
 
 
-def test_a_split_while_buyers_wait_keeps_their_queue(shop: Inventory) -> None:
+@pytest.mark.parametrize("queue_from_before_epochs", [False, True])
+def test_a_split_while_buyers_wait_keeps_their_queue(shop: Inventory, queue_from_before_epochs: bool) -> None:
     make_product(shop, "W", stock=2)
     held = [shop.reservations.reserve(u, {"W": 1}, ttl_seconds=3600) for u in ("a", "b")]
     shop.waitlists.join("W", "wendy", 1)
+    if queue_from_before_epochs:  # joined on a release that kept no waitlist epochs
+        shop.redis.hdel(shop.keys.sku("W").stock, "wle", "wlf")
     shop.buckets.split("W", 3)
     assert stock(shop, "W").available == 0
+    flags = [shop.redis.hget(shop.keys.sku(n).stock, "wl") for n in shop.buckets.layout("W", fresh=True).buckets]
+    assert flags[0] is None and all(flags[1:])  # the new buckets set aside for wendy's queue
     shop.reservations.release(held[0].id)
+    with pytest.raises(SoldOut):  # wherever it came back, the unit is wendy's
+        shop.reservations.reserve("bot", {"W": 1})
     shop.sweep()
     assert shop.waitlists.get("W", "wendy").status == "offered"
     shop.waitlists.leave("W", "wendy")
     shop.sweep()
     assert stock(shop, "W").available == 1
+    names = shop.buckets.layout("W", fresh=True).buckets
+    assert all(shop.redis.hget(shop.keys.sku(n).stock, "wl") is None for n in names)  # nobody waits: no flags
 
 
 def test_a_limit_set_on_a_live_split_sku_counts_units_held_before_it(shop: Inventory) -> None:
