@@ -120,7 +120,8 @@ def check_recovery(inv: Inventory, session_factory: sessionmaker[Session]) -> Re
     if not lock.acquire():
         return RecoveryCheck("busy", "another process is checking", "")
     try:
-        checks = [_check(inv, session_factory, part, lock.reacquire) for part in inv.keys.parts]
+        with inv.ctx.scripts.checking():  # its scripts load as usual: it is the check they would wait for
+            checks = [_check(inv, session_factory, part, lock.reacquire) for part in inv.keys.parts]
     finally:
         try:
             lock.release()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from redis import Redis
 from redis.commands.core import Script
@@ -96,6 +97,16 @@ class Scripts:
         """Whether the server lacks any of these scripts (one SCRIPT EXISTS round trip)."""
         return not all(self._redis.script_exists(*(self._scripts[n].sha for n in set(names))))
 
+    @contextmanager
+    def checking(self) -> Iterator[None]:
+        """While the recovery check (or a rebuild) runs in this thread: its own scripts load as usual."""
+        before = getattr(self._local, "checking", False)
+        self._local.checking = True
+        try:
+            yield
+        finally:
+            self._local.checking = before
+
     def cache_lost(self, seen_at: float) -> None:
         """Run `on_cache_lost` unless a check that started after `seen_at` already finished."""
         if self.on_cache_lost is None or getattr(self._local, "checking", False):
@@ -108,14 +119,12 @@ class Scripts:
             if self._failure is not None and self._failure[0] >= seen_at:
                 raise self._failure[1]  # the check these calls waited for failed: so do they, at once
             started = time.monotonic()
-            self._local.checking = True
             try:
-                self.on_cache_lost()
+                with self.checking():
+                    self.on_cache_lost()
             except Exception as error:
                 self._failure = (started, error)
                 raise
-            finally:
-                self._local.checking = False
             self._checked_from = started
         finally:
             self._check_lock.release()
