@@ -40,13 +40,18 @@ def cache(real_inv: Inventory) -> Iterator[SoldOutCache]:
 
 
 def _learn(inv: Inventory, cache: SoldOutCache) -> None:
-    """A refusal from the script, then one from memory."""
-    with pytest.raises(SoldOut):
-        inv.reservations.reserve("bot", {"A": 1})
-    answered = cache.answered
-    with pytest.raises(SoldOut) as cached:
-        inv.reservations.reserve("bot", {"A": 1})
-    assert cache.answered == answered + 1 and getattr(cached.value, "cached", False)
+    """A refusal from the script, then one from memory. The setup's own announcements (stock added,
+    units held) can reach the listener after the first refusal began, which rightly stops the cache from
+    learning from it (on the cluster, seen once in CI): then the next refusal teaches it."""
+    deadline = time.monotonic() + 5
+    while True:
+        answered = cache.answered
+        with pytest.raises(SoldOut) as refused:
+            inv.reservations.reserve("bot", {"A": 1})
+        if getattr(refused.value, "cached", False):
+            assert cache.answered == answered + 1
+            return
+        assert time.monotonic() < deadline, "the cache never learned the refusal"
 
 
 def _sold_again(inv: Inventory, cache: SoldOutCache) -> None:
