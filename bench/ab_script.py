@@ -19,10 +19,11 @@ import statistics
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import redis
 
+from bench.solo import delete_prefix
 from inventory import Inventory, Settings
 from inventory.errors import SoldOut
 from inventory.scripts import _INCLUDE, load_sources
@@ -64,30 +65,35 @@ def _phase(inv: Inventory, sku: str, calls: int, stock: int) -> dict[str, float]
             "held": held, "sold_out": refused}
 
 
+def alternate(rounds: int, first: str, second: str,
+              measure: Callable[[int, str], Any]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each round measures both variants, in alternating order, so warm-up and drift favour neither."""
+    for r in range(rounds):
+        yield r, {label: measure(r, label) for label in ((first, second) if r % 2 == 0 else (second, first))}
+
+
 def run(script: str, rev: str, rounds: int, calls: int, redis_url: str) -> dict[str, Any]:
     settings = Settings(redis_url=redis_url, key_prefix=f"abscript{int(time.time())}")
     variants = {"old": _old_source(script, rev), "new": load_sources()[script].source}
     out: dict[str, Any] = {"script": script, "old_rev": rev, "calls": calls, "rounds": []}
     inv = Inventory.from_settings(settings)
+
+    def measure(r: int, label: str) -> dict[str, Any]:
+        inv.ctx.scripts._scripts[script] = inv.redis.register_script(variants[label])
+        sku = f"AB{r}{label}"
+        inv.catalog.configure(sku, name=sku, price=100, currency="USD", per_user_limit=0)
+        inv.catalog.adjust_stock(sku, set_total=calls, reason="seed")
+        return {"holds": _phase(inv, sku, calls, calls), "sold_out": _phase(inv, sku, calls, calls)}
+
     try:
-        for r in range(rounds):
-            row: dict[str, Any] = {}
-            for label in (("old", "new") if r % 2 == 0 else ("new", "old")):
-                inv.ctx.scripts._scripts[script] = inv.redis.register_script(variants[label])
-                sku = f"AB{r}{label}"
-                inv.catalog.configure(sku, name=sku, price=100, currency="USD", per_user_limit=0)
-                inv.catalog.adjust_stock(sku, set_total=calls, reason="seed")
-                holds = _phase(inv, sku, calls, calls)
-                refusals = _phase(inv, sku, calls, calls)
-                row[label] = {"holds": holds, "sold_out": refusals}
+        for r, row in alternate(rounds, "old", "new", measure):
             row["ratio_holds"] = row["new"]["holds"]["us_per_call"] / row["old"]["holds"]["us_per_call"]
             row["ratio_sold_out"] = row["new"]["sold_out"]["us_per_call"] / row["old"]["sold_out"]["us_per_call"]
             out["rounds"].append(row)
             print(f"round {r}: new/old µs per call, holds {row['ratio_holds']:.3f}, "
                   f"sold out {row['ratio_sold_out']:.3f}", flush=True)
     finally:
-        for key in inv.redis.scan_iter(f"{settings.key_prefix}*", count=1000):
-            inv.redis.delete(key)
+        delete_prefix(inv.redis, settings.key_prefix)
     out["median_ratio_holds"] = statistics.median(r["ratio_holds"] for r in out["rounds"])
     out["median_ratio_sold_out"] = statistics.median(r["ratio_sold_out"] for r in out["rounds"])
     return out

@@ -3,9 +3,8 @@
     .venv/bin/python -m bench.script_call_cost [--rounds 8] [--calls 5000]
 
 `Scripts.call` runs EVALSHA itself and, only on NOSCRIPT, the check `on_cache_lost` (the API's and
-workers' default, RECOVERY_ON_SCRIPT_LOSS). This compares the check installed ("checked") with none
-("plain"); the committed run (12-04) compared it with the call through redis-py's `Script` object, the
-path before the check existed. Rounds alternate the two on fresh SKUs of one redis-server; each times `calls` one-unit reserves (holds) with
+workers' default, RECOVERY_ON_SCRIPT_LOSS): "checked". Before the check existed every call went through
+redis-py's `Script` object: "plain". Rounds alternate the two on fresh SKUs of one redis-server; each times `calls` one-unit reserves (holds) with
 `time.process_time`, so other tenants' load moves the figures less than wall time would. The result is
 the checked variant's CPU per call divided by the unchecked one's, per round and as the median.
 """
@@ -19,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.ab_script import alternate
+from bench.solo import delete_prefix
 from inventory import Inventory, Settings
 
 RESULTS = Path(__file__).parent / "results"
@@ -40,20 +41,27 @@ def _round(inv: Inventory, sku: str, calls: int) -> float:
 def run(rounds: int, calls: int, redis_url: str) -> dict[str, Any]:
     settings = Settings(redis_url=redis_url, key_prefix=f"scriptcall{int(time.time())}")
     inv = Inventory.from_settings(settings)
+    scripts = inv.ctx.scripts
+    direct = scripts.call
+
+    def through_script_object(name: str, keys: Any, args: Any, client: Any = None) -> Any:
+        return scripts._scripts[name](keys=keys, args=args, client=client)  # the path before the check
+
+    def measure(r: int, label: str) -> float:
+        scripts.call = direct if label == "checked" else through_script_object  # type: ignore[method-assign]
+        scripts.on_cache_lost = (lambda: None) if label == "checked" else None
+        return _round(inv, f"SC{r}{label}", calls)
+
     out: dict[str, Any] = {"calls": calls, "rounds": []}
     try:
-        for r in range(rounds):
-            row: dict[str, float] = {}
-            for label in (("plain", "checked") if r % 2 == 0 else ("checked", "plain")):
-                inv.ctx.scripts.on_cache_lost = (lambda: None) if label == "checked" else None
-                row[label] = _round(inv, f"SC{r}{label}", calls)
+        for r, row in alternate(rounds, "plain", "checked", measure):
             row["ratio"] = row["checked"] / row["plain"]
             out["rounds"].append(row)
             print(f"round {r}: checked {row['checked']:.1f} µs, plain {row['plain']:.1f} µs, "
                   f"ratio {row['ratio']:.3f}", flush=True)
     finally:
-        for key in inv.redis.scan_iter(f"{settings.key_prefix}*", count=1000):
-            inv.redis.delete(key)
+        scripts.call = direct  # type: ignore[method-assign]
+        delete_prefix(inv.redis, settings.key_prefix)
     out["median_ratio"] = statistics.median(r["ratio"] for r in out["rounds"])
     return out
 

@@ -29,7 +29,17 @@ from inventory.context import text
 if TYPE_CHECKING:
     from inventory.buckets import Buckets, Layout
 
-NO_MOVE = "-"  # the move id flag and unflag take (they journal nothing)
+NO_MOVE = "-"  # the move id flag, unflag and reclaim take (they journal nothing)
+
+
+def first_expiry(first_hold: list[tuple[bytes, float]]) -> float | None:
+    """A ZRANGE holds 0 0 WITHSCORES reply as the earliest hold's expiry (None: none, or only the pool)."""
+    return float(first_hold[0][1]) if first_hold and first_hold[0][1] != float("inf") else None
+
+
+def due(expiry: float | None, now_ms: int) -> bool:
+    """Whether a bucket whose earliest hold expires at `expiry` has holds to give back now."""
+    return expiry is not None and expiry <= now_ms
 
 
 @dataclass(frozen=True)
@@ -66,8 +76,7 @@ class BucketWaitlist:
         gathered = 0
         for bucket in others:
             owed = bucket.owed
-            due = bucket.first_expiry_ms is not None and bucket.first_expiry_ms <= now_ms
-            if formed > 0 and (bucket.flag < formed or due):
+            if formed > 0 and (bucket.flag < formed or due(bucket.first_expiry_ms, now_ms)):
                 owed = self._owed_after_flag(bucket.name, formed)
             if owed > 0:
                 gathered += self.buckets.move(bucket.name, layout.sku, owed, mode="owed")
@@ -78,13 +87,13 @@ class BucketWaitlist:
         return self._lower(self._read(layout)[3], epoch)
 
     def _owed_after_flag(self, name: str, epoch: int) -> int:
-        return int(self.buckets._transfer(name, "flag", NO_MOVE, epoch, "")[1])
+        return int(self.buckets.transfer(name, "flag", NO_MOVE, epoch, "")[1])
 
     def _lower(self, others: list[_Bucket], epoch: int) -> int:
         freed = 0
         for bucket in others:
             if 0 < bucket.flag <= epoch:
-                reply = self.buckets._transfer(bucket.name, "unflag", NO_MOVE, epoch, "")
+                reply = self.buckets.transfer(bucket.name, "unflag", NO_MOVE, epoch, "")
                 freed += int(reply[1]) if int(reply[0]) == 0 else 0
         return freed
 
@@ -102,6 +111,5 @@ class BucketWaitlist:
         waiting, epoch, formed = (int(text(v)) if v is not None else 0 for v in replies[0])
         others = []
         for name, (flag, owed), first in zip(names, replies[1::2], replies[2::2]):
-            expiry = float(first[0][1]) if first and first[0][1] != float("inf") else None  # inf: the pool
-            others.append(_Bucket(name, int(flag or 0), int(owed or 0), expiry))
+            others.append(_Bucket(name, int(flag or 0), int(owed or 0), first_expiry(first)))
         return waiting, epoch, formed, others

@@ -594,11 +594,11 @@ class Buckets:
         """Move up to `units` available units (mode 'owed': units set aside for the waitlist) from bucket
         src to bucket dst; returns the units moved."""
         move_id = secrets.token_hex(8)
-        reply = self._transfer(src, mode, move_id, units, dst)
+        reply = self.transfer(src, mode, move_id, units, dst)
         taken = int(reply[1]) if int(reply[0]) == 0 else 0
         if taken:
-            self._transfer(dst, "in", move_id, taken, src)
-            self._transfer(src, "done", move_id, 0, "")
+            self.transfer(dst, "in", move_id, taken, src)
+            self.transfer(src, "done", move_id, 0, "")
         return taken
 
     def resume_moves(self, older_than_ms: int = MOVE_RESUME_MS) -> int:
@@ -610,7 +610,7 @@ class Buckets:
                 dst, units, at = text(entry).rsplit("|", 2)
                 if now - int(at) < older_than_ms:
                     continue
-                self._transfer(dst, "in", text(move_id), int(units), "")
+                self.transfer(dst, "in", text(move_id), int(units), "")
                 self.ctx.redis.hdel(part.moves, move_id)
                 finished += 1
         return finished
@@ -627,7 +627,8 @@ class Buckets:
                 moved += self.rebalance(sku)
         return moved
 
-    def _transfer(self, sku: str, mode: str, move_id: str, units: int, peer: str) -> list[Any]:
+    def transfer(self, sku: str, mode: str, move_id: str, units: int, peer: str) -> list[Any]:
+        """One call of lua/transfer_stock on bucket `sku` (a move's half, or a waitlist flag, unflag, reclaim)."""
         part = self.keys.of_sku(sku)
         keys = part.sku(sku)
         return self.ctx.run("transfer_stock", [keys.stock, part.dirty, part.outbox, part.moves,

@@ -18,7 +18,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from inventory.buckets import MAX_BUCKETS, is_quota, product_of, quota_name, user_hash
+from inventory.buckets import Layout, is_quota, product_of
 from inventory.outbox import Event, Movement, OrderEvent, movements
 from inventory.tables import SOLD_STATUSES, STATUS_RANK, LedgerRow, OrderLineRow, OrderRow, ProductRow
 
@@ -178,9 +178,8 @@ def buyer_units(session: Session, sku: str, pending: Sequence[Event] = (), parti
         who[event.order_id] = (user, status)
         lines.setdefault(event.order_id, {}).update(mine)  # each part's event carries its own lines
     units: dict[str, int] = {}
-    quota_count = min(partitions, MAX_BUCKETS)
+    serves = Layout(product, 0, 0, partitions).quota_for  # which quota counts a user's units
     for order_id, (user, status) in who.items():
-        if status in SOLD_STATUSES and (not quota or quota_name(product, user_hash(user) % quota_count,
-                                                                 partitions) == sku):
+        if status in SOLD_STATUSES and (not quota or serves(user) == sku):
             units[user] = units.get(user, 0) + sum(lines[order_id].values())
     return units

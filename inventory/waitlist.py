@@ -17,6 +17,7 @@ from typing import Any
 
 from inventory import ids
 from inventory.context import Context, text
+from inventory.bucket_waitlist import NO_MOVE, due, first_expiry
 from inventory.buckets import Buckets, Layout
 from inventory.errors import InvalidArgument, LimitExceeded, NotSoldOut, ProductNotFound, WaitlistEntryNotFound
 from inventory.keys import SkuKeys
@@ -49,7 +50,7 @@ class Waitlists:
         check_user(user_id)
         if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= MAX_QTY:
             raise InvalidArgument(f"qty must be from 1 to {MAX_QTY}.", field="qty")
-        layout = self.buckets.layout(sku, fresh=True)
+        layout = self.buckets.layout(sku)  # a split newer than the cache is flagged by the next sweep
         if layout.split:
             self._check_split_join(layout, user_id, qty)
         keys, part = self.ctx.keys.sku(sku), self.ctx.keys.of_sku(sku)
@@ -78,8 +79,8 @@ class Waitlists:
         now_ms = self.ctx.now_ms()
         available = 0
         for name, avail, first in zip(layout.buckets, replies[0:-2:2], replies[1:-2:2]):
-            if first and first[0][1] <= now_ms:  # holds that expired come back first, as on bucket 0
-                avail = self.buckets._transfer(name, "reclaim", "-", 1, "")[1]
+            if due(first_expiry(first), now_ms):  # holds that expired come back first, as on bucket 0
+                avail = self.buckets.transfer(name, "reclaim", NO_MOVE, 1, "")[1]
             available += int(avail or 0)
         if available >= qty:
             raise NotSoldOut("Not sold out: reserve instead of joining the waitlist.", sku=layout.sku,

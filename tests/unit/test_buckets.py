@@ -170,12 +170,12 @@ def test_adjust_and_resize_act_on_the_sum(shop: Inventory) -> None:
 def test_a_move_interrupted_after_out_is_finished_once(shop: Inventory, clock: ManualClock) -> None:
     layout = shop.buckets.split("HOT", 2)
     src, dst = layout.buckets
-    shop.buckets._transfer(src, "out", "m1", 2, dst)  # the process dies here
+    shop.buckets.transfer(src, "out", "m1", 2, dst)  # the process dies here
     assert stock(shop).total == 10
     assert shop.buckets.resume_moves(older_than_ms=0) == 1
     assert stock(shop).total == 12
     assert shop.buckets.resume_moves(older_than_ms=0) == 0
-    assert shop.buckets._transfer(dst, "in", "m1", 2, "")[0] == 1  # replay: no second copy
+    assert shop.buckets.transfer(dst, "in", "m1", 2, "")[0] == 1  # replay: no second copy
     assert stock(shop).total == 12
     bucket_levels(shop)
 
