@@ -10,14 +10,35 @@ import time
 _TOKEN = re.compile(r"^[0-9a-z]{10,40}$")
 
 
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+_TIME_DIGITS = 9  # base 36: ms time until the year 5188
+_RANDOM_DIGITS = 12  # base 36: 62 random bits per ms
+_KEY_DIGITS = 21  # base 36: 108 bits of the key's SHA-256
+
+# Tokens are short because each one is stored three times per open hold (record key, holds member,
+# expiry index): with the 3 partition digits a token is 24 characters, so a holds member
+# "<token>|<qty>|<36-character UUID user>" stays within Redis's 64-byte listpack limit and a lightly
+# held SKU keeps its compact encoding (BENCHMARKS.md, memory section).
+
+
+def _base36(number: int, width: int) -> str:
+    """`number` as exactly `width` base-36 digits (the low ones; zero-padded)."""
+    digits = []
+    for _ in range(width):
+        number, digit = divmod(number, 36)
+        digits.append(_DIGITS[digit])
+    return "".join(reversed(digits))
+
+
 def new_token() -> str:
-    """Time-ordered random token: 11 hex digits of ms time, then 64 random bits."""
-    return f"{time.time_ns() // 1_000_000:011x}{secrets.token_hex(8)}"
+    """Time-ordered random token: 9 base-36 digits of ms time, then 12 random ones (62 bits)."""
+    return _base36(time.time_ns() // 1_000_000, _TIME_DIGITS) + _base36(secrets.randbits(62), _RANDOM_DIGITS)
 
 
 def token_for_key(user_id: str, idempotency_key: str) -> str:
     """Deterministic token for a client's idempotency key, scoped to the user."""
-    return hashlib.sha256(f"{user_id}\x00{idempotency_key}".encode()).hexdigest()[:27]
+    digest = hashlib.sha256(f"{user_id}\x00{idempotency_key}".encode()).digest()
+    return _base36(int.from_bytes(digest[:14], "big"), _KEY_DIGITS)
 
 
 def reservation_id(token: str) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 from inventory.context import Context, text
 from inventory.errors import (
     IdempotencyConflict,
+    InvalidArgument,
     InventoryError,
     ReservationClosed,
     ReservationExpired,
@@ -100,6 +101,10 @@ class MultiPart:
                 continue
             target = grow if qty > current.get(sku, 0) else shrink
             target.setdefault(self.keys.partition_of(sku), {})[sku] = qty
+        if not any(wanted.get(sku, qty) > 0 for sku, qty in {**current, **wanted}.items()):
+            # refused before any part changes, as a one-partition amend is (the script's 'empty')
+            raise InvalidArgument("An amendment cannot remove every line; release the reservation instead.",
+                                  argument="empty")
         new_parts = sorted(q for q in grow if q not in present)
         done: list[tuple[int, dict[str, int]]] = []
         created: list[int] = []
@@ -249,6 +254,10 @@ class MultiPart:
             reply = self.calls.abort_checkout(home, token)
         except ReservationNotFound:
             self.calls.release(part, token, "", "cancel")  # no home ever: the reserve never finished
+            return
+        if part.index not in other_parts(self.calls.read(home, token)):
+            # detached by an amend that stopped before releasing it: no checkout can take it any more
+            self.calls.release(part, token, "", "cancel")
             return
         if int(reply[0]) == 1 or text(reply[1]) in CLOSED:
             self.converge(token)  # committed: the part is checked out; closed: it is released now

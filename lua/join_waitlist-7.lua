@@ -48,7 +48,7 @@ if not (is_count(ttl) and is_count(max_length) and is_count(claim)) or tonumber(
     or tonumber(max_length) < 1 or tonumber(claim) < 1 then
   return {-11, 'settings'}
 end
-if not string.match(token or '', '^%x+$') or #token > 64 then return {-11, 'token'} end
+if not string.match(token or '', '^[%d%l]+$') or #token > 64 then return {-11, 'token'} end
 qty, ttl, max_length, claim = tonumber(qty), tonumber(ttl), tonumber(max_length), tonumber(claim)
 
 local s = redis.call('HMGET', KEYS[1], 'avail', 'limit', 'paused', 'start', 'end')

@@ -65,7 +65,7 @@ class SerialTokens:
 
     def __call__(self) -> str:
         # Only one core call runs at a time (the others wait at a gate), so no lock is needed.
-        return f"{next(self._serial):011x}{0:016x}"
+        return f"{next(self._serial):09d}{0:012d}"
 
 
 TOKENS = SerialTokens()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from inventory import Inventory, Settings
-from inventory.errors import ReservationExpired, SoldOut, StaleRead
+from inventory.errors import InvalidArgument, ReservationExpired, SoldOut, StaleRead
 from inventory.models import Status
 from inventory.multipart import CONVERGE_AFTER_MS
 from inventory.part_calls import PIN_WINDOW_MS
@@ -255,3 +255,33 @@ def test_a_pinned_part_of_a_released_reservation_goes_back_at_its_pin_window(sho
     clock.advance(PIN_WINDOW_MS / 1000 + 1)  # long before the hold's own expiry
     inv.reservations.expire_due()
     assert levels(inv, skus) == [(3, 0, 0)] * 3
+
+
+def test_an_amend_that_would_remove_every_line_is_refused_before_any_part_changes(shop) -> None:  # noqa: ANN001
+    inv, skus = shop
+    held = inv.reservations.reserve("alice", {sku: 1 for sku in skus})
+    with pytest.raises(InvalidArgument) as refused:
+        inv.reservations.amend(held.id, {sku: 0 for sku in skus}, user_id="alice")
+    assert refused.value.details["argument"] == "empty"
+    assert levels(inv, skus) == [(2, 1, 0)] * 3
+    assert {(line.sku, line.qty) for line in inv.reservations.get(held.id).lines} == {(sku, 1) for sku in skus}
+    assert inv.reservations.checkout(held.id).total == 300  # every part still attached
+
+
+def test_a_pinned_part_detached_by_a_killed_amend_goes_back_at_its_pin_window(shop, clock, monkeypatch) -> None:  # noqa: ANN001
+    """Found by the baskets state machine: the part was pinned (its hold never expires) and no longer
+    listed by its home, so nothing ever took it back."""
+    inv, skus = shop
+    held = inv.reservations.reserve("alice", {sku: 1 for sku in skus}, ttl_seconds=600)
+    crash_on(monkeypatch, inv.reservations.calls, "checkout", after=0)
+    with pytest.raises(Crash):  # parts pinned, then the process died
+        inv.reservations.checkout(held.id)
+    monkeypatch.undo()
+    crash_on(monkeypatch, inv.reservations.calls, "release", after=0)
+    with pytest.raises(Crash):  # the emptied part detached from its home, then the process died
+        inv.reservations.amend(held.id, {skus[2]: 0}, user_id="alice")
+    monkeypatch.undo()
+    clock.advance(PIN_WINDOW_MS / 1000 + 1)  # long before the hold's own expiry
+    inv.reservations.expire_due()
+    assert levels(inv, skus) == [(2, 1, 0), (2, 1, 0), (3, 0, 0)]
+    assert inv.reservations.checkout(held.id).total == 200
