@@ -186,13 +186,17 @@ def warm_up(inv: Inventory, skus: Sequence[str]) -> dict:
     """One reserve + release per SKU, so its stock hash has its activity fields before we measure.
 
     Returns the size of a closed (released) reservation record, kept for record_retention_seconds;
-    the warm-up records are then deleted so they do not count in the reservation figures.
+    the warm-up records are then deleted so they do not count in the reservation figures. Each SKU's
+    entry in the expiry index (listed until the sweeper next looks at it) is then swept away, as the
+    sweeper does once no hold is left, so the first hold of a SKU pays for a new entry as in production.
     """
     tokens = []
     for i, sku in enumerate(skus):
         reservation = inv.reservations.reserve(f"warmup-{i}", {sku: 1})
         inv.reservations.release(reservation.id)
         tokens.append(ids.token_of(reservation.id, "r") or "")
+    for sku in skus:
+        inv.reservations.calls.sweep_holds(inv.keys.of_sku(sku), sku, 1000)
     records = [inv.keys.reservation(t) for t in tokens]
     closed = usage(inv.redis, records)
     ttl = inv.redis.ttl(records[0])

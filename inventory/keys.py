@@ -21,6 +21,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 MAX_PARTITIONS = 4096
 PARTITION_DIGITS = 3  # hex digits of the partition number at the end of a token
+HOLDS_OF = "s:"  # expiry-index member prefix naming a SKU with open holds (lua/includes/common.lua)
 
 
 @lru_cache(maxsize=None)
@@ -81,7 +82,8 @@ class Partition:
 
     @property
     def expiries(self) -> str:
-        """Zset of this partition's open reservation tokens by expiry (ms)."""
+        """Zset of what comes due in this partition: 's:<sku>' at the SKU's earliest hold expiry, and tokens
+        at a pending order's payment deadline or a pinned part's window (ms)."""
         return f"{self.base}:expiries"
 
     @property

@@ -173,7 +173,8 @@ class MultiPart:
                 return self.calls.checkout(home, token, user_id, order_id, request_id)
             self._close_home(home, token)
             self.converge(token)
-            raise
+            self.calls.checkout(home, token, user_id, order_id, request_id)  # the home's own refusal: expired
+            raise                                                               # or released
         except StaleRead:
             raise StaleRead("The checkout was interrupted; try again.") from None
         self.converge(token)

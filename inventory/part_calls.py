@@ -135,6 +135,13 @@ class PartCalls:
             [token, user_id, mode, self.settings.record_retention_seconds * 1000, *skus],
         )
 
+    def sweep_holds(self, part: Partition, sku: str, batch: int) -> tuple[int, int, bool]:
+        """Give back one SKU's expired holds (at most `batch`): (holds, units, more may be due)."""
+        keys = self.ctx.keys.sku(sku)
+        reply = self.ctx.run("sweep_holds", [part.expiries, part.dirty, keys.stock, keys.holds, keys.buyers,
+                                             keys.waitinfo], [sku, batch])
+        return int(reply[0]), int(reply[1]), bool(int(reply[2]))
+
     def checkout(self, part: Partition, token: str, user_id: str, order_id: str, request_id: str,
                  generation: str = "", record: dict[str, str] | None = None) -> list[Any]:
         """held -> sold for this part's lines, with its order event in the partition's outbox.

@@ -18,7 +18,7 @@ from inventory.errors import (
     SoldOut,
     StaleRead,
 )
-from inventory.keys import Partition
+from inventory.keys import HOLDS_OF, Partition
 from inventory.models import (
     Extension, Line, Order, PaymentOutcome, RateLimit, Reservation, Status, SweepResult, from_ms,
 )
@@ -316,7 +316,8 @@ class Reservations:
         return reply
 
     def expire_due(self, *, batch_size: int | None = None, max_batches: int = 50) -> SweepResult:
-        """Release reservations (and parts) whose expiry has passed, in bounded batches, per partition."""
+        """Give back expired holds (per SKU) and end pending orders past their payment deadline, and pinned
+        parts past their window (per token), in bounded batches, per partition."""
         size = batch_size or self.settings.sweep_batch_size
         expired = returned = batches = 0
         now = self.ctx.now_ms()
@@ -324,7 +325,14 @@ class Reservations:
             self.multi.converge_pending(part, now)
             for _ in range(max_batches):
                 batches += 1
-                tokens = [text(t) for t in self.ctx.redis.zrangebyscore(part.expiries, "-inf", now, start=0, num=size)]
+                due = [text(t) for t in self.ctx.redis.zrangebyscore(part.expiries, "-inf", now, start=0, num=size)]
+                tokens = [member for member in due if not member.startswith(HOLDS_OF)]
+                more = False  # a SKU had more due holds than one batch: its entry is still due
+                for sku in (member[len(HOLDS_OF):] for member in due if member.startswith(HOLDS_OF)):
+                    holds, units, full = self.calls.sweep_holds(part, sku, size)
+                    more = more or full
+                    expired += holds
+                    returned += 0 if is_quota(sku) else units  # a quota line holds no stock
                 for token in tokens:
                     record = self.calls.read(part, token)
                     try:
@@ -341,7 +349,7 @@ class Reservations:
                     if int(reply[0]) == 0:
                         expired += int(self.ctx.keys.of_token(token) == part)  # a reservation once, not per part
                         returned += int(reply[2]) - _quota_units(record)  # a quota line holds no stock
-                if len(tokens) < size:
+                if len(due) < size and not more:
                     break
         return SweepResult(expired=expired, units_returned=returned, batches=batches)
 

@@ -133,6 +133,7 @@ for i = 1, n do
     end
     if news[i] > 0 then
       redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, news[i], owner))
+      index_hold_expiry(KEYS[2], skus[i], expires)
       redis.call('HSET', rkey, 'l:' .. skus[i], news[i])
       if olds[i] == 0 then redis.call('HSET', rkey, 'p:' .. skus[i], prices[i]) end
     else

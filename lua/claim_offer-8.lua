@@ -3,7 +3,7 @@ claim_offer: turn a waitlist offer (a hold for the buyer, lapsing at its claim d
 ordinary open reservation under the offer's token, which then checks out and pays like any other.
 
 KEYS[1]        reservation record of the offer's token (hash)
-KEYS[2]        expiry index (zset token -> expiry ms)
+KEYS[2]        expiry index (zset; the SKU as 's:<sku>' -> its earliest hold expiry ms)
 KEYS[3]        dirty SKU set
 KEYS[4]        global sale switch ('1' = every sale paused)
 KEYS[5]        stock hash of the SKU
@@ -60,7 +60,7 @@ redis.call('HSET', KEYS[1], 'u', user, 'st', 'held', 'exp', expires, 'ct', now, 
   'l:' .. sku, units, 'p:' .. sku, to_int(s[4]))
 redis.call('PEXPIRE', KEYS[1], ttl + retention)
 redis.call('ZADD', KEYS[6], 'XX', expires, member)
-redis.call('ZADD', KEYS[2], expires, token)
+index_hold_expiry(KEYS[2], sku, expires)
 redis.call('SADD', KEYS[3], sku)
 redis.call('HSET', KEYS[8], 'u:' .. user, 'c|' .. units .. '|' .. expires .. '|' .. seq .. '|' .. token)
 return {0, expires, now, to_int(s[4])}

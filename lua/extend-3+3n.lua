@@ -107,9 +107,10 @@ if kind == 'hold' then
     end
   end
   redis.call('HSET', rkey, 'exp', target)
+  redis.call('ZADD', KEYS[2], 'XX', target, token)  -- listed by token only if taken before the per-SKU index
 else
   redis.call('HSET', rkey, 'pdl', target)
+  redis.call('ZADD', KEYS[2], target, token)
 end
-redis.call('ZADD', KEYS[2], target, token)
 redis.call('HSET', rkey, 'ext', count + 1, 'x:' .. ext_id, target)
 return {0, kind, target, count + 1}

@@ -2,7 +2,7 @@
 reserve: hold stock for one user on one or more lines, all or nothing.
 
 KEYS[1]        reservation record (hash)         every key shares the partition's hash tag
-KEYS[2]        expiry index (zset token -> expiry ms)
+KEYS[2]        expiry index (zset; each line's SKU as 's:<sku>' -> its earliest hold expiry ms)
 KEYS[3]        dirty SKU set (SKUs changed since the last reconcile)
 KEYS[4]        global sale switch (string; '1' = every sale paused)
 KEYS[4+3i-2]   stock hash of line i              (one slot, so one script on a cluster)
@@ -158,6 +158,7 @@ for i = 1, n do
   redis.call('HINCRBY', KEYS[base + 1], 'avail', -qtys[i])
   redis.call('HINCRBY', KEYS[base + 1], 'held', qtys[i])
   redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, qtys[i], user))
+  index_hold_expiry(KEYS[2], skus[i], expires)
   redis.call('HINCRBY', KEYS[base + 3], user, qtys[i])
   redis.call('SADD', KEYS[3], skus[i])
   if windows[i][1] == minute then
@@ -174,7 +175,6 @@ for i = 1, n do
 end
 redis.call('HSET', KEYS[1], unpack(record))
 redis.call('PEXPIRE', KEYS[1], ttl + retention)
-redis.call('ZADD', KEYS[2], expires, token)
 
 local reply = {0, expires, now}
 for i = 1, n do reply[#reply + 1] = prices[i] end

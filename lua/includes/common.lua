@@ -65,18 +65,28 @@ local function set_aside_for_waitlist(stock_key, holds_key)
   return units
 end
 
+-- The expiry index (one zset per partition) lists each SKU with open holds once, as member
+-- 's:<sku>' (tokens are [0-9a-z] only, so no token can look like one), scored at or before its
+-- earliest hold expiry: LT keeps the earliest. The sweeper gives back the SKU's due holds and moves
+-- the entry to its next hold (lua/sweep_holds). A score may be early (a hold extended, released or
+-- reclaimed lazily since), never late. Tokens are listed there only for payment deadlines, pinned
+-- parts and holds taken before this layout.
+local function index_hold_expiry(expiries_key, sku, expires)
+  redis.call('ZADD', expiries_key, 'LT', expires, 's:' .. sku)
+end
+
 -- Gives back every hold of one SKU whose expiry has passed (expired means now >= expiry).
 -- The member is removed and its units returned in one step, so a hold is reclaimed exactly once.
 -- With waitinfo_key (waitlist scripts), a lapsed offer's entry goes with its hold.
 local function reclaim_expired(stock_key, holds_key, buyers_key, now, batch, waitinfo_key)
   local due = redis.call('ZRANGEBYSCORE', holds_key, '-inf', now, 'LIMIT', 0, batch)
-  local freed = 0
+  local freed, holds = 0, 0
   for _, member in ipairs(due) do
     local token, qty, user = parse_member(member)
     if qty then
       redis.call('ZREM', holds_key, member)
       add_buyer_units(buyers_key, user, -qty)
-      freed = freed + qty
+      freed, holds = freed + qty, holds + 1
       if waitinfo_key then
         local entry = redis.call('HGET', waitinfo_key, 'u:' .. user)
         if entry and string.sub(entry, 1, 2) == 'o|' and string.sub(entry, -#token) == token then
@@ -91,7 +101,7 @@ local function reclaim_expired(stock_key, holds_key, buyers_key, now, batch, wai
     set_aside_for_waitlist(stock_key, holds_key)
     announce_available(stock_key)
   end
-  return freed
+  return freed, holds
 end
 
 -- Why a SKU cannot be sold now, or nil when its sale is open. `globally` is the global switch.

@@ -20,7 +20,7 @@ from tests.helpers import assert_invariant, make_product, stock
 
 SCRIPT_NAMES = {"reserve", "amend", "release", "checkout", "record_payment", "configure_product", "adjust_stock",
                 "set_sale_switch", "pin_part", "abort_checkout", "attach_parts", "extend", "join_waitlist",
-                "offer_waitlist", "leave_waitlist", "claim_offer", "transfer_stock"}
+                "offer_waitlist", "leave_waitlist", "claim_offer", "transfer_stock", "sweep_holds"}
 
 
 def test_every_operation_has_one_script_with_a_full_header() -> None:

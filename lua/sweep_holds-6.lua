@@ -1,0 +1,46 @@
+--[[
+sweep_holds: give back one SKU's expired holds and move the SKU's entry in the expiry index to its
+next hold expiry. The sweeper calls it for each 's:<sku>' entry that is due.
+
+KEYS[1]        expiry index of the SKU's partition (zset; 's:<sku>' -> earliest hold expiry ms)
+KEYS[2]        dirty SKU set
+KEYS[3]        stock hash of the SKU
+KEYS[4]        holds zset of the SKU
+KEYS[5]        buyers hash of the SKU
+KEYS[6]        waitlist entries hash of the SKU (a lapsed offer's entry goes with its hold)
+
+ARGV[1]        sku
+ARGV[2]        most holds to give back in this call (1..100000)
+
+Time is Redis's own (now_ms()). A hold is given back once, here or by lazy expiry in the next script
+that reads the SKU, whichever comes first; its reservation record then reads as expired (its 'exp' has
+passed). The entry is then moved to the SKU's earliest remaining hold with a finite expiry (pinned parts
+and the waitlist pool never expire: +inf), or removed when there is none. A reserve that comes later
+adds it again.
+
+Returns
+  {holds, units, more}                     holds given back, their units, 1 if the batch was full
+  {-11, argument}                          invalid argument
+
+Invariant: for every SKU avail + held + sold == total, each >= 0.
+]]
+--@include "clock"
+--@include "common"
+
+local sku = ARGV[1]
+if sku == '' then return {-11, 'sku'} end
+if not is_count(ARGV[2]) or tonumber(ARGV[2]) < 1 or tonumber(ARGV[2]) > 100000 then return {-11, 'batch'} end
+local batch = tonumber(ARGV[2])
+
+local now = now_ms()
+local units, holds = reclaim_expired(KEYS[3], KEYS[4], KEYS[5], now, batch, KEYS[6])
+if units > 0 then redis.call('SADD', KEYS[2], sku) end
+
+local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+local at = tonumber(first[2] or '')
+if at and at < math.huge then
+  redis.call('ZADD', KEYS[1], at, 's:' .. sku)
+else
+  redis.call('ZREM', KEYS[1], 's:' .. sku)
+end
+return {holds, units, holds >= batch and 1 or 0}

@@ -1,0 +1,107 @@
+"""The expiry index lists SKUs with open holds, not reservations: one entry per SKU at or before its
+earliest hold expiry; the sweeper gives back the SKU's due holds and moves the entry on."""
+
+from __future__ import annotations
+
+import pytest
+
+from inventory import Inventory
+from inventory.errors import InvalidArgument
+from inventory.keys import HOLDS_OF
+from inventory.models import Status
+from tests.clocks import ManualClock
+from tests.helpers import assert_invariant, make_product, stock
+
+
+@pytest.fixture
+def shop(inv: Inventory) -> Inventory:
+    make_product(inv, "A", stock=10, price=100, limit=5)
+    make_product(inv, "B", stock=3, price=250)
+    return inv
+
+
+def index(inv: Inventory, sku: str) -> dict[str, float]:
+    """The expiry-index entries of sku's partition, as {member: score}."""
+    return {m.decode(): s for m, s in inv.redis.zrange(inv.keys.of_sku(sku).expiries, 0, -1, withscores=True)}
+
+
+def test_a_sku_is_listed_once_at_its_earliest_hold_and_no_token_is(shop: Inventory, clock: ManualClock) -> None:
+    early = shop.reservations.reserve("alice", {"A": 1}, ttl_seconds=30)
+    shop.reservations.reserve("bob", {"A": 1}, ttl_seconds=10)
+    clock.advance(1)
+    shop.reservations.reserve("carol", {"A": 2, "B": 1}, ttl_seconds=60)
+    listed = index(shop, "A")
+    assert listed[f"{HOLDS_OF}A"] == early.expires_at.timestamp() * 1000 - 20_000  # bob's, 10 s after start
+    assert not [m for m in listed if not m.startswith(HOLDS_OF)]
+    assert index(shop, "B")[f"{HOLDS_OF}B"] == clock.now_ms() + 60_000
+
+
+def test_the_sweeper_gives_back_due_holds_and_moves_the_entry_to_the_next(shop: Inventory, clock: ManualClock) -> None:
+    first = shop.reservations.reserve("alice", {"A": 2}, ttl_seconds=10)
+    second = shop.reservations.reserve("bob", {"A": 1}, ttl_seconds=30)
+    clock.advance(10)
+    result = shop.reservations.expire_due()
+    assert (result.expired, result.units_returned) == (1, 2)
+    assert (stock(shop, "A").available, stock(shop, "A").held) == (9, 1)
+    assert index(shop, "A")[f"{HOLDS_OF}A"] == second.expires_at.timestamp() * 1000
+    assert shop.reservations.get(first.id).status is Status.EXPIRED  # the record reads as expired
+    clock.advance(20)
+    assert shop.reservations.expire_due().expired == 1
+    assert f"{HOLDS_OF}A" not in index(shop, "A")  # no hold left: no entry
+    assert_invariant(stock(shop, "A"))
+    assert shop.redis.hgetall(shop.keys.sku("A").buyers) == {}
+
+
+def test_an_extended_hold_outlives_its_first_listing(shop: Inventory, clock: ManualClock) -> None:
+    held = shop.reservations.reserve("alice", {"A": 1}, ttl_seconds=10)
+    shop.reservations.extend(held.id, seconds=100, extension_id="x")
+    clock.advance(10)
+    assert shop.reservations.expire_due().expired == 0  # listed early: nothing due, the entry moves on
+    assert stock(shop, "A").held == 1
+    assert index(shop, "A")[f"{HOLDS_OF}A"] == clock.now_ms() + 90_000
+    clock.advance(90)
+    assert shop.reservations.expire_due().expired == 1 and stock(shop, "A").held == 0
+
+
+def test_a_released_hold_leaves_an_entry_the_sweeper_drops(shop: Inventory, clock: ManualClock) -> None:
+    shop.reservations.release(shop.reservations.reserve("alice", {"A": 1}, ttl_seconds=10).id)
+    clock.advance(10)
+    assert shop.reservations.expire_due().expired == 0
+    assert index(shop, "A") == {}
+
+
+def test_a_hold_listed_by_its_token_before_the_per_sku_index_still_expires(shop: Inventory, clock: ManualClock) -> None:
+    """An upgrade: reservations taken by the previous version are listed by token, not by SKU."""
+    held = shop.reservations.reserve("alice", {"A": 2}, ttl_seconds=10)
+    token, expiries = held.id[2:], shop.keys.of_sku("A").expiries
+    shop.redis.zrem(expiries, f"{HOLDS_OF}A")
+    shop.redis.zadd(expiries, {token: held.expires_at.timestamp() * 1000})
+    shop.reservations.extend(held.id, seconds=20, extension_id="x")  # the token's listing moves with the hold
+    clock.advance(10)
+    assert shop.reservations.expire_due().expired == 0
+    clock.advance(10)
+    result = shop.reservations.expire_due()
+    assert (result.expired, result.units_returned) == (1, 2)
+    assert stock(shop, "A").held == 0 and shop.reservations.get(held.id).status is Status.EXPIRED
+    assert shop.redis.zscore(expiries, token) is None
+
+
+def test_a_full_batch_comes_back_for_the_rest(shop: Inventory, clock: ManualClock) -> None:
+    for n in range(5):
+        shop.reservations.reserve(f"user{n}", {"A": 1}, ttl_seconds=10)
+    clock.advance(10)
+    calls = shop.reservations.calls
+    assert calls.sweep_holds(shop.keys.of_sku("A"), "A", 2) == (2, 2, True)
+    assert index(shop, "A")[f"{HOLDS_OF}A"] <= clock.now_ms()  # still due
+    assert shop.reservations.expire_due(batch_size=2).expired == 3
+    assert stock(shop, "A").available == 10
+
+
+@pytest.mark.parametrize("sku,batch", [("", 10), ("A", 0), ("A", 100_001), ("A", -1)])
+def test_sweep_holds_refuses_bad_arguments_and_changes_nothing(shop: Inventory, clock: ManualClock,
+                                                                sku: str, batch: int) -> None:
+    shop.reservations.reserve("alice", {"A": 1}, ttl_seconds=10)
+    clock.advance(10)
+    with pytest.raises(InvalidArgument):
+        shop.reservations.calls.sweep_holds(shop.keys.of_sku(sku), sku, batch)
+    assert stock(shop, "A").held == 1
