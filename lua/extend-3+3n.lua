@@ -113,4 +113,8 @@ else
   redis.call('ZADD', KEYS[2], target, token)
 end
 redis.call('HSET', rkey, 'ext', count + 1, 'x:' .. ext_id, target)
+-- The record outlives what it describes by the same margin as before (its retention), however far
+-- extensions move the hold or the deadline.
+local left = redis.call('PTTL', rkey)
+if left > 0 then redis.call('PEXPIRE', rkey, left + (target - current)) end
 return {0, kind, target, count + 1}

@@ -205,3 +205,21 @@ def test_a_crash_after_the_home_leaves_parts_that_expire_first_and_a_retry_level
     clock.advance(120)
     inv.reservations.expire_due()
     assert inv.reservations.checkout(held.id).status is Status.PENDING_PAYMENT
+
+
+def test_an_extended_record_outlives_its_hold_and_its_deadline_by_its_retention(
+        any_redis: Any, settings: Settings, clock: ManualClock) -> None:
+    """A retention shorter than the lifetime cap: the record's own TTL moves with every extension."""
+    inv = Inventory(any_redis, settings.with_overrides(record_retention_seconds=5, max_hold_lifetime_seconds=600,
+                                                       payment_ttl_seconds=10, max_payment_lifetime_seconds=900), clock)
+    make_product(inv, "A", stock=5)
+    held = inv.reservations.reserve("alice", {"A": 1}, ttl_seconds=10)
+    key = inv.keys.reservation(held.id[2:])
+    assert 14_000 < inv.redis.pttl(key) <= 15_000
+    inv.reservations.extend(held.id, seconds=300, extension_id="x1")
+    assert 304_000 < inv.redis.pttl(key) <= 305_000  # 300 s of hold, then the 5 s retention
+    order = inv.reservations.checkout(held.id)  # an order's record is kept for the order retention
+    kept = inv.redis.pttl(key)
+    inv.reservations.extend(held.id, seconds=600, extension_id="x2")  # the payment deadline: 10 s -> 600 s
+    assert 589_000 < inv.redis.pttl(key) - kept <= 590_000
+    assert inv.reservations.get_order(order.id).status is Status.PENDING_PAYMENT
