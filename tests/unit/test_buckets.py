@@ -234,6 +234,7 @@ def test_a_unit_back_in_any_bucket_goes_to_the_first_buyer_in_line(shop: Invento
         shop.reservations.reserve("bot", {"HOT": 1})
     assert refused.value.details["waitlist_length"] == 2 and refused.value.details["available"] == 0
     assert shop.buckets.refused_with_stock == 0
+    assert shop.waitlists.counts(["HOT"]) == {"HOT": (2, 1)}  # the metrics count it where it waits
     wendy = shop.waitlists.get("HOT", "wendy")  # a read gathers it into bucket 0 and offers it
     assert (wendy.status, wendy.units) == ("offered", 1)
     assert shop.waitlists.get("HOT", "walt").status == "waiting"
