@@ -173,8 +173,12 @@ class MultiPart:
                 return self.calls.checkout(home, token, user_id, order_id, request_id)
             self._close_home(home, token)
             self.converge(token)
-            self.calls.checkout(home, token, user_id, order_id, request_id)  # the home's own refusal: expired
-            raise                                                               # or released
+            # The home's own answer: its refusal (expired, or released), or the order of a checkout that
+            # committed it meanwhile
+            reply = self.calls.checkout(home, token, user_id, order_id, request_id)
+            if int(reply[0]) == 1:
+                return reply
+            raise
         except StaleRead:
             raise StaleRead("The checkout was interrupted; try again.") from None
         self.converge(token)
