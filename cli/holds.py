@@ -38,12 +38,13 @@ def release(reservation_id: str, as_json: bool) -> None:
 
 
 @holds.command("expire")
-@click.option("--batch-size", default=None, type=click.IntRange(1, 10_000), help="Reservations per batch.")
+@click.option("--batch-size", default=None, type=click.IntRange(1, 10_000),
+              help="Entries of the expiry index per batch, and holds per SKU per call.")
 @click.option("--max-batches", default=1000, show_default=True, type=click.IntRange(1, 1_000_000))
 @json_option
 @domain_errors
 def expire(batch_size: int | None, max_batches: int, as_json: bool) -> None:
-    """Release every reservation whose expiry has passed."""
+    """Give back every hold whose expiry has passed ('expired' counts holds, one per reservation line)."""
     inv = open_inventory()
     result = inv.reservations.expire_due(batch_size=batch_size, max_batches=max_batches)
     result = dataclasses.replace(result, offered=inv.waitlists.serve_all())
