@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.procs import install_signal_handlers
 from chaos.load import LoadSize
-from chaos.scenarios import BY_NAME, CLUSTER_SCENARIOS, SCENARIOS, SMOKE
+from chaos.scenarios import BY_NAME, SCENARIOS, SMOKE
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if outcomes:
             json_path, md_path = write(outcomes, args.out, stem, command, started, env)
-            print(f"[chaos] results: {json_path} {md_path} ({time.time() - started:.0f} s; cluster scenarios "
-                  f"{', '.join(CLUSTER_SCENARIOS)} wait for issue 11)")
+            print(f"[chaos] results: {json_path} {md_path} ({time.time() - started:.0f} s)")
         if args.keep_logs:
             print(f"[chaos] logs kept in {work}")
         else:

@@ -297,6 +297,46 @@ def skew_check(ctx: FaultCtx) -> None:
                                          f"{worst.get(skewed, -1):.3f} s at most")
 
 
+def _hot_slot(stack: ChaosStack) -> int:
+    """The cluster slot of the hot SKU's partition (inventory/keys.py), the slot every HOT reserve runs in."""
+    from redis.crc import key_slot
+
+    from chaos.stack import KEY_PREFIX
+    from inventory.config import CLUSTER_PARTITIONS
+    from inventory.keys import KeySpace
+
+    return key_slot(KeySpace(KEY_PREFIX, CLUSTER_PARTITIONS).of_sku("HOT").tag.encode())
+
+
+def cluster_failover(ctx: FaultCtx) -> None:
+    """The hot SKU's master hands over to its replica (CLUSTER FAILOVER: the master stops taking writes,
+    the replica catches up, then takes over), as in planned maintenance: nothing acknowledged may be lost."""
+    cluster, slot = ctx.stack.cluster, _hot_slot(ctx.stack)
+    master = cluster.slot_owner(slot)
+    replica = cluster.replicas_of(master)[0]
+    started = time.time()
+    cluster.failover(replica)
+    ctx.fault_end = time.time()
+    ctx.notes.update(slot=slot, old_master=master, promoted=replica, failover_s=round(ctx.fault_end - started, 2))
+    ctx.checks["S_hot_slot_moved"] = (cluster.slot_owner(slot) == replica,
+                                      f"slot {slot} now served by {cluster.slot_owner(slot)}, promoted {replica}")
+
+
+def cluster_slot_migration(ctx: FaultCtx) -> None:
+    """The hot SKU's slot resharded to another master in small batches while the sale runs (ASK and
+    TRYAGAIN on the way): nothing acknowledged may be lost."""
+    cluster, slot = ctx.stack.cluster, _hot_slot(ctx.stack)
+    source = cluster.slot_owner(slot)
+    target = next(port for port in cluster.masters() if port != source)
+    started = time.time()
+    moved = cluster.migrate_slot(slot, target, batch_size=5, between_batches=lambda _: ctx.wait(0.2))
+    ctx.fault_end = time.time()
+    ctx.notes.update(slot=slot, source=source, target=target, keys_moved=moved,
+                     migration_s=round(ctx.fault_end - started, 2))
+    ctx.checks["S_hot_slot_moved"] = (cluster.slot_owner(slot) == target and moved > 0,
+                                      f"{moved} keys of slot {slot} moved from {source} to {target}")
+
+
 def _owner_of(stack: ChaosStack, port: int | None) -> tuple[str | None, int | None]:
     """Which of our processes (name, pid) has the client end of a connection on this local port (up to 2 s)."""
     if port is None:

@@ -47,6 +47,8 @@ class StackConfig:
     beats: int = 2
     visibility_timeout_s: int = 3600
     skew: str = ""  # a FAKETIME offset (e.g. "+600") for the second API server's host clock
+    cluster: bool = False  # the data on a private 3-master Redis Cluster with one replica each (the
+                           # scenario's own redis-server stays Celery's broker and beat's lock)
 
 
 @dataclass
@@ -80,6 +82,7 @@ class ChaosStack:
         self.secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
         self.api_ports: list[int] = []
         self._log_offset: dict[str, int] = {}
+        self.cluster: Any = None  # tests.own_cluster.OwnCluster when cfg.cluster
 
     # -- start and stop ------------------------------------------------------------------------------
 
@@ -90,6 +93,10 @@ class ChaosStack:
         self.specs["redis"] = Spec(self._redis_argv(), {}, port=self.redis_port)
         self._launch("redis")
         wait_for_port(self.redis_port, 20, self.live["redis"])
+        if self.cfg.cluster:
+            from tests.own_cluster import OwnCluster
+
+            self.cluster = OwnCluster(self.run_dir / "cluster", masters=3, replicas_per_master=1).start()
         self._create_db()
         self.proxy = FaultyProxy(PG_HOST, PG_PORT)
         env = self.env()
@@ -133,13 +140,16 @@ class ChaosStack:
         self.procs.stop_all()  # SIGKILL to whatever of each group is left, logs closed
         if self.proxy is not None:
             self.proxy.close()
+        if self.cluster is not None:
+            self.cluster.stop()
         self._drop_db()
 
     def env(self) -> dict[str, str]:
         """The product's settings, all of them environment variables read by inventory.config."""
         assert self.proxy is not None
+        broker = f"redis://127.0.0.1:{self.redis_port}/0"
         return {
-            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "REDIS_URL": self.cluster.url if self.cluster is not None else broker, "CELERY_BROKER_URL": broker,
             "DATABASE_URL": f"postgresql+psycopg2://{PG_USER}@127.0.0.1:{self.proxy.port}/{self.db_name}",
             "KEY_PREFIX": KEY_PREFIX, "CELERY_QUEUE": QUEUE,
             "STOREFRONT_API_KEYS": STOREFRONT_KEY, "ADMIN_API_KEYS": ADMIN_KEY, "WEBHOOK_SECRET": self.secret,
@@ -155,7 +165,10 @@ class ChaosStack:
         """The database straight, not through the proxy (the harness's own reads)."""
         return f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.db_name}"
 
-    def redis_client(self) -> redis.Redis:
+    def redis_client(self) -> Any:
+        """The product's data: the scenario's redis-server, or its cluster (a RedisCluster client)."""
+        if self.cluster is not None:
+            return self.cluster.client()
         return redis.Redis(host="127.0.0.1", port=self.redis_port, socket_timeout=5, socket_connect_timeout=5)
 
     # -- processes -----------------------------------------------------------------------------------
