@@ -322,6 +322,27 @@ def cluster_failover(ctx: FaultCtx) -> None:
                                       f"slot {slot} now served by {cluster.slot_owner(slot)}, promoted {replica}")
 
 
+REPLICATION_LAG_BOUND_S = 1.0  # how far behind a replica may be on loopback under this load, generously
+
+
+def cluster_master_kill(ctx: FaultCtx) -> None:
+    """The hot SKU's master is killed -9; the cluster promotes its replica by itself (node timeout 1 s).
+    Replication is asynchronous, so what the master acknowledged in its last moments may be lost
+    (docs/sync.md, "what a failover can lose"): never an oversell, and the system recovers without help."""
+    cluster, slot = ctx.stack.cluster, _hot_slot(ctx.stack)
+    master = cluster.slot_owner(slot)
+    replica = cluster.replicas_of(master)[0]
+    killed = time.time()
+    cluster.kill_master(master)
+    cluster.failover(replica)  # the master is dead: awaits the cluster's own failover
+    ctx.fault_end = time.time()
+    ctx.loss_window = (killed - REPLICATION_LAG_BOUND_S, ctx.fault_end)
+    ctx.notes.update(slot=slot, killed_master=master, promoted=replica,
+                     failover_s=round(ctx.fault_end - killed, 2))
+    ctx.checks["S_hot_slot_moved"] = (cluster.slot_owner(slot) == replica,
+                                      f"slot {slot} now served by {cluster.slot_owner(slot)}, promoted {replica}")
+
+
 def cluster_slot_migration(ctx: FaultCtx) -> None:
     """The hot SKU's slot resharded to another master in small batches while the sale runs (ASK and
     TRYAGAIN on the way): nothing acknowledged may be lost."""

@@ -48,10 +48,13 @@ SCENARIOS: list[Scenario] = [
     Scenario("clock_skew", "two API servers, one with its host clock 10 min ahead (libfaketime)",
              faults.clock_skew, cfg=StackConfig(api_servers=2, skew="+600"), after=faults.skew_check),
     # Redis Cluster (issue 11): API, workers and beat on a private 3-master cluster with a replica each.
-    # A crashed master can lose its last acknowledged writes (docs/sync.md); tests/concurrency/
-    # test_cluster_faults.py checks what is promised then. These two lose nothing, so every invariant holds.
+    # A coordinated failover and a migration lose nothing, so every invariant holds unchanged; a crashed
+    # master can lose its last acknowledged writes (docs/sync.md), which its loss window allows for.
     Scenario("cluster_failover", "cluster: the hot SKU's master hands over to its replica (CLUSTER FAILOVER) "
              "mid-sale", faults.cluster_failover, cfg=StackConfig(cluster=True)),
+    Scenario("cluster_master_kill", "cluster: the hot SKU's master killed -9 mid-sale, its replica promoted by "
+             "the cluster (its last acknowledged writes may be lost, as documented)", faults.cluster_master_kill,
+             cfg=StackConfig(cluster=True)),
     Scenario("cluster_slot_migration", "cluster: the hot SKU's slot resharded to another master, 5 keys per "
              "MIGRATE, mid-sale", faults.cluster_slot_migration, cfg=StackConfig(cluster=True)),
 ]
