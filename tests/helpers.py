@@ -42,3 +42,17 @@ def outbox_pending(inv: Inventory, group: str) -> int:
 def outbox_entries(inv: Inventory) -> list[tuple[bytes, dict[bytes, bytes]]]:
     """Every partition's outbox entries (XRANGE), partition after partition."""
     return [entry for part in inv.keys.parts for entry in inv.redis.xrange(part.outbox)]
+
+
+def assert_holds_listed(inv: Inventory, skus: list[str]) -> None:
+    """Every hold that can expire is listed in its partition's expiry index no later than its expiry:
+    by its SKU ('s:<sku>') or, for a pinned part released since and holds from before the per-SKU index,
+    by its token. Otherwise the sweeper would never give it back (only a later request's lazy expiry)."""
+    for sku in skus:
+        part = inv.keys.of_sku(sku)
+        for member, score in inv.redis.zrange(part.sku(sku).holds, 0, -1, withscores=True):
+            token = member.decode().split("|", 1)[0]
+            if score == float("inf") or token == "~wl":  # pinned, or the waitlist's pool: never expires
+                continue
+            listed = [inv.redis.zscore(part.expiries, f"s:{sku}"), inv.redis.zscore(part.expiries, token)]
+            assert any(at is not None and at <= score for at in listed), (sku, member, score, listed)

@@ -45,6 +45,7 @@ from inventory.reconcile import run_reconciliation
 from inventory.sale_admin import set_global_pause
 from tests.clocks import ManualClock
 from tests.conftest import delete_prefix
+from tests.helpers import assert_holds_listed
 from tests.model import Model, P
 
 SKUS = ["A", "B", "C"]
@@ -410,6 +411,10 @@ class Interleavings(RuleBasedStateMachine):
             assert min(level.available, level.held, level.sold) >= 0
             buyers = {text(k): int(v) for k, v in self.client.hgetall(self.admin.keys.sku(sku).buyers).items()}
             assert buyers == {u: n for (s, u), n in self.model.buyers.items() if s == sku and n}
+
+    @invariant()
+    def every_hold_that_can_expire_is_listed(self) -> None:
+        assert_holds_listed(self.admin, [sku for sku in SKUS if sku in self.model.products])
 
     @invariant()
     def every_hold_is_backed_by_its_record_and_statuses_agree(self) -> None:

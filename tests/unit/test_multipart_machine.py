@@ -22,7 +22,7 @@ from inventory.multipart import other_parts
 from inventory.part_calls import PartCalls
 from tests.clocks import ManualClock
 from tests.conftest import delete_prefix, delete_test_clocks
-from tests.helpers import make_product, stock
+from tests.helpers import assert_holds_listed, make_product, stock
 from tests.unit.test_scripts import same_partition_skus
 
 STANDING = ("pending_payment", "paid")
@@ -143,6 +143,10 @@ class Baskets(RuleBasedStateMachine):
             level = stock(self.inv, sku)
             assert level.available + level.held + level.sold == level.total == STOCK, level
             assert min(level.available, level.held, level.sold) >= 0, level
+
+    @invariant()
+    def every_hold_that_can_expire_is_listed(self) -> None:
+        assert_holds_listed(self.inv, self.skus)
 
     def teardown(self) -> None:
         try:
