@@ -297,7 +297,7 @@ def skew_check(ctx: FaultCtx) -> None:
                                          f"{worst.get(skewed, -1):.3f} s at most")
 
 
-def _hot_slot(stack: ChaosStack) -> int:
+def _hot_slot() -> int:
     """The cluster slot of the hot SKU's partition (inventory/keys.py), the slot every HOT reserve runs in."""
     from redis.crc import key_slot
 
@@ -311,7 +311,7 @@ def _hot_slot(stack: ChaosStack) -> int:
 def cluster_failover(ctx: FaultCtx) -> None:
     """The hot SKU's master hands over to its replica (CLUSTER FAILOVER: the master stops taking writes,
     the replica catches up, then takes over), as in planned maintenance: nothing acknowledged may be lost."""
-    cluster, slot = ctx.stack.cluster, _hot_slot(ctx.stack)
+    cluster, slot = ctx.stack.cluster, _hot_slot()
     master = cluster.slot_owner(slot)
     replica = cluster.replicas_of(master)[0]
     started = time.time()
@@ -329,7 +329,7 @@ def cluster_master_kill(ctx: FaultCtx) -> None:
     """The hot SKU's master is killed -9; the cluster promotes its replica by itself (node timeout 1 s).
     Replication is asynchronous, so what the master acknowledged in its last moments may be lost
     (docs/sync.md, "what a failover can lose"): never an oversell, and the system recovers without help."""
-    cluster, slot = ctx.stack.cluster, _hot_slot(ctx.stack)
+    cluster, slot = ctx.stack.cluster, _hot_slot()
     master = cluster.slot_owner(slot)
     replica = cluster.replicas_of(master)[0]
     killed = time.time()
@@ -346,7 +346,7 @@ def cluster_master_kill(ctx: FaultCtx) -> None:
 def cluster_slot_migration(ctx: FaultCtx) -> None:
     """The hot SKU's slot resharded to another master in small batches while the sale runs (ASK and
     TRYAGAIN on the way): nothing acknowledged may be lost."""
-    cluster, slot = ctx.stack.cluster, _hot_slot(ctx.stack)
+    cluster, slot = ctx.stack.cluster, _hot_slot()
     source = cluster.slot_owner(slot)
     target = next(port for port in cluster.masters() if port != source)
     started = time.time()
