@@ -308,39 +308,39 @@ def _hot_slot() -> int:
     return key_slot(KeySpace(KEY_PREFIX, CLUSTER_PARTITIONS).of_sku("HOT").tag.encode())
 
 
-def cluster_failover(ctx: FaultCtx) -> None:
-    """The hot SKU's master hands over to its replica (CLUSTER FAILOVER: the master stops taking writes,
-    the replica catches up, then takes over), as in planned maintenance: nothing acknowledged may be lost."""
+REPLICATION_LAG_BOUND_S = 1.0  # how far behind a replica may be on loopback under this load, generously
+
+
+def _promote_hot_replica(ctx: FaultCtx, *, kill: bool) -> None:
+    """Make the replica of the hot SKU's master the master: killing the master first (the cluster's own
+    failover) or, without `kill`, by CLUSTER FAILOVER (the coordinated one)."""
     cluster, slot = ctx.stack.cluster, _hot_slot()
     master = cluster.slot_owner(slot)
     replica = cluster.replicas_of(master)[0]
     started = time.time()
+    if kill:
+        cluster.kill_master(master)
     cluster.failover(replica)
     ctx.fault_end = time.time()
-    ctx.notes.update(slot=slot, old_master=master, promoted=replica, failover_s=round(ctx.fault_end - started, 2))
+    if kill:
+        ctx.loss_window = (started - REPLICATION_LAG_BOUND_S, ctx.fault_end)
+    ctx.notes.update(slot=slot, old_master=master, master_killed=kill, promoted=replica,
+                     failover_s=round(ctx.fault_end - started, 2))
     ctx.checks["S_hot_slot_moved"] = (cluster.slot_owner(slot) == replica,
                                       f"slot {slot} now served by {cluster.slot_owner(slot)}, promoted {replica}")
 
 
-REPLICATION_LAG_BOUND_S = 1.0  # how far behind a replica may be on loopback under this load, generously
+def cluster_failover(ctx: FaultCtx) -> None:
+    """The hot SKU's master hands over to its replica (CLUSTER FAILOVER: the master stops taking writes,
+    the replica catches up, then takes over), as in planned maintenance: nothing acknowledged may be lost."""
+    _promote_hot_replica(ctx, kill=False)
 
 
 def cluster_master_kill(ctx: FaultCtx) -> None:
     """The hot SKU's master is killed -9; the cluster promotes its replica by itself (node timeout 1 s).
     Replication is asynchronous, so what the master acknowledged in its last moments may be lost
     (docs/sync.md, "what a failover can lose"): never an oversell, and the system recovers without help."""
-    cluster, slot = ctx.stack.cluster, _hot_slot()
-    master = cluster.slot_owner(slot)
-    replica = cluster.replicas_of(master)[0]
-    killed = time.time()
-    cluster.kill_master(master)
-    cluster.failover(replica)  # the master is dead: awaits the cluster's own failover
-    ctx.fault_end = time.time()
-    ctx.loss_window = (killed - REPLICATION_LAG_BOUND_S, ctx.fault_end)
-    ctx.notes.update(slot=slot, killed_master=master, promoted=replica,
-                     failover_s=round(ctx.fault_end - killed, 2))
-    ctx.checks["S_hot_slot_moved"] = (cluster.slot_owner(slot) == replica,
-                                      f"slot {slot} now served by {cluster.slot_owner(slot)}, promoted {replica}")
+    _promote_hot_replica(ctx, kill=True)
 
 
 def cluster_slot_migration(ctx: FaultCtx) -> None:

@@ -167,14 +167,12 @@ class MultiPart:
             reply = self.calls.checkout(home, token, user_id, order_id, request_id, generation)
         except (ReservationExpired, ReservationClosed, ReservationNotFound):
             # Pins are never dropped here: a concurrent checkout of the same reservation may rely on them
-            # (the sweeper gives up stale pins after their window, through the home).
-            if self.calls.read(home, token).get("oid"):  # a concurrent checkout committed it: that order
-                self.converge(token)
-                return self.calls.checkout(home, token, user_id, order_id, request_id)
+            # (the sweeper gives up stale pins after their window, through the home). A home that a
+            # concurrent checkout committed stays checked out (closing it is refused); the parts follow.
             self._close_home(home, token)
             self.converge(token)
-            # The home's own answer: its refusal (expired, or released), or the order of a checkout that
-            # committed it meanwhile
+            # The home's own answer: the order of a checkout that committed it, or its refusal (expired,
+            # or released)
             reply = self.calls.checkout(home, token, user_id, order_id, request_id)
             if int(reply[0]) == 1:
                 return reply

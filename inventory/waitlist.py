@@ -174,21 +174,25 @@ class Waitlists:
         check_sku(sku)
         self.serve(sku)
         keys = self.ctx.keys.sku(sku)
-        wanted = int(self.ctx.redis.hget(keys.stock, "wq") or 0)
-        waiting, set_aside = self.counts([sku])[sku]
+        waiting, wanted, set_aside = self._counters([sku])[sku]
         head = [text(u) for u in self.ctx.redis.zrange(keys.waitlist, 0, max(limit, 1) - 1)]
         return WaitlistSummary(sku=sku, waiting=waiting, units_wanted=wanted, units_set_aside=set_aside,
                                head=tuple(self.get(sku, user) for user in head))
 
     def counts(self, skus: list[str]) -> dict[str, tuple[int, int]]:
-        """(buyers waiting, units set aside) of each SKU; a split SKU's set-aside units summed over its
-        buckets (a flagged bucket keeps what came back to it until the sweeper moves it to bucket 0)."""
+        """(buyers waiting, units set aside) of each SKU."""
+        return {sku: (waiting, set_aside) for sku, (waiting, _, set_aside) in self._counters(skus).items()}
+
+    def _counters(self, skus: list[str]) -> dict[str, tuple[int, int, int]]:
+        """(buyers waiting, units they want, units set aside) of each SKU, pipelined; a split SKU's set-aside
+        units summed over its buckets (a flagged bucket keeps what came back to it until the sweeper moves
+        it to bucket 0)."""
         pipe = self.ctx.redis.pipeline(transaction=False)
         for sku in skus:
-            pipe.hmget(self.ctx.keys.sku(sku).stock, "wn", "owe", "bk", "bkn", "bkp", "bq")
+            pipe.hmget(self.ctx.keys.sku(sku).stock, "wn", "wq", "owe", "bk", "bkn", "bkp", "bq")
         counts, others = {}, []
-        for sku, (wn, owe, *layout) in zip(skus, pipe.execute()):
-            counts[sku] = (int(wn or 0), int(owe or 0))
+        for sku, (wn, wq, owe, *layout) in zip(skus, pipe.execute()):
+            counts[sku] = (int(wn or 0), int(wq or 0), int(owe or 0))
             fields = {name: text(v) for name, v in zip(("bk", "bkn", "bkp", "bq"), layout) if v is not None}
             others += [(sku, bucket) for bucket in Layout.of(sku, fields, self.ctx.keys.partitions).buckets[1:]]
         if others:
@@ -196,7 +200,8 @@ class Waitlists:
             for _, bucket in others:
                 pipe.hget(self.ctx.keys.sku(bucket).stock, "owe")
             for (sku, _), owe in zip(others, pipe.execute()):
-                counts[sku] = (counts[sku][0], counts[sku][1] + int(owe or 0))
+                waiting, wanted, set_aside = counts[sku]
+                counts[sku] = (waiting, wanted, set_aside + int(owe or 0))
         return counts
 
     # -- helpers -------------------------------------------------------------------------------

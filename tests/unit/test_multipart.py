@@ -241,13 +241,19 @@ def test_a_second_checkout_that_lost_the_race_answers_with_the_first_ones_order(
     assert levels(inv, skus) == [(2, 0, 1)] * 3
 
 
-def test_a_pinned_part_of_a_released_reservation_goes_back_at_its_pin_window(shop, clock, monkeypatch) -> None:  # noqa: ANN001
-    inv, skus = shop
+def _pinned_by_a_killed_checkout(inv: Inventory, skus: list[str], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A basket over every SKU whose checkout pinned the other parts, then died before the home decided."""
     held = inv.reservations.reserve("alice", {sku: 1 for sku in skus}, ttl_seconds=600)
     crash_on(monkeypatch, inv.reservations.calls, "checkout", after=0)
-    with pytest.raises(Crash):  # parts pinned, then the process died
+    with pytest.raises(Crash):
         inv.reservations.checkout(held.id)
     monkeypatch.undo()
+    return held
+
+
+def test_a_pinned_part_of_a_released_reservation_goes_back_at_its_pin_window(shop, clock, monkeypatch) -> None:  # noqa: ANN001
+    inv, skus = shop
+    held = _pinned_by_a_killed_checkout(inv, skus, monkeypatch)
     crash_on(monkeypatch, inv.reservations.multi, "converge", after=0)
     with pytest.raises(Crash):  # the home released, then the process died before the parts followed
         inv.reservations.release(held.id)
@@ -272,11 +278,7 @@ def test_a_pinned_part_detached_by_a_killed_amend_goes_back_at_its_pin_window(sh
     """Found by the baskets state machine: the part was pinned (its hold never expires) and no longer
     listed by its home, so nothing ever took it back."""
     inv, skus = shop
-    held = inv.reservations.reserve("alice", {sku: 1 for sku in skus}, ttl_seconds=600)
-    crash_on(monkeypatch, inv.reservations.calls, "checkout", after=0)
-    with pytest.raises(Crash):  # parts pinned, then the process died
-        inv.reservations.checkout(held.id)
-    monkeypatch.undo()
+    held = _pinned_by_a_killed_checkout(inv, skus, monkeypatch)
     crash_on(monkeypatch, inv.reservations.calls, "release", after=0)
     with pytest.raises(Crash):  # the emptied part detached from its home, then the process died
         inv.reservations.amend(held.id, {skus[2]: 0}, user_id="alice")
