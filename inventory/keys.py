@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
@@ -51,6 +51,17 @@ class SkuKeys:
         return [self.stock, self.holds, self.buyers]
 
 
+@lru_cache(maxsize=4096)  # asked for several times per request
+def _slot_of(sku: str) -> int:
+    return key_slot(sku.encode())
+
+
+@lru_cache(maxsize=4096)  # a sale's hot SKUs are asked for on every request: built once each
+def _sku_keys(base: str, sku: str) -> SkuKeys:
+    return SkuKeys(stock=f"{base}:s:{sku}", holds=f"{base}:h:{sku}", buyers=f"{base}:b:{sku}",
+                   waitlist=f"{base}:w:{sku}", waitinfo=f"{base}:wi:{sku}")
+
+
 @dataclass(frozen=True)
 class Partition:
     """The keys of one partition; all share one hash tag, hence one cluster slot."""
@@ -59,14 +70,13 @@ class Partition:
     index: int
     tag: str
 
-    @property
+    @cached_property
     def base(self) -> str:
         return f"{self.prefix}:{self.tag}"
 
     def sku(self, sku: str) -> SkuKeys:
         """Keys of one SKU of this partition: stock hash, holds zset, buyers hash."""
-        return SkuKeys(stock=f"{self.base}:s:{sku}", holds=f"{self.base}:h:{sku}", buyers=f"{self.base}:b:{sku}",
-                       waitlist=f"{self.base}:w:{sku}", waitinfo=f"{self.base}:wi:{sku}")
+        return _sku_keys(self.base, sku)
 
     def reservation(self, token: str) -> str:
         """Hash holding one reservation and, once checked out, its order."""
@@ -80,7 +90,7 @@ class Partition:
         """Zset of a user's order ids in this partition by creation time."""
         return f"{self.base}:o:{user_id}"
 
-    @property
+    @cached_property
     def expiries(self) -> str:
         """Zset of what comes due in this partition: 's:<sku>' at the SKU's earliest hold expiry, and tokens
         at a pending order's payment deadline or a pinned part's window (ms)."""
@@ -91,7 +101,7 @@ class Partition:
         """Zset of multi-part reservations (by token) whose other parts still have to follow their home."""
         return f"{self.base}:pending"
 
-    @property
+    @cached_property
     def dirty(self) -> str:
         """Set of this partition's SKUs changed since the last reconciliation."""
         return f"{self.base}:dirty"
@@ -121,7 +131,7 @@ class Partition:
         """Set of this partition's SKUs with a waitlist (the sweeper makes their offers and expiries)."""
         return f"{self.base}:waitlists"
 
-    @property
+    @cached_property
     def sale_switch(self) -> str:
         """This partition's copy of the global sale switch ('1' = every sale paused)."""
         return f"{self.base}:sale"
@@ -160,7 +170,7 @@ class KeySpace:
 
     def partition_of(self, sku: str) -> int:
         """The partition a SKU lives in: CRC16 of its name (Redis's own hash) mod partitions."""
-        return key_slot(sku.encode()) % self.partitions if self.partitions > 1 else 0
+        return _slot_of(sku) % self.partitions if self.partitions > 1 else 0
 
     def of_sku(self, sku: str) -> Partition:
         """The partition holding a SKU's keys."""

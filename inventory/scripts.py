@@ -11,7 +11,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Callable, Iterator, Sequence
 
-from redis import Redis
+from redis import ConnectionPool, Redis
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -60,6 +60,12 @@ def with_clock(clock_source: str) -> dict[str, ScriptSource]:
     return _load({"clock": clock_source})
 
 
+def _sends_directly(redis: Any) -> bool:
+    """Whether EVALSHA can go straight onto one of the client's pooled connections: a plain
+    single-node `Redis` on a pool (not a cluster client, a fake, or a single-connection client)."""
+    return type(redis) is Redis and redis.connection is None and isinstance(redis.connection_pool, ConnectionPool)
+
+
 class Scripts:
     """The scripts registered on one Redis client; redis-py reloads them after SCRIPT FLUSH.
 
@@ -81,6 +87,7 @@ class Scripts:
         self._checked_from = -1.0  # monotonic time the last finished check started
         self._failure: tuple[float, Exception] | None = None  # when the last failed check started, and why
         self._local = threading.local()
+        self._evalsha = self._evalsha_on_pooled_connection if _sends_directly(redis) else redis.evalsha
 
     def call(self, name: str, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> list[Any]:
         """Run one script; `client` may be a pipeline."""
@@ -88,10 +95,27 @@ class Scripts:
         if client is not None:
             return script(keys=keys, args=args, client=client)
         try:
-            return self._redis.evalsha(script.sha, len(keys), *keys, *args)
+            return self._evalsha(script.sha, len(keys), *keys, *args)
         except NoScriptError:
             self.cache_lost(time.monotonic())
             return script(keys=keys, args=args)  # loads it, then runs it
+
+    def _evalsha_on_pooled_connection(self, *command: Any) -> Any:
+        """EVALSHA sent and read on a pooled connection through redis-py's public Connection API.
+
+        `Redis.execute_command` adds per-command work that a script call does not use (retry wrapper,
+        which is off here, OpenTelemetry no-op hooks, release events): ~20 µs of a reserve's client
+        CPU (BENCHMARKS.md, "Issue 13, fifth pass"). The safety is the same: `send_command` and
+        `read_response` disconnect the connection on any error or interruption, so what goes back to
+        the pool is either clean or closed, and EVALSHA has no reply callback to apply.
+        """
+        pool = self._redis.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command("EVALSHA", *command)
+            return conn.read_response()
+        finally:
+            pool.release(conn)
 
     def missing(self, names: Sequence[str]) -> bool:
         """Whether the server lacks any of these scripts (one SCRIPT EXISTS round trip)."""

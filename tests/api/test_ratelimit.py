@@ -66,10 +66,12 @@ def test_the_reserve_scripts_buckets_are_flask_limiters_counters(api_settings, a
 
     app = create_app(api_settings, inventory=api_inv, on_checkout=None)
     limits, storage = app.extensions["flashstock"].limits, app.extensions["flashstock_limiter"].storage
-    user_bucket, ip_bucket = limits.buckets("alice", "10.0.0.1")
-    assert user_bucket.key == storage.prefixed_key(limits.user_item.key_for("u:alice", USER_SCOPE))
-    assert ip_bucket.key == storage.prefixed_key(limits.ip_item.key_for("10.0.0.1", IP_SCOPE))
-    assert (user_bucket.limit, user_bucket.window_seconds) == (1000, 1)
+    for user in ("alice", "a", "bob@shop.example", "u:1/2", "x" * 128):  # the key is spliced, not built by limits
+        user_bucket, ip_bucket = limits.buckets(user, "10.0.0.1")
+        assert user_bucket.key == storage.prefixed_key(limits.user_item.key_for(f"u:{user}", USER_SCOPE))
+        assert ip_bucket.key == storage.prefixed_key(limits.ip_item.key_for("10.0.0.1", IP_SCOPE))
+        assert (user_bucket.limit, user_bucket.window_seconds) == (1000, 1)
+        assert user_bucket.label == str(limits.user_item)
 
 
 def test_the_hot_path_and_the_idempotent_flask_path_share_one_budget(limited_client, api_inv):
