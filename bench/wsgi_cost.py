@@ -146,6 +146,12 @@ def _instructions(port: int) -> dict:
             "flashstock_over_ceiling": per_request["flashstock"] / per_request["ceiling"]}
 
 
+def _revision() -> str:
+    """The commit of the code measured (the working directory's, which may be another worktree)."""
+    run = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return run.stdout.strip() or "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--requests", type=int, default=20_000)
@@ -177,8 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
                 report = _cpu_rounds(apps, seed, a.requests, a.rounds)
-        report["run"] = {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "load": os.getloadavg()[0],
-                         "requests": a.requests, "rounds": a.rounds}
+        report["run"] = {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "load": os.getloadavg()[0], "revision": _revision(),
+                         **({"requests_counted": INSTRUCTION_COUNTS} if a.instructions
+                            else {"requests": a.requests, "rounds": a.rounds})}
         print(json.dumps(report, indent=1))
         if a.out:
             Path(a.out).write_text(json.dumps(report, indent=1) + "\n")
