@@ -22,7 +22,7 @@ from inventory.keys import KeySpace
 from inventory.models import RateLimit
 
 USER_SCOPE, IP_SCOPE = "reservations-user", "reservations-ip"
-_MARK = "\x00"  # never in a user id (inventory/validation.py), so it splits a key template exactly
+_MARK = "\x00"  # in no key prefix, scope or limit: splits limits' key template in exactly two
 
 # One Limiter for the process; `init_app` binds it to the app (one app per worker process).
 limiter = Limiter(key_func=get_remote_address, strategy="fixed-window", headers_enabled=False,

@@ -104,10 +104,10 @@ class Scripts:
         """EVALSHA sent and read on a pooled connection through redis-py's public Connection API.
 
         `Redis.execute_command` adds per-command work that a script call does not use (retry wrapper,
-        which is off here, OpenTelemetry no-op hooks, release events): ~20 µs of a reserve's client
-        CPU (BENCHMARKS.md, "Issue 13, fifth pass"). The safety is the same: `send_command` and
-        `read_response` disconnect the connection on any error or interruption, so what goes back to
-        the pool is either clean or closed, and EVALSHA has no reply callback to apply.
+        which is off here, OpenTelemetry no-op hooks, release events): about 4% of a 201's instructions
+        in the API process (BENCHMARKS.md, "Issue 13, fifth pass"). The safety is the same:
+        `send_command` and `read_response` disconnect the connection on any error or interruption, the
+        pool reconnects a connection with unread data, and EVALSHA has no reply callback to apply.
         """
         pool = self._redis.connection_pool
         conn = pool.get_connection()
