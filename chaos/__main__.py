@@ -27,7 +27,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1, help="seeds the buyers' choices")
     p.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and Markdown go")
     p.add_argument("--name", default="", help="file stem of the results (default: smoke or full)")
-    p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (printed path)")
+    p.add_argument("--keep-logs", action="store_true", help="keep the processes' logs (printed path); kept anyway when a scenario fails")
     return p.parse_args(argv)
 
 
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         if outcomes:
             json_path, md_path = write(outcomes, args.out, stem, command, started, env)
             print(f"[chaos] results: {json_path} {md_path} ({time.time() - started:.0f} s)")
-        if args.keep_logs:
+        if args.keep_logs or not (outcomes and all(o.ok for o in outcomes)):  # a failure's logs are its evidence
             print(f"[chaos] logs kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
