@@ -184,24 +184,21 @@ class Waitlists:
         return {sku: (waiting, set_aside) for sku, (waiting, _, set_aside) in self._counters(skus).items()}
 
     def _counters(self, skus: list[str]) -> dict[str, tuple[int, int, int]]:
-        """(buyers waiting, units they want, units set aside) of each SKU, pipelined; a split SKU's set-aside
-        units summed over its buckets (a flagged bucket keeps what came back to it until the sweeper moves
-        it to bucket 0)."""
+        """(buyers waiting, units they want, units set aside) of each SKU, one pipelined read; a split SKU's
+        set-aside units summed over its buckets (a flagged bucket keeps what came back to it until the
+        sweeper moves it to bucket 0)."""
+        layouts = self.buckets.layouts(skus)
+        others = [(sku, bucket) for sku in skus if sku in layouts for bucket in layouts[sku].buckets[1:]]
         pipe = self.ctx.redis.pipeline(transaction=False)
         for sku in skus:
-            pipe.hmget(self.ctx.keys.sku(sku).stock, "wn", "wq", "owe", "bk", "bkn", "bkp", "bq")
-        counts, others = {}, []
-        for sku, (wn, wq, owe, *layout) in zip(skus, pipe.execute()):
-            counts[sku] = (int(wn or 0), int(wq or 0), int(owe or 0))
-            fields = {name: text(v) for name, v in zip(("bk", "bkn", "bkp", "bq"), layout) if v is not None}
-            others += [(sku, bucket) for bucket in Layout.of(sku, fields, self.ctx.keys.partitions).buckets[1:]]
-        if others:
-            pipe = self.ctx.redis.pipeline(transaction=False)
-            for _, bucket in others:
-                pipe.hget(self.ctx.keys.sku(bucket).stock, "owe")
-            for (sku, _), owe in zip(others, pipe.execute()):
-                waiting, wanted, set_aside = counts[sku]
-                counts[sku] = (waiting, wanted, set_aside + int(owe or 0))
+            pipe.hmget(self.ctx.keys.sku(sku).stock, "wn", "wq", "owe")
+        for _, bucket in others:
+            pipe.hget(self.ctx.keys.sku(bucket).stock, "owe")
+        replies = pipe.execute()
+        counts = {sku: (int(wn or 0), int(wq or 0), int(owe or 0)) for sku, (wn, wq, owe) in zip(skus, replies)}
+        for (sku, _), owe in zip(others, replies[len(skus):]):
+            waiting, wanted, set_aside = counts[sku]
+            counts[sku] = (waiting, wanted, set_aside + int(owe or 0))
         return counts
 
     # -- helpers -------------------------------------------------------------------------------
