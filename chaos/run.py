@@ -165,6 +165,12 @@ def wait_db_follows(stack: ChaosStack, timeout_s: float = 60) -> None:
     raise TimeoutError("no worker initialised the Redis epoch")
 
 
+def _supervise(stack: ChaosStack, done: threading.Event) -> None:
+    """What the deployment's process supervisor does, twice a second, until the scenario is over."""
+    while not done.wait(0.5):
+        stack.supervise()
+
+
 def run_scenario(scn: Scenario, size: LoadSize, run_dir: Path, seed_value: int, *, lean: bool = False) -> Outcome:
     """The whole scenario; the stack is stopped (process groups, proxy, database) whatever happens.
 
@@ -172,13 +178,14 @@ def run_scenario(scn: Scenario, size: LoadSize, run_dir: Path, seed_value: int, 
     t0 = time.time()
     cfg = replace(scn.cfg, workers=scn.min_workers, api_workers=1) if lean else scn.cfg
     stack = ChaosStack(run_dir / scn.name, scn.name, cfg)
-    witness, stop = Witness(), threading.Event()
+    witness, stop, stop_supervising = Witness(), threading.Event(), threading.Event()
     load_s = max(size.seconds, scn.load_s)
     load = f"{size.buyers} buyers x {load_s:.0f} s"
     recovery: dict[str, float | None] = {"s": None}
     ctx: FaultCtx | None = None
     try:
         stack.start()
+        threading.Thread(target=_supervise, args=(stack, stop_supervising), daemon=True).start()
         wait_db_follows(stack)
         client = Client(stack.api_ports, stack.secret, witness)
         seed(client)
@@ -217,7 +224,8 @@ def run_scenario(scn: Scenario, size: LoadSize, run_dir: Path, seed_value: int, 
         ]
         verdicts += [inv_checks.Verdict(name, ok, {}, [] if ok else [why]) for name, (ok, why) in ctx.checks.items()]
         notes = dict(ctx.notes, timings=timings, check_details={n: why for n, (_, why) in ctx.checks.items()},
-                     forged_applied=sorted(e for e in witness.bad_webhooks if e in pg.payments))
+                     forged_applied=sorted(e for e in witness.bad_webhooks if e in pg.payments),
+                     supervisor_restarts=list(stack.supervised))
         if notes["forged_applied"]:
             verdicts.append(inv_checks.Verdict("S_no_forged_applied", False, {}, notes["forged_applied"]))
         return Outcome(scn.name, scn.fault, load, time.time() - t0, recovery["s"], witness.acknowledged(),
@@ -228,4 +236,5 @@ def run_scenario(scn: Scenario, size: LoadSize, run_dir: Path, seed_value: int, 
                        ctx.notes if ctx else {}, error=f"{error!r}\n{traceback.format_exc()}")
     finally:
         stop.set()
+        stop_supervising.set()
         stack.stop()

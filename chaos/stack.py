@@ -22,6 +22,7 @@ from psycopg2 import sql
 from bench.procs import ProcessGroup, free_port, wait_for_port
 from bench.services import admin_conn, pg_dsn
 from chaos.proxy import FaultyProxy
+from sync.consumer_watchdog import EXIT_CODE as RESTART_ME
 
 REPO = Path(__file__).resolve().parent.parent
 PG_HOST, PG_PORT, PG_USER, PG_ADMIN_DB = "127.0.0.1", 5432, "postgres", "postgres"
@@ -74,6 +75,7 @@ class ChaosStack:
         self.live: dict[str, subprocess.Popen] = {}
         self.specs: dict[str, Spec] = {}
         self.killed: set[str] = set()  # exits the harness caused (the rest are crashes)
+        self.supervised: list[dict[str, Any]] = []  # processes that exited asking to be restarted, and when
         self.db_name = f"flashstock_chaos_{os.getpid()}_{self.name}"[:63]
         self.db_created = False
         self.proxy: FaultyProxy | None = None
@@ -158,6 +160,7 @@ class ChaosStack:
             "RECOVERY_INTERVAL_SECONDS": "5", "PERSIST_CLAIM_IDLE_SECONDS": "5",
             "BROKER_VISIBILITY_TIMEOUT_SECONDS": str(self.cfg.visibility_timeout_s),
             "RATE_LIMIT_RESERVATIONS": "100/second", "LOG_LEVEL": "INFO", "PYTHONPATH": str(REPO),
+            "WORKER_STALL_EXIT_SECONDS": "20",  # within the 60 s recovery bound (sync/consumer_watchdog.py)
         }
 
     @property
@@ -220,6 +223,14 @@ class ChaosStack:
         self._launch(name)
         if wait:
             self.await_ready(name)
+
+    def supervise(self) -> None:
+        """Start again each process that exited with 75 (a worker whose consumer stalled), as the
+        deployment's supervisor does (docker compose `restart: unless-stopped`); any other exit stays a crash."""
+        for name, proc in list(self.live.items()):
+            if proc.poll() == RESTART_ME:
+                self.supervised.append({"process": name, "at": round(time.time(), 1)})
+                self._launch(name)
 
     def signal(self, name: str, sig: int) -> None:
         _killpg(self.live[name].pid, sig)

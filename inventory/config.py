@@ -50,6 +50,7 @@ class Settings:
     metrics_dir: str = ""
     celery_queue: str = "flashstock"
     broker_visibility_timeout_seconds: int = 3600  # Redis broker: an unacknowledged task is redelivered after this
+    worker_stall_exit_seconds: float = 60.0  # a worker with tasks waiting and none taken this long exits; 0 = off
     persist_batch_size: int = 500
     persist_claim_idle_seconds: float = 30.0
     persist_interval_seconds: float = 5.0
@@ -85,6 +86,8 @@ class Settings:
             raise ValueError("persist_batch_size must be in 1..10000")
         if self.broker_visibility_timeout_seconds < 1:
             raise ValueError("broker_visibility_timeout_seconds must be positive")
+        if self.worker_stall_exit_seconds != 0 and not 5 <= self.worker_stall_exit_seconds <= 86_400:
+            raise ValueError("worker_stall_exit_seconds must be 0 (off) or in 5..86400")
         if not 60 <= self.dashboard_session_seconds <= 30 * 86_400:
             raise ValueError("dashboard_session_seconds must be in 60..2592000")
 
@@ -149,6 +152,7 @@ class Settings:
             celery_queue=env.str("CELERY_QUEUE", d.celery_queue),
             broker_visibility_timeout_seconds=env.int("BROKER_VISIBILITY_TIMEOUT_SECONDS",
                                                       d.broker_visibility_timeout_seconds),
+            worker_stall_exit_seconds=env.float("WORKER_STALL_EXIT_SECONDS", d.worker_stall_exit_seconds),
             persist_batch_size=env.int("PERSIST_BATCH_SIZE", d.persist_batch_size),
             persist_claim_idle_seconds=env.float("PERSIST_CLAIM_IDLE_SECONDS", d.persist_claim_idle_seconds),
             persist_interval_seconds=env.float("PERSIST_INTERVAL_SECONDS", d.persist_interval_seconds),

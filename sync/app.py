@@ -12,6 +12,7 @@ from celery import Celery
 
 from inventory.config import Settings
 from sync import logs  # noqa: F401 - connects the JSON logging and request-id signal handlers
+from sync.consumer_watchdog import ConsumerWatchdog
 from sync.recovery_timer import RecoveryTimer
 
 TASKS = "sync.tasks"
@@ -92,6 +93,7 @@ def make_celery(settings: Settings | None = None) -> Celery:
     app = Celery("flashstock", include=[TASKS])
     app.conf.update(celery_config(settings or Settings.from_env()))
     app.steps["worker"].add(RecoveryTimer)
+    app.steps["worker"].add(ConsumerWatchdog)
     return app
 
 

@@ -42,6 +42,7 @@ class CeleryWorker:
         self.proc: subprocess.Popen[bytes] | None = None
 
     ready_marker = b" ready."
+    app = "sync.app"
 
     def command(self) -> list[str]:
         return ["worker", "--pool=solo", "-Q", self.env["CELERY_QUEUE"], "-n", f"{self.name}@%h",
@@ -51,7 +52,7 @@ class CeleryWorker:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             # --quiet: no start-up banner, so every line the process writes is a JSON log line (sync/logs.py)
-            [sys.executable, "-m", "celery", "-A", "sync.app", "--quiet", *self.command()],
+            [sys.executable, "-m", "celery", "-A", self.app, "--quiet", *self.command()],
             cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends it and every child it forked
         )
