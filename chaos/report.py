@@ -74,6 +74,10 @@ def to_markdown(outcomes: list[Outcome], command: str) -> str:
         rec = "-" if o.recovery_s is None else f"{o.recovery_s:.1f} s"
         lines.append("| " + " | ".join([o.scenario, o.load, o.fault, rec, str(o.acknowledged),
                                         *(_cell(o, n) for n in INVARIANTS), checks]) + " |")
+    restarted = [(o.scenario, r) for o in outcomes for r in o.notes.get("supervisor_restarts", [])]
+    if restarted:  # a worker's consumer stalled and it asked to be restarted (sync/consumer_watchdog.py)
+        lines += ["", "### Restarted by the supervisor (exit 75)", ""]
+        lines += [f"- **{scenario}**: {r['process']} at {r['at']}" for scenario, r in restarted]
     failures = [o for o in outcomes if not o.ok]
     if failures:
         lines += ["", "### Failures", ""]

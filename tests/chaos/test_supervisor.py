@@ -33,3 +33,16 @@ def test_an_exit_with_75_is_restarted_and_reported_and_any_other_exit_stays_a_cr
         assert (tmp_path / "logs" / "stalled.log").read_text().count("run") == 2
     finally:
         stack.procs.stop_all()
+
+
+def test_the_report_lists_each_restart_under_its_scenario_and_says_nothing_without_one() -> None:
+    from chaos.report import to_markdown
+    from chaos.run import Outcome
+
+    quiet = Outcome("baseline", "none", "1 x 1 s", 1.0, 0.1, 10, [], {"supervisor_restarts": []})
+    stalled = Outcome("redis_kill9", "kill", "1 x 1 s", 1.0, 2.0, 10, [],
+                      {"supervisor_restarts": [{"process": "worker1", "at": 1764851000.5}]})
+    assert "Restarted by the supervisor" not in to_markdown([quiet], "cmd")
+    report = to_markdown([quiet, stalled], "cmd")
+    assert "### Restarted by the supervisor (exit 75)" in report
+    assert "- **redis_kill9**: worker1 at 1764851000.5" in report
