@@ -372,7 +372,7 @@ class Buckets:
         else:
             if quota:
                 self._mark_quota(layout.buckets)
-            self.ctx.redis.hset(keys.stock, mapping=self._layout_mapping(count, created, layout))
+            self._publish(sku, self._layout_mapping(count, created, layout))
             if quota:
                 self.finish_quotas(Layout(sku, count, created, self.keys.partitions, layout.positions, True))
         self.forget(sku)
@@ -393,7 +393,7 @@ class Buckets:
             self._configure(name, ["name", f"{layout.sku} quota", "price", 0, "limit", limit, "paused", "1"])
             self._ensure_total(name)
         self._mark_quota(layout.buckets[1:])
-        self.ctx.redis.hset(self.keys.sku(layout.sku).stock, mapping={**publish, "bq": "1"})
+        self._publish(layout.sku, {**publish, "bq": "1"})
         self.finish_quotas(layout)
 
     def finish_quotas(self, layout: Layout) -> int:
@@ -454,6 +454,11 @@ class Buckets:
         elif limit is not None and int(limit) > 0:
             self._open_quotas(layout, int(limit), {})
             self.forget(sku)
+
+    def _publish(self, sku: str, layout: dict[str, Any]) -> None:
+        """Write a SKU's layout fields in one script call that also tells PostgreSQL (the outbox's
+        product_configured event carries 'bk'), so a rebuild after a data loss restores this layout."""
+        self._configure(sku, [item for pair in layout.items() for item in pair])
 
     def _config_pairs(self, fields: dict[str, str]) -> list[Any]:
         pairs: list[Any] = []

@@ -96,6 +96,7 @@ class ProductConfigured:
     paused: str
     version: int
     ts_ms: int
+    buckets: int | None = None  # active stock buckets (0: not split); None: an entry from before 'bk' was sent
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def _parse(eid: str, f: dict[str, str]) -> Event:
             raise ValueError(f"paused {f['paused']!r}")
         return ProductConfigured(eid, _sku(f), f["name"], int(f["price"]), f["cur"], int(f["limit"] or 0),
                                  int(f["start"] or 0), int(f["end"] or 0), f["paused"], int(f["ver"]),
-                                 int(f["ts"]))
+                                 int(f["ts"]), None if "bk" not in f else int(f["bk"] or 0))
     if kind == "sale_switch":
         if f["paused"] not in ("0", "1"):
             raise ValueError(f"paused {f['paused']!r}")

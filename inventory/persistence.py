@@ -290,19 +290,25 @@ def _apply_products(session: Session, events: list[ProductConfigured], now_ms: i
             paused[event.sku] = event.paused == "1"
     rows = [dict(sku=e.sku, name=e.name, price=e.price, currency=e.currency, per_user_limit=e.per_user_limit,
                  starts_at_ms=e.starts_at_ms, ends_at_ms=e.ends_at_ms, paused=paused.get(e.sku, False),
-                 version=e.version, updated_ms=now_ms) for e in newest.values()]
+                 version=e.version, updated_ms=now_ms, buckets=e.buckets or 0) for e in newest.values()]
+    # An entry written before events carried 'bk' leaves the stored bucket count as it is.
+    reported = {e.sku for e in newest.values() if e.buckets is not None}
     for with_paused in (True, False):
-        group = [row for row in rows if (row["sku"] in paused) is with_paused]
-        for start in range(0, len(group), 500):
-            _upsert_products(session, group[start:start + 500], with_paused=with_paused)
+        for with_buckets in (True, False):
+            group = [row for row in rows
+                     if (row["sku"] in paused) is with_paused and (row["sku"] in reported) is with_buckets]
+            for start in range(0, len(group), 500):
+                _upsert_products(session, group[start:start + 500], kept={
+                    *(() if with_paused else ("paused",)), *(() if with_buckets else ("buckets",))})
 
 
-def _upsert_products(session: Session, rows: list[dict], *, with_paused: bool) -> None:
+def _upsert_products(session: Session, rows: list[dict], *, kept: set[str]) -> None:
+    """Insert or update rows; an existing row keeps its `kept` columns (a new row takes the defaults)."""
     if not rows:
         return
     table = ProductRow.__table__
     stmt = _insert(session, table).values(rows)
-    updated = [k for k in rows[0] if k != "sku" and (with_paused or k != "paused")]
+    updated = [k for k in rows[0] if k != "sku" and k not in kept]
     session.execute(stmt.on_conflict_do_update(
         index_elements=["sku"],
         set_={k: stmt.excluded[k] for k in updated},

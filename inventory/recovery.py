@@ -309,15 +309,21 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
 
 
 def _split_layout(session: Session, sku: str, partitions: int) -> dict[str, Any]:
-    """Layout fields from the internal SKUs PostgreSQL knows, for a stock hash that was lost: a split SKU
-    comes back with every bucket it ever had active (none of their units is stranded), and a bucket
-    with its quota mark."""
+    """Layout fields from what PostgreSQL knows, for a stock hash that was lost: a split SKU comes back
+    with every bucket it ever created (none of their units is stranded) and as many active as it last
+    reported (the sweeper empties the others into them), and a bucket with its quota mark."""
     product = product_of(sku)
     if is_quota(sku):
         return {}
     names = [name for name in session.scalars(select(ProductRow.sku).where(ProductRow.sku.like(f"{product}@%")))
              if product_of(name) == product]
-    return bucket_fields(sku, names) if is_internal(sku) else layout_fields(sku, names, partitions)
+    if is_internal(sku):
+        return bucket_fields(sku, names)
+    fields = layout_fields(sku, names, partitions)
+    active = session.scalar(select(ProductRow.buckets).where(ProductRow.sku == sku)) or 0
+    if fields and 1 <= active < fields["bkn"]:  # 0: split before the count was persisted: all stay active
+        fields["bk"] = active
+    return fields
 
 
 def restore_order_records(inv: Inventory, session_factory: sessionmaker[Session], skus: Sequence[str]) -> int:

@@ -34,6 +34,8 @@ class ProductRow(Base):
     paused: Mapped[bool] = mapped_column(Boolean, default=False)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_ms: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Active stock buckets (0: not split), as Redis last reported: a rebuild restores this layout.
+    buckets: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class OrderRow(Base):

@@ -11,13 +11,19 @@ ARGV[1]        sku
 ARGV[2]        expected version ('' = no compare-and-set)
 ARGV[3]        '1' when the caller is the recovery rebuild, '' otherwise
 ARGV[4..]      field, value pairs; fields: name, price (minor units), cur, limit (0 = none),
-               start, end (ms since epoch, 0 = open), paused ('0' | '1' | 'r' recovering)
+               start, end (ms since epoch, 0 = open), paused ('0' | '1' | 'r' recovering); and the stock
+               buckets' layout, written only by inventory/buckets.py: bk (active buckets, 1..64), bkn
+               (buckets ever created, 1..64), bkp (their partitions, comma-separated), bq ('1': per-user
+               limits counted in quota SKUs)
 
 Returns
   {0, version}                              applied (version is bumped on every change)
   {-9, expected, actual}                    version conflict
   {-11, argument}                           invalid argument
   {-14, sku}                                the SKU is recovering: only the rebuild may change 'paused'
+
+The outbox event carries the catalogue data and 'bk' ('' when not split), so PostgreSQL knows how
+many buckets are active and a rebuild after a data loss restores that layout, not every bucket ever made.
 
 Invariant: stock counters are untouched; start < end whenever both are set; a SKU marked
 recovering ('r') leaves that state only through the rebuild, so it never sells before its counters
@@ -33,11 +39,18 @@ if expected ~= '' and not is_count(expected) then return {-11, 'expected_version
 if (#ARGV - 3) % 2 ~= 0 then return {-11, 'fields'} end
 
 local numeric = {price = true, limit = true, start = true, ['end'] = true}
+local MAX_BUCKETS = 64  -- inventory.buckets.MAX_BUCKETS
 local changes = {}
 for i = 4, #ARGV, 2 do
   local field, value = ARGV[i], ARGV[i + 1]
   if numeric[field] then
     if not is_count(value) then return {-11, field} end
+  elseif field == 'bk' or field == 'bkn' then
+    if not is_count(value) or tonumber(value) < 1 or tonumber(value) > MAX_BUCKETS then return {-11, field} end
+  elseif field == 'bkp' then
+    if string.len(value) > 4 * MAX_BUCKETS or not string.match(value, '^[%d,]*$') then return {-11, field} end
+  elseif field == 'bq' then
+    if value ~= '1' then return {-11, field} end
   elseif field == 'paused' then
     if value ~= '0' and value ~= '1' and value ~= 'r' then return {-11, field} end
   elseif field == 'name' then
@@ -72,8 +85,8 @@ end
 redis.call('HSET', KEYS[1], unpack(args))
 redis.call('SADD', KEYS[3], sku)
 
-local p = redis.call('HMGET', KEYS[1], 'name', 'price', 'cur', 'limit', 'start', 'end', 'paused')
+local p = redis.call('HMGET', KEYS[1], 'name', 'price', 'cur', 'limit', 'start', 'end', 'paused', 'bk')
 redis.call('XADD', KEYS[4], '*', 'type', 'product_configured', 'sku', sku, 'name', p[1],
   'price', p[2], 'cur', p[3], 'limit', p[4], 'start', p[5], 'end', p[6], 'paused', p[7],
-  'ver', version, 'ts', now_ms())
+  'ver', version, 'ts', now_ms(), 'bk', p[8] or '')
 return {0, version}

@@ -88,3 +88,36 @@ def test_a_flushed_quota_counts_orders_from_before_the_split_and_from_every_buck
     assert [_try(real_inv, f"u{i}") for i in range(3)] == ["limit_exceeded"] * 3  # 2 units each already
     assert [_try(real_inv, f"u{i}") for i in range(3, 6)] == ["held"] * 3  # 1 unit (u5: none) so far
     assert [_try(real_inv, f"u{i}") for i in range(3, 6)] == ["limit_exceeded", "limit_exceeded", "held"]
+
+
+def test_a_shrunk_split_sku_comes_back_with_the_buckets_it_had_active_and_its_units_move_into_them(
+        real_inv: Inventory, pg_sessions, key_prefix: str) -> None:
+    assert check_recovery(real_inv, pg_sessions).state == "initialized"
+    make_product(real_inv, "HOT", stock=64)
+    real_inv.buckets.split("HOT", 8)
+    real_inv.buckets.split("HOT", 3)  # shrunk while live: buckets 3-7 retired
+    orders = [real_inv.reservations.checkout(real_inv.reservations.reserve(f"b{i}", {"HOT": 1}).id).id
+              for i in range(5)]
+    persist_now(real_inv, pg_sessions)
+    with pg_sessions() as session:
+        assert session.scalar(sa.text("SELECT buckets FROM products WHERE sku = 'HOT'")) == 3
+
+    delete_prefix(real_inv.redis, key_prefix)
+    real_inv.buckets.forget("HOT")
+    assert check_recovery(real_inv, pg_sessions).state == "rebuilt"
+
+    layout = real_inv.buckets.layout("HOT", fresh=True)
+    assert (layout.active, layout.created) == (3, 8)  # not every bucket it ever had
+    assert real_inv.catalog.get("HOT").buckets == 3
+    real_inv.buckets.rebalance("HOT")  # what the sweeper does: retired buckets emptied into the active ones
+    retired = [real_inv.redis.hmget(real_inv.keys.sku(name).stock, "avail", "held") for name in layout.buckets[3:]]
+    assert all(int(avail) == 0 and int(held) == 0 for avail, held in retired), retired
+    level = stock(real_inv)
+    assert (level.total, level.sold, level.held, level.available) == (64, 5, 0, 59)
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda n: _try(real_inv, f"new-{n}"), range(70)))
+    assert outcomes.count("held") == 59 and outcomes.count("sold_out") == 11
+    assert_invariant(stock(real_inv))
+    real_inv.reservations.record_payment(event_id="e1", result="paid", order_id=orders[0])
+    persist_now(real_inv, pg_sessions)
+    assert run_reconciliation(real_inv, pg_sessions, repair=True, full=True).clean
