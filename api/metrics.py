@@ -14,6 +14,7 @@ from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from inventory.engine import Inventory
+from inventory.operations import OutboxLag, outbox_lag
 
 REQUESTS = Counter("flashstock_http_requests", "HTTP requests answered.", ["method", "endpoint", "status"])
 LATENCY = Histogram(
@@ -80,6 +81,18 @@ class StockCollector:
         yield from families.values()
         yield waiting
         yield set_aside
+        yield from outbox_gauges(outbox_lag(self.inventory))
+
+
+def outbox_gauges(lag: OutboxLag) -> list[Metric]:
+    """How far persistence is behind: what to alert on when the outbox stops draining."""
+    depth = GaugeMetricFamily("flashstock_outbox_depth",
+                              "Outbox events not yet persisted to the database, over every partition.")
+    depth.add_metric([], lag.depth)
+    age = GaugeMetricFamily("flashstock_outbox_oldest_age_seconds",
+                            "Age of the oldest outbox event not yet persisted, by Redis's clock (0 when empty).")
+    age.add_metric([], (lag.oldest_age_ms or 0) / 1000)
+    return [depth, age]
 
 
 class _Default:

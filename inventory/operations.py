@@ -96,23 +96,35 @@ def read_live(inv: Inventory, skus: Sequence[str]) -> LiveOps:
     pipe = inv.redis.pipeline(transaction=False)
     for status in statuses:
         pipe.zrange(inv.keys.sku(status.sku).holds, 0, 0, withscores=True)
-    for part in inv.keys.parts:
-        pipe.xlen(part.outbox)
-        pipe.xrange(part.outbox, "-", "+", count=1)
+    _read_outboxes(inv, pipe)
     replies = pipe.execute()
     now = inv.ctx.now_ms()
     # A hold pinned by a multi-part checkout has score +inf (no expiry until its checkout resolves).
     live = [SkuLive(status, int(replies[i][0][1]) if replies[i] and replies[i][0][1] != float("inf") else None)
             for i, status in enumerate(statuses)]
-    streams = replies[len(statuses):]
-    depth = sum(int(n) for n in streams[::2])
-    firsts = [int(text(first[0][0]).split("-", 1)[0]) for first in streams[1::2] if first]  # ids start with ms
+    return LiveOps(now_ms=now, paused_globally=global_paused(inv), skus=live,
+                   outbox=_outbox_lag(replies[len(statuses):], now), memory=_memory(inv))
+
+
+def outbox_lag(inv: Inventory) -> OutboxLag:
+    """Events waiting in every partition's outbox and the age of the oldest (one pipelined read)."""
+    pipe = inv.redis.pipeline(transaction=False)
+    _read_outboxes(inv, pipe)
+    return _outbox_lag(pipe.execute(), inv.ctx.now_ms())
+
+
+def _read_outboxes(inv: Inventory, pipe: Any) -> None:
+    for part in inv.keys.parts:
+        pipe.xlen(part.outbox)
+        pipe.xrange(part.outbox, "-", "+", count=1)
+
+
+def _outbox_lag(replies: list[Any], now_ms: int) -> OutboxLag:
+    """OutboxLag from _read_outboxes' replies (an entry id starts with its Redis time in ms)."""
+    depth = sum(int(n) for n in replies[::2])
+    firsts = [int(text(first[0][0]).split("-", 1)[0]) for first in replies[1::2] if first]
     oldest = min(firsts) if firsts else None
-    return LiveOps(
-        now_ms=now, paused_globally=global_paused(inv), skus=live,
-        outbox=OutboxLag(depth, None if oldest is None else max(0, now - oldest)),
-        memory=_memory(inv),
-    )
+    return OutboxLag(depth, None if oldest is None else max(0, now_ms - oldest))
 
 
 def read_persisted(session_factory: sessionmaker[Session], skus: Sequence[str],
