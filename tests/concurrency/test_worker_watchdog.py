@@ -17,9 +17,13 @@ LIMIT_S = 5
 
 
 class WatchedWorker(CeleryWorker):
-    """A real worker on tests.watchdog_app (sync.app plus test tasks), watchdog limit LIMIT_S."""
+    """A real worker on tests.watchdog_app (sync.app plus test tasks), watchdog limit LIMIT_S, with the
+    deployment's prefork pool (one child: busy while it runs a task)."""
 
     app = "tests.watchdog_app"
+
+    def command(self) -> list[str]:
+        return [arg if arg != "--pool=solo" else "--pool=prefork" for arg in super().command()] + ["-c", "1"]
 
 
 @pytest.fixture
@@ -62,7 +66,7 @@ def test_a_busy_worker_with_tasks_waiting_is_not_taken_for_a_stalled_one(
         real_redis: redis.Redis, settings: Settings, migrated_db_url: str, tmp_path: Path,
         workers: list[CeleryWorker]) -> None:
     sync_settings = settings.with_overrides(celery_queue=f"{settings.key_prefix}:q")
-    busy = WatchedWorker(tmp_path, "busy", _env(sync_settings, migrated_db_url))  # solo pool: one task at a time
+    busy = WatchedWorker(tmp_path, "busy", _env(sync_settings, migrated_db_url))  # one task at a time
     workers.append(busy.start())
     done = f"{settings.key_prefix}:test:after-sleep"
     send(sync_settings, "tests.sleep", seconds=2 * LIMIT_S)
