@@ -67,8 +67,27 @@ _CODE_BY_STATUS = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 40
 # Redis Cluster a failover or reshard in progress: CLUSTERDOWN / MASTERDOWN, TRYAGAIN (a script whose
 # keys are split between two nodes mid-migration; it did not run), redirections that did not settle
 # (ClusterError "TTL exhausted"), a slot with no known owner. None of these ran the script halfway.
+# Also a Redis that answers but refuses writes for a while: out of memory (maxmemory, noeviction), turned
+# into a replica (READONLY), too few replicas (NOREPLICAS), a failed background save (MISCONF), busy
+# running another script past busy-reply-threshold (BUSY). Redis refuses a script only at its first write
+# and lets one that has written finish, so a refused call changed nothing.
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.TryAgainError,
-              redis.exceptions.ClusterError, redis.exceptions.SlotNotCoveredError)
+              redis.exceptions.ClusterError, redis.exceptions.SlotNotCoveredError,
+              redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
+_REFUSALS_WITHOUT_A_CLASS = frozenset({"MISCONF", "NOREPLICAS", "BUSY"})  # plain ResponseErrors in redis-py
+
+
+def redis_unavailable(error: BaseException) -> bool:
+    """Whether this Redis error means "try again shortly" (REDIS_DOWN, or a refusal without its own class)."""
+    return isinstance(error, REDIS_DOWN) or _refusal_code(error) in _REFUSALS_WITHOUT_A_CLASS
+
+
+def _refusal_code(error: BaseException) -> str | None:
+    """The Redis error code of a refused command ('OOM', 'READONLY', 'BUSY', ...), None for other errors."""
+    if not isinstance(error, redis.exceptions.ResponseError):
+        return None
+    code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
+    return code if code.isupper() and code.isalpha() else None
 # Database failures of the same kind (only admin reconciliation and /readyz use the database).
 DATABASE_DOWN = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)
 
@@ -113,8 +132,10 @@ def inventory_error_reply(error: InventoryError) -> ErrorReply:
 
 
 def redis_down_reply(error: BaseException) -> ErrorReply:
+    """503: the Redis error code of a refusal ('OOM', ...) or the kind of failure ('ConnectionError', ...)."""
     return error_reply("unavailable", "The inventory store is unavailable; retry shortly.",
-                       {"reason": type(error).__name__}, {"Retry-After": RETRY_AFTER_UNAVAILABLE})
+                       {"reason": _refusal_code(error) or type(error).__name__},
+                       {"Retry-After": RETRY_AFTER_UNAVAILABLE})
 
 
 def to_response(reply: ErrorReply) -> Response:
@@ -222,7 +243,7 @@ def _redis_cause(error: BaseException | None) -> BaseException | None:
     """Redis down, possibly wrapped (limits.errors.StorageError keeps it as __cause__/storage_error)."""
     seen = 0
     while error is not None and seen < 5:
-        if isinstance(error, REDIS_DOWN):
+        if redis_unavailable(error):
             return error
         error = getattr(error, "storage_error", None) or error.__cause__
         seen += 1

@@ -22,7 +22,8 @@ from flask import Flask
 
 from api import metrics, observability
 from api.auth import allowed, user_for
-from api.errors import REDIS_DOWN, ApiError, ErrorReply, error_reply, inventory_error_reply, redis_down_reply
+from api.errors import (ApiError, ErrorReply, error_reply, inventory_error_reply, redis_down_reply,
+                        redis_unavailable)
 from api.parsing import decode_json, load
 from api.reserve_body import fast_reserve_args
 from api.schemas import ReserveIn, reservation_json
@@ -162,7 +163,7 @@ class FastReserve:
             return error_reply(error.code, error.message, error.details, error.headers)
         if isinstance(error, InventoryError):
             return inventory_error_reply(error)
-        if isinstance(error, REDIS_DOWN):
+        if redis_unavailable(error):
             log.warning("redis unavailable", error=str(error))
             return redis_down_reply(error)
         log.exception("unhandled error", method="POST", path=environ.get("PATH_INFO"))
