@@ -76,6 +76,9 @@ REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, r
               redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError)
 _REFUSALS_WITHOUT_A_CLASS = frozenset({"MISCONF", "NOREPLICAS", "BUSY"})  # plain ResponseErrors in redis-py
 
+# Database failures of the same kind (only admin reconciliation and /readyz use the database).
+DATABASE_DOWN = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)
+
 
 def redis_unavailable(error: BaseException) -> bool:
     """Whether this Redis error means "try again shortly" (REDIS_DOWN, or a refusal without its own class)."""
@@ -88,8 +91,6 @@ def _refusal_code(error: BaseException) -> str | None:
         return None
     code = getattr(error, "status_code", None) or str(error).split(" ", 1)[0]
     return code if code.isupper() and code.isalpha() else None
-# Database failures of the same kind (only admin reconciliation and /readyz use the database).
-DATABASE_DOWN = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)
 
 
 class ApiError(Exception):

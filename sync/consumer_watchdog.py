@@ -24,6 +24,7 @@ from celery import bootsteps
 from celery.signals import task_received
 from celery.worker import state as worker_state
 
+from inventory.store import MEMORY_URL
 from sync import runtime
 
 log = logging.getLogger(__name__)
@@ -77,13 +78,14 @@ class ConsumerWatchdog(bootsteps.StartStopStep):
         self._receipts: _Receipts | None = None
 
     def start(self, worker: Any) -> None:
-        limit = runtime.settings().worker_stall_exit_seconds
-        if limit <= 0:
+        settings = runtime.settings()
+        limit = settings.worker_stall_exit_seconds
+        if limit <= 0 or settings.redis_url.startswith(MEMORY_URL):  # off, or embedded mode (no broker)
             return
         queues = list(worker.app.amqp.queues.consume_from.values())  # as started: a later cancel is a stall too
         self._receipts = _Receipts()
         self._thread = threading.Thread(target=self._run, name="flashstock-watchdog", daemon=True,
-                                        args=(worker, queues, StallWatch(limit)))
+                                        args=(worker, queues, StallWatch(limit), self._receipts))
         self._thread.start()
 
     def stop(self, worker: Any) -> None:
@@ -93,7 +95,7 @@ class ConsumerWatchdog(bootsteps.StartStopStep):
         if self._receipts is not None:
             self._receipts.close()
 
-    def _run(self, worker: Any, queues: list[Any], watch: StallWatch) -> None:
+    def _run(self, worker: Any, queues: list[Any], watch: StallWatch, receipts: _Receipts) -> None:
         interval = max(1.0, watch.limit_s / 6)
         counter = BrokerQueues(worker.app, queues)
         names = [queue.name for queue in queues]
@@ -101,8 +103,7 @@ class ConsumerWatchdog(bootsteps.StartStopStep):
             while not self._stop.wait(interval):
                 waiting = counter.waiting()
                 free_slot = len(worker_state.active_requests) < capacity(worker)
-                assert self._receipts is not None
-                if watch.observe(time.monotonic(), waiting, free_slot, self._receipts.last):
+                if watch.observe(time.monotonic(), waiting, free_slot, receipts.last):
                     stop_stalled_worker(waiting or 0, names, watch.limit_s)
                     return
         finally:
