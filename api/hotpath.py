@@ -40,7 +40,9 @@ _STATUS_LINES = {status.value: f"{status.value} {status.phrase}" for status in H
 
 
 MAX_REFUSAL_BODIES = 4096  # distinct cached sold-out answers kept per process (beyond that, built each time)
-BURST = 4  # answers one connection may give in a row, without I/O, before it lets the others run
+BURST = 2  # answers one connection may give in a row, without I/O, before it lets the others run
+# (4 put the cached sold-out p99 at 64 connections above the ceiling's on a quiet box; 2 below, for the
+# same throughput within the runs' spread: BENCHMARKS.md, "Issue 13, re-measured on a quiet box")
 _turn = {"runner": 0, "answers": 0}
 
 
