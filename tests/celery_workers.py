@@ -127,6 +127,22 @@ def worker_env(settings: Settings, database_url: str, **extra: Any) -> dict[str,
     return env
 
 
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def require_rabbitmq(url: str = RABBITMQ_URL) -> None:
+    """Fail (CI) or skip the test when no RabbitMQ answers at url, as for the other servers."""
+    from kombu import Connection
+
+    from tests.conftest import server_unavailable
+
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as error:  # noqa: BLE001 - any failure means the broker is not there
+        server_unavailable("RabbitMQ", error)
+
+
 def send(settings: Settings, task: str, **kwargs: Any) -> None:
     """Publish one task to the test's queue, as beat or the API would."""
     app = make_celery(settings)

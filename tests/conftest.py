@@ -17,6 +17,7 @@ from tests.clocks import ManualClock
 if TYPE_CHECKING:
     from redis.cluster import RedisCluster
 
+    from tests.celery_workers import CeleryWorker
     from tests.own_cluster import OwnCluster
     from tests.own_redis import OwnRedis
 
@@ -269,3 +270,12 @@ def pg_sessions(migrated_db_url: str) -> Iterator["sessionmaker"]:  # noqa: F821
     engine = make_engine(migrated_db_url, pool_size=2)
     yield make_session_factory(engine)
     engine.dispose()
+
+
+@pytest.fixture
+def workers() -> Iterator[list["CeleryWorker"]]:
+    """Real Celery worker processes a test starts (tests/celery_workers.py); each is stopped afterwards."""
+    started: list["CeleryWorker"] = []
+    yield started
+    for worker in started:
+        worker.stop()

@@ -56,3 +56,15 @@ def assert_holds_listed(inv: Inventory, skus: list[str]) -> None:
                 continue
             listed = [inv.redis.zscore(part.expiries, f"s:{sku}"), inv.redis.zscore(part.expiries, token)]
             assert any(at is not None and at <= score for at in listed), (sku, member, score, listed)
+
+
+def table_columns(database_url: str, table: str) -> list[str]:
+    """Column names of a table in a SQLite database (migration tests)."""
+    from inventory.db import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return [row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")]
+    finally:
+        engine.dispose()

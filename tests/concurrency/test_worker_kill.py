@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
-import pytest
 from sqlalchemy import func, select
 
 from inventory import Inventory, Settings
@@ -16,14 +14,6 @@ from tests.celery_workers import CeleryWorker, send, wait_for, worker_env
 from tests.helpers import make_product, outbox_length, outbox_pending, stock
 
 N = 400
-
-
-@pytest.fixture
-def workers() -> Iterator[list[CeleryWorker]]:
-    started: list[CeleryWorker] = []
-    yield started
-    for worker in started:
-        worker.stop()
 
 
 def _count(sessions, model) -> int:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
 
-import pytest
 import redis
 
 from inventory import Settings
@@ -24,14 +22,6 @@ class WatchedWorker(CeleryWorker):
 
     def command(self) -> list[str]:
         return [arg if arg != "--pool=solo" else "--pool=prefork" for arg in super().command()] + ["-c", "1"]
-
-
-@pytest.fixture
-def workers() -> Iterator[list[CeleryWorker]]:
-    started: list[CeleryWorker] = []
-    yield started
-    for worker in started:
-        worker.stop()
 
 
 def _env(settings: Settings, database_url: str, **extra: object) -> dict[str, str]:

@@ -7,25 +7,15 @@ import pytest
 from inventory import Settings
 from sync.app import make_celery
 from sync.consumer_watchdog import BrokerQueues
-from tests.celery_workers import wait_for
-
-RABBITMQ = "amqp://guest:guest@127.0.0.1:5672//"
+from tests.celery_workers import RABBITMQ_URL, require_rabbitmq, wait_for
 
 
 @pytest.mark.parametrize("broker", ["redis", "rabbitmq"])
 def test_waiting_tasks_are_counted_from_zero_on_either_broker(settings: Settings, broker: str) -> None:
-    from kombu import Connection
-
-    from tests.conftest import server_unavailable
-
     own = settings.with_overrides(celery_queue=f"{settings.key_prefix}:wdq")
     if broker == "rabbitmq":
-        own = own.with_overrides(celery_broker_url=RABBITMQ)
-        try:
-            with Connection(RABBITMQ, connect_timeout=3) as conn:
-                conn.ensure_connection(max_retries=1)
-        except Exception as error:  # noqa: BLE001 - any failure means the broker is not there
-            server_unavailable("RabbitMQ", error)
+        require_rabbitmq()
+        own = own.with_overrides(celery_broker_url=RABBITMQ_URL)
     app = make_celery(own)
     counter = BrokerQueues(app, [app.amqp.queues[own.celery_queue]])
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import func, select
@@ -12,21 +11,13 @@ from sqlalchemy.engine import make_url
 from inventory import Inventory, Settings
 from inventory.reconcile import run_reconciliation
 from inventory.tables import LedgerRow, OrderRow
-from tests.celery_workers import CeleryWorker, TcpProxy, send, wait_for, worker_env
+from tests.celery_workers import RABBITMQ_URL, CeleryWorker, TcpProxy, require_rabbitmq, send, wait_for, worker_env
 from tests.helpers import make_product, outbox_length, stock
 
 
 @pytest.fixture
 def sync_settings(settings: Settings) -> Settings:
     return settings.with_overrides(celery_queue=f"{settings.key_prefix}:q")
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[list[CeleryWorker]]:
-    started: list[CeleryWorker] = []
-    yield started
-    for worker in started:
-        worker.stop()
 
 
 def _orders(sessions) -> list[str]:
@@ -95,15 +86,9 @@ def test_a_rabbitmq_broker_works_the_same(real_inv: Inventory, pg_sessions, migr
                                           workers: list[CeleryWorker]) -> None:
     from kombu import Connection
 
-    from tests.conftest import server_unavailable
-
-    broker = "amqp://guest:guest@127.0.0.1:5672//"
+    broker = RABBITMQ_URL
     amqp = sync_settings.with_overrides(celery_broker_url=broker)
-    try:
-        with Connection(broker, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1)
-    except Exception as error:  # noqa: BLE001 - any failure means the broker is not there
-        server_unavailable("RabbitMQ", error)
+    require_rabbitmq(broker)
     make_product(real_inv, "HOT", stock=30)
     orders = _sell(real_inv, 20)
     try:

@@ -16,7 +16,7 @@ from inventory.migrations import downgrade, upgrade
 from inventory.outbox import OrderEvent, parse_entries
 from inventory.persistence import drain_once
 from inventory.tables import OrderRow, PaymentEventRow
-from tests.helpers import make_product, stock
+from tests.helpers import make_product, stock, table_columns
 
 
 @pytest.fixture
@@ -100,17 +100,7 @@ def test_migration_0004_adds_and_removes_the_request_id_columns(tmp_path: Path) 
     url = f"sqlite:///{tmp_path / 'm.db'}"
     upgrade(url)
     downgrade(url, "0003")
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            assert "request_id" not in [row[1] for row in conn.exec_driver_sql("PRAGMA table_info(orders)")]
-    finally:
-        engine.dispose()
+    assert "request_id" not in table_columns(url, "orders")
     upgrade(url)
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            for table in ("orders", "payment_events"):
-                assert "request_id" in [row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")]
-    finally:
-        engine.dispose()
+    for table in ("orders", "payment_events"):
+        assert "request_id" in table_columns(url, table)
