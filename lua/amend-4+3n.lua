@@ -29,7 +29,8 @@ Returns
   {-1, sku} | {-2, sku, reason} | {-3, sku, available, requested, waiting} | {-4, sku, limit, already}
   {-5}                                     no such reservation (or another user's)
   {-6}                                     reservation expired (its remaining holds are released)
-  {-7, status}                             reservation no longer open
+  {-7, status}                             reservation no longer open ('checking_out': a part pinned by a
+                                           checkout in flight)
   {-11, argument}                          invalid argument (empty result, unless other parts remain;
                                            bad quantity, ...)
   {-12}                                    lines in ARGV are stale (a current line is not named): re-read and retry
@@ -56,10 +57,13 @@ for i = 1, n do
 end
 
 local rkey = KEYS[1]
-local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'parts')
+local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'parts', 'pin')
 if not rec[1] or (user ~= '' and rec[1] ~= user) then return {-5} end
 if rec[2] == 'expired' then return {-6} end
 if rec[2] ~= 'held' then return {-7, rec[2]} end
+-- A part pinned by a checkout in flight belongs to that checkout: its holds stay at +inf and its lines
+-- as pinned until the checkout commits or the sweeper aborts it (lua/pin_part).
+if rec[6] then return {-7, 'checking_out'} end
 local owner, expires, count = rec[1], tonumber(rec[3]), tonumber(rec[4])
 
 local olds, current = {}, 0

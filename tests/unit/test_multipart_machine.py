@@ -211,3 +211,19 @@ def test_the_machine_catches_a_part_left_behind(key_prefix: str, monkeypatch: py
     with pytest.raises(AssertionError):
         machine.settle_and_check()
 
+
+
+def test_an_amend_meeting_a_crashed_checkouts_pinned_part_leaves_it_pinned(any_redis: Any, key_prefix: str) -> None:
+    """The case the state machine found (12-04): a checkout killed after pinning a part and committing the
+    home; an amend then re-held the pinned part at its old expiry, the part expired, and the sweeper
+    could no longer check it out to follow its home. A pinned part now refuses amends (checking_out)."""
+    Baskets.client, Baskets.prefix = any_redis, key_prefix
+    machine = Baskets()
+    try:
+        machine.two_baskets(checked_out=False)
+        machine.checkout(crash=2, n=1)
+        machine.amend(crash=None, n=1, picks={2: 2})
+        machine.every_sku_balances()
+        machine.every_hold_that_can_expire_is_listed()
+    finally:
+        machine.teardown()  # the sweeper settles everything; parts agree with homes; sold is exact
