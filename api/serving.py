@@ -79,13 +79,16 @@ def when_ready(server: Any) -> None:
         print(f"flashstock API: {url}  docs: {url}/docs", flush=True)
 
 
+WORKER_CLASS = "api.worker.PyWSGIWorker"  # gevent pywsgi, keep-alive limit, accepting in bursts (api/worker.py)
+
+
 def gunicorn_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
     """gunicorn options: gevent workers, connections per worker capped by the Redis pool size."""
     prepare_metrics_dir(settings)
     options: dict[str, Any] = {
         "bind": [settings.api_bind],
         "workers": settings.api_workers,
-        "worker_class": "api.worker.GeventWorker",  # gevent, accepting connections in bursts (api/worker.py)
+        "worker_class": WORKER_CLASS,
         # Each request holds at most one Redis connection at a time, so this keeps a worker from ever
         # needing more than the pool it has (redis-py would raise MaxConnectionsError instead).
         "worker_connections": settings.redis_max_connections,

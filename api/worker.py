@@ -1,40 +1,94 @@
-"""gunicorn's gevent worker, accepting new connections in small bursts instead of one per loop turn.
+"""gunicorn's gevent pywsgi worker, with gunicorn's keep-alive limit and connections accepted in bursts.
 
-With more than one worker, gunicorn's gevent worker sets its StreamServer's `max_accept` to 1, so each
-worker accepts one connection per turn of its event loop (to spread a burst of connections over the
-workers). When the workers are saturated a turn runs every ready request first, and the listen queue
-drains at ~30 connections per second: 256 storefront connections opened at the start of a sale waited
-up to 6 s for their first answer (measured; BENCHMARKS.md, "Issue 13, fourth pass"). This worker
-accepts up to ACCEPT_BURST per turn, which still leaves the other worker its share of a burst.
+Why pywsgi: gunicorn's plain gevent worker parses each request with gunicorn's own Python parser, sends
+the head and the body of each response in two writes and takes two timestamps; gevent's pywsgi server
+writes a response in one. Measured on a constant answer (BENCHMARKS.md, "Issue 13, sixth pass"): 73-84 µs
+of server CPU per answer against 127 µs, so a cached sold-out answer, most of a sale's traffic, costs
+about a third less.
+
+What the gevent worker did that pywsgi does not, and this module restores:
+- **Keep-alive limit**: a connection that sends no request for `keepalive` seconds is closed, as
+  gunicorn's gevent worker does, instead of being held open for ever.
+- **Accepting in bursts**: with more than one worker, a server that knows it is one of several accepts
+  one connection per turn of its event loop (to spread a burst of connections over the workers). When
+  the workers are saturated a turn runs every ready request first, and the listen queue drains at ~30
+  connections per second: 256 storefront connections opened at the start of a sale waited up to 6 s for
+  their first answer ("Issue 13, fourth pass"). This server accepts up to ACCEPT_BURST per turn, which
+  still leaves the other workers their share of a burst.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gevent.server import StreamServer
+import gevent
 from gunicorn.workers import ggevent
 
 ACCEPT_BURST = 16
 
 
-class BurstAcceptServer(StreamServer):
-    """A StreamServer whose `max_accept` is never set below ACCEPT_BURST (gevent's default otherwise)."""
-
-    @property  # type: ignore[override]
-    def max_accept(self) -> int:
-        return self.__dict__.get("_burst_max_accept", StreamServer.max_accept)
-
-    @max_accept.setter
-    def max_accept(self, value: int) -> None:
-        self.__dict__["_burst_max_accept"] = max(int(value), ACCEPT_BURST)
+class HeadTimeout(ValueError):
+    """No complete request head arrived within the keep-alive (a ValueError: pywsgi answers it with 400)."""
 
 
-class GeventWorker(ggevent.GeventWorker):
-    """gunicorn's gevent worker, serving through BurstAcceptServer."""
+class KeepAliveHandler(ggevent.PyWSGIHandler):
+    """gunicorn's pywsgi handler that closes a connection whose next request head takes longer than the
+    server's `keepalive` seconds to arrive, as gunicorn's gevent worker does."""
+
+    _head_timer: gevent.Timeout | None = None
+
+    def handle_one_request(self) -> Any:
+        try:
+            return super().handle_one_request()
+        finally:
+            self._stop_head_timer()
+
+    def read_requestline(self) -> str | None:
+        if self.server.keepalive > 0:
+            self._head_timer = gevent.Timeout.start_new(self.server.keepalive, HeadTimeout("request head too slow"))
+        try:
+            return super().read_requestline()
+        except HeadTimeout:
+            return None  # idle for the keep-alive: the connection is closed
+
+    def read_request(self, raw_requestline: str) -> Any:
+        try:
+            parsed = super().read_request(raw_requestline)  # the headers: still under the head's timer
+        finally:
+            self._stop_head_timer()  # never while the application runs
+        if self.server.keepalive <= 0:
+            self.close_connection = True  # keep-alive off: one request per connection, as in gunicorn
+        return parsed
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def finalize_headers(self) -> None:
+        super().finalize_headers()
+        # pywsgi says "Connection: close" only to HTTP/1.0 clients; an HTTP/1.1 client is told as well.
+        if self.close_connection and not any(name.lower() == b"connection" for name, _ in self.response_headers):
+            self.response_headers.append((b"Connection", b"close"))
+
+
+class BurstAcceptServer(ggevent.PyWSGIServer):
+    """gunicorn's pywsgi server, accepting up to ACCEPT_BURST connections per loop turn, never just one."""
+
+    keepalive: float = 5.0
+
+    def set_max_accept(self) -> None:
+        # pywsgi sets max_accept = 1 when wsgi.multiprocess is set (gunicorn sets it for > 1 worker).
+        self.max_accept = ACCEPT_BURST if self.environ.get("wsgi.multiprocess") else type(self).max_accept
+
+
+class PyWSGIWorker(ggevent.GeventPyWSGIWorker):
+    """gunicorn's gevent pywsgi worker, serving through BurstAcceptServer and KeepAliveHandler."""
+
+    server_class = BurstAcceptServer
+    wsgi_handler = KeepAliveHandler
 
     def run(self) -> Any:
-        # ggevent.run builds `StreamServer(...)` by its module-level name and then sets max_accept = 1;
-        # this worker process runs nothing else that builds one.
-        ggevent.StreamServer = BurstAcceptServer  # type: ignore[misc]
+        # One server class per worker process, so the class attribute is this worker's setting.
+        BurstAcceptServer.keepalive = float(self.cfg.keepalive)
         return super().run()

@@ -15,6 +15,8 @@ from typing import Callable, Optional
 import psycopg2
 import redis
 
+from api.serving import WORKER_CLASS
+
 EMPTY_GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
 
 
@@ -48,10 +50,11 @@ class Target:
     cluster: bool = False  # serves from the run's private Redis Cluster instead of the single node
 
 
-def gunicorn_argv(env: Env, port: int, app_spec: str) -> list[str]:
-    """gunicorn with the real stack's serving settings (api/serving.py): gevent, keep-alive 5 s."""
+def gunicorn_argv(env: Env, port: int, app_spec: str, worker_class: str = WORKER_CLASS) -> list[str]:
+    """gunicorn with the real stack's serving settings (api/serving.py): its gevent pywsgi worker,
+    keep-alive 5 s; worker_class="gevent" is gunicorn's plain gevent worker, which they used before."""
     return [
-        sys.executable, "-m", "gunicorn", "-c", str(EMPTY_GUNICORN_CONF), "-k", "gevent", "-w", str(env.workers),
+        sys.executable, "-m", "gunicorn", "-c", str(EMPTY_GUNICORN_CONF), "-k", worker_class, "-w", str(env.workers),
         "--worker-connections", str(env.worker_connections), "--keep-alive", "5", "--timeout", "30",
         "--graceful-timeout", "5", "--backlog", "2048", "--log-level", "warning",
         "--no-control-socket", "-b", f"127.0.0.1:{port}", app_spec,
@@ -100,12 +103,12 @@ def pg_count_holds(env: Env, sku: str) -> int:
     return n
 
 
-def pg_target(name: str, module: str) -> Target:
-    """A bench/baselines/<module>.py app."""
+def pg_target(name: str, module: str, worker_class: str = WORKER_CLASS) -> Target:
+    """A bench/baselines/<module>.py app (worker_class as in gunicorn_argv)."""
 
     def command(env: Env, port: int) -> list[str]:
         spec = f"bench.baselines.{module}:create_app(dsn={env.pg_dsn!r}, pool_size={env.pg_pool})"
-        return gunicorn_argv(env, port, spec)
+        return gunicorn_argv(env, port, spec, worker_class)
 
     return Target(name, command, pg_seed, pg_read_stock, pg_count_holds, needs_postgres=True)
 
@@ -129,10 +132,12 @@ def redis_read_stock(env: Env, sku: str) -> int:
         return int(r.get(f"{env.key_prefix}stock:{sku}") or 0)
 
 
-def ceiling_target(name: str = "ceiling", client: Optional[str] = None, remember_sold_out: float = 0.0) -> Target:
+def ceiling_target(name: str = "ceiling", client: Optional[str] = None, remember_sold_out: float = 0.0,
+                   worker_class: str = WORKER_CLASS) -> Target:
     """Bare WSGI + flashstock's own reserve Lua call (bench/ceiling/app.py), same keys and stock as
     the flashstock target; client overrides env.redis_client; remember_sold_out answers a refused SKU
-    from memory for that many seconds (the bound of any sold-out cache on this stack)."""
+    from memory for that many seconds (the bound of any sold-out cache on this stack); worker_class
+    as in gunicorn_argv."""
 
     def command(env: Env, port: int) -> list[str]:
         spec = (
@@ -140,7 +145,7 @@ def ceiling_target(name: str = "ceiling", client: Optional[str] = None, remember
             f"client={client or env.redis_client!r}, max_connections={env.redis_pool}, "
             f"remember_sold_out={remember_sold_out!r})"
         )
-        return gunicorn_argv(env, port, spec)
+        return gunicorn_argv(env, port, spec, worker_class)
 
     return Target(name, command, fs_seed, fs_read_stock, fs_count_holds)
 
@@ -288,8 +293,8 @@ def flashstock_target() -> Target:
 
 
 def flashstock_plain_worker_target() -> Target:
-    """The product on gunicorn's stock gevent worker (one accept per loop turn, api/worker.py): the
-    A/B of that worker in one run."""
+    """The product on gunicorn's plain gevent worker (its own parser, one accept per loop turn), which
+    it used before api/worker.py's pywsgi worker: the A/B of that worker in one run."""
     def command(env: Env, port: int) -> list[str]:
         return [*flashstock_command(env, port)[:-1], "-k", "gevent", "wsgi:app"]
 
@@ -328,6 +333,9 @@ def all_targets() -> dict[str, Target]:
             ceiling_target("ceiling_lean_client", "lean"),
             # the ceiling plus a per-process sold-out set: what any sold-out cache can reach here
             ceiling_target("ceiling_cached", remember_sold_out=0.2),
+            # the baselines on gunicorn's plain gevent worker, as measured before the pywsgi worker
+            ceiling_target("ceiling_plain_worker", worker_class="gevent"),
+            pg_target("pg_for_update_plain_worker", "for_update", worker_class="gevent"),
             pg_target("pg_for_update", "for_update"),
             pg_target("pg_conditional", "conditional"),
             pg_target("pg_optimistic", "optimistic"),

@@ -1,9 +1,16 @@
-"""api/worker.py: the gevent worker accepts a burst of waiting connections per loop turn, not one."""
+"""api/worker.py: the pywsgi worker accepts a burst of waiting connections per loop turn, not one, and keeps
+gunicorn's keep-alive limit."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
-from typing import Any
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
 
 import gevent
 import pytest
@@ -11,26 +18,37 @@ from gunicorn.util import load_class
 from gunicorn.workers import ggevent
 
 from api.serving import gunicorn_settings
-from api.worker import ACCEPT_BURST, BurstAcceptServer, GeventWorker
+from api.worker import ACCEPT_BURST, BurstAcceptServer, PyWSGIWorker
 from inventory.config import Settings
 
-
-def test_max_accept_is_never_set_below_the_burst() -> None:
-    server = BurstAcceptServer(("127.0.0.1", 0), handle=lambda *_: None)
-    assert server.max_accept == ggevent.StreamServer.max_accept == 100  # one worker: gevent's own default
-    server.max_accept = 1  # what gunicorn's gevent worker sets when there is more than one worker
-    assert server.max_accept == ACCEPT_BURST
-    server.max_accept = 100
-    assert server.max_accept == 100
+ROOT = Path(__file__).resolve().parents[2]
+APP = "tests.api.constant_app:app"
+REQUEST = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
-@pytest.mark.parametrize("server_class, accepted", [(BurstAcceptServer, ACCEPT_BURST), (ggevent.StreamServer, 1)])
+from tests.api.constant_app import app as _app  # noqa: E402
+
+
+@pytest.mark.parametrize("multiprocess, expected", [(True, ACCEPT_BURST), (False, 100)])
+def test_max_accept_is_the_burst_with_several_workers_and_geventss_default_with_one(multiprocess, expected):
+    server = BurstAcceptServer(("127.0.0.1", 0), application=_app, environ={"wsgi.multiprocess": multiprocess})
+    assert server.max_accept == expected
+    # pywsgi's own server accepts one connection per turn as soon as it is one of several processes
+    plain = ggevent.PyWSGIServer(("127.0.0.1", 0), application=_app, environ={"wsgi.multiprocess": True})
+    assert plain.max_accept == 1
+
+
+@pytest.mark.parametrize("server_class, accepted", [(BurstAcceptServer, ACCEPT_BURST), (ggevent.PyWSGIServer, 1)])
 def test_one_readiness_event_accepts_a_burst_of_waiting_connections(server_class: Any, accepted: int) -> None:
     listener = socket.create_server(("127.0.0.1", 0), backlog=64)
     clients = [socket.create_connection(listener.getsockname()) for _ in range(ACCEPT_BURST + 4)]
     handled: list[Any] = []
-    server = server_class(listener, handle=lambda sock, _address: handled.append(sock.close()))
-    server.max_accept = 1
+
+    class Counting(server_class):  # type: ignore[misc, valid-type]
+        def handle(self, sock: socket.socket, _address: Any) -> None:
+            handled.append(sock.close())
+
+    server = Counting(listener, application=_app, environ={"wsgi.multiprocess": True})
     try:
         server.init_socket()
         server._do_read()  # noqa: SLF001 - the readiness callback gevent runs once per loop turn
@@ -42,7 +60,110 @@ def test_one_readiness_event_accepts_a_burst_of_waiting_connections(server_class
         server.close()
 
 
-def test_the_api_is_served_by_the_burst_accepting_worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+def test_the_api_is_served_by_the_pywsgi_worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # gunicorn_settings exports it; restored afterwards
     options = gunicorn_settings(Settings(metrics_dir=str(tmp_path)))
-    assert load_class(options["worker_class"]) is GeventWorker
+    assert load_class(options["worker_class"]) is PyWSGIWorker
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Any]:
+    """Start gunicorn with api.worker.PyWSGIWorker (2 workers) and a given keep-alive; yields its port."""
+    servers: list[subprocess.Popen[bytes]] = []
+
+    def start(keepalive: int) -> int:
+        port = _free_port()
+        log = tmp_path / f"gunicorn-{port}.log"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "bench" / "gunicorn_conf.py"), "-w", "2",
+             "-k", "api.worker.PyWSGIWorker", "--keep-alive", str(keepalive), "-b", f"127.0.0.1:{port}", APP],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log.open("w"), stderr=subprocess.STDOUT)
+        servers.append(server)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return port
+            except OSError:
+                assert server.poll() is None, log.read_text()[-2000:]
+                assert time.monotonic() < deadline, "gunicorn did not start"
+                time.sleep(0.1)
+
+    yield start
+    for server in servers:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _answer(connection: socket.socket) -> bytes:
+    """One response (head and the 2-byte body) read from a keep-alive connection."""
+    data = b""
+    while not (b"\r\n\r\n" in data and data.endswith(b"ok")):
+        chunk = connection.recv(4096)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return data
+
+
+def _closed_within(connection: socket.socket, seconds: float) -> bool:
+    connection.settimeout(seconds)
+    try:
+        return connection.recv(4096) == b""
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_an_idle_connection_is_kept_for_the_keep_alive_and_closed_after_it(serve) -> None:
+    port = serve(keepalive=2)
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(REQUEST)
+        assert _answer(connection).startswith(b"HTTP/1.1 200")
+        time.sleep(1.0)  # idle for less than the keep-alive: the connection still serves
+        connection.sendall(REQUEST)
+        assert _answer(connection).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert _closed_within(connection, 6.0), "an idle connection outlived the keep-alive"
+        assert 1.5 <= time.monotonic() - started <= 4.5
+
+
+def test_a_connection_that_never_sends_a_request_is_closed_after_the_keep_alive(serve) -> None:
+    port = serve(keepalive=1)
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        assert _closed_within(connection, 5.0)
+
+
+def test_a_request_head_that_trickles_in_slower_than_the_keep_alive_is_cut_off(serve) -> None:
+    port = serve(keepalive=1)
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(b"GET /x HTTP/1.1\r\n")
+        for _ in range(2):  # headers, but never the blank line that ends them
+            time.sleep(0.4)
+            connection.sendall(b"X-Slow: 1\r\n")
+        started = time.monotonic()
+        connection.settimeout(5.0)
+        answer = b""
+        while chunk := connection.recv(4096):
+            answer += chunk
+        assert time.monotonic() - started < 3.0
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer
+
+
+def test_keep_alive_zero_answers_one_request_per_connection(serve) -> None:
+    port = serve(keepalive=0)
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(REQUEST)
+        head = _answer(connection)
+        assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head
+        assert _closed_within(connection, 5.0)
