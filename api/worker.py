@@ -24,6 +24,8 @@ from typing import Any
 import gevent
 from gunicorn.workers import ggevent
 
+from api.request_head import RequestHead, environ_fields, read_head
+
 ACCEPT_BURST = 16
 
 
@@ -36,6 +38,16 @@ class KeepAliveHandler(ggevent.PyWSGIHandler):
     server's `keepalive` seconds to arrive, as gunicorn's gevent worker does."""
 
     _head_timer: gevent.Timeout | None = None
+
+    def MessageClass(self, rfile: Any, *_: Any) -> RequestHead:  # noqa: N802 - pywsgi's name
+        return read_head(rfile)
+
+    def _headers(self) -> Any:
+        return environ_fields(self.headers)
+
+    def log_request(self) -> None:
+        if self.server.log.access_log_enabled:  # skip building the access record nobody writes
+            super().log_request()
 
     def handle_one_request(self) -> Any:
         try:

@@ -42,6 +42,7 @@ PARTS = [
     ("flask / werkzeug", "(flask/"),
     ("werkzeug", "(werkzeug/"),
     ("gunicorn gevent worker (I/O, parsing)", "gunicorn"),
+    ("gevent pywsgi (I/O, parsing)", "pywsgi"),
 ]
 
 

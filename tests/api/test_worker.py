@@ -72,13 +72,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Any]:
-    """Start gunicorn with api.worker.PyWSGIWorker (2 workers) and a given keep-alive; yields its port."""
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """gunicorn with api.worker.PyWSGIWorker (2 workers) for a given keep-alive (one per value, shared by
+    the module's tests); gives its port."""
     servers: list[subprocess.Popen[bytes]] = []
+    ports: dict[int, int] = {}
+    tmp_path = tmp_path_factory.mktemp("gunicorn")
 
     def start(keepalive: int) -> int:
-        port = _free_port()
+        if keepalive in ports:
+            return ports[keepalive]
+        port = ports[keepalive] = _free_port()
         log = tmp_path / f"gunicorn-{port}.log"
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "bench" / "gunicorn_conf.py"), "-w", "2",
@@ -158,6 +163,18 @@ def test_a_request_head_that_trickles_in_slower_than_the_keep_alive_is_cut_off(s
             answer += chunk
         assert time.monotonic() - started < 3.0
         assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer
+
+
+@pytest.mark.parametrize("bad_line", [b"Host : t", b" folded", b"Content-Length: 3\r\nContent-Length: 4"])
+def test_a_malformed_request_head_is_answered_400_and_the_connection_closed(serve, bad_line: bytes) -> None:
+    port = serve(keepalive=5)
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(b"POST /x HTTP/1.1\r\nHost: t\r\n" + bad_line + b"\r\n\r\nabc")
+        connection.settimeout(5.0)
+        answer = b""
+        while chunk := connection.recv(4096):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 400"), answer
 
 
 def test_keep_alive_zero_answers_one_request_per_connection(serve) -> None:

@@ -1,0 +1,93 @@
+"""A request's header fields, read for gevent's pywsgi handler without the email package.
+
+pywsgi reads a request's fields with `http.client.parse_headers`, which hands them to the generic MIME
+parser of the `email` package: 18% of an API worker's samples on a cached sold-out answer (BENCHMARKS.md,
+"Issue 13, sixth pass"). HTTP/1.1 fields are simpler than MIME headers (RFC 9112 §5), so they are read
+here line by line, with http.client's limits (line length, field count), and the parts of RFC 9112 that
+keep one request from being read as two are enforced: no whitespace before the colon, no obsolete line
+folding, no CR or NUL in a value, one Content-Length.
+"""
+
+from __future__ import annotations
+
+import re
+from http.client import _MAXHEADERS, _MAXLINE  # the limits parse_headers enforces
+from typing import IO, Iterator
+
+TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 §5.6.2 field name
+
+
+class RequestHead:
+    """The fields of one request head: the part of http.client.HTTPMessage that pywsgi uses."""
+
+    __slots__ = ("fields", "status")
+
+    def __init__(self, fields: list[tuple[str, str]], status: str = "") -> None:
+        self.fields = fields  # (name, value) in arrival order, names as sent
+        self.status = status  # non-empty: the head is malformed and pywsgi answers 400
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of a field (case-insensitive name), like email.message.Message.get."""
+        wanted = name.lower()
+        for field, value in self.fields:
+            if field.lower() == wanted:
+                return value
+        return default
+
+    getheader = get
+
+    def __delitem__(self, name: str) -> None:
+        wanted = name.lower()
+        self.fields = [(field, value) for field, value in self.fields if field.lower() != wanted]
+
+    def items(self) -> list[tuple[str, str]]:
+        return list(self.fields)
+
+    @property
+    def typeheader(self) -> str | None:
+        return self.get("content-type")
+
+    @property
+    def headers(self) -> Iterator[str]:
+        """The fields as `Name: value` lines, as pywsgi's environ builder reads them."""
+        for field, value in self.fields:
+            yield f"{field}: {value}\r\n"
+
+
+def read_head(rfile: IO[bytes]) -> RequestHead:
+    """Read header lines up to the blank line that ends them; a malformed head has a `status`."""
+    fields: list[tuple[str, str]] = []
+    content_lengths: set[str] = set()
+    while True:
+        line = rfile.readline(_MAXLINE + 1)
+        if len(line) > _MAXLINE:
+            return RequestHead([], "Line too long")
+        if line in (b"\r\n", b"\n", b""):  # end of the head (or the client closed: pywsgi sees it next)
+            break
+        if len(fields) >= _MAXHEADERS:
+            return RequestHead([], "Too many headers")
+        line = line[:-2] if line.endswith(b"\r\n") else line.rstrip(b"\n")
+        name, colon, value = line.partition(b":")
+        if not colon or not TOKEN.match(name):  # also refuses obs-fold lines and "Name :"
+            return RequestHead([], "Invalid header line")
+        value = value.strip(b" \t")
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            return RequestHead([], "Invalid header value")
+        text = value.decode("latin-1")
+        if name.lower() == b"content-length":
+            content_lengths.add(text)
+        fields.append((name.decode("latin-1"), text))
+    if len(content_lengths) > 1:
+        return RequestHead([], "Conflicting Content-Length")
+    return RequestHead(fields)
+
+
+def environ_fields(head: RequestHead) -> Iterator[tuple[str, str]]:
+    """(HTTP_NAME, value) for the WSGI environ, as pywsgi builds them: names with '_' are dropped (they
+    could pose as another field), Content-Type and -Length go in their own keys."""
+    for field, value in head.fields:
+        if "_" in field:
+            continue
+        key = field.replace("-", "_").upper()
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            yield "HTTP_" + key, value
