@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -28,6 +29,8 @@ from inventory.soldout import SoldOutCache
 from inventory.validation import check_lines, check_request_id, check_user
 
 PAYMENT_RESULTS = ("paid", "failed", "requires_action")
+
+log = logging.getLogger(__name__)
 
 
 def _lines_of(record: dict[str, str]) -> tuple[Line, ...]:
@@ -334,24 +337,35 @@ class Reservations:
                     expired += holds
                     returned += 0 if is_quota(sku) else units  # a quota line holds no stock
                 for token in tokens:
-                    record = self.calls.read(part, token)
                     try:
-                        reply = self.calls.release(part, token, "", "expire", record)
-                        if int(reply[0]) == 3:  # a pinned part of a checkout that did not finish
-                            self.multi.resolve_pinned(part, token)
-                            continue
-                    except ReservationClosed as closed:
-                        if closed.details.get("status") == "pending_payment":  # listed by its payment deadline
-                            self._sweep_payment(part, token)
+                        holds, units = self._expire_token(part, token)
+                    except InventoryError as error:  # stays listed and is retried; one token never stops the sweep
+                        log.error("reservation token=%s could not be expired: %s", token, error)
                         continue
-                    except (ReservationNotFound, StaleRead):
-                        continue  # gone or changed since it was listed: nothing to expire
-                    if int(reply[0]) == 0:
-                        expired += int(self.ctx.keys.of_token(token) == part)  # a reservation once, not per part
-                        returned += int(reply[2]) - _quota_units(record)  # a quota line holds no stock
+                    expired += holds
+                    returned += units
                 if len(due) < size and not more:
                     break
         return SweepResult(expired=expired, units_returned=returned, batches=batches)
+
+    def _expire_token(self, part: Partition, token: str) -> tuple[int, int]:
+        """Expire a reservation (or its part here) listed by token: (reservations expired, units returned)."""
+        record = self.calls.read(part, token)
+        try:
+            reply = self.calls.release(part, token, "", "expire", record)
+            if int(reply[0]) == 3:  # a pinned part of a checkout that did not finish
+                self.multi.resolve_pinned(part, token)
+                return 0, 0
+        except ReservationClosed as closed:
+            if closed.details.get("status") == "pending_payment":  # listed by its payment deadline
+                self._sweep_payment(part, token)
+            return 0, 0
+        except (ReservationNotFound, StaleRead):
+            return 0, 0  # gone or changed since it was listed: nothing to expire
+        if int(reply[0]) != 0:
+            return 0, 0
+        # a reservation counts once, not per part; a quota line holds no stock
+        return int(self.ctx.keys.of_token(token) == part), int(reply[2]) - _quota_units(record)
 
     def _provider_extension(self, token: str, event_id: str, by_order: bool) -> PaymentOutcome:
         """A 'requires_action' event: extend by the configured step, stopping at the lifetime cap."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from inventory import Inventory
-from inventory.errors import InvalidArgument
+from inventory.errors import InvalidArgument, InventoryError
 from inventory.keys import HOLDS_OF
 from inventory.models import Status
 from tests.clocks import ManualClock
@@ -105,3 +105,30 @@ def test_sweep_holds_refuses_bad_arguments_and_changes_nothing(shop: Inventory, 
     with pytest.raises(InvalidArgument):
         shop.reservations.calls.sweep_holds(shop.keys.of_sku(sku), sku, batch)
     assert stock(shop, "A").held == 1
+
+
+def test_a_token_that_cannot_be_expired_is_logged_and_the_sweep_goes_on(
+        shop: Inventory, clock: ManualClock, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """One token the sweeper fails on (here: an error from its release) stays listed for the next pass,
+    while the rest of the pass still gives back what is due."""
+    stuck, fine = (shop.reservations.reserve(user, {"A": 1}, ttl_seconds=10) for user in ("alice", "bob"))
+    expiries = shop.keys.of_sku("A").expiries
+    shop.redis.zrem(expiries, f"{HOLDS_OF}A")  # listed by token, the form the per-token path sweeps
+    shop.redis.zadd(expiries, {stuck.id[2:]: clock.now_ms() + 10_000, fine.id[2:]: clock.now_ms() + 10_001})
+    release = shop.reservations.calls.release
+
+    def failing_release(part, token, *args, **kwargs):
+        if token == stuck.id[2:]:
+            raise InventoryError("injected: the part could not be resolved")
+        return release(part, token, *args, **kwargs)
+
+    monkeypatch.setattr(shop.reservations.calls, "release", failing_release)
+    clock.advance(11)
+    result = shop.reservations.expire_due()
+    assert (result.expired, result.units_returned) == (1, 1)
+    assert shop.reservations.get(fine.id).status is Status.EXPIRED
+    assert shop.redis.zscore(expiries, stuck.id[2:]) is not None  # still listed
+    assert any("could not be expired" in r.getMessage() and stuck.id[2:] in r.getMessage() for r in caplog.records)
+    monkeypatch.setattr(shop.reservations.calls, "release", release)
+    assert shop.reservations.expire_due().expired == 1
+    assert stock(shop, "A").held == 0 and shop.reservations.get(stuck.id).status is Status.EXPIRED
