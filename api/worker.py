@@ -1,12 +1,13 @@
 """gunicorn's gevent pywsgi worker, with gunicorn's keep-alive limit and connections accepted in bursts.
 
-Why pywsgi: gunicorn's plain gevent worker parses each request with gunicorn's own Python parser, sends
-the head and the body of each response in two writes and takes two timestamps; gevent's pywsgi server
-writes a response in one. Measured on a constant answer (BENCHMARKS.md, "Issue 13, sixth pass"): 73-84 µs
-of server CPU per answer against 127 µs, so a cached sold-out answer, most of a sale's traffic, costs
-about a third less.
+Why pywsgi: gunicorn's plain gevent worker parses each request with gunicorn's own Python parser and
+sends the head and the body of each response in two writes; gevent's pywsgi server writes a response in
+one. pywsgi reads request fields through the email package's MIME parser, so this handler reads them with
+api/request_head.py instead, and it builds no access-log record when no access log is written. Measured
+(BENCHMARKS.md, "Issue 13, sixth pass"): a cached sold-out answer, most of a sale's traffic, costs
+173-182 µs of server CPU instead of 271-319 µs on the plain gevent worker.
 
-What the gevent worker did that pywsgi does not, and this module restores:
+What the plain gevent worker did that pywsgi does not, and this module restores:
 - **Keep-alive limit**: a connection that sends no request for `keepalive` seconds is closed, as
   gunicorn's gevent worker does, instead of being held open for ever.
 - **Accepting in bursts**: with more than one worker, a server that knows it is one of several accepts
