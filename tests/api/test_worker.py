@@ -77,17 +77,17 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """gunicorn with api.worker.PyWSGIWorker (2 workers) for a given keep-alive (one per value, shared by
     the module's tests); gives its port."""
     servers: list[subprocess.Popen[bytes]] = []
-    ports: dict[int, int] = {}
+    ports: dict[tuple[int, tuple[str, ...]], int] = {}
     tmp_path = tmp_path_factory.mktemp("gunicorn")
 
-    def start(keepalive: int) -> int:
-        if keepalive in ports:
-            return ports[keepalive]
-        port = ports[keepalive] = _free_port()
+    def start(keepalive: int, *options: str) -> int:
+        if (keepalive, options) in ports:
+            return ports[keepalive, options]
+        port = ports[keepalive, options] = _free_port()
         log = tmp_path / f"gunicorn-{port}.log"
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "bench" / "gunicorn_conf.py"), "-w", "2",
-             "-k", "api.worker.PyWSGIWorker", "--keep-alive", str(keepalive), "-b", f"127.0.0.1:{port}", APP],
+             "-k", "api.worker.PyWSGIWorker", "--keep-alive", str(keepalive), "-b", f"127.0.0.1:{port}", *options, APP],
             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log.open("w"), stderr=subprocess.STDOUT)
         servers.append(server)
         deadline = time.monotonic() + 20
@@ -184,3 +184,16 @@ def test_keep_alive_zero_answers_one_request_per_connection(serve) -> None:
         head = _answer(connection)
         assert head.startswith(b"HTTP/1.1 200") and b"Connection: close" in head
         assert _closed_within(connection, 5.0)
+
+
+def test_an_access_log_is_still_written_when_one_is_configured(serve, tmp_path: Path) -> None:
+    """The handler skips building access records only when gunicorn writes no access log."""
+    access_log = tmp_path / "access.log"
+    port = serve(5, "--access-logfile", str(access_log))
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(REQUEST.replace(b"/x", b"/logged"))
+        assert _answer(connection).startswith(b"HTTP/1.1 200")
+    deadline = time.monotonic() + 5
+    while b"GET /logged" not in access_log.read_bytes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert b"GET /logged" in access_log.read_bytes()
