@@ -20,25 +20,24 @@ TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")  # RFC 9110 §5.6.2 field
 class RequestHead:
     """The fields of one request head: the part of http.client.HTTPMessage that pywsgi uses."""
 
-    __slots__ = ("fields", "status")
+    __slots__ = ("fields", "status", "_first")
 
     def __init__(self, fields: list[tuple[str, str]], status: str = "") -> None:
         self.fields = fields  # (name, value) in arrival order, names as sent
         self.status = status  # non-empty: the head is malformed and pywsgi answers 400
+        self._first: dict[str, str] = {}  # lower-case name -> first value (pywsgi asks ~7 times per request)
+        for name, value in fields:
+            self._first.setdefault(name.lower(), value)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value of a field (case-insensitive name), like email.message.Message.get."""
-        wanted = name.lower()
-        for field, value in self.fields:
-            if field.lower() == wanted:
-                return value
-        return default
+        return self._first.get(name.lower(), default)
 
     getheader = get
 
     def __delitem__(self, name: str) -> None:
         wanted = name.lower()
-        self.fields = [(field, value) for field, value in self.fields if field.lower() != wanted]
+        self.__init__([(field, value) for field, value in self.fields if field.lower() != wanted], self.status)
 
     def items(self) -> list[tuple[str, str]]:
         return list(self.fields)
@@ -46,12 +45,6 @@ class RequestHead:
     @property
     def typeheader(self) -> str | None:
         return self.get("content-type")
-
-    @property
-    def headers(self) -> Iterator[str]:
-        """The fields as `Name: value` lines, as pywsgi's environ builder reads them."""
-        for field, value in self.fields:
-            yield f"{field}: {value}\r\n"
 
 
 def read_head(rfile: IO[bytes]) -> RequestHead:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+
 from inventory import Inventory
 from inventory.models import StockLevel
 
@@ -68,3 +71,13 @@ def table_columns(database_url: str, table: str) -> list[str]:
             return [row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table})")]
     finally:
         engine.dispose()
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM a server the test started and wait for it; SIGKILL it if it has not exited in time."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ import pytest
 
 from inventory import Inventory
 from tests.api.http_load import fire
-from tests.helpers import assert_invariant, make_product, stock
+from tests.helpers import assert_invariant, make_product, stock, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 STOCK, ATTEMPTS, CONCURRENCY = 200, 1200, 400  # 400 open connections: above redis-py's 100-connection default
@@ -70,12 +69,7 @@ def gunicorn_server(real_redis, settings, migrated_db_url, tmp_path) -> Iterator
             time.sleep(0.2)
         yield port
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
         log.close()
 
 

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from tests.api.test_gunicorn_hot_sku import ROOT, _free_port
+from tests.helpers import stop_process
 
 CLI = [sys.executable, "-m", "cli"]
 
@@ -54,12 +54,7 @@ def embedded_server(tmp_path: Path) -> Iterator[tuple[int, Path]]:
             time.sleep(0.3)
         yield port, output
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
 
 
 def test_serve_starts_the_api_on_the_embedded_default_with_demo_products(tmp_path: Path):

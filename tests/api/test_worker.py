@@ -4,7 +4,6 @@ gunicorn's keep-alive limit."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -20,17 +19,17 @@ from gunicorn.workers import ggevent
 from api.serving import gunicorn_settings
 from api.worker import ACCEPT_BURST, BurstAcceptServer, PyWSGIWorker
 from inventory.config import Settings
+from tests.api.constant_app import app as _app
+from tests.helpers import stop_process
+from tests.own_redis import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = "tests.api.constant_app:app"
 REQUEST = b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"
 
 
-from tests.api.constant_app import app as _app  # noqa: E402
-
-
 @pytest.mark.parametrize("multiprocess, expected", [(True, ACCEPT_BURST), (False, 100)])
-def test_max_accept_is_the_burst_with_several_workers_and_geventss_default_with_one(multiprocess, expected):
+def test_max_accept_is_the_burst_with_several_workers_and_gevents_default_with_one(multiprocess, expected):
     server = BurstAcceptServer(("127.0.0.1", 0), application=_app, environ={"wsgi.multiprocess": multiprocess})
     assert server.max_accept == expected
     # pywsgi's own server accepts one connection per turn as soon as it is one of several processes
@@ -66,12 +65,6 @@ def test_the_api_is_served_by_the_pywsgi_worker(monkeypatch: pytest.MonkeyPatch,
     assert load_class(options["worker_class"]) is PyWSGIWorker
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """gunicorn with api.worker.PyWSGIWorker (2 workers) for a given keep-alive (one per value, shared by
@@ -83,7 +76,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     def start(keepalive: int, *options: str) -> int:
         if (keepalive, options) in ports:
             return ports[keepalive, options]
-        port = ports[keepalive, options] = _free_port()
+        port = ports[keepalive, options] = free_port()
         log = tmp_path / f"gunicorn-{port}.log"
         server = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "bench" / "gunicorn_conf.py"), "-w", "2",
@@ -102,12 +95,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     yield start
     for server in servers:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server)
 
 
 def _answer(connection: socket.socket) -> bytes:
