@@ -1,8 +1,7 @@
 """gunicorn's gevent pywsgi worker, with gunicorn's keep-alive limit and connections accepted in bursts.
 
-Why pywsgi: gunicorn's plain gevent worker parses each request with gunicorn's own Python parser and
-sends the head and the body of each response in two writes; gevent's pywsgi server writes a response in
-one. pywsgi reads request fields through the email package's MIME parser, so this handler reads them with
+Why pywsgi: gunicorn's plain gevent worker parses each request with gunicorn's own Python parser.
+pywsgi reads request fields through the email package's MIME parser, so this handler reads them with
 api/request_head.py instead, and it builds no access-log record when no access log is written. Measured
 (BENCHMARKS.md, "Issue 13, sixth pass"): a cached sold-out answer, most of a sale's traffic, costs
 173-182 µs of server CPU instead of 271-319 µs on the plain gevent worker.
@@ -10,6 +9,8 @@ api/request_head.py instead, and it builds no access-log record when no access l
 What the plain gevent worker did that pywsgi does not, and this module restores:
 - **Keep-alive limit**: a connection that sends no request for `keepalive` seconds is closed, as
   gunicorn's gevent worker does, instead of being held open for ever.
+- **One send per answer**: both servers send a response's head and its body in two writes, so every
+  small answer cost two send syscalls and two TCP segments; this handler sends them in one.
 - **Accepting in bursts**: with more than one worker, a server that knows it is one of several accepts
   one connection per turn of its event loop (to spread a burst of connections over the workers). When
   the workers are saturated a turn runs every ready request first, and the listen queue drains at ~30
@@ -20,7 +21,9 @@ What the plain gevent worker did that pywsgi does not, and this module restores:
 
 from __future__ import annotations
 
+import time
 from typing import Any
+from wsgiref.handlers import format_date_time
 
 import gevent
 from gunicorn.workers import ggevent
@@ -28,6 +31,16 @@ from gunicorn.workers import ggevent
 from api.request_head import RequestHead, environ_fields, read_head
 
 ACCEPT_BURST = 16
+ONE_SEND_MAX = 64 * 1024  # a larger first body chunk goes in its own send, as pywsgi does (no big copy)
+_date = {"second": -1, "value": b""}
+
+
+def http_date() -> bytes:
+    """The Date header's value, formatted once per second rather than once per answer."""
+    second = int(time.time())
+    if second != _date["second"]:
+        _date["second"], _date["value"] = second, format_date_time(second).encode("latin-1")
+    return _date["value"]
 
 
 class HeadTimeout(ValueError):
@@ -79,10 +92,33 @@ class KeepAliveHandler(ggevent.PyWSGIHandler):
             self._head_timer = None
 
     def finalize_headers(self) -> None:
+        if self.provided_date is None:
+            self.provided_date = http_date()
+            self.response_headers.append((b"Date", self.provided_date))
         super().finalize_headers()
         # pywsgi says "Connection: close" only to HTTP/1.0 clients; an HTTP/1.1 client is told as well.
         if self.close_connection and not any(name.lower() == b"connection" for name, _ in self.response_headers):
             self.response_headers.append((b"Connection", b"close"))
+
+    def _write_with_headers(self, data: bytes) -> None:
+        """The status line, the headers and the first body chunk in one send (pywsgi sends the head alone)."""
+        self.headers_sent = True
+        self.finalize_headers()
+        towrite = bytearray(b"HTTP/1.1 ")
+        towrite += self.status
+        towrite += b"\r\n"
+        for name, value in self.response_headers:
+            towrite += name
+            towrite += b": "
+            towrite += value
+            towrite += b"\r\n"
+        towrite += b"\r\n"
+        if self.response_use_chunked or len(data) > ONE_SEND_MAX:
+            self._sendall(towrite)
+            self._write(data)
+            return
+        towrite += data
+        self._sendall(towrite)
 
 
 class BurstAcceptServer(ggevent.PyWSGIServer):

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
+from wsgiref.handlers import format_date_time
 
 import gevent
 import pytest
@@ -17,7 +18,8 @@ from gunicorn.util import load_class
 from gunicorn.workers import ggevent
 
 from api.serving import gunicorn_settings
-from api.worker import ACCEPT_BURST, BurstAcceptServer, PyWSGIWorker
+from api import worker
+from api.worker import ACCEPT_BURST, ONE_SEND_MAX, BurstAcceptServer, KeepAliveHandler, PyWSGIWorker
 from inventory.config import Settings
 from tests.api.constant_app import app as _app
 from tests.helpers import stop_process
@@ -185,3 +187,61 @@ def test_an_access_log_is_still_written_when_one_is_configured(serve, tmp_path: 
     while b"GET /logged" not in access_log.read_bytes() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert b"GET /logged" in access_log.read_bytes()
+
+
+class _LogOff:
+    access_log_enabled = False
+
+
+def _sends(app: Any, request: bytes) -> list[bytes]:
+    """Each send of one answer by KeepAliveHandler to `request`, over a socket pair."""
+    sends: list[bytes] = []
+
+    class Recording(KeepAliveHandler):
+        def _sendall(self, data: bytes) -> None:
+            sends.append(bytes(data))
+            super()._sendall(data)
+
+    server_side, client_side = socket.socketpair()
+    server = BurstAcceptServer(("127.0.0.1", 0), application=app, environ={})
+    server.log = _LogOff()
+    try:
+        client_side.sendall(request)
+        Recording(server_side, ("127.0.0.1", 1), server).handle()
+    finally:
+        server_side.close()
+        client_side.close()
+    return sends
+
+
+def test_an_answer_goes_out_in_one_send_with_its_head():
+    (sent,) = _sends(_app, b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    head, _, body = sent.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == b"ok"
+    assert head.count(b"\r\nDate: ") == 1 and b"Content-Length: 2" in head
+
+
+def test_a_chunked_or_large_answer_sends_its_head_first_as_pywsgi_does():
+    def chunked(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [])
+        yield b"part"
+
+    def large(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", str(ONE_SEND_MAX + 1))])
+        return [b"x" * (ONE_SEND_MAX + 1)]
+
+    request = b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    head, *rest = _sends(chunked, request)
+    assert head.endswith(b"\r\n\r\n") and b"Transfer-Encoding: chunked" in head
+    assert rest == [b"4\r\npart\r\n", b"0\r\n\r\n"]
+    head, body = _sends(large, request)
+    assert head.endswith(b"\r\n\r\n") and body == b"x" * (ONE_SEND_MAX + 1)
+
+
+def test_the_date_header_is_the_current_second_formatted_once_per_second(monkeypatch):
+    now = [1_800_000_000.2]
+    monkeypatch.setattr(worker.time, "time", lambda: now[0])
+    first = worker.http_date()
+    assert first == format_date_time(1_800_000_000).encode() and worker.http_date() is first
+    now[0] += 1
+    assert worker.http_date() == format_date_time(1_800_000_001).encode()
