@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 import structlog
@@ -44,6 +45,49 @@ def _json_line(event: dict[str, Any], **options: Any) -> str:
 
 
 _request_lines = {"on": True}  # whether the per-request line is written (LOG_LEVEL at INFO or below)
+
+
+class RequestLines:
+    """Where the per-request lines go: straight to stdout, or gathered and written once per turn of an
+    event loop whose server asked for that (api/worker.py does, for gevent's loop).
+
+    Each line used to be its own write system call (stdout is unbuffered wherever PYTHONUNBUFFERED is
+    set, as in the Docker image). Gathered, the answers of one loop turn share one write, made when the
+    turn's greenlets have all run, before the worker next waits for I/O: a line still leaves the process
+    within the turn that answered its request, but a worker killed mid-turn loses that turn's lines.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[bytes] = []
+        self._schedule: Callable[[Callable[[], None]], Any] | None = None
+
+    def gather_per_turn(self, schedule: Callable[[Callable[[], None]], Any] | None) -> None:
+        """From now on hand lines to `schedule(flush)` once per turn (None: write each line at once)."""
+        self.flush()
+        self._schedule = schedule
+
+    def write(self, line: bytes) -> None:
+        """Write one line now, or with the rest of this loop turn's."""
+        if self._schedule is None:
+            sys.stdout.write(line.decode())
+            return
+        if not self._pending:
+            self._schedule(self.flush)
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        """Write whatever lines are waiting, in one write."""
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        try:
+            sys.stdout.write(b"".join(lines).decode())
+        except (OSError, ValueError):  # stdout closed or gone: a log line is not worth a failed request
+            pass
+
+
+request_lines = RequestLines()
+atexit.register(request_lines.flush)
 
 
 def configure_logging(level: str = "INFO") -> None:
@@ -106,7 +150,7 @@ def finish(method: str, endpoint: str, path: str, status: int, seconds: float,
     line["request_id"] = request_id
     line["level"] = "info"
     line["timestamp"] = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
-    sys.stdout.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE).decode())
+    request_lines.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE))
 
 
 def _begin() -> None:

@@ -11,6 +11,8 @@ What the plain gevent worker did that pywsgi does not, and this module restores:
   gunicorn's gevent worker does, instead of being held open for ever.
 - **One send per answer**: both servers send a response's head and its body in two writes, so every
   small answer cost two send syscalls and two TCP segments; this handler sends them in one.
+- **One log write per loop turn**: the request lines of the answers given in one turn of the event loop
+  are written together (api/observability.py, RequestLines), not one write system call each.
 - **Accepting in bursts**: with more than one worker, a server that knows it is one of several accepts
   one connection per turn of its event loop (to spread a burst of connections over the workers). When
   the workers are saturated a turn runs every ready request first, and the listen queue drains at ~30
@@ -28,6 +30,7 @@ from wsgiref.handlers import format_date_time
 import gevent
 from gunicorn.workers import ggevent
 
+from api.observability import request_lines
 from api.request_head import RequestHead, environ_fields, read_head
 
 ACCEPT_BURST = 16
@@ -140,4 +143,8 @@ class PyWSGIWorker(ggevent.GeventPyWSGIWorker):
     def run(self) -> Any:
         # One server class per worker process, so the class attribute is this worker's setting.
         BurstAcceptServer.keepalive = float(self.cfg.keepalive)
-        return super().run()
+        request_lines.gather_per_turn(gevent.get_hub().loop.run_callback)
+        try:
+            return super().run()
+        finally:
+            request_lines.gather_per_turn(None)

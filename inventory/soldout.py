@@ -117,6 +117,16 @@ class SoldOutCache:
             self._learned.clear()
 
 
+_process = {"forks": 0}  # os.fork()s between the interpreter's start and this process
+
+
+def _forked() -> None:
+    _process["forks"] += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 class SoldOutListener:
     """One pub/sub subscription per process that keeps a SoldOutCache honest; restarts after a fork."""
 
@@ -124,14 +134,17 @@ class SoldOutListener:
         self.cache = cache
         self.connect = connect  # a plain (non-cluster) Redis client to subscribe on
         self.pattern = pattern
-        self._pid = 0
+        self._started_in: int | None = None  # the process (by fork count) whose listener is running
         self._stop = threading.Event()
 
     def ensure_started(self) -> None:
-        """Start the listener in this process (a forked worker starts its own)."""
-        if self._pid == os.getpid():
+        """Start the listener in this process (a forked worker starts its own).
+
+        Asked on every reserve request: a fork counter, not os.getpid(), which is a system call each time.
+        """
+        if self._started_in == _process["forks"]:
             return
-        self._pid = os.getpid()
+        self._started_in = _process["forks"]
         self.cache.listening = False
         self.cache.clear()
         self._stop = threading.Event()
@@ -142,7 +155,7 @@ class SoldOutListener:
     def stop(self) -> None:
         self._stop.set()
         self.cache.listening = False
-        self._pid = 0
+        self._started_in = None
 
 
 def _listen(ref: "weakref.ReferenceType[SoldOutListener]", stop: threading.Event) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import socket
@@ -105,6 +106,27 @@ def test_hot_sku_over_http_sells_exactly_the_stock_and_never_fails(gunicorn_serv
     assert re.search(rf'flashstock_reservations_total\{{outcome="held"\}} {STOCK}\.0', metrics)
     assert re.search(rf'flashstock_reservations_total\{{outcome="sold_out"\}} {ATTEMPTS - STOCK}\.0', metrics)
     assert _get(port, "/readyz")[0] == 200
+
+
+def _request_lines(log: Path, path: str) -> list[dict]:
+    lines = [line for line in log.read_text().splitlines() if line.startswith("{") and f'"path":"{path}"' in line]
+    return [json.loads(line) for line in lines]
+
+
+def test_every_answer_writes_one_whole_log_line_though_a_loop_turn_writes_them_together(gunicorn_server, real_redis,
+                                                                                        settings, tmp_path):
+    port = gunicorn_server
+    make_product(Inventory(real_redis, settings), "LOGGED", stock=50)
+    requests = [("POST", "/v1/reservations", {"X-API-Key": API_KEY, "X-Request-ID": f"req-{n}"},
+                 {"user_id": f"buyer-{n}", "items": [{"sku": "LOGGED", "qty": 1}]}) for n in range(300)]
+    replies = fire("127.0.0.1", port, requests, concurrency=100)
+    assert Counter(reply.status for reply in replies) == {201: 50, 409: 250}
+    deadline = time.monotonic() + 10  # a worker writes a turn's lines once that turn's greenlets have run
+    while len(lines := _request_lines(tmp_path / "gunicorn.log", "/v1/reservations")) < len(requests):
+        assert time.monotonic() < deadline, f"{len(lines)} of {len(requests)} request lines written"
+        time.sleep(0.05)
+    assert sorted(line["request_id"] for line in lines) == sorted(f"req-{n}" for n in range(300))
+    assert Counter(line["status"] for line in lines) == {201: 50, 409: 250}
 
 
 def test_gunicorn_starts_without_a_gevent_monkey_patch_warning(gunicorn_server, tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+from typing import Any
 
 import pytest
 import structlog
@@ -217,3 +219,35 @@ def test_no_request_line_above_info(capsys):
         assert capsys.readouterr().out == ""
     finally:
         observability.configure_logging("INFO")
+
+
+def test_request_lines_are_written_at_once_unless_a_server_gathers_them_per_loop_turn(capsys):
+    lines = observability.RequestLines()
+    lines.write(b'{"n":1}\n')
+    assert capsys.readouterr().out == '{"n":1}\n'
+    turns: list[Any] = []
+    lines.gather_per_turn(turns.append)
+    lines.write(b'{"n":2}\n')
+    lines.write(b'{"n":3}\n')
+    assert capsys.readouterr().out == "" and turns == [lines.flush]  # one flush scheduled for the turn
+    turns.pop()()
+    assert capsys.readouterr().out == '{"n":2}\n{"n":3}\n'
+    lines.write(b'{"n":4}\n')
+    assert len(turns) == 1  # the next turn schedules its own flush
+    lines.gather_per_turn(None)  # a server that stops gathering writes what was waiting
+    assert capsys.readouterr().out == '{"n":4}\n'
+    lines.write(b'{"n":5}\n')
+    assert capsys.readouterr().out == '{"n":5}\n'
+
+
+def test_a_gathered_line_is_dropped_not_raised_when_stdout_is_gone(monkeypatch):
+    class Closed:
+        def write(self, _: str) -> None:
+            raise ValueError("I/O operation on closed file.")
+
+    lines = observability.RequestLines()
+    lines.gather_per_turn(lambda flush: None)
+    lines.write(b"{}\n")
+    monkeypatch.setattr(sys, "stdout", Closed())
+    lines.flush()
+    lines.flush()  # nothing left to write
