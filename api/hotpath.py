@@ -83,13 +83,13 @@ def hold(st: ApiState, user_id: str, args: dict[str, Any], client_ip: str,
             ttl_seconds=args.get("ttl_seconds"), idempotency_key=idempotency_key,
             rate_limits=lambda: st.limits.buckets(user_id, client_ip))
     except InventoryError as error:
-        metrics.reservation_outcome(error.code).inc()
+        metrics.updates.inc(metrics.reservation_outcome(error.code))
         if getattr(error, "cached", False):
-            metrics.SOLDOUT_CACHED.inc()
+            metrics.updates.inc(metrics.SOLDOUT_CACHED)
         elif getattr(error, "with_stock", False):
-            metrics.SOLDOUT_WITH_STOCK.inc()
+            metrics.updates.inc(metrics.SOLDOUT_WITH_STOCK)
         raise
-    metrics.RESERVATIONS_HELD.inc()
+    metrics.updates.inc(metrics.RESERVATIONS_HELD)
     return held
 
 

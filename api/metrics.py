@@ -7,7 +7,9 @@ from Redis at scrape time, so they are exact whichever worker answers.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from bisect import bisect_left
+from collections import Counter as Tally
+from typing import Any, Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
@@ -38,6 +40,74 @@ MAX_STOCK_SERIES = 1000
 _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
+class TurnUpdates:
+    """Counter and histogram updates made during one event-loop turn, applied together at its end.
+
+    In multiprocess mode each update takes a lock, asks the OS for the process id and writes the value
+    into the worker's mmap file (prometheus_client's MultiProcessValue): 4-5 per reserve answer. Gathered,
+    the answers of one turn share one update per metric (and per histogram bucket), applied once the
+    turn's greenlets have run, before the worker next waits for I/O, so /metrics is at most one loop turn
+    behind the answers already sent. A worker killed mid-turn loses that turn's updates. Without a
+    loop that asks for this (tests, the Flask dev server), each update is applied at once.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[Any, float] = {}
+        self._observed: dict[Any, list[float]] = {}
+        self._schedule: Callable[[Callable[[], None]], Any] | None = None
+
+    def gather_per_turn(self, schedule: Callable[[Callable[[], None]], Any] | None) -> None:
+        """From now on hand updates to `schedule(flush)` once per turn (None: apply each at once)."""
+        self.flush()
+        self._schedule = schedule
+
+    def inc(self, counter: Any, amount: float = 1.0) -> None:
+        """counter.inc(amount), now or at the end of this turn."""
+        if self._schedule is None:
+            counter.inc(amount)
+            return
+        if not self._counts and not self._observed:
+            self._schedule(self.flush)
+        self._counts[counter] = self._counts.get(counter, 0.0) + amount
+
+    def observe(self, histogram: Any, amount: float) -> None:
+        """histogram.observe(amount), now or at the end of this turn."""
+        if self._schedule is None:
+            histogram.observe(amount)
+            return
+        if not self._counts and not self._observed:
+            self._schedule(self.flush)
+        observed = self._observed.get(histogram)
+        if observed is None:
+            observed = self._observed[histogram] = []
+        observed.append(amount)
+
+    def flush(self) -> None:
+        """Apply every waiting update."""
+        counts, observed = self._counts, self._observed
+        self._counts, self._observed = {}, {}
+        for counter, amount in counts.items():
+            counter.inc(amount)
+        for histogram, amounts in observed.items():
+            observe_all(histogram, amounts)
+
+
+def observe_all(histogram: Any, amounts: list[float]) -> None:
+    """What histogram.observe(a) for each of `amounts` records, as one update per bucket touched.
+
+    prometheus_client has no public call for this; it keeps each observation in the first bucket whose
+    upper bound holds it, plus the sum (tests/api/test_ops.py checks the exposition is the same).
+    """
+    histogram._raise_if_not_observable()  # noqa: SLF001
+    histogram._sum.inc(sum(amounts))  # noqa: SLF001
+    bounds = histogram._upper_bounds  # noqa: SLF001
+    for bucket, count in Tally(bisect_left(bounds, amount) for amount in amounts).items():
+        histogram._buckets[bucket].inc(count)  # noqa: SLF001
+
+
+updates = TurnUpdates()
+
+
 def reservation_outcome(outcome: str) -> Any:
     """The reservation counter for one outcome (children cached, as in observe_request)."""
     child = _outcomes.get(outcome)
@@ -52,8 +122,8 @@ def observe_request(method: str, endpoint: str, status: int, seconds: float) -> 
     if children is None:
         children = (REQUESTS.labels(method, endpoint, str(status)), LATENCY.labels(method, endpoint))
         _request_children[(method, endpoint, status)] = children
-    children[0].inc()
-    children[1].observe(seconds)
+    updates.inc(children[0])
+    updates.observe(children[1], seconds)
 
 
 class StockCollector:
@@ -104,6 +174,7 @@ class _Default:
 
 def outcome_counts(multiproc_dir: str = "") -> dict[str, dict[str, float]]:
     """Reservation and checkout attempts by outcome since start, summed over this host's workers."""
+    updates.flush()
     registry = CollectorRegistry(auto_describe=False)
     if multiproc_dir:
         MultiProcessCollector(registry, path=multiproc_dir)
@@ -124,6 +195,7 @@ def outcome_counts(multiproc_dir: str = "") -> dict[str, dict[str, float]]:
 
 def render(inventory: Inventory, multiproc_dir: str = "") -> tuple[bytes, str]:
     """The exposition text of every metric plus the live stock gauges."""
+    updates.flush()  # this worker's own answers so far; the others' are at most one loop turn behind
     registry = CollectorRegistry(auto_describe=False)
     if multiproc_dir:
         MultiProcessCollector(registry, path=multiproc_dir)

@@ -9,8 +9,12 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from api import create_app, observability
+from api import create_app, metrics, observability
 from inventory.migrations import upgrade
 from tests.api.conftest import ADMIN, SF, error_of
 from tests.helpers import make_product, outbox_length
@@ -251,3 +255,61 @@ def test_a_gathered_line_is_dropped_not_raised_when_stdout_is_gone(monkeypatch):
     monkeypatch.setattr(sys, "stdout", Closed())
     lines.flush()
     lines.flush()  # nothing left to write
+
+
+@hypothesis_settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.floats(min_value=0, max_value=20, allow_nan=False),
+                          st.sampled_from([0.0005, 0.001, 0.25, 5.0])), max_size=40))
+def test_observing_a_turns_latencies_at_once_records_what_one_by_one_does(amounts):
+    buckets = (0.0005, 0.001, 0.25, 5.0)
+    one_by_one = Histogram("h", "h", registry=CollectorRegistry(), buckets=buckets)
+    together = Histogram("h", "h", registry=CollectorRegistry(), buckets=buckets)
+    for amount in amounts:
+        one_by_one.observe(amount)
+    if amounts:
+        metrics.observe_all(together, amounts)
+
+    def samples(histogram: Histogram) -> dict[tuple[str, str], float]:
+        (family,) = histogram.collect()
+        return {(s.name, s.labels.get("le", "")): s.value for s in family.samples if not s.name.endswith("_created")}
+
+    expected, got = samples(one_by_one), samples(together)
+    assert got.keys() == expected.keys()
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value), key
+
+
+def test_metric_updates_apply_at_once_unless_a_server_gathers_them_per_loop_turn():
+    counter = Counter("c", "c", registry=CollectorRegistry())
+    histogram = Histogram("h", "h", registry=CollectorRegistry(), buckets=(0.01, 1.0))
+    updates = metrics.TurnUpdates()
+    updates.inc(counter)
+    assert counter._value.get() == 1
+    turns: list[Any] = []
+    updates.gather_per_turn(turns.append)
+    updates.inc(counter)
+    updates.inc(counter, 2)
+    updates.observe(histogram, 0.005)
+    updates.observe(histogram, 0.5)
+    assert counter._value.get() == 1 and histogram._sum.get() == 0
+    assert turns == [updates.flush]  # one flush per turn, whatever was updated
+    turns.pop()()
+    assert counter._value.get() == 4
+    assert histogram._sum.get() == pytest.approx(0.505)
+    assert [bucket.get() for bucket in histogram._buckets] == [1, 1, 0]
+    updates.inc(counter)
+    updates.gather_per_turn(None)  # a server that stops gathering applies what was waiting
+    assert counter._value.get() == 5
+
+
+def test_a_scrape_applies_the_answering_workers_waiting_updates(client, api_inv):
+    updates = metrics.updates
+    before = metrics.RESERVATIONS_HELD._value.get()
+    updates.gather_per_turn(lambda flush: None)  # a loop turn that has not ended
+    try:
+        updates.inc(metrics.RESERVATIONS_HELD, 3)
+        assert metrics.RESERVATIONS_HELD._value.get() == before
+        assert client.get("/metrics").status_code == 200
+        assert metrics.RESERVATIONS_HELD._value.get() == before + 3
+    finally:
+        updates.gather_per_turn(None)
