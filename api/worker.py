@@ -6,7 +6,7 @@ api/request_head.py instead, and it builds no access-log record when no access l
 (BENCHMARKS.md, "Issue 13, sixth pass"): a cached sold-out answer, most of a sale's traffic, costs
 173-182 µs of server CPU instead of 271-319 µs on the plain gevent worker.
 
-What the plain gevent worker did that pywsgi does not, and this module restores:
+What this module adds to pywsgi: what the plain gevent worker did and pywsgi does not, and what neither did:
 - **Keep-alive limit**: a connection that sends no request for `keepalive` seconds is closed, as
   gunicorn's gevent worker does, instead of being held open for ever.
 - **One send per answer**: both servers send a response's head and its body in two writes, so every
