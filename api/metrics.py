@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter as Tally
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import REGISTRY, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from api.turns import PerTurn
 from inventory.engine import Inventory
 from inventory.operations import OutboxLag, outbox_lag
 
@@ -40,7 +41,7 @@ MAX_STOCK_SERIES = 1000
 _request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
 
-class TurnUpdates:
+class TurnUpdates(PerTurn):
     """Counter and histogram updates made during one event-loop turn, applied together at its end.
 
     In multiprocess mode each update takes a lock, asks the OS for the process id and writes the value
@@ -52,31 +53,22 @@ class TurnUpdates:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self._counts: dict[Any, float] = {}
         self._observed: dict[Any, list[float]] = {}
-        self._schedule: Callable[[Callable[[], None]], Any] | None = None
-
-    def gather_per_turn(self, schedule: Callable[[Callable[[], None]], Any] | None) -> None:
-        """From now on hand updates to `schedule(flush)` once per turn (None: apply each at once)."""
-        self.flush()
-        self._schedule = schedule
 
     def inc(self, counter: Any, amount: float = 1.0) -> None:
         """counter.inc(amount), now or at the end of this turn."""
-        if self._schedule is None:
+        if self.defer():
+            self._counts[counter] = self._counts.get(counter, 0.0) + amount
+        else:
             counter.inc(amount)
-            return
-        if not self._counts and not self._observed:
-            self._schedule(self.flush)
-        self._counts[counter] = self._counts.get(counter, 0.0) + amount
 
     def observe(self, histogram: Any, amount: float) -> None:
         """histogram.observe(amount), now or at the end of this turn."""
-        if self._schedule is None:
+        if not self.defer():
             histogram.observe(amount)
             return
-        if not self._counts and not self._observed:
-            self._schedule(self.flush)
         observed = self._observed.get(histogram)
         if observed is None:
             observed = self._observed[histogram] = []

@@ -9,13 +9,14 @@ import re
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import structlog
 from flask import Flask, Response, g, request
 
 from api import metrics
+from api.turns import PerTurn
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -47,7 +48,7 @@ def _json_line(event: dict[str, Any], **options: Any) -> str:
 _request_lines = {"on": True}  # whether the per-request line is written (LOG_LEVEL at INFO or below)
 
 
-class RequestLines:
+class RequestLines(PerTurn):
     """Where the per-request lines go: straight to stdout, or gathered and written once per turn of an
     event loop whose server asked for that (api/worker.py does, for gevent's loop).
 
@@ -58,22 +59,15 @@ class RequestLines:
     """
 
     def __init__(self) -> None:
+        super().__init__()
         self._pending: list[bytes] = []
-        self._schedule: Callable[[Callable[[], None]], Any] | None = None
-
-    def gather_per_turn(self, schedule: Callable[[Callable[[], None]], Any] | None) -> None:
-        """From now on hand lines to `schedule(flush)` once per turn (None: write each line at once)."""
-        self.flush()
-        self._schedule = schedule
 
     def write(self, line: bytes) -> None:
         """Write one line now, or with the rest of this loop turn's."""
-        if self._schedule is None:
+        if self.defer():
+            self._pending.append(line)
+        else:
             sys.stdout.write(line.decode())
-            return
-        if not self._pending:
-            self._schedule(self.flush)
-        self._pending.append(line)
 
     def flush(self) -> None:
         """Write whatever lines are waiting, in one write."""

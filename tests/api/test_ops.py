@@ -233,7 +233,7 @@ def test_request_lines_are_written_at_once_unless_a_server_gathers_them_per_loop
     lines.gather_per_turn(turns.append)
     lines.write(b'{"n":2}\n')
     lines.write(b'{"n":3}\n')
-    assert capsys.readouterr().out == "" and turns == [lines.flush]  # one flush scheduled for the turn
+    assert capsys.readouterr().out == "" and len(turns) == 1  # one flush scheduled for the turn
     turns.pop()()
     assert capsys.readouterr().out == '{"n":2}\n{"n":3}\n'
     lines.write(b'{"n":4}\n')
@@ -292,7 +292,7 @@ def test_metric_updates_apply_at_once_unless_a_server_gathers_them_per_loop_turn
     updates.observe(histogram, 0.005)
     updates.observe(histogram, 0.5)
     assert counter._value.get() == 1 and histogram._sum.get() == 0
-    assert turns == [updates.flush]  # one flush per turn, whatever was updated
+    assert len(turns) == 1  # one flush per turn, whatever was updated
     turns.pop()()
     assert counter._value.get() == 4
     assert histogram._sum.get() == pytest.approx(0.505)
