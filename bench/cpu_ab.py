@@ -83,9 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             drop_bench_db(a.pg_dsn, a.pg_admin_db)
     for spec, rows in per_answer.items():
+        user, system = statistics.median(u for u, _, _ in rows), statistics.median(s for _, s, _ in rows)
         print(f"{spec:32s} median: total {statistics.median(u + s for u, s, _ in rows):6.1f} µs, user "
-              f"{statistics.median(u for u, _, _ in rows):6.1f}, system {statistics.median(s for _, s, _ in rows):5.1f}, "
-              f"{statistics.median(r for _, _, r in rows):8.0f} req/s")
+              f"{user:6.1f}, system {system:5.1f}, {statistics.median(r for _, _, r in rows):8.0f} req/s")
     return 0
 
 

@@ -14,10 +14,10 @@ class CompactPacker(PythonRespSerializer):
     """redis-py's pure-Python RESP packer, with a shortcut for the commands flashstock sends all the time.
 
     A reserve call is EVALSHA with 26 arguments; redis-py's packer encodes each through its Encoder (a
-    chain of isinstance checks) and re-joins the whole buffer once per argument: 12 µs per call, more
-    than the rest of a 201's own Python. A command whose name is one word (no space) and whose arguments are all
-    str, bytes or int, in all up to BUFFER_CUTOFF bytes, is packed here into the identical bytes in about
-    half the time (tests/unit/test_resp.py compares the two); anything else goes to redis-py's packer.
+    chain of isinstance checks) and re-joins the whole buffer once per argument: 12 µs per call. A
+    command whose name is one word and whose arguments are all str, bytes or int, in all up to
+    BUFFER_CUTOFF bytes, is packed here into the identical bytes in less than half the time
+    (tests/unit/test_resp.py compares the two); anything else goes to redis-py's packer.
     """
 
     def __init__(self, encoder: Encoder, buffer_cutoff: int = BUFFER_CUTOFF) -> None:

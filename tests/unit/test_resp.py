@@ -9,7 +9,9 @@ from redis._parsers.encoders import Encoder
 from redis.connection import PythonRespSerializer
 from redis.exceptions import DataError
 
+from inventory.config import Settings
 from inventory.resp import BUFFER_CUTOFF, CompactPacker
+from inventory.store import connect_redis
 
 ENCODER = Encoder("utf-8", "strict", False)
 REDIS_PY = PythonRespSerializer(BUFFER_CUTOFF, ENCODER.encode)
@@ -49,3 +51,11 @@ def test_anything_but_plain_str_bytes_and_int_or_a_large_command_goes_to_redis_p
     monkeypatch.setattr(PythonRespSerializer, "pack", lambda self, *args: calls.append(args) or [b""])
     COMPACT.pack("SET", "k", value)
     assert calls == [("SET", "k", value)]
+
+
+def test_the_single_node_pool_packs_every_connections_commands_with_the_compact_packer():
+    redis = connect_redis(Settings.from_env(redis_url="redis://127.0.0.1:9/0?encoding=latin-1"))
+    packer = redis.connection_pool.connection_kwargs["command_packer"]
+    assert isinstance(packer, CompactPacker)
+    assert packer.pack("SET", "k", "é") == [b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n\xe9\r\n"]  # the URL's encoding
+    assert redis.connection_pool.make_connection()._command_packer is packer  # noqa: SLF001 - what redis-py uses
