@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -69,8 +69,9 @@ def soldout_listener(inventory: Inventory) -> SoldOutListener | None:
         return None
     cache = SoldOutCache(ttl, inventory.buckets.stock_keys)
     inventory.reservations.soldout = cache
-    # Scripts' PUBLISH reaches every node of a cluster, so one plain connection to any master will do.
-    return SoldOutListener(cache, lambda: own_connection(random.choice(masters(inventory.redis))),
+    # Scripts' PUBLISH reaches every node of a cluster, so one plain connection to any master will do
+    # (chosen without the global `random`, which the listener's thread would otherwise share with the app).
+    return SoldOutListener(cache, lambda: own_connection(secrets.choice(masters(inventory.redis))),
                            inventory.keys.stock_pattern)
 
 
