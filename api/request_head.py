@@ -23,8 +23,11 @@ class RequestHead:
     __slots__ = ("fields", "status", "_first")
 
     def __init__(self, fields: list[tuple[str, str]], status: str = "") -> None:
-        self.fields = fields  # (name, value) in arrival order, names as sent
         self.status = status  # non-empty: the head is malformed and pywsgi answers 400
+        self._set(fields)
+
+    def _set(self, fields: list[tuple[str, str]]) -> None:
+        self.fields = fields  # (name, value) in arrival order, names as sent
         self._first: dict[str, str] = {}  # lower-case name -> first value (pywsgi asks ~7 times per request)
         for name, value in fields:
             self._first.setdefault(name.lower(), value)
@@ -37,7 +40,7 @@ class RequestHead:
 
     def __delitem__(self, name: str) -> None:
         wanted = name.lower()
-        self.__init__([(field, value) for field, value in self.fields if field.lower() != wanted], self.status)
+        self._set([(field, value) for field, value in self.fields if field.lower() != wanted])
 
     def items(self) -> list[tuple[str, str]]:
         return list(self.fields)

@@ -19,9 +19,9 @@ def machine_busy_s() -> tuple[float, float]:
     return (total - idle) / CLK_TCK, total / CLK_TCK
 
 
-def tree_cpu_s(pid: int) -> dict[int, float]:
-    """CPU seconds (user+system) of pid and each live descendant, keyed by pid."""
-    out: dict[int, float] = {}
+def tree_cpu_times(pid: int) -> dict[int, tuple[float, float]]:
+    """(user, system) CPU seconds of pid and each live descendant, keyed by pid."""
+    out: dict[int, tuple[float, float]] = {}
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -30,10 +30,15 @@ def tree_cpu_s(pid: int) -> dict[int, float]:
     for p in procs:
         try:
             t = p.cpu_times()
-            out[p.pid] = t.user + t.system
+            out[p.pid] = (t.user, t.system)
         except psutil.NoSuchProcess:
             continue
     return out
+
+
+def tree_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds (user+system) of pid and each live descendant, keyed by pid."""
+    return {child: user + system for child, (user, system) in tree_cpu_times(pid).items()}
 
 
 def postgres_cpu_s() -> dict[int, float]:

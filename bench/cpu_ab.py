@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
-
+from bench.cpu import delta, tree_cpu_times
 from bench.generators import Load, run_wrk
 from bench.procs import ProcessGroup, free_port, install_signal_handlers, wait_for_port
 from bench.services import create_bench_db, drop_bench_db, start_redis
@@ -30,14 +29,10 @@ from bench.targets import Env, all_targets
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tree_cpu(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process and its children so far."""
-    user = system = 0.0
-    parent = psutil.Process(pid)
-    for process in [parent, *parent.children(recursive=True)]:
-        times = process.cpu_times()
-        user, system = user + times.user, system + times.system
-    return user, system
+def cpu_between(before: dict[int, tuple[float, float]], after: dict[int, tuple[float, float]]) -> tuple[float, float]:
+    """(user, system) CPU seconds a process tree used between two `tree_cpu_times` snapshots."""
+    return (delta({p: u for p, (u, _) in before.items()}, {p: u for p, (u, _) in after.items()}),
+            delta({p: s for p, (_, s) in before.items()}, {p: s for p, (_, s) in after.items()}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
                 for spec, (target, port, server) in servers.items():
                     target.seed(env, "hot-1", a.units)
                     time.sleep(0.5)  # the sold-out caches hear of the new stock
-                    user0, system0 = tree_cpu(server.pid)
+                    before = tree_cpu_times(server.pid)
                     load = Load(port, "hot-1", a.connections, 10**9, float(a.seconds), "cpu-ab")
                     result = run_wrk(procs, load, logs / f"{spec.replace('/', '_')}-{r}.json")
-                    user1, system1 = tree_cpu(server.pid)
+                    user, system = cpu_between(before, tree_cpu_times(server.pid))
                     answers = result["status"]["201"] + result["status"]["409"]
-                    row = ((user1 - user0) / answers * 1e6, (system1 - system0) / answers * 1e6, result["rps"])
+                    row = (user / answers * 1e6, system / answers * 1e6, result["rps"])
                     per_answer.setdefault(spec, []).append(row)
                     print(f"round {r} {spec:32s} {row[2]:8.0f} req/s  user {row[0]:6.1f} µs  system {row[1]:5.1f} µs"
                           f"  total {row[0] + row[1]:6.1f} µs  {result['status']}", flush=True)
