@@ -10,7 +10,9 @@ What this module adds to pywsgi: what the plain gevent worker did and pywsgi doe
 - **Keep-alive limit**: a connection that sends no request for `keepalive` seconds is closed, as
   gunicorn's gevent worker does, instead of being held open for ever.
 - **One send per answer**: both servers send a response's head and its body in two writes, so every
-  small answer cost two send syscalls and two TCP segments; this handler sends them in one.
+  small answer cost two send syscalls and two TCP segments; this handler sends them in one, and without
+  gevent's sendall, which asks the kernel for the socket's buffer size (a getsockopt call) every time.
+- **One head timer per connection**, started and cancelled for each request, not a new one per request.
 - **One log write and one metrics update per loop turn**: the request lines and metric updates of the
   answers given in one turn of the event loop are written together (api/observability.py RequestLines,
   api/metrics.py TurnUpdates), not one write system call and 4-5 locked mmap writes per answer.
@@ -24,11 +26,13 @@ What this module adds to pywsgi: what the plain gevent worker did and pywsgi doe
 
 from __future__ import annotations
 
+import socket
 import time
 from typing import Any
 from wsgiref.handlers import format_date_time
 
 import gevent
+from greenlet import getcurrent
 from gunicorn.workers import ggevent
 
 from api import metrics
@@ -56,7 +60,7 @@ class KeepAliveHandler(ggevent.PyWSGIHandler):
     """gunicorn's pywsgi handler that closes a connection whose next request head takes longer than the
     server's `keepalive` seconds to arrive, as gunicorn's gevent worker does."""
 
-    _head_timer: gevent.Timeout | None = None
+    _head_timer: Any = None  # the connection's libev timer, while it exists
 
     def MessageClass(self, rfile: Any, *_: Any) -> RequestHead:  # noqa: N802 - pywsgi's name
         return read_head(rfile)
@@ -68,6 +72,14 @@ class KeepAliveHandler(ggevent.PyWSGIHandler):
         if self.server.log.access_log_enabled:  # skip building the access record nobody writes
             super().log_request()
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        finally:
+            if self._head_timer is not None:
+                self._head_timer.close()
+                self._head_timer = None
+
     def handle_one_request(self) -> Any:
         try:
             return super().handle_one_request()
@@ -75,8 +87,13 @@ class KeepAliveHandler(ggevent.PyWSGIHandler):
             self._stop_head_timer()
 
     def read_requestline(self) -> str | None:
-        if self.server.keepalive > 0:
-            self._head_timer = gevent.Timeout.start_new(self.server.keepalive, HeadTimeout("request head too slow"))
+        keepalive = self.server.keepalive
+        if keepalive > 0:
+            if self._head_timer is None:  # one timer per connection: its one greenlet reads every head
+                self._head_timer = gevent.get_hub().loop.timer(keepalive, keepalive)
+            # `again` counts the full keep-alive from now (a plain restart would count on from what was
+            # left when it stopped); when it fires, the hub raises HeadTimeout in this greenlet.
+            self._head_timer.again(getcurrent().throw, HeadTimeout("request head too slow"))
         try:
             return super().read_requestline()
         except HeadTimeout:
@@ -93,8 +110,7 @@ class KeepAliveHandler(ggevent.PyWSGIHandler):
 
     def _stop_head_timer(self) -> None:
         if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+            self._head_timer.stop()
 
     def finalize_headers(self) -> None:
         if self.provided_date is None:
@@ -124,6 +140,19 @@ class KeepAliveHandler(ggevent.PyWSGIHandler):
             return
         towrite += data
         self._sendall(towrite)
+
+    def _sendall(self, data: bytes | bytearray | memoryview) -> None:
+        """pywsgi's _sendall, trying one plain send first: a small answer fits the socket's buffer."""
+        try:
+            sent = self.socket.send(data)
+            if sent < len(data):
+                self.socket.sendall(memoryview(data)[sent:])
+        except socket.error as ex:
+            self.status = f"socket error: {ex}"
+            if self.code > 0:
+                self.code = -self.code
+            raise
+        self.response_length += len(data)
 
 
 class BurstAcceptServer(ggevent.PyWSGIServer):

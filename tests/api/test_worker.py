@@ -245,3 +245,36 @@ def test_the_date_header_is_the_current_second_formatted_once_per_second(monkeyp
     assert first == format_date_time(1_800_000_000).encode() and worker.http_date() is first
     now[0] += 1
     assert worker.http_date() == format_date_time(1_800_000_001).encode()
+
+
+class _TakesSeven:
+    """A socket whose send takes at most 7 bytes, as a full kernel buffer would."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.calls = sock, []
+
+    def send(self, data: Any) -> int:
+        self.calls.append("send")
+        return self.sock.send(bytes(data[:7]))
+
+    def sendall(self, data: Any) -> None:
+        self.calls.append("sendall")
+        self.sock.sendall(data)
+
+
+def test_an_answer_the_socket_takes_in_part_is_finished_by_sendall():
+    server_side, client_side = socket.socketpair()
+    handler = KeepAliveHandler.__new__(KeepAliveHandler)
+    handler.socket, handler.code, handler.response_length = _TakesSeven(server_side), 200, 0
+    try:
+        handler._sendall(bytearray(b"HTTP/1.1 200 OK\r\n\r\nok"))
+        handler._sendall(b"tail")
+        client_side.settimeout(5.0)
+        received = b""
+        while len(received) < 25:
+            received += client_side.recv(4096)
+        assert received == b"HTTP/1.1 200 OK\r\n\r\noktail"
+    finally:
+        server_side.close()
+        client_side.close()
+    assert handler.socket.calls == ["send", "sendall", "send"] and handler.response_length == 25
