@@ -111,13 +111,18 @@ def configure_logging(level: str = "INFO") -> None:
 log = structlog.get_logger("flashstock.api")
 
 
-def begin(given_request_id: str | None) -> str:
-    """Start a request's log context: the caller's X-Request-ID if well-formed, else a new one."""
+def request_id_for(given_request_id: str | None) -> str:
+    """The caller's X-Request-ID if well-formed, else a new one."""
     ok = given_request_id and _REQUEST_ID.fullmatch(given_request_id)
-    request_id = given_request_id if ok else os.urandom(16).hex()  # as random as uuid4().hex, cheaper
+    return given_request_id if ok else os.urandom(16).hex()  # type: ignore[return-value] # as random as uuid4().hex
+
+
+def begin(given_request_id: str | None) -> str:
+    """Start a request's log context, dropping whatever an earlier request left in it."""
+    request_id = request_id_for(given_request_id)
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
-    return request_id  # type: ignore[return-value]
+    return request_id
 
 
 def current_request_id() -> str:

@@ -68,6 +68,9 @@ class KeepAliveHandler(ggevent.PyWSGIHandler):
     def _headers(self) -> Any:
         return environ_fields(self.headers)
 
+    def _check_http_version(self) -> bool:
+        return self.request_version == "HTTP/1.1" or super()._check_http_version()  # parsed only if not 1.1
+
     def log_request(self) -> None:
         if self.server.log.access_log_enabled:  # skip building the access record nobody writes
             super().log_request()

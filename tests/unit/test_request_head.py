@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from api import request_head
 from api.request_head import environ_fields, read_head
 
 NAME = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-!#$%&'*+.^`|~", min_size=1, max_size=20)
@@ -78,3 +79,43 @@ def test_environ_fields_follow_pywsgi() -> None:
     assert list(environ_fields(head)) == [("HTTP_HOST", "a"), ("HTTP_X_API_KEY", "k"), ("HTTP_ACCEPT", "a"),
                                           ("HTTP_ACCEPT", "b")]
     assert head.typeheader == "application/json" and head.getheader("content-length") == "2"
+
+
+class _Unbuffered(io.RawIOBase):
+    """A reader with no peek: read_head must take the line-by-line path."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = io.BytesIO(data)
+
+    def readline(self, size: int | None = -1) -> bytes:  # type: ignore[override]
+        return self.data.readline(size)
+
+    def read(self, size: int = -1) -> bytes:  # type: ignore[override]
+        return self.data.read(size)
+
+
+LINE = st.one_of(
+    st.tuples(NAME, VALUE).map(lambda f: f"{f[0]}: {f[1]}\r\n".encode("latin-1")),
+    st.sampled_from([b"Content-Length: 4\r\n", b"content-length: 5\r\n", b"Host : a\r\n", b" folded\r\n",
+                     b"X-A: a\rb\r\n", b"X-A: a\0b\r\n", b"X-B:\t v \t\r\n", b"X-C:\r\n", b"Bare: lf\n",
+                     b"no colon\r\n", b": x\r\n"]),
+    st.binary(max_size=30).map(lambda b: b + b"\r\n"),
+)
+
+
+@given(st.lists(LINE, max_size=8), st.sampled_from([b"\r\n", b"\n", b""]))
+def test_the_buffered_head_reads_as_the_line_by_line_reader_does(lines: list[bytes], end: bytes) -> None:
+    data = b"".join(lines) + end + b"BODY"
+    buffered, unbuffered = io.BufferedReader(io.BytesIO(data)), _Unbuffered(data)
+    fast, slow = read_head(buffered), read_head(unbuffered)
+    assert (fast.status, fast.items()) == (slow.status, slow.items())
+    if not fast.status:
+        assert buffered.read() == unbuffered.read()
+
+
+def test_a_head_in_the_buffer_is_read_without_the_line_by_line_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(request_head, "_read_head_by_lines", None)
+    rfile = _head([b"Host: a\r\n", b"X-Api-Key:  k \r\n", b"Content-Length: 4\r\n"])
+    assert read_head(rfile).items() == [("Host", "a"), ("X-Api-Key", "k"), ("Content-Length", "4")]
+    assert rfile.read() == b"BODY"
+    assert read_head(io.BufferedReader(io.BytesIO(b"\r\nBODY"))).items() == []
