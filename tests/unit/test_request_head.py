@@ -119,3 +119,14 @@ def test_a_head_in_the_buffer_is_read_without_the_line_by_line_reader(monkeypatc
     assert read_head(rfile).items() == [("Host", "a"), ("X-Api-Key", "k"), ("Content-Length", "4")]
     assert rfile.read() == b"BODY"
     assert read_head(io.BufferedReader(io.BytesIO(b"\r\nBODY"))).items() == []
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("line", [b"X-A: " + b" " * 8000 + b"\0\r\n", b"X-A: " + b" \t" * 4000 + b"x\r\n",
+                                  b"X-A:" + b" " * 8000 + b"\r\n", b"X-A: a" + b" " * 8000 + b"\rb\r\n"])
+def test_long_runs_of_blanks_are_read_in_linear_time(line: bytes) -> None:
+    """A lazy value before optional blanks took 92 s on the first line (quadratic backtracking)."""
+    data = b"Host: a\r\n" + line + b"\r\nBODY"
+    fast = read_head(io.BufferedReader(io.BytesIO(data), buffer_size=16384))
+    slow = read_head(_Unbuffered(data))
+    assert (fast.status, fast.items()) == (slow.status, slow.items())
