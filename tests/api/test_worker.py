@@ -18,7 +18,7 @@ from gunicorn.util import load_class
 from gunicorn.workers import ggevent
 
 from api.serving import gunicorn_settings
-from api import worker
+from api import request_head, worker
 from api.worker import ACCEPT_BURST, ONE_SEND_MAX, BurstAcceptServer, KeepAliveHandler, PyWSGIWorker
 from inventory.config import Settings
 from tests.api.constant_app import app as _app
@@ -278,3 +278,27 @@ def test_an_answer_the_socket_takes_in_part_is_finished_by_sendall():
         server_side.close()
         client_side.close()
     assert handler.socket.calls == ["send", "sendall", "send"] and handler.response_length == 25
+
+
+def _echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    body = environ["wsgi.input"].read()
+    answer = f"{environ['REQUEST_METHOD']} {environ['PATH_INFO']} {environ.get('HTTP_X_A', '-')[:8]} ".encode() + body
+    start_response("200 OK", [("Content-Length", str(len(answer)))])
+    return [answer]
+
+
+def test_pipelined_requests_and_a_head_longer_than_the_read_buffer_are_each_read_whole(monkeypatch):
+    """Heads in the read buffer take the regular-expression reader, the long one the line-by-line reader;
+    each leaves exactly its body and the next request behind."""
+    by_lines = []
+    monkeypatch.setattr(request_head, "_read_head_by_lines",
+                        lambda rfile, read=request_head._read_head_by_lines: by_lines.append(1) or read(rfile))
+    long_value = b"v" * 10_000  # more than the reader's 8 KiB buffer: the head is not all buffered
+    requests = (b"POST /a HTTP/1.1\r\nHost: t\r\nX-A: one\r\nContent-Length: 3\r\n\r\nabc"
+                b"GET /b HTTP/1.1\r\nHost: t\r\n\r\n"
+                b"POST /c HTTP/1.1\r\nHost: t\r\nX-A: " + long_value + b"\r\nContent-Length: 4\r\n\r\ndefg"
+                b"POST /d HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+    answers = b"".join(_sends(_echo, requests)).split(b"HTTP/1.1 200 OK\r\n")[1:]
+    assert [answer.split(b"\r\n\r\n", 1)[1] for answer in answers] == [
+        b"POST /a one abc", b"GET /b - ", b"POST /c vvvvvvvv defg", b"POST /d - hi"]
+    assert by_lines == [1]
