@@ -42,6 +42,9 @@ def load(schema: ma.Schema, data: Any) -> Any:
     try:
         return schema.load(data)
     except ma.ValidationError as error:
+        # marshmallow raises from a frame that holds the error in a local: dropping the traceback breaks
+        # that reference cycle, which a cyclic collection would otherwise have to free (api/hotpath.py).
+        error.__traceback__ = None
         raise invalid(error.messages) from None
 
 
