@@ -109,24 +109,25 @@ class FastReserve:
             return self.downstream(environ, start_response)
         started = time.perf_counter()
         request_id = observability.request_id_for(environ.get("HTTP_X_REQUEST_ID"))
+        remote_addr = environ.get("REMOTE_ADDR") or "127.0.0.1"
         # Bound for this request's log lines and undone after it: cheaper than clearing every context
         # variable before and after, and every path that binds more (the Flask views) clears its own.
         bound = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            status, body, headers, code = self._answer(environ)
+            status, body, headers, code = self._answer(environ, remote_addr)
             start_response(_STATUS_LINES[status], [
                 ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                 ("X-Request-ID", request_id), *headers.items()])
-            observability.finish("POST", ENDPOINT, PATH, status, time.perf_counter() - started,
-                                 environ.get("REMOTE_ADDR") or "127.0.0.1", code, request_id)
+            observability.finish("POST", ENDPOINT, PATH, status, time.perf_counter() - started, remote_addr, code,
+                                 request_id)
         finally:
             structlog.contextvars.reset_contextvars(**bound)
         return [body]
 
-    def _answer(self, environ: dict[str, Any]) -> tuple[int, bytes, dict[str, str], str | None]:
+    def _answer(self, environ: dict[str, Any], remote_addr: str) -> tuple[int, bytes, dict[str, str], str | None]:
         """Status, body, extra headers and error code of the answer to one reserve request."""
         try:
-            held = self._reserve(environ, environ.get("REMOTE_ADDR") or "127.0.0.1")
+            held = self._reserve(environ, remote_addr)
             return 201, _json({"data": reservation_json(held)}), {}, None
         except Exception as error:  # noqa: BLE001 - every failure becomes the documented envelope
             if getattr(error, "cached", False):
