@@ -106,3 +106,16 @@ def error_of(response: Any) -> dict[str, Any]:
     assert set(body) == {"error"}, body
     assert set(body["error"]) == {"code", "message", "details"}, body
     return body["error"]
+
+
+def until_units_heard(inv: Inventory, sku: str, timeout: float = 5.0) -> None:
+    """Wait until this process's sold-out cache has heard that units of `sku` came back.
+
+    The cache learns of returns by pub/sub within a bound (100 ms is the target, tests/concurrency/
+    test_soldout_bound.py), not at once: on a cluster the announcement crosses the cluster bus first.
+    """
+    deadline = time.monotonic() + timeout
+    while inv.reservations.soldout.knows(sku):
+        assert time.monotonic() < deadline, f"no announcement of units back for {sku} within {timeout} s"
+        time.sleep(0.005)
+

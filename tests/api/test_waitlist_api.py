@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.api.conftest import ADMIN, SF, bearer, error_of
+from tests.api.conftest import ADMIN, SF, bearer, error_of, until_units_heard
 from tests.api.test_orders_payments import pay
 from tests.helpers import make_product, stock
 
@@ -100,4 +100,5 @@ def test_a_split_products_waitlist_works_as_any_other(client, api_inv, clock):
     api_inv.sweep()  # nobody waits now: the second unit back is on sale again
     level = stock(api_inv)
     assert (level.total, level.sold, level.held, level.available) == (4, 1, 2, 1)
+    until_units_heard(api_inv, "HOT")
     assert _reserve(client, "bot").status_code == 201
