@@ -50,6 +50,7 @@ SCENARIOS: dict[str, str] = {
     "browse_mix": "bench.browse_mix:run",
     "core_only": "bench.core_only:run",
     "memory": "bench.memory:run",
+    "memory_layouts": "bench.memory_layouts:run",
     "reconcile_scale": "bench.reconcile_scale:run",
     "reconcile_latency": "bench.reconcile_latency:run",
 }
