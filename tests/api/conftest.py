@@ -118,4 +118,3 @@ def until_units_heard(inv: Inventory, sku: str, timeout: float = 5.0) -> None:
     while inv.reservations.soldout.knows(sku):
         assert time.monotonic() < deadline, f"no announcement of units back for {sku} within {timeout} s"
         time.sleep(0.005)
-
