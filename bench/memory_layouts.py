@@ -18,7 +18,6 @@ from __future__ import annotations
 import platform
 import random
 import string
-import time
 import uuid
 import zlib
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Callable
 import redis
 
 from bench.goals import at_most, verdict
+from bench.memory import usage, used_memory
 from bench.solo import delete_prefix, main, parser, write_json
 from bench.suite import Context
 
@@ -72,16 +72,20 @@ def packed_record(hold: Hold, *, with_user: bool) -> str:
     return f"{hold.user}|{line}" if with_user else line
 
 
+def hold_member(hold: Hold) -> str:
+    """A holds-zset member as the product writes it (lua/includes/common.lua hold_member)."""
+    return f"{hold.token}|{hold.qty}|{hold.user}"
+
+
 def sku_holds(pipe: redis.client.Pipeline, base: str, hold: Hold) -> None:
     """Today: one holds zset and one buyers hash per SKU."""
-    pipe.zadd(f"{base}:h:{hold.sku}", {f"{hold.token}|{hold.qty}|{hold.user}": hold.expires})
+    pipe.zadd(f"{base}:h:{hold.sku}", {hold_member(hold): hold.expires})
     pipe.hincrby(f"{base}:b:{hold.sku}", hold.user, hold.qty)
 
 
 def bucket_holds(pipe: redis.client.Pipeline, base: str, hold: Hold) -> None:
     """A SKU's holds in zsets chosen by token and its buyers in hashes chosen by user."""
-    pipe.zadd(f"{base}:h:{hold.sku}:{bucket(hold.token, HOLD_BUCKETS)}",
-              {f"{hold.token}|{hold.qty}|{hold.user}": hold.expires})
+    pipe.zadd(f"{base}:h:{hold.sku}:{bucket(hold.token, HOLD_BUCKETS)}", {hold_member(hold): hold.expires})
     pipe.hincrby(f"{base}:b:{hold.sku}:{bucket(hold.user, BUYER_BUCKETS)}", hold.user, hold.qty)
 
 
@@ -153,19 +157,6 @@ def uuid_user(_: int) -> str:
     return str(uuid.UUID(int=random.getrandbits(128)))
 
 
-def used_memory(client: redis.Redis) -> int:
-    """used_memory once it holds still (rehashing and lazy free finished)."""
-    last = -1
-    for _ in range(100):
-        info = client.info("memory")
-        used = int(info["used_memory"])
-        if used == last and not int(info.get("lazyfree_pending_objects", 0)):
-            return used
-        last = used
-        time.sleep(0.1)
-    return last
-
-
 def stock_hash(sku: str) -> dict[str, object]:
     """A configured, stocked SKU's hash with today's fields (22-character name)."""
     return {"total": 100, "avail": 99, "held": 1, "sold": 0, "limit": 5, "price": 1999, "v": 1,
@@ -173,12 +164,8 @@ def stock_hash(sku: str) -> dict[str, object]:
 
 
 def key_bytes(client: redis.Redis, prefix: str) -> int:
-    """MEMORY USAGE (SAMPLES 0) summed over every key under the prefix."""
-    keys = list(client.scan_iter(match=f"{prefix}:*", count=5000))
-    pipe = client.pipeline(transaction=False)
-    for key in keys:
-        pipe.memory_usage(key, samples=0)
-    return sum(int(v or 0) for v in pipe.execute())
+    """MEMORY USAGE summed over every key under the prefix."""
+    return sum(usage(client, list(client.scan_iter(match=f"{prefix}:*", count=5000))).values())
 
 
 def measure(client: redis.Redis, writer: Writer, shape: str, users: Callable[[int], str], count: int,
