@@ -98,6 +98,8 @@ def benchmark_command(sha: str, keys: list[str], args: list[Any], token: str, us
     run_tag, unique per run, starts every token; the token keeps its last PARTITION_DIGITS (the
     partition it names), so the record stays where the core would put it. The product's tokens are
     24 characters (inventory/ids.py); these are 27 + len(run_tag), a few bytes more per record key.
+    The record bucket's name holds no token, so every call packs its record into the captured
+    token's bucket: one bucket in the partition's slot grows, where the product spreads them over 1,024.
     """
     if args[0] != token or args[1] != user:
         raise ValueError("captured ARGV does not start with token, user")

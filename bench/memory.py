@@ -7,7 +7,8 @@ keys <= 300 B. Products are configured and stocked through the core (Catalog's s
 pipelined as the importer does), reservations taken through `Inventory.reservations.reserve`, and
 KeySpace names every key. Two methods:
   1. per key: `MEMORY USAGE key SAMPLES 0` of the keys a SKU or reservation owns, plus its share
-     of shared structures (catalogue zset, expiry zset, the SKU's holds zset and buyers hash) as the
+     of shared structures (catalogue zset, expiry zset, the SKU's holds zset and buyers hash, the
+     partition's record buckets, where an open single-line hold's record is packed) as the
      structure's growth divided by the entries added;
   2. `INFO memory` used_memory growth divided by the SKUs or reservations added (this also counts
      the keyspace's own hash tables and the expires table, amortised).
@@ -36,6 +37,7 @@ from inventory import Inventory, Settings, ids
 from inventory.context import decode_hash, text
 from inventory.errors import raise_for_reply
 from inventory.scripts import load_sources
+from inventory.records import read_record
 from inventory.store import connect_redis
 
 NAME = "memory"
@@ -214,6 +216,7 @@ def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: li
     client, keys = inv.redis, inv.keys
     distinct = sorted(set(skus))
     shared = {
+        "record bucket entry": [bucket for p in keys.parts for bucket in p.all_record_buckets()],
         "expiry zset entry": [p.expiries for p in keys.parts],
         "holds zset entry": [keys.sku(s).holds for s in distinct],
         "buyers hash field": [keys.sku(s).buyers for s in distinct],
@@ -226,23 +229,27 @@ def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: li
     tokens = [ids.token_of(inv.reservations.reserve(user, {sku: 1}).id, "r") or "" for user, sku in zip(users, skus)]
     settle(inv)
     mem1, after = used_memory(client), usage(client, flat)
-    records = usage(client, [keys.reservation(t) for t in tokens])
+    records = usage(client, [keys.reservation(t) for t in tokens])  # 0 for a record packed in its bucket
     n = len(tokens)
-    parts = {"record hash (own key)": mean(records.values())}
+    parts = {"record hash (own key)": sum(records.values()) / n}
     parts |= {name: per_entry({k: before[k] for k in group}, {k: after[k] for k in group}, n)
               for name, group in shared.items()}
-    sample = keys.reservation(tokens[0])
+    sample_part = keys.of_token(tokens[0])
+    packed = sum(1 for t in tokens if not records[keys.reservation(t)])
     held1 = sum(int(client.hget(keys.sku(s).stock, "held") or 0) for s in distinct)
     failures = [] if held1 - held0 == n else [f"memory/{layout}: held grew by {held1 - held0}, expected {n}"]
     return {
         "layout": layout, "reservations": n, "skus": len(distinct), "user_id_chars": len(users[0]),
         "per_key_b": round(sum(parts.values()), 1), "info_b": round((mem1 - mem0) / n, 1),
         "parts_b": {k: round(v, 1) for k, v in parts.items()},
-        "encodings": {"record": text(client.object("encoding", sample)),
+        "packed_records": packed,
+        "encodings": {"record": text(client.object("encoding", sample_part.record_bucket(tokens[0])
+                                                   if packed else sample_part.reservation(tokens[0]))),
                       "holds": text(client.object("encoding", keys.sku(distinct[0]).holds)),
                       "buyers": text(client.object("encoding", keys.sku(distinct[0]).buyers)),
                       "expiries": text(client.object("encoding", keys.of_sku(distinct[0]).expiries))},
-        "sample_record_fields": field_bytes(sample, decode_hash(client.hgetall(sample))),
+        "sample_record_fields": field_bytes(sample_part.reservation(tokens[0]),
+                                            read_record(client, sample_part, tokens[0])),
         "sample_hold_member_chars": len(text(client.zrange(keys.sku(distinct[0]).holds, 0, 0)[0])),
     }, failures
 

@@ -105,7 +105,8 @@ def bucket_index(pipe: redis.client.Pipeline, base: str, hold: Hold) -> None:
 
 
 def record_key(pipe: redis.client.Pipeline, base: str, hold: Hold) -> None:
-    """Today: a record hash per reservation, kept until its hold expires plus the retention."""
+    """A record hash per reservation, kept until its hold expires plus the retention (the product before 12-05;
+    since then only for records that do not pack into 64 bytes)."""
     record = f"{base}:r:{hold.token}"
     pipe.hset(record, mapping={"u": hold.user, "st": "held", "exp": hold.expires, "ct": hold.created, "n": 1,
                                f"l:{hold.sku}": hold.qty, f"p:{hold.sku}": hold.price})
@@ -128,12 +129,12 @@ def layout(*parts: Writer) -> Writer:
     return write
 
 
-today = layout(sku_holds, partition_index, record_key)
+record_keys = layout(sku_holds, partition_index, record_key)  # the product before 12-05
 
 # (name, writer for a hot SKU, writer for one hold per SKU): a light SKU keeps its few holds and buyers in
 # its stock hash in the last two, which a hot SKU cannot (over 512 fields it becomes a hash table).
 LAYOUTS: list[tuple[str, Writer, Writer]] = [
-    ("today", today, today),
+    ("record keys (before 12-05)", record_keys, record_keys),
     ("holds and buyers in buckets", layout(bucket_holds, partition_index, record_key),
      layout(bucket_holds, partition_index, record_key)),
     ("records packed in buckets", layout(sku_holds, partition_index, packed(False)),

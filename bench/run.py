@@ -51,6 +51,7 @@ SCENARIOS: dict[str, str] = {
     "core_only": "bench.core_only:run",
     "memory": "bench.memory:run",
     "memory_layouts": "bench.memory_layouts:run",
+    "record_packing": "bench.record_packing:run",
     "reconcile_scale": "bench.reconcile_scale:run",
     "reconcile_latency": "bench.reconcile_latency:run",
 }

@@ -12,6 +12,7 @@ from inventory.clock import ScriptedClock
 from inventory.config import Settings
 from inventory.context import Context
 from inventory.models import SweepResult
+from inventory.records import RecordPruner
 from inventory.reservations import Reservations
 from inventory.store import connect_redis
 from inventory.waitlist import Waitlists
@@ -28,13 +29,16 @@ class Inventory:
         self.catalog = Catalog(self.ctx, self.buckets)
         self.reservations = Reservations(self.ctx, self.buckets)
         self.waitlists = Waitlists(self.ctx, self.reservations)
+        self.records = RecordPruner(self.ctx)
 
     def sweep(self) -> SweepResult:
-        """The sweeper's run: expired holds and passed payment deadlines, every waitlist's offers, then the
-        stock buckets of split SKUs evened out (interrupted moves finished first)."""
+        """The sweeper's run: expired holds and passed payment deadlines, every waitlist's offers, the
+        stock buckets of split SKUs evened out (interrupted moves finished first), then packed records
+        past their retention dropped (a slice of the record buckets per run)."""
         result = self.reservations.expire_due()
         offered = self.waitlists.serve_all()
-        return replace(result, offered=offered, units_moved=self.buckets.rebalance_all())
+        moved = self.buckets.rebalance_all()
+        return replace(result, offered=offered, units_moved=moved, records_pruned=self.records.prune())
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: ScriptedClock | None = None) -> "Inventory":

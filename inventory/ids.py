@@ -17,8 +17,8 @@ _KEY_DIGITS = 21  # base 36: 108 bits of the key's SHA-256
 _RANDOM_CHARS = bytes(_DIGITS[b % 36].encode()[0] for b in range(256))  # 256 % 36 = 4: 5.165 of 5.17 bits
 _time_prefix = (-1, "")  # (ms, its digits), replaced as one: tokens made in the same ms share them
 
-# Tokens are short because each one is stored three times per open hold (record key, holds member,
-# expiry index): with the 3 partition digits a token is 24 characters, so a holds member
+# Tokens are short because each one is stored twice per open hold (its record's bucket field or key
+# name, the holds member): with the 3 partition digits a token is 24 characters, so a holds member
 # "<token>|<qty>|<36-character UUID user>" stays within Redis's 64-byte listpack limit and a lightly
 # held SKU keeps its compact encoding (BENCHMARKS.md, memory section).
 

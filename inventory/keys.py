@@ -7,12 +7,14 @@ catalogue, sale switch and recovery marker. One script call therefore touches on
 chosen so that partition i hashes into the i-th equal share of the 16384 slots, which spreads the
 partitions evenly over the masters of a cluster created with `redis-cli --cluster create`.
 A SKU's partition is CRC16(sku) mod partitions; a reservation token ends in its partition's number,
-so the server finds its record without a lookup.
+so the server finds its record without a lookup: in the record bucket the token picks (CRC32 mod the
+partition's share of RECORD_BUCKETS) when it is packed, else in a key of its own.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -22,6 +24,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 MAX_PARTITIONS = 4096
 PARTITION_DIGITS = 3  # hex digits of the partition number at the end of a token
 HOLDS_OF = "s:"  # expiry-index member prefix naming a SKU with open holds (lua/includes/common.lua)
+RECORD_BUCKETS = 1024  # record buckets over all partitions (at least one each): ~500k packed holds stay in listpacks
 
 
 @lru_cache(maxsize=None)
@@ -69,6 +72,7 @@ class Partition:
     prefix: str
     index: int
     tag: str
+    record_buckets: int = 1
 
     @cached_property
     def base(self) -> str:
@@ -79,8 +83,18 @@ class Partition:
         return _sku_keys(self.base, sku)
 
     def reservation(self, token: str) -> str:
-        """Hash holding one reservation and, once checked out, its order."""
+        """Hash holding one reservation and, once checked out, its order, unless it is packed in its
+        record bucket."""
         return f"{self.base}:r:{token}"
+
+    def record_bucket(self, token: str) -> str:
+        """Hash token -> packed record, for the open single-line holds whose record fits in 64 bytes
+        (lua/includes/common.lua open_record; inventory/records.py reads both homes)."""
+        return f"{self.base}:rb:{zlib.crc32(token.encode()) % self.record_buckets}"
+
+    def all_record_buckets(self) -> list[str]:
+        """Every record bucket of this partition (the pruner walks them)."""
+        return [f"{self.base}:rb:{i}" for i in range(self.record_buckets)]
 
     def reservation_match(self) -> str:
         """SCAN pattern matching every reservation record of this partition (admin repair paths only)."""
@@ -165,7 +179,9 @@ class KeySpace:
     def __post_init__(self) -> None:
         if not 1 <= self.partitions <= MAX_PARTITIONS:
             raise ValueError(f"partitions must be in 1..{MAX_PARTITIONS}")
-        parts = tuple(Partition(self.prefix, i, partition_tag(i, self.partitions)) for i in range(self.partitions))
+        buckets = max(1, RECORD_BUCKETS // self.partitions)
+        parts = tuple(Partition(self.prefix, i, partition_tag(i, self.partitions), buckets)
+                      for i in range(self.partitions))
         object.__setattr__(self, "parts", parts)
 
     def partition_of(self, sku: str) -> int:

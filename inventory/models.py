@@ -207,3 +207,4 @@ class SweepResult:
     batches: int = 1
     offered: int = 0  # units offered to waiting buyers (waitlists)
     units_moved: int = 0  # units moved between the stock buckets of split SKUs (inventory/buckets.py)
+    records_pruned: int = 0  # packed records dropped after their retention (inventory/records.py)

@@ -11,10 +11,11 @@ import hashlib
 import json
 from typing import Any, Callable, Sequence
 
-from inventory.context import Context, decode_hash
+from inventory.context import Context
 from inventory.errors import InvalidArgument, RateLimited, SoldOut, StaleRead
 from inventory.keys import Partition
 from inventory.models import RateLimit
+from inventory.records import read_record
 
 _STALE_RETRIES = 5
 PIN_WINDOW_MS = 30_000  # a checkout that pinned parts and then stalled is resolved by the sweeper after this
@@ -58,7 +59,7 @@ class PartCalls:
 
     def read(self, part: Partition, token: str) -> dict[str, str]:
         """The part's record ({} when there is none)."""
-        return decode_hash(self.ctx.redis.hgetall(part.reservation(token)))
+        return read_record(self.ctx.redis, part, token)
 
     def reserve(self, part: Partition, token: str, user_id: str, fp: str, ttl_ms: int,
                 lines: Sequence[tuple[str, int]], *, others: str = "",
@@ -69,7 +70,7 @@ class PartCalls:
         older layout."""
         keys = [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
         keys += self.ctx.line_keys([sku for sku, _ in lines])
-        keys += [bucket.key for bucket in rate_limits]
+        keys += [bucket.key for bucket in rate_limits] + [part.record_bucket(token)]
         args: list[Any] = [token, user_id, fp, ttl_ms, self.settings.record_retention_seconds * 1000,
                            len(rate_limits), others, "".join(routed.get(sku, "0") for sku, _ in lines)
                            if routed else ""]
@@ -118,7 +119,7 @@ class PartCalls:
                 args += [sku, wanted.get(sku, "")]
             try:
                 return self.ctx.run("amend", [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
-                                    + self.ctx.line_keys(every), args)
+                                    + self.ctx.line_keys(every) + [part.record_bucket(token)], args)
             except SoldOut as error:
                 raise with_waitlist(error, self.settings.waitlist_max_length) from None
         return self.on_lines(part, token, call, record)
@@ -131,7 +132,7 @@ class PartCalls:
     def release_lines(self, part: Partition, token: str, skus: list[str], user_id: str, mode: str) -> list[Any]:
         return self.ctx.run(
             "release",
-            [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus),
+            [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus) + [part.record_bucket(token)],
             [token, user_id, mode, self.settings.record_retention_seconds * 1000, *skus],
         )
 
@@ -152,7 +153,7 @@ class PartCalls:
         return self.on_lines(part, token, lambda skus, owner: self.ctx.run(
             "checkout",
             [part.reservation(token), part.expiries, part.dirty, part.outbox, part.user_orders(owner)]
-            + self.ctx.line_keys(skus),
+            + self.ctx.line_keys(skus) + [part.record_bucket(token)],
             [token, user_id, order_id, self.settings.order_retention_seconds * 1000, *skus, request_id, generation,
              window],
         ), record)
@@ -163,7 +164,8 @@ class PartCalls:
         with follow_ms, another part takes the home's new expiry exactly."""
         s = self.settings
         return self.on_lines(part, token, lambda skus, _: self.ctx.run(
-            "extend", [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus),
+            "extend", [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus)
+            + [part.record_bucket(token)],
             [token, user_id, extension_id, by_ms, s.max_hold_lifetime_seconds * 1000,
              s.max_payment_lifetime_seconds * 1000, int(clamp), follow_ms, *skus],
         ), record)
@@ -174,23 +176,24 @@ class PartCalls:
         return self.on_lines(part, token, lambda skus, owner: self.ctx.run(
             "record_payment",
             [part.reservation(token), part.expiries, part.dirty, part.outbox, part.user_orders(owner)]
-            + self.ctx.line_keys(skus),
+            + self.ctx.line_keys(skus) + [part.record_bucket(token)],
             [token, event_id, result, order_id, self.settings.order_retention_seconds * 1000, *skus, request_id],
         ), record)
 
     def pin(self, part: Partition, token: str, mode: str) -> list[Any]:
         """Pin ('pin') this part for a checkout of its home, or let it go again ('unpin')."""
         return self.on_lines(part, token, lambda skus, _: self.ctx.run(
-            "pin_part", [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus),
+            "pin_part", [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus)
+            + [part.record_bucket(token)],
             [token, mode, PIN_WINDOW_MS, *skus]))
 
     def attach_parts(self, home: Partition, token: str, user_id: str, others: Sequence[int]) -> list[Any]:
         """At the home: record the other parts (an amend reserved new ones)."""
-        return self.ctx.run("attach_parts", [home.reservation(token)], [token, user_id, ",".join(map(str, others))])
+        return self.ctx.run("attach_parts", [home.reservation(token), home.record_bucket(token)], [token, user_id, ",".join(map(str, others))])
 
     def abort_checkout(self, home: Partition, token: str) -> list[Any]:
         """At the home: give up an unfinished checkout unless it committed ({1, status} then)."""
-        return self.ctx.run("abort_checkout", [home.reservation(token)], [token])
+        return self.ctx.run("abort_checkout", [home.reservation(token), home.record_bucket(token)], [token])
 
     def on_lines(self, part: Partition, token: str, call: Callable[[list[str], str], list[Any]],
                  record: dict[str, str] | None = None) -> list[Any]:

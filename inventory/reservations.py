@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from inventory import ids
 from inventory.buckets import MAX_RETRIES, Buckets, Layout, is_internal, is_quota, product_of
-from inventory.context import Context, decode_hash, text
+from inventory.context import Context, text
 from inventory.errors import (
     BucketsChanged,
     InvalidArgument,
@@ -25,6 +25,7 @@ from inventory.models import (
 )
 from inventory.multipart import MultiPart, other_parts
 from inventory.part_calls import PartCalls, fingerprint
+from inventory.records import queue_read, record_of
 from inventory.soldout import SoldOutCache
 from inventory.validation import check_lines, check_request_id, check_user
 
@@ -430,9 +431,10 @@ class Reservations:
         pipe = self.ctx.redis.pipeline(transaction=False)
         tokens = [ids.token_of(o, "o") or "" for o in order_ids]
         for token in tokens:
-            pipe.hgetall(self.ctx.keys.reservation(token))
-        return [self._order_of(decode_hash(raw), token)
-                for raw, token in zip(pipe.execute(), tokens) if raw]
+            queue_read(pipe, self.ctx.keys.of_token(token), token)
+        replies = pipe.execute()
+        records = [record_of(packed, own) for packed, own in zip(replies[::2], replies[1::2])]
+        return [self._order_of(record, token) for record, token in zip(records, tokens) if record]
 
     def count_in_quota(self, token: str, record: dict[str, str]) -> bool:
         """Give a claimed waitlist offer on a split SKU with a per-user limit its quota line, so the limit
@@ -505,8 +507,9 @@ class Reservations:
             return self._as_products(_lines_of(record)), True
         pipe = self.ctx.redis.pipeline(transaction=False)
         for q in others:
-            pipe.hgetall(self.ctx.keys.parts[q].reservation(token))
-        records = [record] + [decode_hash(raw) for raw in pipe.execute()]
+            queue_read(pipe, self.ctx.keys.parts[q], token)
+        replies = pipe.execute()
+        records = [record] + [record_of(packed, own) for packed, own in zip(replies[::2], replies[1::2])]
         lines = tuple(sorted((line for r in records for line in _lines_of(r)), key=lambda line: line.sku))
         return self._as_products(lines), all(r.get("st") == "held" for r in records[1:])
 

@@ -7,12 +7,30 @@ import subprocess
 
 from inventory import Inventory
 from inventory.models import StockLevel
+from inventory.records import packed_until, read_record
 
 
 def make_product(inv: Inventory, sku: str = "HOT", *, stock: int = 10, price: int = 1500,
                  limit: int = 0) -> None:
     inv.catalog.configure(sku, name=f"Product {sku}", price=price, currency="USD", per_user_limit=limit)
     inv.catalog.adjust_stock(sku, set_total=stock, reason="seed")
+
+
+def record(inv: Inventory, public_id: str) -> dict[str, str]:
+    """A reservation's or order's record at its home, wherever it lives (packed or a key of its own)."""
+    token = public_id[2:]
+    return read_record(inv.redis, inv.keys.of_token(token), token)
+
+
+def record_ttl(inv: Inventory, public_id: str) -> int:
+    """Ms until a record may go, as PTTL gives it (-2: none): a packed record's retention is kept on the
+    scripts' clock, a key's by Redis."""
+    token = public_id[2:]
+    part = inv.keys.of_token(token)
+    packed = inv.redis.hget(part.record_bucket(token), token)
+    if packed:
+        return packed_until(packed) - inv.ctx.now_ms()
+    return int(inv.redis.pttl(part.reservation(token)))
 
 
 def stock(inv: Inventory, sku: str = "HOT") -> StockLevel:

@@ -49,7 +49,7 @@ RETENTION_MS = 86_400_000
 
 
 def flashstock_reserve_source() -> str:
-    """flashstock's own reserve script (lua/reserve-3+3n+m.lua) with its includes spliced in."""
+    """flashstock's own reserve script (lua/reserve-4+3n+m+1.lua) with its includes spliced in."""
     from inventory.scripts import load_sources
 
     return load_sources()["reserve"].source
@@ -93,8 +93,8 @@ def create_app(
         part = keys.of_sku(sku)
         token = keys.token_in(new_token(), part.index)
         line = part.sku(sku)
-        argv = (7, part.reservation(token), part.expiries, part.dirty, part.sale_switch, line.stock, line.holds,
-                line.buyers, token, user_id, fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), HOLD_TTL_MS,
+        argv = (8, part.reservation(token), part.expiries, part.dirty, part.sale_switch, line.stock, line.holds,
+                line.buyers, part.record_bucket(token), token, user_id, fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), HOLD_TTL_MS,
                 RETENTION_MS, 0, "", "", sku, qty)
         try:
             return evalsha(sha["value"], *argv)

@@ -35,6 +35,215 @@ local function add_buyer_units(buyers_key, user, delta)
   if units <= 0 then redis.call('HDEL', buyers_key, user) end
 end
 
+-- Reservation records live in one of two places; scripts read and write them only through the
+-- record helpers below, so no script sees which. An open single-line hold whose record packs into
+-- PACKED_MAX bytes is one field of its partition's record bucket (hash token -> packed record, the
+-- bucket chosen from the token by inventory/keys.py): a listpack entry of ~90 bytes where a key with a
+-- TTL costs ~230. Every other record (orders, closed, multi-line or multi-part reservations, records
+-- with pins, extensions or long ids) is a hash key of its own with a TTL, as it always was. A packed
+-- record that stops fitting moves to its own key for good, keeping its retention.
+-- Packed form (US = byte 31; numbers in base 36):
+--   exp US exp-ct US until-exp US sku US qty US price US flags [fingerprint: 8 bytes] user
+-- 'until' is when the record may go (a key's TTL; inventory/housekeeping.py prunes packed ones past it);
+-- flags: 1 = a fingerprint follows (its first 16 hex digits), 2 = the user is a lower-case UUID stored
+-- as its 16 bytes. The user comes last, so its bytes need no escaping. inventory/records.py decodes it.
+local PACKED_MAX = 64  -- hash-max-listpack-value: one longer value turns the whole bucket into a hash table
+local US = '\31'
+local DIGITS36 = '0123456789abcdefghijklmnopqrstuvwxyz'
+local UUID = '^' .. string.rep('[0-9a-f]', 8) .. '%-' .. string.rep('[0-9a-f]', 4) .. '%-'
+  .. string.rep('[0-9a-f]', 4) .. '%-' .. string.rep('[0-9a-f]', 4) .. '%-' .. string.rep('[0-9a-f]', 12) .. '$'
+local PACKED_FIELDS = {u = true, st = true, exp = true, ct = true, n = true, fp = true, ['~until'] = true}
+
+-- An integer as Redis would store it (never '1e+14').
+local function as_text(v)
+  if type(v) == 'number' then return string.format('%.0f', v) end
+  return v
+end
+
+local function to36(n)
+  local s = ''
+  repeat
+    local d = n % 36
+    s = string.sub(DIGITS36, d + 1, d + 1) .. s
+    n = (n - d) / 36
+  until n == 0
+  return s
+end
+
+local function hex_to_bytes(h)
+  return (string.gsub(h, '%x%x', function(c) return string.char(tonumber(c, 16)) end))
+end
+
+local function bytes_to_hex(b)
+  return (string.gsub(b, '.', function(c) return string.format('%02x', string.byte(c)) end))
+end
+
+local function whole(v)
+  local n = tonumber(v)
+  if n and n >= 0 and n == math.floor(n) then return n end
+  return nil
+end
+
+-- The packed form of a record's fields, or nil when they do not fit it.
+local function pack_record(f)
+  if f.st ~= 'held' or as_text(f.n) ~= '1' or not f.u then return nil end
+  local sku, count = nil, 0
+  for name in pairs(f) do
+    count = count + 1
+    if string.sub(name, 1, 2) == 'l:' then
+      sku = string.sub(name, 3)
+    elseif not PACKED_FIELDS[name] and string.sub(name, 1, 2) ~= 'p:' then
+      return nil
+    end
+  end
+  if not sku or count ~= (f.fp and 9 or 8) then return nil end
+  local exp, ct, keep = whole(f.exp), whole(f.ct), whole(f['~until'])
+  local qty, price = whole(f['l:' .. sku]), whole(f['p:' .. sku])
+  if not (exp and ct and keep and qty and price) or ct > exp or keep < exp then return nil end
+  local flags, tail = 0, ''
+  if f.fp then
+    if not string.match(f.fp, '^[0-9a-f]+$') or #f.fp < 16 then return nil end
+    flags, tail = 1, hex_to_bytes(string.sub(f.fp, 1, 16))
+  end
+  if string.match(f.u, UUID) then
+    flags, tail = flags + 2, tail .. hex_to_bytes((string.gsub(f.u, '-', '')))
+  else
+    tail = tail .. f.u
+  end
+  local packed = to36(exp) .. US .. to36(exp - ct) .. US .. to36(keep - exp) .. US .. sku .. US .. as_text(qty)
+    .. US .. as_text(price) .. US .. string.char(flags) .. tail
+  if #packed > PACKED_MAX then return nil end
+  return packed
+end
+
+local function unpack_record(packed)
+  local parts, from = {}, 1
+  for i = 1, 6 do
+    local at = string.find(packed, US, from, true)
+    parts[i] = string.sub(packed, from, at - 1)
+    from = at + 1
+  end
+  local flags = string.byte(packed, from)
+  from = from + 1
+  local exp = tonumber(parts[1], 36)
+  local f = {st = 'held', n = '1', exp = as_text(exp), ct = as_text(exp - tonumber(parts[2], 36)),
+             ['~until'] = exp + tonumber(parts[3], 36)}
+  f['l:' .. parts[4]], f['p:' .. parts[4]] = parts[5], parts[6]
+  if flags % 2 == 1 then
+    f.fp = bytes_to_hex(string.sub(packed, from, from + 7))
+    from = from + 8
+  end
+  local user = string.sub(packed, from)
+  if flags >= 2 then
+    local h = bytes_to_hex(user)
+    user = string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-' .. string.sub(h, 13, 16) .. '-'
+      .. string.sub(h, 17, 20) .. '-' .. string.sub(h, 21, 32)
+  end
+  f.u = user
+  return f
+end
+
+-- When a packed record may go (its 'until').
+local function packed_until(packed)
+  local first = string.find(packed, US, 1, true)
+  local second = string.find(packed, US, first + 1, true)
+  local third = string.find(packed, US, second + 1, true)
+  return tonumber(string.sub(packed, 1, first - 1), 36) + tonumber(string.sub(packed, second + 1, third - 1), 36)
+end
+
+local function flat_fields(f)
+  local out = {}
+  for name, value in pairs(f) do
+    if string.sub(name, 1, 1) ~= '~' then
+      out[#out + 1] = name
+      out[#out + 1] = as_text(value)
+    end
+  end
+  return out
+end
+
+-- A reservation's record: R.f holds its fields (all text, as HGETALL gives them; {} when there is none).
+-- R.now is the script's clock, read once here.
+local function open_record(key, bucket, token)
+  local packed = redis.call('HGET', bucket, token)
+  local R = {key = key, bucket = bucket, token = token, packed = packed and true or false, now = now_ms()}
+  if packed then
+    R.f = unpack_record(packed)
+    return R
+  end
+  local flat = redis.call('HGETALL', key)
+  R.f = {}
+  for i = 1, #flat, 2 do R.f[flat[i]] = flat[i + 1] end
+  return R
+end
+
+-- The named fields, in order, as HMGET would give them.
+local function record_get(R, ...)
+  local out = {}
+  for i, name in ipairs({...}) do out[i] = R.f[name] end
+  return out
+end
+
+-- Writes a packed record back, or moves it to its own key once it no longer fits (until it was due to go).
+local function store_packed(R)
+  local packed = pack_record(R.f)
+  if packed then
+    redis.call('HSET', R.bucket, R.token, packed)
+    return
+  end
+  redis.call('HDEL', R.bucket, R.token)
+  redis.call('HSET', R.key, unpack(flat_fields(R.f)))
+  redis.call('PEXPIRE', R.key, math.max(R.f['~until'] - R.now, 1))
+  R.packed = false
+end
+
+-- A new record: packed when it fits, else a key of its own; either goes `keep` ms from now.
+local function create_record(R, fields, keep)
+  for i = 1, #fields, 2 do R.f[fields[i]] = as_text(fields[i + 1]) end
+  R.f['~until'] = R.now + keep
+  R.packed = true
+  store_packed(R)
+end
+
+-- HSET on the record: record_set(R, field, value, ...).
+local function record_set(R, ...)
+  local args = {...}
+  for i = 1, #args, 2 do
+    args[i + 1] = as_text(args[i + 1])
+    R.f[args[i]] = args[i + 1]
+  end
+  if R.packed then store_packed(R) else redis.call('HSET', R.key, unpack(args)) end
+end
+
+-- HDEL on the record.
+local function record_del(R, ...)
+  for _, name in ipairs({...}) do R.f[name] = nil end
+  if R.packed then store_packed(R) else redis.call('HDEL', R.key, ...) end
+end
+
+-- HINCRBY on the record.
+local function record_incr(R, name, by)
+  local value = to_int(R.f[name]) + by
+  record_set(R, name, value)
+  return value
+end
+
+-- The record may go `keep` ms from now (PEXPIRE).
+local function record_keep(R, keep)
+  if R.packed then
+    R.f['~until'] = R.now + keep
+    store_packed(R)
+  else
+    redis.call('PEXPIRE', R.key, keep)
+  end
+end
+
+-- Ms until the record may go (PTTL).
+local function record_ttl(R)
+  if R.packed then return R.f['~until'] - R.now end
+  return redis.call('PTTL', R.key)
+end
+
 -- Sold-out caches (inventory/soldout.py): every API process forgets what it learned about a SKU when
 -- its stock key is announced, so a unit that becomes available again is seen at once. Announced on the
 -- key's own name (no key is built here); nothing is announced while no unit is available.
@@ -115,11 +324,11 @@ local function closed_reason(globally, paused, starts, ends, now)
   return nil
 end
 
--- Reads a reservation's lines as {sku -> qty} and verifies they are exactly the SKUs in ARGV.
-local function lines_match(rkey, count, skus)
-  if to_int(count) ~= #skus then return false end
+-- Whether a reservation's lines are exactly the SKUs in ARGV.
+local function lines_match(R, skus)
+  if to_int(R.f.n) ~= #skus then return false end
   for _, sku in ipairs(skus) do
-    if not redis.call('HGET', rkey, 'l:' .. sku) then return false end
+    if not R.f['l:' .. sku] then return false end
   end
   return true
 end
@@ -149,12 +358,11 @@ end
 -- Line helpers below address the stock/holds/buyers keys of line i as
 -- KEYS[first + 3i - 2], KEYS[first + 3i - 1], KEYS[first + 3i].
 
--- Quantities and unit prices of the named lines, from the reservation record.
-local function read_lines(rkey, skus)
+-- Quantities and unit prices of the named lines, from the reservation record R.
+local function read_lines(R, skus)
   local qtys, prices = {}, {}
   for i, sku in ipairs(skus) do
-    local v = redis.call('HMGET', rkey, 'l:' .. sku, 'p:' .. sku)
-    qtys[i], prices[i] = tonumber(v[1]), to_int(v[2])
+    qtys[i], prices[i] = tonumber(R.f['l:' .. sku]), to_int(R.f['p:' .. sku])
   end
   return qtys, prices
 end
@@ -186,14 +394,14 @@ end
 -- A SKU with a per-user limit keeps the ordered units in the buyer's count (recorded as 'b:<sku>'
 -- so a failed payment takes back exactly those); without a limit the count only ever holds open
 -- holds, so the buyers hash stays the size of the open work, not of the sale's history.
-local function sell_lines(first, dirty_key, rkey, token, owner, skus, qtys)
+local function sell_lines(first, dirty_key, R, token, owner, skus, qtys)
   for i = 1, #skus do
     local b = first + 3 * i
     redis.call('ZREM', KEYS[b - 1], hold_member(token, qtys[i], owner))
     redis.call('HINCRBY', KEYS[b - 2], 'held', -qtys[i])
     redis.call('HINCRBY', KEYS[b - 2], 'sold', qtys[i])
     if to_int(redis.call('HGET', KEYS[b - 2], 'limit')) > 0 then
-      redis.call('HSET', rkey, 'b:' .. skus[i], qtys[i])
+      record_set(R, 'b:' .. skus[i], qtys[i])
     else
       add_buyer_units(KEYS[b], owner, -qtys[i])
     end
@@ -202,17 +410,17 @@ local function sell_lines(first, dirty_key, rkey, token, owner, skus, qtys)
 end
 
 -- sold -> available for every line of an order whose payment failed.
-local function unsell_lines(first, dirty_key, rkey, owner, skus, qtys)
+local function unsell_lines(first, dirty_key, R, owner, skus, qtys)
   for i = 1, #skus do
     local b = first + 3 * i
     redis.call('HINCRBY', KEYS[b - 2], 'sold', -qtys[i])
     redis.call('HINCRBY', KEYS[b - 2], 'avail', qtys[i])
     set_aside_for_waitlist(KEYS[b - 2], KEYS[b - 1])
     announce_available(KEYS[b - 2])
-    local counted = to_int(redis.call('HGET', rkey, 'b:' .. skus[i]))
+    local counted = to_int(R.f['b:' .. skus[i]])
     if counted > 0 then
       add_buyer_units(KEYS[b], owner, -counted)
-      redis.call('HDEL', rkey, 'b:' .. skus[i])
+      record_del(R, 'b:' .. skus[i])
     end
     redis.call('SADD', dirty_key, skus[i])
   end
@@ -220,9 +428,9 @@ end
 
 -- A held reservation whose time is up (or whose holds were reclaimed): whatever is still held
 -- goes back, exactly once, and the record says 'expired' from now on.
-local function expire_reservation(first, rkey, expiries_key, dirty_key, token, owner, skus, qtys, now)
+local function expire_reservation(first, R, expiries_key, dirty_key, token, owner, skus, qtys, now)
   local returned = release_lines(first, dirty_key, token, owner, skus, qtys)
-  redis.call('HSET', rkey, 'st', 'expired', 'end', now)
+  record_set(R, 'st', 'expired', 'end', now)
   redis.call('ZREM', expiries_key, token)
   return returned
 end

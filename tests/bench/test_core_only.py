@@ -32,15 +32,15 @@ def test_captured_call_is_the_cores_reserve_shape():
     keys, args, token, user = capture_reserve("fs", "HOT-1")
     part = KeySpace("fs").of_sku("HOT-1")
     assert keys == [part.reservation(token), part.expiries, part.dirty, part.sale_switch,
-                    *part.sku("HOT-1").as_list()]
+                    *part.sku("HOT-1").as_list(), part.record_bucket(token)]
     assert args[:2] == [token, user] and args[-4:] == ["", "", "HOT-1", 1]
 
 
 def test_benchmark_command_randomises_token_and_user_only():
     keys, args, token, user = capture_reserve(PREFIX, "S-1")
     argv = benchmark_command("sha1", keys, args, token, user, "h01")
-    assert argv[:3] == ["EVALSHA", "sha1", "7"]
-    record, rest, argv_args = argv[3], argv[4:10], argv[10:]
+    assert argv[:3] == ["EVALSHA", "sha1", "8"]
+    record, rest, argv_args = argv[3], argv[4:11], argv[11:]
     assert "__rand_int____rand_int__" in record and token not in record
     assert rest == keys[1:]
     assert argv_args[0] == "h01__rand_int____rand_int__" + token[-3:]

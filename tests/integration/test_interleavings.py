@@ -38,14 +38,14 @@ from hypothesis.stateful import (
 )
 
 from inventory import Inventory, Settings, ids
-from inventory.context import decode_hash, text
+from inventory.context import text
 from inventory.errors import InventoryError
 from inventory.persistence import drain_once
 from inventory.reconcile import run_reconciliation
 from inventory.sale_admin import set_global_pause
 from tests.clocks import ManualClock
 from tests.conftest import delete_prefix
-from tests.helpers import assert_holds_listed
+from tests.helpers import assert_holds_listed, record as stored_record
 from tests.model import Model, P
 
 SKUS = ["A", "B", "C"]
@@ -419,7 +419,7 @@ class Interleavings(RuleBasedStateMachine):
     @invariant()
     def every_hold_is_backed_by_its_record_and_statuses_agree(self) -> None:
         now = self.clock.now_ms()
-        records = {rid: decode_hash(self.client.hgetall(self.admin.keys.reservation(rid[2:]))) for rid in self.ids}
+        records = {rid: stored_record(self.admin, rid) for rid in self.ids}
         for sku in self.model.products:
             for member in self.client.zrange(self.admin.keys.sku(sku).holds, 0, -1):
                 token, qty, user = text(member).split("|", 2)

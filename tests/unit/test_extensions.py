@@ -12,7 +12,7 @@ from inventory.errors import (
 )
 from inventory.models import Status
 from tests.clocks import ManualClock
-from tests.helpers import assert_invariant, make_product, stock
+from tests.helpers import assert_invariant, make_product, record_ttl, stock
 from tests.unit.test_multipart import levels
 from tests.unit.test_scripts import skus_in_distinct_partitions
 
@@ -214,12 +214,11 @@ def test_an_extended_record_outlives_its_hold_and_its_deadline_by_its_retention(
                                                        payment_ttl_seconds=10, max_payment_lifetime_seconds=900), clock)
     make_product(inv, "A", stock=5)
     held = inv.reservations.reserve("alice", {"A": 1}, ttl_seconds=10)
-    key = inv.keys.reservation(held.id[2:])
-    assert 14_000 < inv.redis.pttl(key) <= 15_000
+    assert 14_000 < record_ttl(inv, held.id) <= 15_000
     inv.reservations.extend(held.id, seconds=300, extension_id="x1")
-    assert 304_000 < inv.redis.pttl(key) <= 305_000  # 300 s of hold, then the 5 s retention
+    assert 304_000 < record_ttl(inv, held.id) <= 305_000  # 300 s of hold, then the 5 s retention
     order = inv.reservations.checkout(held.id)  # an order's record is kept for the order retention
-    kept = inv.redis.pttl(key)
+    kept = record_ttl(inv, held.id)
     inv.reservations.extend(held.id, seconds=600, extension_id="x2")  # the payment deadline: 10 s -> 600 s
-    assert 589_000 < inv.redis.pttl(key) - kept <= 590_000
+    assert 589_000 < record_ttl(inv, held.id) - kept <= 590_000
     assert inv.reservations.get_order(order.id).status is Status.PENDING_PAYMENT

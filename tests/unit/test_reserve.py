@@ -17,7 +17,8 @@ from inventory.errors import (
     SoldOut,
 )
 from inventory.models import Status, from_ms
-from tests.helpers import assert_invariant, make_product, stock
+from inventory.part_calls import fingerprint
+from tests.helpers import assert_invariant, make_product, record, stock
 
 
 def test_reserve_holds_stock_and_reports_price_and_expiry(inv: Inventory, clock: ManualClock) -> None:
@@ -147,16 +148,22 @@ def test_same_idempotency_key_with_another_body_is_a_conflict(inv: Inventory) ->
 
 def test_only_a_keyed_reservation_keeps_a_request_fingerprint(inv: Inventory) -> None:
     """An unkeyed reserve gets a fresh random token that no later request can carry, so its record
-    stores no fingerprint (34 bytes less per open hold); a keyed one keeps it to detect conflicts."""
+    stores no fingerprint (34 bytes less per open hold); a keyed one keeps it to detect conflicts: all 32
+    digits in a key of its own, the first 16 (64 bits) when the record is packed in its bucket."""
     make_product(inv, stock=5)
-    plain = inv.reservations.reserve("alice", {"HOT": 1})
-    keyed = inv.reservations.reserve("bob", {"HOT": 1}, idempotency_key="k1")
-    fields = {}
-    for held in (plain, keyed):
-        token = inv.reservations._token(held.id)  # noqa: SLF001 - the record layout is what is checked
-        fields[held.user_id] = inv.reservations.calls.read(inv.keys.of_token(token), token)
+    long_user = "carol-" + "x" * 60  # too long to pack: its record is a key of its own
+    held = {user: inv.reservations.reserve(user, {"HOT": 1}, ttl_seconds=60, idempotency_key=key)
+            for user, key in (("alice", None), ("bob", "k1"), (long_user, "k1"))}
+    fields = {user: record(inv, r.id) for user, r in held.items()}
     assert "fp" not in fields["alice"]
-    assert len(fields["bob"]["fp"]) == 32
+    assert fields["bob"]["fp"] == fingerprint("bob", [("HOT", 1)], 60_000)[:16]
+    assert fields[long_user]["fp"] == fingerprint(long_user, [("HOT", 1)], 60_000)
+    for user in ("bob", long_user):
+        with pytest.raises(IdempotencyConflict):
+            inv.reservations.reserve(user, {"HOT": 2}, ttl_seconds=60, idempotency_key="k1")
+        again = inv.reservations.reserve(user, {"HOT": 1}, ttl_seconds=60, idempotency_key="k1")
+        assert again.id == held[user].id
+    assert stock(inv).held == 3
 
 
 def test_idempotency_keys_are_scoped_per_user(inv: Inventory) -> None:

@@ -6,9 +6,10 @@ its 'abort' count goes up: a checkout that pinned the parts under the old count 
 commit (checkout compares it), so the sweeper may unpin the part. If the home is checked out, the
 decision was 'commit' and the part must be checked out too.
 
-KEYS[1]        the home reservation record (hash)
+KEYS[1]        the home reservation record (hash of its own)
+KEYS[2]        record bucket of the token (lua/includes/common.lua open_record)
 
-ARGV[1]        reservation token (for the log only)
+ARGV[1]        reservation token
 
 Returns
   {0, status}                              aborted (status: the home's, not checked out)
@@ -17,9 +18,12 @@ Returns
 
 Invariant: stock counters are untouched.
 ]]
+--@include "clock"
+--@include "common"
 
-local st = redis.call('HMGET', KEYS[1], 'st', 'oid')
+local R = open_record(KEYS[1], KEYS[2], ARGV[1])
+local st = record_get(R, 'st', 'oid')
 if not st[1] then return {-5} end
 if st[2] then return {1, st[1]} end
-redis.call('HINCRBY', KEYS[1], 'abort', 1)
+record_incr(R, 'abort', 1)
 return {0, st[1]}

@@ -2,12 +2,13 @@
 release: give back every held unit of a reservation, exactly once.
 Used by the buyer (cancel) and by the expiry sweep (expire, only once the expiry has passed).
 
-KEYS[1]        reservation record (hash)
+KEYS[1]        reservation record (hash of its own)
 KEYS[2]        expiry index (zset)
 KEYS[3]        dirty SKU set
 KEYS[3+3i-2]   stock hash of line i
 KEYS[3+3i-1]   holds zset of line i
 KEYS[3+3i]     buyers hash of line i
+KEYS[4+3n]     record bucket of the token (lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        user id ('' = any user)
@@ -41,10 +42,10 @@ local retention = tonumber(ARGV[4])
 local n = #ARGV - 4
 if not is_count(ARGV[4]) then return {-11, 'retention'} end
 if mode ~= 'cancel' and mode ~= 'expire' then return {-11, 'mode'} end
-if #KEYS ~= 3 + 3 * n then return {-11, 'items'} end
+if #KEYS ~= 4 + 3 * n then return {-11, 'items'} end
 
-local rkey = KEYS[1]
-local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'pin', 'pinx')
+local R = open_record(KEYS[1], KEYS[#KEYS], token)
+local rec = record_get(R, 'u', 'st', 'exp', 'n', 'pin', 'pinx')
 if not rec[1] then
   redis.call('ZREM', KEYS[2], token)
   return {-5}
@@ -54,7 +55,7 @@ if rec[2] == 'released' or rec[2] == 'expired' or rec[2] == 'payment_failed' or 
   return {1, rec[2]}
 end
 if rec[2] ~= 'held' then return {-7, rec[2]} end
-local now = now_ms()
+local now = R.now
 local expired = now >= tonumber(rec[3])
 if mode == 'expire' and rec[5] then
   if now >= tonumber(rec[6]) then return {3} end
@@ -64,13 +65,13 @@ if mode == 'expire' and not expired then return {2} end
 
 local skus = {}
 for i = 1, n do skus[i] = ARGV[4 + i] end
-if not lines_match(rkey, rec[4], skus) then return {-12} end
+if not lines_match(R, skus) then return {-12} end
 
-local qtys = read_lines(rkey, skus)
+local qtys = read_lines(R, skus)
 local returned = release_lines(3, KEYS[3], token, rec[1], skus, qtys)
 local status = expired and 'expired' or 'released'
-redis.call('HSET', rkey, 'st', status, 'end', now)
-if rec[5] then redis.call('HDEL', rkey, 'pin', 'pinx') end
-redis.call('PEXPIRE', rkey, retention)
+record_set(R, 'st', status, 'end', now)
+if rec[5] then record_del(R, 'pin', 'pinx') end
+record_keep(R, retention)
 redis.call('ZREM', KEYS[2], token)
 return {0, status, returned}

@@ -14,6 +14,7 @@ KEYS[3]        dirty SKU set of the part's partition
 KEYS[3+3i-2]   stock hash of line i
 KEYS[3+3i-1]   holds zset of line i
 KEYS[3+3i]     buyers hash of line i
+KEYS[4+3n]     record bucket of the token (lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        mode: 'pin' | 'unpin'
@@ -41,38 +42,38 @@ local token, mode = ARGV[1], ARGV[2]
 local n = #ARGV - 3
 if mode ~= 'pin' and mode ~= 'unpin' then return {-11, 'mode'} end
 if not is_count(ARGV[3]) or tonumber(ARGV[3]) < 1 then return {-11, 'pin_ms'} end
-if n < 0 or #KEYS ~= 3 + 3 * n then return {-11, 'items'} end
+if n < 0 or #KEYS ~= 4 + 3 * n then return {-11, 'items'} end
 
-local rkey = KEYS[1]
-local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'pin')
+local R = open_record(KEYS[1], KEYS[#KEYS], token)
+local rec = record_get(R, 'u', 'st', 'exp', 'n', 'pin')
 if not rec[1] then return {-5} end
 if mode == 'unpin' and not rec[5] then return {1} end
 if rec[2] ~= 'held' then return {-7, rec[2]} end
 
 local skus = {}
 for i = 1, n do skus[i] = ARGV[3 + i] end
-if not lines_match(rkey, rec[4], skus) then return {-12} end
+if not lines_match(R, skus) then return {-12} end
 local owner, expires = rec[1], tonumber(rec[3])
-local qtys = read_lines(rkey, skus)
-local now = now_ms()
+local qtys = read_lines(R, skus)
+local now = R.now
 
 if mode == 'unpin' then
   for i = 1, n do
     redis.call('ZADD', KEYS[3 + 3 * i - 1], 'XX', expires, hold_member(token, qtys[i], owner))
   end
-  redis.call('HDEL', rkey, 'pin', 'pinx')
+  record_del(R, 'pin', 'pinx')
   redis.call('ZADD', KEYS[2], expires, token)
   return {0}
 end
 
 if (now >= expires and not rec[5]) or not holds_intact(3, token, owner, qtys) then
-  expire_reservation(3, rkey, KEYS[2], KEYS[3], token, owner, skus, qtys, now)
+  expire_reservation(3, R, KEYS[2], KEYS[3], token, owner, skus, qtys, now)
   return {-6}
 end
 local until_ms = now + tonumber(ARGV[3])
 for i = 1, n do
   redis.call('ZADD', KEYS[3 + 3 * i - 1], 'XX', '+inf', hold_member(token, qtys[i], owner))
 end
-redis.call('HSET', rkey, 'pin', '1', 'pinx', until_ms)
+record_set(R, 'pin', '1', 'pinx', until_ms)
 redis.call('ZADD', KEYS[2], until_ms, token)
 return {0}

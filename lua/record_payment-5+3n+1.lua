@@ -21,7 +21,7 @@ a multi-part order) is expired by 'expire' at once: only its home's deadline dec
 (inventory/multipart.py) asks only once the home expired. The deadline is enforced lazily here (any
 result arriving after it) and by the sweeper ('expire', from the expiry index).
 
-KEYS[1]        reservation record (hash)
+KEYS[1]        reservation record (hash of its own)
 KEYS[2]        expiry index (zset)
 KEYS[3]        dirty SKU set
 KEYS[4]        outbox stream
@@ -29,6 +29,7 @@ KEYS[5]        the owner's order index (zset)
 KEYS[5+3i-2]   stock hash of line i
 KEYS[5+3i-1]   holds zset of line i
 KEYS[5+3i]     buyers hash of line i
+KEYS[6+3n]     record bucket of the token (lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        payment event id (ignored for 'expire')
@@ -64,15 +65,15 @@ if not is_count(ARGV[5]) then return {-11, 'retention'} end
 if n < 0 or #rid > 128 or string.find(rid, '[^!-~]') then return {-11, 'request_id'} end
 if result ~= 'paid' and result ~= 'failed' and result ~= 'expire' then return {-11, 'status'} end
 if event_id == '' and result ~= 'expire' then return {-11, 'event_id'} end
-if new_order_id == '' or #KEYS ~= 5 + 3 * n then return {-11, 'items'} end
+if new_order_id == '' or #KEYS ~= 6 + 3 * n then return {-11, 'items'} end
 
-local rkey = KEYS[1]
-local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'oid', 'pdl')
+local R = open_record(KEYS[1], KEYS[#KEYS], token)
+local rec = record_get(R, 'u', 'st', 'exp', 'n', 'oid', 'pdl')
 if not rec[1] then
   if result == 'expire' then redis.call('ZREM', KEYS[2], token) end
   return {-5}
 end
-local prior = result ~= 'expire' and redis.call('HGET', rkey, 'ev:' .. event_id)
+local prior = result ~= 'expire' and R.f['ev:' .. event_id]
 if prior then
   if prior ~= result then return {-8} end
   return {1, rec[2], rec[5] or ''}
@@ -80,25 +81,25 @@ end
 
 local skus = {}
 for i = 1, n do skus[i] = ARGV[5 + i] end
-if not lines_match(rkey, rec[4], skus) then return {-12} end
+if not lines_match(R, skus) then return {-12} end
 local owner, status, order_id = rec[1], rec[2], rec[5]
-local qtys, prices = read_lines(rkey, skus)
+local qtys, prices = read_lines(R, skus)
 local lines = encode_lines(skus, qtys, prices)
-local now = now_ms()
+local now = R.now
 
 local function open_order(kind)
   order_id = order_id or new_order_id
-  redis.call('HSET', rkey, 'oid', order_id)
+  record_set(R, 'oid', order_id)
   index_order(KEYS[5], order_id, now, retention)
-  redis.call('PEXPIRE', rkey, retention)
+  record_keep(R, retention)
   emit_order_event(KEYS[4], kind, order_id, token, owner, lines, now, event_id, rid)
 end
 
 local deadline = tonumber(rec[6])
 if status == 'pending_payment' and ((deadline and now >= deadline) or (result == 'expire' and not deadline)) then
-  unsell_lines(5, KEYS[3], rkey, owner, skus, qtys)
+  unsell_lines(5, KEYS[3], R, owner, skus, qtys)
   emit_order_event(KEYS[4], 'order_payment_expired', order_id, token, owner, lines, now, '', rid)
-  redis.call('HSET', rkey, 'st', 'payment_expired', 'pexp', now)
+  record_set(R, 'st', 'payment_expired', 'pexp', now)
   redis.call('ZREM', KEYS[2], token)
   status = 'payment_expired'
 end
@@ -113,10 +114,10 @@ if status == 'held' then
   redis.call('ZREM', KEYS[2], token)
   local open = now < tonumber(rec[3]) and holds_intact(5, token, owner, qtys)
   if open and result == 'paid' then
-    sell_lines(5, KEYS[3], rkey, token, owner, skus, qtys)
+    sell_lines(5, KEYS[3], R, token, owner, skus, qtys)
     open_order('order_created')
     emit_order_event(KEYS[4], 'order_paid', order_id, token, owner, lines, now, event_id, rid)
-    redis.call('HSET', rkey, 'co', now)
+    record_set(R, 'co', now)
     after = 'paid'
   else
     release_lines(5, KEYS[3], token, owner, skus, qtys)
@@ -132,7 +133,7 @@ elseif status == 'pending_payment' then
   if result == 'paid' then
     after = 'paid'
   else
-    unsell_lines(5, KEYS[3], rkey, owner, skus, qtys)
+    unsell_lines(5, KEYS[3], R, owner, skus, qtys)
     after = 'payment_failed'
   end
   emit_order_event(KEYS[4], 'order_' .. after, order_id, token, owner, lines, now, event_id, rid)
@@ -142,5 +143,5 @@ elseif result == 'paid' and (status == 'released' or status == 'expired' or stat
   after = 'refund_required'
 end
 
-redis.call('HSET', rkey, 'ev:' .. event_id, result, 'st', after)
+record_set(R, 'ev:' .. event_id, result, 'st', after)
 return {0, after, order_id or ''}

@@ -3,12 +3,13 @@ extend: move an open hold's expiry, or a pending order's payment deadline, later
 Used by the storefront (POST /v1/reservations/<id>/extend) and by the payment provider's
 'requires_action' webhook (a buyer in a slow 3-D Secure challenge keeps the hold or the order).
 
-KEYS[1]        reservation record (hash)
+KEYS[1]        reservation record (hash of its own)
 KEYS[2]        expiry index (zset)
 KEYS[3]        dirty SKU set
 KEYS[3+3i-2]   stock hash of line i
 KEYS[3+3i-1]   holds zset of line i
 KEYS[3+3i]     buyers hash of line i
+KEYS[4+3n]     record bucket of the token (lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        user id ('' = any user)
@@ -47,7 +48,7 @@ Invariant: for every SKU avail + held + sold == total, each >= 0 (only expiries 
 local MAX_EXTENSIONS = 20
 local token, user, ext_id = ARGV[1], ARGV[2], ARGV[3]
 local n = #ARGV - 8
-if n < 0 or #KEYS ~= 3 + 3 * n then return {-11, 'items'} end
+if n < 0 or #KEYS ~= 4 + 3 * n then return {-11, 'items'} end
 if ext_id == '' or #ext_id > 255 then return {-11, 'extension_id'} end
 for i = 4, 6 do
   if not is_count(ARGV[i]) or tonumber(ARGV[i]) < 1 then return {-11, ({'seconds', 'hold_cap', 'payment_cap'})[i - 3]} end
@@ -57,8 +58,8 @@ if not is_count(ARGV[8]) then return {-11, 'until'} end
 local follow = tonumber(ARGV[8])
 local by, hold_cap, pay_cap, clamp = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7] == '1'
 
-local rkey = KEYS[1]
-local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'ct', 'co', 'pdl', 'pin', 'ext', 'x:' .. ext_id)
+local R = open_record(KEYS[1], KEYS[#KEYS], token)
+local rec = record_get(R, 'u', 'st', 'exp', 'n', 'ct', 'co', 'pdl', 'pin', 'ext', 'x:' .. ext_id)
 if not rec[1] or (user ~= '' and rec[1] ~= user) then return {-5} end
 local status, count = rec[2], tonumber(rec[9] or '0')
 local kind = status == 'held' and 'hold' or 'payment'
@@ -71,16 +72,16 @@ if rec[8] then return {-7, 'checking_out'} end
 
 local skus = {}
 for i = 1, n do skus[i] = ARGV[8 + i] end
-if not lines_match(rkey, rec[4], skus) then return {-12} end
+if not lines_match(R, skus) then return {-12} end
 local owner = rec[1]
-local now = now_ms()
+local now = R.now
 
 local current, cap
 if kind == 'hold' then
   current, cap = tonumber(rec[3]), tonumber(rec[5]) + hold_cap
-  local qtys = read_lines(rkey, skus)
+  local qtys = read_lines(R, skus)
   if now >= current or not holds_intact(3, token, owner, qtys) then
-    expire_reservation(3, rkey, KEYS[2], KEYS[3], token, owner, skus, qtys, now)
+    expire_reservation(3, R, KEYS[2], KEYS[3], token, owner, skus, qtys, now)
     return {-6}
   end
 else
@@ -100,21 +101,21 @@ end
 if target <= current then return {1, kind, current, count} end
 
 if kind == 'hold' then
-  local qtys = read_lines(rkey, skus)
+  local qtys = read_lines(R, skus)
   for i = 1, n do
     if qtys[i] > 0 then
       redis.call('ZADD', KEYS[3 + 3 * i - 1], 'XX', target, hold_member(token, qtys[i], owner))
     end
   end
-  redis.call('HSET', rkey, 'exp', target)
+  record_set(R, 'exp', target)
   redis.call('ZADD', KEYS[2], 'XX', target, token)  -- listed by token only if taken before the per-SKU index
 else
-  redis.call('HSET', rkey, 'pdl', target)
+  record_set(R, 'pdl', target)
   redis.call('ZADD', KEYS[2], target, token)
 end
-redis.call('HSET', rkey, 'ext', count + 1, 'x:' .. ext_id, target)
 -- The record outlives what it describes by the same margin as before (its retention), however far
 -- extensions move the hold or the deadline.
-local left = redis.call('PTTL', rkey)
-if left > 0 then redis.call('PEXPIRE', rkey, left + (target - current)) end
+local left = record_ttl(R)
+record_set(R, 'ext', count + 1, 'x:' .. ext_id, target)
+if left > 0 then record_keep(R, left + (target - current)) end
 return {0, kind, target, count + 1}

@@ -11,6 +11,7 @@ KEYS[5]        the user's order index (zset order id -> created ms)
 KEYS[5+3i-2]   stock hash of line i
 KEYS[5+3i-1]   holds zset of line i
 KEYS[5+3i]     buyers hash of line i
+KEYS[6+3n]     record bucket of the token (lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        user id ('' = any user)
@@ -52,10 +53,10 @@ local rid, generation, pay_window = ARGV[5 + n], ARGV[6 + n], tonumber(ARGV[7 + 
 if not is_count(ARGV[4]) then return {-11, 'retention'} end
 if n < 0 or not is_count(ARGV[7 + n]) then return {-11, 'payment_window'} end
 if n < 0 or #rid > 128 or string.find(rid, '[^!-~]') then return {-11, 'request_id'} end
-if order_id == '' or #KEYS ~= 5 + 3 * n then return {-11, 'items'} end
+if order_id == '' or #KEYS ~= 6 + 3 * n then return {-11, 'items'} end
 
-local rkey = KEYS[1]
-local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'oid', 'pin', 'abort')
+local R = open_record(KEYS[1], KEYS[#KEYS], token)
+local rec = record_get(R, 'u', 'st', 'exp', 'n', 'oid', 'pin', 'abort')
 if not rec[1] or (user ~= '' and rec[1] ~= user) then return {-5} end
 if rec[5] then return {1, rec[5], rec[2]} end
 if rec[2] == 'expired' then return {-6} end
@@ -64,25 +65,25 @@ if generation ~= '' and (rec[7] or '0') ~= generation then return {-12} end
 
 local skus = {}
 for i = 1, n do skus[i] = ARGV[4 + i] end
-if not lines_match(rkey, rec[4], skus) then return {-12} end
+if not lines_match(R, skus) then return {-12} end
 local owner = rec[1]
-local qtys, prices = read_lines(rkey, skus)
+local qtys, prices = read_lines(R, skus)
 
-local now = now_ms()
+local now = R.now
 if (now >= tonumber(rec[3]) and not rec[6]) or not holds_intact(5, token, owner, qtys) then
-  expire_reservation(5, rkey, KEYS[2], KEYS[3], token, owner, skus, qtys, now)
+  expire_reservation(5, R, KEYS[2], KEYS[3], token, owner, skus, qtys, now)
   return {-6}
 end
 
-sell_lines(5, KEYS[3], rkey, token, owner, skus, qtys)
+sell_lines(5, KEYS[3], R, token, owner, skus, qtys)
 emit_order_event(KEYS[4], 'order_created', order_id, token, owner,
   encode_lines(skus, qtys, prices), now, '', rid)
-redis.call('HSET', rkey, 'st', 'pending_payment', 'oid', order_id, 'co', now)
-if rec[6] then redis.call('HDEL', rkey, 'pin', 'pinx') end
-redis.call('PEXPIRE', rkey, retention)
+record_set(R, 'st', 'pending_payment', 'oid', order_id, 'co', now)
+if rec[6] then record_del(R, 'pin', 'pinx') end
+record_keep(R, retention)
 index_order(KEYS[5], order_id, now, retention)
 if pay_window > 0 then
-  redis.call('HSET', rkey, 'pdl', now + pay_window)
+  record_set(R, 'pdl', now + pay_window)
   redis.call('ZADD', KEYS[2], now + pay_window, token)
 else
   redis.call('ZREM', KEYS[2], token)

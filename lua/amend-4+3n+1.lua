@@ -2,13 +2,14 @@
 amend: change the lines of an open reservation atomically (add, change quantity, remove).
 Lines not changed stay as they are; the expiry does not move.
 
-KEYS[1]        reservation record (hash)
+KEYS[1]        reservation record (hash of its own)
 KEYS[2]        expiry index (zset)
 KEYS[3]        dirty SKU set
 KEYS[4]        global sale switch (string; '1' = every sale paused: no line may grow)
 KEYS[4+3i-2]   stock hash of line i
 KEYS[4+3i-1]   holds zset of line i
 KEYS[4+3i]     buyers hash of line i
+KEYS[5+3n]     record bucket of the token (lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        user id ('' = any user)
@@ -44,7 +45,7 @@ the hold it counts.
 
 local token, user, routed = ARGV[1], ARGV[2], ARGV[3] == '1'
 local n = (#ARGV - 3) / 2
-if n < 1 or n ~= math.floor(n) or #KEYS ~= 4 + 3 * n then return {-11, 'items'} end
+if n < 1 or n ~= math.floor(n) or #KEYS ~= 5 + 3 * n then return {-11, 'items'} end
 if ARGV[3] ~= '' and not routed then return {-11, 'routed'} end
 
 local skus, news, seen = {}, {}, {}
@@ -56,8 +57,8 @@ for i = 1, n do
   skus[i], news[i] = sku, tonumber(qty)
 end
 
-local rkey = KEYS[1]
-local rec = redis.call('HMGET', rkey, 'u', 'st', 'exp', 'n', 'parts', 'pin')
+local R = open_record(KEYS[1], KEYS[#KEYS], token)
+local rec = record_get(R, 'u', 'st', 'exp', 'n', 'parts', 'pin')
 if not rec[1] or (user ~= '' and rec[1] ~= user) then return {-5} end
 if rec[2] == 'expired' then return {-6} end
 if rec[2] ~= 'held' then return {-7, rec[2]} end
@@ -68,7 +69,7 @@ local owner, expires, count = rec[1], tonumber(rec[3]), tonumber(rec[4])
 
 local olds, current = {}, 0
 for i = 1, n do
-  olds[i] = to_int(redis.call('HGET', rkey, 'l:' .. skus[i]))
+  olds[i] = to_int(R.f['l:' .. skus[i]])
   if olds[i] > 0 then current = current + 1 end
   if news[i] == nil then
     if olds[i] == 0 then return {-12} end
@@ -77,9 +78,9 @@ for i = 1, n do
 end
 if current ~= count then return {-12} end
 
-local now = now_ms()
+local now = R.now
 if now >= expires or not holds_intact(4, token, owner, olds) then
-  expire_reservation(4, rkey, KEYS[2], KEYS[3], token, owner, skus, olds, now)
+  expire_reservation(4, R, KEYS[2], KEYS[3], token, owner, skus, olds, now)
   return {-6}
 end
 
@@ -138,12 +139,12 @@ for i = 1, n do
     if news[i] > 0 then
       redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, news[i], owner))
       index_hold_expiry(KEYS[2], skus[i], expires)
-      redis.call('HSET', rkey, 'l:' .. skus[i], news[i])
-      if olds[i] == 0 then redis.call('HSET', rkey, 'p:' .. skus[i], prices[i]) end
+      record_set(R, 'l:' .. skus[i], news[i])
+      if olds[i] == 0 then record_set(R, 'p:' .. skus[i], prices[i]) end
     else
-      redis.call('HDEL', rkey, 'l:' .. skus[i], 'p:' .. skus[i])
+      record_del(R, 'l:' .. skus[i], 'p:' .. skus[i])
     end
   end
 end
-redis.call('HSET', rkey, 'n', count)
+record_set(R, 'n', count)
 return {0, expires, count}

@@ -1,7 +1,7 @@
 --[[
 reserve: hold stock for one user on one or more lines, all or nothing.
 
-KEYS[1]        reservation record (hash)         every key shares the partition's hash tag
+KEYS[1]        reservation record (hash of its own) every key shares the partition's hash tag
 KEYS[2]        expiry index (zset; each line's SKU as 's:<sku>' -> its earliest hold expiry ms)
 KEYS[3]        dirty SKU set (SKUs changed since the last reconcile)
 KEYS[4]        global sale switch (string; '1' = every sale paused)
@@ -9,6 +9,7 @@ KEYS[4+3i-2]   stock hash of line i              (one slot, so one script on a c
 KEYS[4+3i-1]   holds zset of line i (member "<token>|<qty>|<user>" -> expiry ms)
 KEYS[4+3i]     buyers hash of line i (user -> units held or ordered)
 KEYS[4+3n+j]   counter of rate-limit bucket j (fixed window; the API's per-user and per-IP buckets)
+KEYS[5+3n+m]   record bucket of the token (hash token -> packed record; lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        user id
@@ -71,7 +72,7 @@ if #parts > 200 or not string.match(parts, '^[%d,]*$') then return {-11, 'parts'
 
 if token == '' or user == '' then return {-11, 'id'} end
 if not (is_count(ARGV[4]) and is_count(ARGV[5])) or ttl < 1 then return {-11, 'ttl'} end
-if n < 1 or n ~= math.floor(n) or #KEYS ~= 4 + 3 * n + m then return {-11, 'items'} end
+if n < 1 or n ~= math.floor(n) or #KEYS ~= 5 + 3 * n + m then return {-11, 'items'} end
 if routed ~= '' and (#routed ~= n or not string.match(routed, '^[012]+$')) then return {-11, 'routed'} end
 
 for j = 1, m do
@@ -96,13 +97,17 @@ for j = 1, m do
   end
 end
 
-local existing = redis.call('HMGET', KEYS[1], 'fp', 'st')
+local R = open_record(KEYS[1], KEYS[#KEYS], token)
+local existing = record_get(R, 'fp', 'st')
 if existing[2] then
-  if (existing[1] or '') ~= fingerprint then return {-8} end
+  local fp = existing[1] or ''  -- a packed record keeps the fingerprint's first 16 digits
+  if fp ~= fingerprint and not (R.packed and #fp == 16 and string.sub(fingerprint, 1, 16) == fp) then
+    return {-8}
+  end
   return {1, existing[2]}
 end
 
-local now = now_ms()
+local now = R.now
 -- Lazy expiry: stock of abandoned holds comes back even when no sweeper runs.
 for i = 1, n do
   local base = 4 + 3 * (i - 1)
@@ -173,8 +178,7 @@ for i = 1, n do
   record[#record + 1] = 'p:' .. skus[i]
   record[#record + 1] = prices[i]
 end
-redis.call('HSET', KEYS[1], unpack(record))
-redis.call('PEXPIRE', KEYS[1], ttl + retention)
+create_record(R, record, ttl + retention)
 
 local reply = {0, expires, now}
 for i = 1, n do reply[#reply + 1] = prices[i] end

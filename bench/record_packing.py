@@ -1,0 +1,153 @@
+"""What packing open holds' records costs the reserve script, against record keys, in the same run.
+
+    .venv/bin/python -m bench.record_packing [--smoke] [--baseline-ref REF]
+
+Variants, interleaved round by round (the order alternating) on the run's own redis-server:
+  packed   the product's reserve script: an open single-line hold's record is one field of its bucket
+  keys     the same script with packing turned off (PACKED_MAX 0): every record a key of its own with a
+           TTL, as before 12-05, after the same bucket lookup
+  before   with --baseline-ref: the reserve script of that git revision (e.g. the commit before packing),
+           called with the KEYS it took then (no bucket)
+Each round sends N reserves of one unit (a fresh token and a distinct 13-character user each, as the
+core builds them) to the variant's own SKU, pipelined 100 per round trip on one connection, and reads
+the server's own time in EVALSHA from INFO commandstats (µs per call) and used_memory growth per
+reservation. After each round the SKU's counters must add up (held == calls, one hold per call).
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import redis
+
+from bench.core_only import capture_reserve
+from bench.goals import at_most, verdict
+from bench.memory import used_memory
+from bench.solo import delete_prefix, main, parser, write_json
+from bench.suite import Context
+from inventory import Inventory, Settings, ids
+from inventory.keys import KeySpace
+from inventory.scripts import _INCLUDE, load_sources
+
+NAME = "record_packing"
+PREFIX = "fsrp"
+PIPELINE = 100
+PACKING_ON = "local PACKED_MAX = 64"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def git_source(ref: str) -> str:
+    """The reserve script of a git revision, its includes spliced in from the same revision."""
+    def show(path: str) -> str:
+        return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=REPO, check=True, capture_output=True,
+                              text=True).stdout
+    listing = subprocess.run(["git", "ls-tree", "--name-only", ref, "lua/"], cwd=REPO, check=True,
+                             capture_output=True, text=True).stdout.split()
+    (name,) = [path for path in listing if Path(path).name.startswith("reserve-")]
+    return _INCLUDE.sub(lambda m: show(f"lua/includes/{m.group(1)}.lua"), show(name))
+
+
+def sources(baseline_ref: str | None) -> dict[str, str]:
+    packed = load_sources()["reserve"].source
+    if PACKING_ON not in packed:
+        raise RuntimeError("the reserve script no longer says " + PACKING_ON)
+    variants = {"packed": packed, "keys": packed.replace(PACKING_ON, "local PACKED_MAX = 0")}
+    if baseline_ref:
+        variants["before"] = git_source(baseline_ref)
+    return variants
+
+
+def evalsha_stats(client: redis.Redis) -> tuple[int, int]:
+    """(calls, µs) of EVALSHA so far on this server."""
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
+
+
+def send_round(client: redis.Redis, keys: KeySpace, sha: str, sku: str, variant: str, template: tuple,
+               users: range) -> None:
+    """One round of reserves of one variant; every one must be held."""
+    keys_template, args_template = template
+    part = keys.of_sku(sku)
+    pipe = client.pipeline(transaction=False)
+    sent = 0
+    for n in users:
+        token = keys.token_in(ids.new_token(), part.index)
+        call_keys = [part.reservation(token), *keys_template[1:-1]]
+        if variant != "before":
+            call_keys.append(part.record_bucket(token))
+        pipe.evalsha(sha, len(call_keys), *call_keys, token, f"u{n:012d}", *args_template[2:])
+        sent += 1
+        if sent % PIPELINE == 0:
+            check(pipe.execute())
+    check(pipe.execute())
+
+
+def check(replies: list[Any]) -> None:
+    bad = [reply for reply in replies if not isinstance(reply, list) or reply[0] != 0]
+    if bad:
+        raise RuntimeError(f"{len(bad)} reserves not held, e.g. {bad[0]!r}")
+
+
+def run(ctx: Context) -> dict:
+    """Scenario entry point (bench/suite.py contract)."""
+    client = redis.Redis(host="127.0.0.1", port=ctx.redis_port)
+    rounds, per_round = (2, 300) if ctx.smoke else (6, 20_000)
+    variants = sources(getattr(ctx.args, "baseline_ref", None))
+    inv = Inventory(client, Settings(key_prefix=PREFIX))
+    shas = {name: client.script_load(source) for name, source in variants.items()}
+    skus = {name: f"RP-{name.upper()}" for name in variants}
+    templates = {}
+    for name, sku in skus.items():
+        inv.catalog.configure(sku, name=f"Product {sku}", price=1999, currency="USD", per_user_limit=5)
+        inv.catalog.adjust_stock(sku, set_total=rounds * per_round + 10, reason="seed")
+        keys_, args_, _token, _user = capture_reserve(PREFIX, sku)
+        templates[name] = (keys_, args_)
+    per_call: dict[str, list[float]] = {name: [] for name in variants}
+    per_hold: dict[str, list[float]] = {name: [] for name in variants}
+    try:
+        for r in range(rounds):
+            order = list(variants) if r % 2 == 0 else list(reversed(variants))
+            for name in order:
+                users = range(r * per_round, (r + 1) * per_round)
+                calls0, usec0 = evalsha_stats(client)
+                memory0 = used_memory(client)
+                send_round(client, inv.keys, shas[name], skus[name], name, templates[name], users)
+                calls1, usec1 = evalsha_stats(client)
+                per_hold[name].append((used_memory(client) - memory0) / per_round)
+                per_call[name].append((usec1 - usec0) / (calls1 - calls0))
+                held = int(client.hget(inv.keys.sku(skus[name]).stock, "held") or 0)
+                if held != (r + 1) * per_round or client.zcard(inv.keys.sku(skus[name]).holds) != held:
+                    raise RuntimeError(f"{name}: held {held} after {(r + 1) * per_round} reserves")
+        version = client.info("server")["redis_version"]
+    finally:
+        delete_prefix(client, PREFIX)
+    us = {name: round(median(values), 2) for name, values in per_call.items()}
+    bytes_ = {name: round(median(values), 1) for name, values in per_hold.items()}
+    ratios = {f"{name} / keys": round(us[name] / us["keys"], 3) for name in variants if name != "keys"}
+    if "before" in us:
+        ratios["packed / before"] = round(us["packed"] / us["before"], 3)
+    result = {
+        "scenario": NAME, "smoke": ctx.smoke, "rounds": rounds, "reserves_per_round": per_round,
+        "baseline_ref": getattr(ctx.args, "baseline_ref", None),
+        "evalsha_us_per_call": {"median": us, "rounds": per_call},
+        "used_memory_b_per_hold": {"median": bytes_, "rounds": per_hold},
+        "ratios": ratios,
+        "targets": {f"{key} (server µs per reserve)": at_most(value, 1.10, "x") for key, value in ratios.items()},
+        "versions": {"python": platform.python_version(), "redis_server": version},
+        "failures": [],  # a cost over the goal is a finding for BENCHMARKS.md, not a failed run
+    }
+    result["summary"] = ([f"{name:7} {us[name]:6.2f} µs per reserve in EVALSHA, {bytes_[name]:6.1f} B per hold "
+                          f"(INFO)" for name in variants]
+                         + [f"{key}: {verdict(goal)}" for key, goal in result["targets"].items()])
+    write_json(ctx, NAME, result)
+    return result
+
+
+if __name__ == "__main__":
+    cli = parser("python -m bench.record_packing", __doc__ or "")
+    cli.add_argument("--baseline-ref", default=None, help="git revision whose reserve script runs as 'before'")
+    raise SystemExit(main(NAME, run, cli.parse_args()))

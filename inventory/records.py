@@ -1,0 +1,81 @@
+"""Reading reservation records wherever they live: packed in their partition's record bucket or in a
+hash key of their own (lua/includes/common.lua, "Reservation records", writes both forms)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Sequence
+
+from inventory.context import Context, decode_hash, text
+from inventory.keys import Partition
+
+PRUNE_ROUND_MS = 60_000  # every record bucket is pruned once per round, a slice of them per sweep
+PRUNE_BATCH = 5_000  # most records one call drops (a bucket that grew past it finishes on its next turns)
+
+_US = b"\x1f"
+_FINGERPRINT = 1  # flag: the first 8 bytes after the flags are the fingerprint's first 16 hex digits
+_UUID_USER = 2  # flag: the user is a lower-case UUID kept as its 16 bytes
+
+
+def unpack_record(packed: bytes) -> dict[str, str]:
+    """The fields of a packed record, as HGETALL of its own key would give them."""
+    exp36, ttl36, _keep36, sku, qty, price, tail = packed.split(_US, 6)
+    expires = int(exp36, 36)
+    flags, rest = tail[0], tail[1:]
+    record = {"u": "", "st": "held", "exp": str(expires), "ct": str(expires - int(ttl36, 36)), "n": "1",
+              f"l:{sku.decode()}": qty.decode(), f"p:{sku.decode()}": price.decode()}
+    if flags & _FINGERPRINT:
+        record["fp"], rest = rest[:8].hex(), rest[8:]
+    record["u"] = str(uuid.UUID(bytes=rest)) if flags & _UUID_USER else rest.decode()
+    return record
+
+
+def packed_until(packed: bytes) -> int:
+    """When a packed record may go (ms on the scripts' clock), as a key's TTL says for one of its own."""
+    exp36, _ttl36, keep36, _rest = packed.split(_US, 3)
+    return int(exp36, 36) + int(keep36, 36)
+
+
+def record_of(packed: Any, own: Any) -> dict[str, str]:
+    """A record from the replies of HGET <bucket> <token> and HGETALL <key> ({} when neither has it)."""
+    return unpack_record(packed if isinstance(packed, bytes) else text(packed).encode()) if packed else decode_hash(own)
+
+
+def queue_read(pipe: Any, part: Partition, token: str) -> None:
+    """Queue the two reads `record_of` takes, in that order, on a pipeline."""
+    pipe.hget(part.record_bucket(token), token)
+    pipe.hgetall(part.reservation(token))
+
+
+def read_record(client: Any, part: Partition, token: str) -> dict[str, str]:
+    """One reservation part's record ({} when there is none)."""
+    pipe = client.pipeline(transaction=False)
+    queue_read(pipe, part, token)
+    return record_of(*pipe.execute())
+
+
+class RecordPruner:
+    """Drops packed records past their retention (lua/prune_records): a key of its own has a TTL, a
+    field of a bucket does not."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.every = [bucket for part in ctx.keys.parts for bucket in part.all_record_buckets()]
+
+    def due_slice(self) -> list[str]:
+        """This sweep's share of the buckets: each comes up once per round of PRUNE_ROUND_MS on the
+        scripts' clock, whichever process sweeps."""
+        interval = max(int(self.ctx.settings.expire_interval_seconds * 1000), 1)
+        slices = max(PRUNE_ROUND_MS // interval, 1)
+        return self.every[(self.ctx.now_ms() // interval) % slices::slices]
+
+    def prune(self, buckets: Sequence[str] | None = None) -> int:
+        """Prune the given buckets (default: this sweep's slice); the number of records dropped."""
+        batch = self.ctx.script_batch()
+        for bucket in self.due_slice() if buckets is None else buckets:
+            batch.call("prune_records", [bucket], [PRUNE_BATCH])
+        replies = batch.execute()
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return sum(int(reply[0]) for reply in replies)
