@@ -13,27 +13,28 @@ PRUNE_ROUND_MS = 60_000  # every record bucket is pruned once per round, a slice
 PRUNE_BATCH = 5_000  # most records one call drops (a bucket that grew past it finishes on its next turns)
 
 _US = b"\x1f"
-_FINGERPRINT = 1  # flag: the first 8 bytes after the flags are the fingerprint's first 16 hex digits
+_FINGERPRINT = 1  # flag: 8 bytes after the header are the fingerprint's first 16 hex digits
 _UUID_USER = 2  # flag: the user is a lower-case UUID kept as its 16 bytes
+_HEADER = 15  # flags, exp (6 bytes), exp - ct (4), until - exp (4), big-endian
 
 
 def unpack_record(packed: bytes) -> dict[str, str]:
     """The fields of a packed record, as HGETALL of its own key would give them."""
-    exp36, ttl36, _keep36, sku, qty, price, tail = packed.split(_US, 6)
-    expires = int(exp36, 36)
-    flags, rest = tail[0], tail[1:]
-    record = {"u": "", "st": "held", "exp": str(expires), "ct": str(expires - int(ttl36, 36)), "n": "1",
-              f"l:{sku.decode()}": qty.decode(), f"p:{sku.decode()}": price.decode()}
+    flags, expires = packed[0], int.from_bytes(packed[1:7], "big")
+    rest = packed[_HEADER:]
+    record = {"u": "", "st": "held", "exp": str(expires), "ct": str(expires - int.from_bytes(packed[7:11], "big")),
+              "n": "1"}
     if flags & _FINGERPRINT:
         record["fp"], rest = rest[:8].hex(), rest[8:]
-    record["u"] = str(uuid.UUID(bytes=rest)) if flags & _UUID_USER else rest.decode()
+    qty, price, sku, user = rest.split(_US, 3)
+    record |= {f"l:{sku.decode()}": qty.decode(), f"p:{sku.decode()}": price.decode()}
+    record["u"] = str(uuid.UUID(bytes=user)) if flags & _UUID_USER else user.decode()
     return record
 
 
 def packed_until(packed: bytes) -> int:
     """When a packed record may go (ms on the scripts' clock), as a key's TTL says for one of its own."""
-    exp36, _ttl36, keep36, _rest = packed.split(_US, 3)
-    return int(exp36, 36) + int(keep36, 36)
+    return int.from_bytes(packed[1:7], "big") + int.from_bytes(packed[11:15], "big")
 
 
 def record_of(packed: Any, own: Any) -> dict[str, str]:

@@ -178,7 +178,9 @@ for i = 1, n do
   record[#record + 1] = 'p:' .. skus[i]
   record[#record + 1] = prices[i]
 end
-create_record(R, record, ttl + retention)
+local packed = n == 1 and parts == '' and pack_hold(user, expires, now, expires + retention, skus[1], qtys[1],
+  prices[1], fingerprint ~= '' and fingerprint or nil)
+create_record(R, record, packed, ttl + retention)
 
 local reply = {0, expires, now}
 for i = 1, n do reply[#reply + 1] = prices[i] end

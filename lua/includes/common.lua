@@ -42,17 +42,15 @@ end
 -- TTL costs ~230. Every other record (orders, closed, multi-line or multi-part reservations, records
 -- with pins, extensions or long ids) is a hash key of its own with a TTL, as it always was. A packed
 -- record that stops fitting moves to its own key for good, keeping its retention.
--- Packed form (US = byte 31; numbers in base 36):
---   exp US exp-ct US until-exp US sku US qty US price US flags [fingerprint: 8 bytes] user
--- 'until' is when the record may go (a key's TTL; inventory/housekeeping.py prunes packed ones past it);
--- flags: 1 = a fingerprint follows (its first 16 hex digits), 2 = the user is a lower-case UUID stored
--- as its 16 bytes. The user comes last, so its bytes need no escaping. inventory/records.py decodes it.
+-- Packed form: a 15-byte header, the fingerprint's first 16 hex digits as 8 bytes when flag 1 is set,
+-- then "<qty> US <price> US <sku> US <user>" (US = byte 31). Header: flags (1 = fingerprint, 2 = the user
+-- is a lower-case UUID kept as its 16 bytes), then big-endian: exp (6 bytes), exp - ct (4), until - exp (4).
+-- 'until' is when the record may go (a key's TTL; lua/prune_records drops packed ones past it). The user
+-- comes last, so its bytes need no escaping. inventory/records.py decodes the same form.
 local PACKED_MAX = 64  -- hash-max-listpack-value: one longer value turns the whole bucket into a hash table
 local US = '\31'
-local DIGITS36 = '0123456789abcdefghijklmnopqrstuvwxyz'
-local UUID = '^' .. string.rep('[0-9a-f]', 8) .. '%-' .. string.rep('[0-9a-f]', 4) .. '%-'
-  .. string.rep('[0-9a-f]', 4) .. '%-' .. string.rep('[0-9a-f]', 4) .. '%-' .. string.rep('[0-9a-f]', 12) .. '$'
-local PACKED_FIELDS = {u = true, st = true, exp = true, ct = true, n = true, fp = true, ['~until'] = true}
+local SPAN = 4294967296  -- 2^32: the 4-byte fields hold less
+local UUID = '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$'
 
 -- An integer as Redis would store it (never '1e+14').
 local function as_text(v)
@@ -60,14 +58,21 @@ local function as_text(v)
   return v
 end
 
-local function to36(n)
-  local s = ''
-  repeat
-    local d = n % 36
-    s = string.sub(DIGITS36, d + 1, d + 1) .. s
-    n = (n - d) / 36
-  until n == 0
-  return s
+local function be6(n)  -- n < 2^48
+  local lo = n % SPAN
+  local hi = (n - lo) / SPAN
+  return string.char(math.floor(hi / 256), hi % 256, math.floor(lo / 16777216), math.floor(lo / 65536) % 256,
+    math.floor(lo / 256) % 256, lo % 256)
+end
+
+local function be4(n)  -- n < 2^32
+  return string.char(math.floor(n / 16777216), math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256)
+end
+
+local function from_be(packed, from, width)
+  local n = 0
+  for i = from, from + width - 1 do n = n * 256 + string.byte(packed, i) end
+  return n
 end
 
 local function hex_to_bytes(h)
@@ -78,13 +83,33 @@ local function bytes_to_hex(b)
   return (string.gsub(b, '.', function(c) return string.format('%02x', string.byte(c)) end))
 end
 
+-- The packed form of an open single-line hold's record (numbers as numbers), or nil when it does not fit.
+local function pack_hold(user, exp, ct, keep, sku, qty, price, fp)
+  local ttl, left = exp - ct, keep - exp
+  if ttl < 0 or ttl >= SPAN or left < 0 or left >= SPAN or exp >= 281474976710656 then return nil end
+  local flags, head = 0, ''
+  if fp then
+    if #fp < 16 or string.find(fp, '[^0-9a-f]') then return nil end
+    flags, head = 1, hex_to_bytes(string.sub(fp, 1, 16))
+  end
+  if #user == 36 and string.find(user, UUID) and not string.find(user, '[A-F]') then
+    flags, user = flags + 2, hex_to_bytes((string.gsub(user, '-', '')))
+  end
+  local packed = string.char(flags) .. be6(exp) .. be4(ttl) .. be4(left) .. head .. as_text(qty) .. US
+    .. as_text(price) .. US .. sku .. US .. user
+  if #packed > PACKED_MAX then return nil end
+  return packed
+end
+
 local function whole(v)
   local n = tonumber(v)
   if n and n >= 0 and n == math.floor(n) then return n end
   return nil
 end
 
--- The packed form of a record's fields, or nil when they do not fit it.
+local PACKED_FIELDS = {u = true, st = true, exp = true, ct = true, n = true, fp = true, ['~until'] = true}
+
+-- The packed form of a record's fields, or nil when they are not an open single-line hold's or do not fit.
 local function pack_record(f)
   if f.st ~= 'held' or as_text(f.n) ~= '1' or not f.u then return nil end
   local sku, count = nil, 0
@@ -99,41 +124,26 @@ local function pack_record(f)
   if not sku or count ~= (f.fp and 9 or 8) then return nil end
   local exp, ct, keep = whole(f.exp), whole(f.ct), whole(f['~until'])
   local qty, price = whole(f['l:' .. sku]), whole(f['p:' .. sku])
-  if not (exp and ct and keep and qty and price) or ct > exp or keep < exp then return nil end
-  local flags, tail = 0, ''
-  if f.fp then
-    if not string.match(f.fp, '^[0-9a-f]+$') or #f.fp < 16 then return nil end
-    flags, tail = 1, hex_to_bytes(string.sub(f.fp, 1, 16))
-  end
-  if string.match(f.u, UUID) then
-    flags, tail = flags + 2, tail .. hex_to_bytes((string.gsub(f.u, '-', '')))
-  else
-    tail = tail .. f.u
-  end
-  local packed = to36(exp) .. US .. to36(exp - ct) .. US .. to36(keep - exp) .. US .. sku .. US .. as_text(qty)
-    .. US .. as_text(price) .. US .. string.char(flags) .. tail
-  if #packed > PACKED_MAX then return nil end
-  return packed
+  if not (exp and ct and keep and qty and price) then return nil end
+  return pack_hold(f.u, exp, ct, keep, sku, qty, price, f.fp)
 end
 
 local function unpack_record(packed)
-  local parts, from = {}, 1
-  for i = 1, 6 do
-    local at = string.find(packed, US, from, true)
-    parts[i] = string.sub(packed, from, at - 1)
-    from = at + 1
-  end
-  local flags = string.byte(packed, from)
-  from = from + 1
-  local exp = tonumber(parts[1], 36)
-  local f = {st = 'held', n = '1', exp = as_text(exp), ct = as_text(exp - tonumber(parts[2], 36)),
-             ['~until'] = exp + tonumber(parts[3], 36)}
-  f['l:' .. parts[4]], f['p:' .. parts[4]] = parts[5], parts[6]
+  local flags = string.byte(packed, 1)
+  local exp = from_be(packed, 2, 6)
+  local f = {st = 'held', n = '1', exp = as_text(exp), ct = as_text(exp - from_be(packed, 8, 4)),
+             ['~until'] = exp + from_be(packed, 12, 4)}
+  local from = 16
   if flags % 2 == 1 then
-    f.fp = bytes_to_hex(string.sub(packed, from, from + 7))
-    from = from + 8
+    f.fp = bytes_to_hex(string.sub(packed, 16, 23))
+    from = 24
   end
-  local user = string.sub(packed, from)
+  local a = string.find(packed, US, from, true)
+  local b = string.find(packed, US, a + 1, true)
+  local c = string.find(packed, US, b + 1, true)
+  local sku = string.sub(packed, b + 1, c - 1)
+  f['l:' .. sku], f['p:' .. sku] = string.sub(packed, from, a - 1), string.sub(packed, a + 1, b - 1)
+  local user = string.sub(packed, c + 1)
   if flags >= 2 then
     local h = bytes_to_hex(user)
     user = string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-' .. string.sub(h, 13, 16) .. '-'
@@ -145,10 +155,7 @@ end
 
 -- When a packed record may go (its 'until').
 local function packed_until(packed)
-  local first = string.find(packed, US, 1, true)
-  local second = string.find(packed, US, first + 1, true)
-  local third = string.find(packed, US, second + 1, true)
-  return tonumber(string.sub(packed, 1, first - 1), 36) + tonumber(string.sub(packed, second + 1, third - 1), 36)
+  return from_be(packed, 2, 6) + from_be(packed, 12, 4)
 end
 
 local function flat_fields(f)
@@ -197,12 +204,15 @@ local function store_packed(R)
   R.packed = false
 end
 
--- A new record: packed when it fits, else a key of its own; either goes `keep` ms from now.
-local function create_record(R, fields, keep)
-  for i = 1, #fields, 2 do R.f[fields[i]] = as_text(fields[i + 1]) end
-  R.f['~until'] = R.now + keep
-  R.packed = true
-  store_packed(R)
+-- A new record: `fields` (a flat list) packed when `packed` (pack_hold's answer) is one, else a key
+-- of its own; either may go `keep` ms from now.
+local function create_record(R, fields, packed, keep)
+  if packed then
+    redis.call('HSET', R.bucket, R.token, packed)
+  else
+    redis.call('HSET', R.key, unpack(fields))
+    redis.call('PEXPIRE', R.key, keep)
+  end
 end
 
 -- HSET on the record: record_set(R, field, value, ...).
