@@ -217,7 +217,7 @@ def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: li
     distinct = sorted(set(skus))
     shared = {
         "record bucket entry": [bucket for p in keys.parts for bucket in p.all_record_buckets()],
-        "expiry zset entry": [p.expiries for p in keys.parts],
+        "expiry index entry": [p.expiries for p in keys.parts] + [b for p in keys.parts for b in p.all_index_buckets()],
         "holds zset entry": [keys.sku(s).holds for s in distinct],
         "buyers hash field": [keys.sku(s).buyers for s in distinct],
         "stock hash change": [keys.sku(s).stock for s in distinct],
@@ -247,7 +247,8 @@ def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: li
                                                    if packed else sample_part.reservation(tokens[0]))),
                       "holds": text(client.object("encoding", keys.sku(distinct[0]).holds)),
                       "buyers": text(client.object("encoding", keys.sku(distinct[0]).buyers)),
-                      "expiries": text(client.object("encoding", keys.of_sku(distinct[0]).expiries))},
+                      "expiries": text(client.object("encoding", keys.of_sku(distinct[0]).expiries)),
+                      "index bucket": text(client.object("encoding", keys.sku(distinct[0]).index))},
         "sample_record_fields": field_bytes(sample_part.reservation(tokens[0]),
                                             read_record(client, sample_part, tokens[0])),
         "sample_hold_member_chars": len(text(client.zrange(keys.sku(distinct[0]).holds, 0, 0)[0])),

@@ -7,7 +7,8 @@ Variants, interleaved round by round (the order alternating) on the run's own re
   keys     the same script with packing turned off (PACKED_MAX 0): every record a key of its own with a
            TTL, as before 12-05, after the same bucket lookup
   before   with --baseline-ref: the reserve script of that git revision (e.g. the commit before packing),
-           called with the KEYS it took then (no bucket)
+           called with the KEYS it took then, as its file name says ('reserve-4+3n+m': no record bucket;
+           '3n': no index bucket per line)
 Each round sends N reserves of one unit (a fresh token and a distinct 13-character user each, as the
 core builds them) to the variant's own SKU, pipelined 100 per round trip on one connection, and reads
 the server's own time in EVALSHA from INFO commandstats (µs per call) and used_memory growth per
@@ -30,7 +31,7 @@ from bench.memory import used_memory
 from bench.solo import delete_prefix, main, parser, write_json
 from bench.suite import Context
 from inventory import Inventory, Settings, ids
-from inventory.keys import KeySpace
+from inventory.keys import KeySpace, Partition
 from inventory.scripts import _INCLUDE, load_sources
 
 NAME = "record_packing"
@@ -40,25 +41,36 @@ PACKING_ON = "local PACKED_MAX = 64"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def git_source(ref: str) -> str:
-    """The reserve script of a git revision, its includes spliced in from the same revision."""
+def git_source(ref: str) -> tuple[str, str]:
+    """The reserve script of a git revision, its includes spliced in from the same revision, and its key
+    layout (the file name's stem, e.g. 'reserve-4+4n+m+1')."""
     def show(path: str) -> str:
         return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=REPO, check=True, capture_output=True,
                               text=True).stdout
     listing = subprocess.run(["git", "ls-tree", "--name-only", ref, "lua/"], cwd=REPO, check=True,
                              capture_output=True, text=True).stdout.split()
     (name,) = [path for path in listing if Path(path).name.startswith("reserve-")]
-    return _INCLUDE.sub(lambda m: show(f"lua/includes/{m.group(1)}.lua"), show(name))
+    return _INCLUDE.sub(lambda m: show(f"lua/includes/{m.group(1)}.lua"), show(name)), Path(name).stem
 
 
-def sources(baseline_ref: str | None) -> dict[str, str]:
-    packed = load_sources()["reserve"].source
+def sources(baseline_ref: str | None) -> dict[str, tuple[str, str]]:
+    """Each variant's reserve script and key layout."""
+    current = load_sources()["reserve"]
+    packed, layout = current.source, Path(current.filename).stem
     if PACKING_ON not in packed:
         raise RuntimeError("the reserve script no longer says " + PACKING_ON)
-    variants = {"packed": packed, "keys": packed.replace(PACKING_ON, "local PACKED_MAX = 0")}
+    variants = {"packed": (packed, layout), "keys": (packed.replace(PACKING_ON, "local PACKED_MAX = 0"), layout)}
     if baseline_ref:
         variants["before"] = git_source(baseline_ref)
     return variants
+
+
+def layout_keys(layout: str, part: Partition, token: str, template: list[str]) -> list[str]:
+    """One line's reserve KEYS in a script's layout, from the current layout's captured call
+    (record, index, dirty, switch, stock, holds, buyers, index bucket, record bucket)."""
+    line = template[4:8] if "+4n" in layout else template[4:7]
+    tail = [part.record_bucket(token)] if layout.endswith("+1") else []
+    return [part.reservation(token), *template[1:4], *line, *tail]
 
 
 def evalsha_stats(client: redis.Redis) -> tuple[int, int]:
@@ -67,7 +79,7 @@ def evalsha_stats(client: redis.Redis) -> tuple[int, int]:
     return int(stats.get("calls", 0)), int(stats.get("usec", 0))
 
 
-def send_round(client: redis.Redis, keys: KeySpace, sha: str, sku: str, variant: str, template: tuple,
+def send_round(client: redis.Redis, keys: KeySpace, sha: str, sku: str, layout: str, template: tuple,
                users: range) -> None:
     """One round of reserves of one variant; every one must be held."""
     keys_template, args_template = template
@@ -76,9 +88,7 @@ def send_round(client: redis.Redis, keys: KeySpace, sha: str, sku: str, variant:
     sent = 0
     for n in users:
         token = keys.token_in(ids.new_token(), part.index)
-        call_keys = [part.reservation(token), *keys_template[1:-1]]
-        if variant != "before":
-            call_keys.append(part.record_bucket(token))
+        call_keys = layout_keys(layout, part, token, keys_template)
         pipe.evalsha(sha, len(call_keys), *call_keys, token, f"u{n:012d}", *args_template[2:])
         sent += 1
         if sent % PIPELINE == 0:
@@ -98,7 +108,7 @@ def run(ctx: Context) -> dict:
     rounds, per_round = (2, 300) if ctx.smoke else (20, 10_000)
     variants = sources(getattr(ctx.args, "baseline_ref", None))
     inv = Inventory(client, Settings(key_prefix=PREFIX))
-    shas = {name: client.script_load(source) for name, source in variants.items()}
+    shas = {name: client.script_load(source) for name, (source, _layout) in variants.items()}
     skus = {name: f"RP-{name.upper()}" for name in variants}
     templates = {}
     for name, sku in skus.items():
@@ -115,7 +125,7 @@ def run(ctx: Context) -> dict:
                 users = range(r * per_round, (r + 1) * per_round)
                 calls0, usec0 = evalsha_stats(client)
                 memory0 = used_memory(client)
-                send_round(client, inv.keys, shas[name], skus[name], name, templates[name], users)
+                send_round(client, inv.keys, shas[name], skus[name], variants[name][1], templates[name], users)
                 calls1, usec1 = evalsha_stats(client)
                 per_hold[name].append((used_memory(client) - memory0) / per_round)
                 per_call[name].append((usec1 - usec0) / (calls1 - calls0))

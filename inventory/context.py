@@ -56,6 +56,10 @@ class Context:
         """stock, holds, buyers keys of each SKU in order, as scripts take them per line."""
         return [key for sku in skus for key in self.keys.sku(sku).as_list()]
 
+    def indexed_line_keys(self, skus: Sequence[str]) -> list[str]:
+        """stock, holds, buyers, index bucket keys of each SKU in order, for the scripts that add holds."""
+        return [key for sku in skus for key in self.keys.sku(sku).as_indexed_list()]
+
 
 def text(value: Any) -> str:
     """A Redis reply value as str."""

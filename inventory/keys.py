@@ -8,7 +8,9 @@ chosen so that partition i hashes into the i-th equal share of the 16384 slots, 
 partitions evenly over the masters of a cluster created with `redis-cli --cluster create`.
 A SKU's partition is CRC16(sku) mod partitions; a reservation token ends in its partition's number,
 so the server finds its record without a lookup: in the record bucket the token picks (CRC32 mod the
-partition's share of RECORD_BUCKETS) when it is packed, else in a key of its own.
+partition's share of RECORD_BUCKETS) when it is packed, else in a key of its own. Likewise a SKU's entry
+in the expiry index lives in the index bucket its name picks (CRC32 mod the partition's share of
+EXPIRY_BUCKETS), and the partition's index lists the buckets.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 MAX_PARTITIONS = 4096
 PARTITION_DIGITS = 3  # hex digits of the partition number at the end of a token
-HOLDS_OF = "s:"  # expiry-index member prefix naming a SKU with open holds (lua/includes/common.lua)
+HOLDS_OF = "s:"  # index-bucket member prefix naming a SKU with open holds (lua/includes/common.lua)
+HOLDS_IN = "x:"  # expiry-index member prefix naming an index bucket by number (lua/includes/common.lua)
 RECORD_BUCKETS = 1024  # record buckets over all partitions (at least one each): ~500k packed holds stay in listpacks
+EXPIRY_BUCKETS = 256  # index buckets over all partitions (at least one each): ~32k SKUs with holds stay in listpacks
 
 
 @lru_cache(maxsize=None)
@@ -48,10 +52,15 @@ class SkuKeys:
     buyers: str
     waitlist: str = ""  # zset user -> join sequence: buyers waiting for the sold-out SKU, first come first
     waitinfo: str = ""  # hash 'u:<user>' -> the entry (waiting or offered), plus the queue's counters
+    index: str = ""  # zset 's:<sku>' -> earliest hold expiry: the expiry-index bucket this SKU is listed in
 
     def as_list(self) -> list[str]:
         """Keys in the order scripts expect per line: stock, holds, buyers."""
         return [self.stock, self.holds, self.buyers]
+
+    def as_indexed_list(self) -> list[str]:
+        """Keys in the order scripts that add holds expect per line: stock, holds, buyers, index bucket."""
+        return [self.stock, self.holds, self.buyers, self.index]
 
 
 @lru_cache(maxsize=4096)  # asked for several times per request
@@ -60,9 +69,18 @@ def _slot_of(sku: str) -> int:
 
 
 @lru_cache(maxsize=4096)  # a sale's hot SKUs are asked for on every request: built once each
-def _sku_keys(base: str, sku: str) -> SkuKeys:
+def _sku_keys(base: str, sku: str, index_buckets: int) -> SkuKeys:
     return SkuKeys(stock=f"{base}:s:{sku}", holds=f"{base}:h:{sku}", buyers=f"{base}:b:{sku}",
-                   waitlist=f"{base}:w:{sku}", waitinfo=f"{base}:wi:{sku}")
+                   waitlist=f"{base}:w:{sku}", waitinfo=f"{base}:wi:{sku}",
+                   index=_index_bucket(base, _index_number(sku, index_buckets)))
+
+
+def _index_number(sku: str, index_buckets: int) -> int:
+    return zlib.crc32(sku.encode()) % index_buckets
+
+
+def _index_bucket(base: str, number: int) -> str:
+    return f"{base}:xb:{number}"
 
 
 @dataclass(frozen=True)
@@ -73,14 +91,15 @@ class Partition:
     index: int
     tag: str
     record_buckets: int = 1
+    index_buckets: int = 1
 
     @cached_property
     def base(self) -> str:
         return f"{self.prefix}:{self.tag}"
 
     def sku(self, sku: str) -> SkuKeys:
-        """Keys of one SKU of this partition: stock hash, holds zset, buyers hash."""
-        return _sku_keys(self.base, sku)
+        """Keys of one SKU of this partition: stock hash, holds zset, buyers hash, index bucket."""
+        return _sku_keys(self.base, sku, self.index_buckets)
 
     def reservation(self, token: str) -> str:
         """Hash holding one reservation and, once checked out, its order, unless it is packed in its
@@ -106,9 +125,22 @@ class Partition:
 
     @cached_property
     def expiries(self) -> str:
-        """Zset of what comes due in this partition: 's:<sku>' at the SKU's earliest hold expiry, and tokens
-        at a pending order's payment deadline or a pinned part's window (ms)."""
+        """Zset of what comes due in this partition: 'x:<n>' at the earliest entry of index bucket n, and
+        tokens at a pending order's payment deadline or a pinned part's window (ms); 's:<sku>' entries
+        written before the index buckets are swept as before."""
         return f"{self.base}:expiries"
+
+    def index_number(self, sku: str) -> int:
+        """The number of the index bucket listing this SKU (its member there: 'x:<number>')."""
+        return _index_number(sku, self.index_buckets)
+
+    def index_bucket(self, number: int) -> str:
+        """Index bucket `number` of this partition (zset 's:<sku>' -> the SKU's earliest hold expiry)."""
+        return _index_bucket(self.base, number)
+
+    def all_index_buckets(self) -> list[str]:
+        """Every index bucket of this partition."""
+        return [_index_bucket(self.base, i) for i in range(self.index_buckets)]
 
     @property
     def pending(self) -> str:
@@ -179,8 +211,8 @@ class KeySpace:
     def __post_init__(self) -> None:
         if not 1 <= self.partitions <= MAX_PARTITIONS:
             raise ValueError(f"partitions must be in 1..{MAX_PARTITIONS}")
-        buckets = max(1, RECORD_BUCKETS // self.partitions)
-        parts = tuple(Partition(self.prefix, i, partition_tag(i, self.partitions), buckets)
+        records, index = max(1, RECORD_BUCKETS // self.partitions), max(1, EXPIRY_BUCKETS // self.partitions)
+        parts = tuple(Partition(self.prefix, i, partition_tag(i, self.partitions), records, index)
                       for i in range(self.partitions))
         object.__setattr__(self, "parts", parts)
 

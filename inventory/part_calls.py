@@ -69,7 +69,7 @@ class PartCalls:
         quota line, or a quota line; missing: not routed): a split SKU refuses a call routed by an
         older layout."""
         keys = [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
-        keys += self.ctx.line_keys([sku for sku, _ in lines])
+        keys += self.ctx.indexed_line_keys([sku for sku, _ in lines])
         keys += [bucket.key for bucket in rate_limits] + [part.record_bucket(token)]
         args: list[Any] = [token, user_id, fp, ttl_ms, self.settings.record_retention_seconds * 1000,
                            len(rate_limits), others, "".join(routed.get(sku, "0") for sku, _ in lines)
@@ -119,7 +119,7 @@ class PartCalls:
                 args += [sku, wanted.get(sku, "")]
             try:
                 return self.ctx.run("amend", [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
-                                    + self.ctx.line_keys(every) + [part.record_bucket(token)], args)
+                                    + self.ctx.indexed_line_keys(every) + [part.record_bucket(token)], args)
             except SoldOut as error:
                 raise with_waitlist(error, self.settings.waitlist_max_length) from None
         return self.on_lines(part, token, call, record)
@@ -140,8 +140,12 @@ class PartCalls:
         """Give back one SKU's expired holds (at most `batch`): (holds, units, more may be due)."""
         keys = self.ctx.keys.sku(sku)
         reply = self.ctx.run("sweep_holds", [part.expiries, part.dirty, keys.stock, keys.holds, keys.buyers,
-                                             keys.waitinfo], [sku, batch])
+                                             keys.waitinfo, keys.index], [sku, batch])
         return int(reply[0]), int(reply[1]), bool(int(reply[2]))
+
+    def reindex_bucket(self, part: Partition, bucket: str) -> None:
+        """Move an index bucket's entry in the partition's expiry index to its earliest SKU (or drop it)."""
+        self.ctx.run("reindex_bucket", [part.expiries, bucket], [])
 
     def checkout(self, part: Partition, token: str, user_id: str, order_id: str, request_id: str,
                  generation: str = "", record: dict[str, str] | None = None) -> list[Any]:

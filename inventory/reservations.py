@@ -19,7 +19,7 @@ from inventory.errors import (
     SoldOut,
     StaleRead,
 )
-from inventory.keys import HOLDS_OF, Partition
+from inventory.keys import HOLDS_IN, HOLDS_OF, Partition
 from inventory.models import (
     Extension, Line, Order, PaymentOutcome, RateLimit, Reservation, Status, SweepResult, from_ms,
 )
@@ -330,13 +330,20 @@ class Reservations:
             for _ in range(max_batches):
                 batches += 1
                 due = [text(t) for t in self.ctx.redis.zrangebyscore(part.expiries, "-inf", now, start=0, num=size)]
-                tokens = [member for member in due if not member.startswith(HOLDS_OF)]
-                more = False  # a SKU had more due holds than one batch: its entry is still due
-                for sku in (member[len(HOLDS_OF):] for member in due if member.startswith(HOLDS_OF)):
-                    holds, units, full = self.calls.sweep_holds(part, sku, size)
+                tokens = [member for member in due if not member.startswith((HOLDS_OF, HOLDS_IN))]
+                more = False  # a bucket or a SKU had more due than one batch: its entry is still due
+                for member in due:
+                    if member.startswith(HOLDS_IN):
+                        holds, units, full = self._sweep_bucket(part, member[len(HOLDS_IN):], now, size)
+                    elif member.startswith(HOLDS_OF):  # listed before the index buckets
+                        sku = member[len(HOLDS_OF):]
+                        holds, units, full = self.calls.sweep_holds(part, sku, size)
+                        units = 0 if is_quota(sku) else units  # a quota line holds no stock
+                    else:
+                        continue
                     more = more or full
                     expired += holds
-                    returned += 0 if is_quota(sku) else units  # a quota line holds no stock
+                    returned += units
                 for token in tokens:
                     try:
                         holds, units = self._expire_token(part, token)
@@ -348,6 +355,25 @@ class Reservations:
                 if len(due) < size and not more:
                     break
         return SweepResult(expired=expired, units_returned=returned, batches=batches)
+
+    def _sweep_bucket(self, part: Partition, number: str, now: int, size: int) -> tuple[int, int, bool]:
+        """Give back the due holds of index bucket `number`'s due SKUs: (holds, units, more may be due)."""
+        if not number.isdigit() or int(number) >= part.index_buckets:
+            log.error("expiry index of partition %d lists no such bucket: %r", part.index, number)
+            return 0, 0, False
+        bucket = part.index_bucket(int(number))
+        skus = [text(m)[len(HOLDS_OF):] for m in self.ctx.redis.zrangebyscore(bucket, "-inf", now, start=0, num=size)]
+        if not skus:  # listed early (cannot happen while scripts keep it at its earliest SKU): move it on
+            self.calls.reindex_bucket(part, bucket)
+            return 0, 0, False
+        expired = returned = 0
+        more = len(skus) == size
+        for sku in skus:
+            holds, units, full = self.calls.sweep_holds(part, sku, size)
+            more = more or full
+            expired += holds
+            returned += 0 if is_quota(sku) else units  # a quota line holds no stock
+        return expired, returned, more
 
     def _expire_token(self, part: Partition, token: str) -> tuple[int, int]:
         """Expire a reservation (or its part here) listed by token: (reservations expired, units returned)."""

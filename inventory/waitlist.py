@@ -136,7 +136,7 @@ class Waitlists:
         if not token:
             raise WaitlistEntryNotFound("No offer for this buyer on this waitlist.", sku=sku)
         self.ctx.run("claim_offer", [part.reservation(token), part.expiries, part.dirty, part.sale_switch,
-                                     keys.stock, keys.holds, keys.buyers, keys.waitinfo],
+                                     keys.stock, keys.holds, keys.buyers, keys.waitinfo, keys.index],
                      [user_id, token, sku, ttl * 1000, self.settings.record_retention_seconds * 1000])
         reservation_id = ids.reservation_id(token)
         try:

@@ -6,6 +6,7 @@ import signal
 import subprocess
 
 from inventory import Inventory
+from inventory.keys import HOLDS_IN, HOLDS_OF
 from inventory.models import StockLevel
 from inventory.records import packed_until, read_record
 
@@ -66,16 +67,22 @@ def outbox_entries(inv: Inventory) -> list[tuple[bytes, dict[bytes, bytes]]]:
 
 
 def assert_holds_listed(inv: Inventory, skus: list[str]) -> None:
-    """Every hold that can expire is listed in its partition's expiry index no later than its expiry:
-    by its SKU ('s:<sku>') or, for a pinned part released since and holds from before the per-SKU index,
-    by its token. Otherwise the sweeper would never give it back (only a later request's lazy expiry)."""
+    """Every hold that can expire is listed no later than its expiry: by its SKU ('s:<sku>') in the SKU's
+    index bucket with the bucket ('x:<n>') in its partition's expiry index, or, for a pinned part released
+    since and holds from before the per-SKU index or the buckets, by its token or SKU in the partition's
+    index. Otherwise the sweeper would never give it back (only a later request's lazy expiry)."""
     for sku in skus:
         part = inv.keys.of_sku(sku)
+        bucket = part.sku(sku).index
+        in_bucket = inv.redis.zscore(bucket, f"{HOLDS_OF}{sku}")
+        bucket_listed = inv.redis.zscore(part.expiries, f"{HOLDS_IN}{part.index_number(sku)}")
+        by_bucket = None if in_bucket is None or bucket_listed is None else max(in_bucket, bucket_listed)
         for member, score in inv.redis.zrange(part.sku(sku).holds, 0, -1, withscores=True):
             token = member.decode().split("|", 1)[0]
             if score == float("inf") or token == "~wl":  # pinned, or the waitlist's pool: never expires
                 continue
-            listed = [inv.redis.zscore(part.expiries, f"s:{sku}"), inv.redis.zscore(part.expiries, token)]
+            listed = [by_bucket, inv.redis.zscore(part.expiries, f"{HOLDS_OF}{sku}"),
+                      inv.redis.zscore(part.expiries, token)]
             assert any(at is not None and at <= score for at in listed), (sku, member, score, listed)
 
 

@@ -284,14 +284,33 @@ local function set_aside_for_waitlist(stock_key, holds_key)
   return units
 end
 
--- The expiry index (one zset per partition) lists each SKU with open holds once, as member
--- 's:<sku>' (tokens are [0-9a-z] only, so no token can look like one), scored at or before its
--- earliest hold expiry: LT keeps the earliest. The sweeper gives back the SKU's due holds and moves
--- the entry to its next hold (lua/sweep_holds). A score may be early (a hold extended, released or
--- reclaimed lazily since), never late. Tokens are listed there only for payment deadlines, pinned
--- parts and holds taken before this layout.
-local function index_hold_expiry(expiries_key, sku, expires)
-  redis.call('ZADD', expiries_key, 'LT', expires, 's:' .. sku)
+-- The expiry index lists each SKU with open holds once, in two levels so that both stay small
+-- (listpacks, BENCHMARKS.md "Expiry index buckets"): the SKU as member 's:<sku>' of its index bucket
+-- (inventory/keys.py picks it from the name), and the bucket as member 'x:<n>' of the partition's index
+-- (tokens are [0-9a-z] only, so no token can look like either). Each is scored at or before its earliest
+-- hold expiry: LT keeps the earliest, and a bucket's entry is never later than its earliest SKU's. The
+-- sweeper gives back a due SKU's due holds and moves both entries on (lua/sweep_holds). A score may be
+-- early (a hold extended, released or reclaimed lazily since), never late. Tokens are listed in the
+-- partition's index only for payment deadlines, pinned parts and holds taken before the per-SKU index;
+-- 's:<sku>' there only for holds taken before the buckets.
+local function index_member(bucket_key)
+  return 'x:' .. string.match(bucket_key, ':xb:(%d+)$')
+end
+
+local function index_hold_expiry(expiries_key, bucket_key, sku, expires)
+  redis.call('ZADD', bucket_key, 'LT', expires, 's:' .. sku)
+  redis.call('ZADD', expiries_key, 'LT', expires, index_member(bucket_key))
+end
+
+-- Moves a bucket's entry in the partition's index to the bucket's earliest SKU, or removes it when
+-- the bucket is empty (after the sweeper moved or removed one of its SKUs).
+local function reindex_bucket(expiries_key, bucket_key)
+  local first = redis.call('ZRANGE', bucket_key, 0, 0, 'WITHSCORES')
+  if first[2] then
+    redis.call('ZADD', expiries_key, first[2], index_member(bucket_key))
+  else
+    redis.call('ZREM', expiries_key, index_member(bucket_key))
+  end
 end
 
 -- Gives back every hold of one SKU whose expiry has passed (expired means now >= expiry).
@@ -365,8 +384,10 @@ local function release_hold(stock_key, holds_key, buyers_key, token, qty, user)
   return 0
 end
 
--- Line helpers below address the stock/holds/buyers keys of line i as
--- KEYS[first + 3i - 2], KEYS[first + 3i - 1], KEYS[first + 3i].
+-- Line helpers below address the stock/holds/buyers keys of line i as KEYS[first + k(i-1) + 1],
+-- KEYS[first + k(i-1) + 2], KEYS[first + k(i-1) + 3], with k = line_stride keys per line: 3, or 4 in
+-- amend, whose lines carry their index bucket fourth (it adds holds).
+local line_stride = 3
 
 -- Quantities and unit prices of the named lines, from the reservation record R.
 local function read_lines(R, skus)
@@ -381,7 +402,7 @@ end
 -- A line of quantity 0 (named but not held, as amend's new lines) has no hold to check.
 local function holds_intact(first, token, owner, qtys)
   for i = 1, #qtys do
-    if qtys[i] > 0 and not redis.call('ZSCORE', KEYS[first + 3 * i - 1], hold_member(token, qtys[i], owner)) then
+    if qtys[i] > 0 and not redis.call('ZSCORE', KEYS[first + line_stride * (i - 1) + 2], hold_member(token, qtys[i], owner)) then
       return false
     end
   end
@@ -392,7 +413,7 @@ local function release_lines(first, dirty_key, token, owner, skus, qtys)
   local returned = 0
   for i = 1, #skus do
     if qtys[i] > 0 then
-      local b = first + 3 * i
+      local b = first + line_stride * (i - 1) + 3
       returned = returned + release_hold(KEYS[b - 2], KEYS[b - 1], KEYS[b], token, qtys[i], owner)
       redis.call('SADD', dirty_key, skus[i])
     end
@@ -406,7 +427,7 @@ end
 -- holds, so the buyers hash stays the size of the open work, not of the sale's history.
 local function sell_lines(first, dirty_key, R, token, owner, skus, qtys)
   for i = 1, #skus do
-    local b = first + 3 * i
+    local b = first + line_stride * (i - 1) + 3
     redis.call('ZREM', KEYS[b - 1], hold_member(token, qtys[i], owner))
     redis.call('HINCRBY', KEYS[b - 2], 'held', -qtys[i])
     redis.call('HINCRBY', KEYS[b - 2], 'sold', qtys[i])
@@ -422,7 +443,7 @@ end
 -- sold -> available for every line of an order whose payment failed.
 local function unsell_lines(first, dirty_key, R, owner, skus, qtys)
   for i = 1, #skus do
-    local b = first + 3 * i
+    local b = first + line_stride * (i - 1) + 3
     redis.call('HINCRBY', KEYS[b - 2], 'sold', -qtys[i])
     redis.call('HINCRBY', KEYS[b - 2], 'avail', qtys[i])
     set_aside_for_waitlist(KEYS[b - 2], KEYS[b - 1])

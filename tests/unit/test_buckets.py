@@ -346,7 +346,7 @@ def test_a_checkout_finishes_a_claim_stopped_before_its_quota_line(shop: Invento
     part = shop.keys.of_sku("HOT")
     keys = shop.keys.sku("HOT")
     shop.ctx.run("claim_offer", [part.reservation(token), part.expiries, part.dirty, part.sale_switch, keys.stock,
-                                 keys.holds, keys.buyers, keys.waitinfo],
+                                 keys.holds, keys.buyers, keys.waitinfo, keys.index],
                  ["wendy", token, "HOT", 600_000, 3_600_000])  # the claiming process dies here
     quota = shop.buckets.layout("HOT").quota_for("wendy")
     assert shop.redis.hget(shop.keys.sku(quota).buyers, "wendy") is None

@@ -3,13 +3,14 @@ claim_offer: turn a waitlist offer (a hold for the buyer, lapsing at its claim d
 ordinary open reservation under the offer's token, which then checks out and pays like any other.
 
 KEYS[1]        reservation record of the offer's token (hash)
-KEYS[2]        expiry index (zset; the SKU as 's:<sku>' -> its earliest hold expiry ms)
+KEYS[2]        expiry index (zset; the SKU's index bucket as 'x:<n>' -> its earliest entry ms)
 KEYS[3]        dirty SKU set
 KEYS[4]        global sale switch ('1' = every sale paused)
 KEYS[5]        stock hash of the SKU
 KEYS[6]        holds zset of the SKU
 KEYS[7]        buyers hash of the SKU
 KEYS[8]        waitlist entries hash ('u:<user>' -> entry; lua/includes/waitlist.lua)
+KEYS[9]        index bucket of the SKU (zset; 's:<sku>' -> its earliest hold expiry ms)
 
 ARGV[1]        user id
 ARGV[2]        the offer's token (as read from the entry; must still be the entry's)
@@ -60,7 +61,7 @@ redis.call('HSET', KEYS[1], 'u', user, 'st', 'held', 'exp', expires, 'ct', now, 
   'l:' .. sku, units, 'p:' .. sku, to_int(s[4]))
 redis.call('PEXPIRE', KEYS[1], ttl + retention)
 redis.call('ZADD', KEYS[6], 'XX', expires, member)
-index_hold_expiry(KEYS[2], sku, expires)
+index_hold_expiry(KEYS[2], KEYS[9], sku, expires)
 redis.call('SADD', KEYS[3], sku)
 redis.call('HSET', KEYS[8], 'u:' .. user, 'c|' .. units .. '|' .. expires .. '|' .. seq .. '|' .. token)
 return {0, expires, now, to_int(s[4])}

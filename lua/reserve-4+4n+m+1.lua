@@ -2,14 +2,15 @@
 reserve: hold stock for one user on one or more lines, all or nothing.
 
 KEYS[1]        reservation record (hash of its own) every key shares the partition's hash tag
-KEYS[2]        expiry index (zset; each line's SKU as 's:<sku>' -> its earliest hold expiry ms)
+KEYS[2]        expiry index (zset; each line's index bucket as 'x:<n>' -> its earliest entry ms)
 KEYS[3]        dirty SKU set (SKUs changed since the last reconcile)
 KEYS[4]        global sale switch (string; '1' = every sale paused)
-KEYS[4+3i-2]   stock hash of line i              (one slot, so one script on a cluster)
-KEYS[4+3i-1]   holds zset of line i (member "<token>|<qty>|<user>" -> expiry ms)
-KEYS[4+3i]     buyers hash of line i (user -> units held or ordered)
-KEYS[4+3n+j]   counter of rate-limit bucket j (fixed window; the API's per-user and per-IP buckets)
-KEYS[5+3n+m]   record bucket of the token (hash token -> packed record; lua/includes/common.lua open_record)
+KEYS[4+4i-3]   stock hash of line i              (one slot, so one script on a cluster)
+KEYS[4+4i-2]   holds zset of line i (member "<token>|<qty>|<user>" -> expiry ms)
+KEYS[4+4i-1]   buyers hash of line i (user -> units held or ordered)
+KEYS[4+4i]     index bucket of line i's SKU (zset; 's:<sku>' -> its earliest hold expiry ms)
+KEYS[4+4n+j]   counter of rate-limit bucket j (fixed window; the API's per-user and per-IP buckets)
+KEYS[5+4n+m]   record bucket of the token (hash token -> packed record; lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        user id
@@ -72,7 +73,7 @@ if #parts > 200 or not string.match(parts, '^[%d,]*$') then return {-11, 'parts'
 
 if token == '' or user == '' then return {-11, 'id'} end
 if not (is_count(ARGV[4]) and is_count(ARGV[5])) or ttl < 1 then return {-11, 'ttl'} end
-if n < 1 or n ~= math.floor(n) or #KEYS ~= 5 + 3 * n + m then return {-11, 'items'} end
+if n < 1 or n ~= math.floor(n) or #KEYS ~= 5 + 4 * n + m then return {-11, 'items'} end
 if routed ~= '' and (#routed ~= n or not string.match(routed, '^[012]+$')) then return {-11, 'routed'} end
 
 for j = 1, m do
@@ -89,7 +90,7 @@ for i = 1, n do
 end
 
 for j = 1, m do
-  local bucket = KEYS[4 + 3 * n + j]
+  local bucket = KEYS[4 + 4 * n + j]
   local count = redis.call('INCR', bucket)
   if count == 1 then redis.call('EXPIRE', bucket, ARGV[8 + 2 * n + 2 * j]) end
   if count > tonumber(ARGV[7 + 2 * n + 2 * j]) then
@@ -110,14 +111,14 @@ end
 local now = R.now
 -- Lazy expiry: stock of abandoned holds comes back even when no sweeper runs.
 for i = 1, n do
-  local base = 4 + 3 * (i - 1)
+  local base = 4 + 4 * (i - 1)
   reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000)
 end
 
 local globally = redis.call('GET', KEYS[4])
 local prices, windows = {}, {}
 for i = 1, n do
-  local base = 4 + 3 * (i - 1)
+  local base = 4 + 4 * (i - 1)
   local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc',
     'wn', 'wq', 'owe', 'bk', 'bq', 'wl')
   if not s[1] then return {-1, skus[i]} end
@@ -159,11 +160,11 @@ if parts ~= '' then
   record[#record + 1] = parts
 end
 for i = 1, n do
-  local base = 4 + 3 * (i - 1)
+  local base = 4 + 4 * (i - 1)
   redis.call('HINCRBY', KEYS[base + 1], 'avail', -qtys[i])
   redis.call('HINCRBY', KEYS[base + 1], 'held', qtys[i])
   redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, qtys[i], user))
-  index_hold_expiry(KEYS[2], skus[i], expires)
+  index_hold_expiry(KEYS[2], KEYS[base + 4], skus[i], expires)
   redis.call('HINCRBY', KEYS[base + 3], user, qtys[i])
   redis.call('SADD', KEYS[3], skus[i])
   if windows[i][1] == minute then

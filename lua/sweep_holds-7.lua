@@ -1,13 +1,16 @@
 --[[
-sweep_holds: give back one SKU's expired holds and move the SKU's entry in the expiry index to its
-next hold expiry. The sweeper calls it for each 's:<sku>' entry that is due.
+sweep_holds: give back one SKU's expired holds and move the SKU's entry in its index bucket to its
+next hold expiry, and the bucket's entry in the partition's index to the bucket's earliest. The sweeper
+calls it for each due 's:<sku>' entry of a due bucket ('x:<n>'), and for each 's:<sku>' entry written in
+the partition's index before the buckets, which moves into the SKU's bucket here.
 
-KEYS[1]        expiry index of the SKU's partition (zset; 's:<sku>' -> earliest hold expiry ms)
+KEYS[1]        expiry index of the SKU's partition (zset; 'x:<n>' -> earliest entry of index bucket n)
 KEYS[2]        dirty SKU set
 KEYS[3]        stock hash of the SKU
 KEYS[4]        holds zset of the SKU
 KEYS[5]        buyers hash of the SKU
 KEYS[6]        waitlist entries hash of the SKU (a lapsed offer's entry goes with its hold)
+KEYS[7]        index bucket of the SKU (zset; 's:<sku>' -> the SKU's earliest hold expiry ms)
 
 ARGV[1]        sku
 ARGV[2]        most holds to give back in this call (1..100000)
@@ -38,9 +41,11 @@ if units > 0 then redis.call('SADD', KEYS[2], sku) end
 
 local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 local at = tonumber(first[2] or '')
+redis.call('ZREM', KEYS[1], 's:' .. sku)  -- listed before the buckets: from now on in its bucket
 if at and at < math.huge then
-  redis.call('ZADD', KEYS[1], at, 's:' .. sku)
+  redis.call('ZADD', KEYS[7], at, 's:' .. sku)
 else
-  redis.call('ZREM', KEYS[1], 's:' .. sku)
+  redis.call('ZREM', KEYS[7], 's:' .. sku)
 end
+reindex_bucket(KEYS[1], KEYS[7])
 return {holds, units, holds >= batch and 1 or 0}
