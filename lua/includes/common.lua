@@ -298,8 +298,10 @@ local function index_member(bucket_key)
 end
 
 local function index_hold_expiry(expiries_key, bucket_key, sku, expires)
-  redis.call('ZADD', bucket_key, 'LT', expires, 's:' .. sku)
-  redis.call('ZADD', expiries_key, 'LT', expires, index_member(bucket_key))
+  -- unchanged (the SKU is listed no later already): its bucket's entry, never later than it, is right too
+  if redis.call('ZADD', bucket_key, 'LT', 'CH', expires, 's:' .. sku) == 1 then
+    redis.call('ZADD', expiries_key, 'LT', expires, index_member(bucket_key))
+  end
 end
 
 -- Moves a bucket's entry in the partition's index to the bucket's earliest SKU, or removes it when
