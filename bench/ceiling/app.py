@@ -49,7 +49,7 @@ RETENTION_MS = 86_400_000
 
 
 def flashstock_reserve_source() -> str:
-    """flashstock's own reserve script (lua/reserve-4+3n+m+1.lua) with its includes spliced in."""
+    """flashstock's own reserve script (lua/reserve-4+4n+m+1.lua) with its includes spliced in."""
     from inventory.scripts import load_sources
 
     return load_sources()["reserve"].source

@@ -39,8 +39,8 @@ def test_captured_call_is_the_cores_reserve_shape():
 def test_benchmark_command_randomises_token_and_user_only():
     keys, args, token, user = capture_reserve(PREFIX, "S-1")
     argv = benchmark_command("sha1", keys, args, token, user, "h01")
-    assert argv[:3] == ["EVALSHA", "sha1", "8"]
-    record, rest, argv_args = argv[3], argv[4:11], argv[11:]
+    assert argv[:3] == ["EVALSHA", "sha1", str(len(keys))]
+    record, rest, argv_args = argv[3], argv[4:3 + len(keys)], argv[3 + len(keys):]
     assert "__rand_int____rand_int__" in record and token not in record
     assert rest == keys[1:]
     assert argv_args[0] == "h01__rand_int____rand_int__" + token[-3:]
