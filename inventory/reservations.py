@@ -332,9 +332,14 @@ class Reservations:
                 due = [text(t) for t in self.ctx.redis.zrangebyscore(part.expiries, "-inf", now, start=0, num=size)]
                 tokens = [member for member in due if not member.startswith((HOLDS_OF, HOLDS_IN))]
                 more = False  # a bucket or a SKU had more due than one batch: its entry is still due
+                budget = size  # SKUs swept in this batch, over all its buckets: a batch stays bounded
                 for member in due:
                     if member.startswith(HOLDS_IN):
-                        holds, units, full = self._sweep_bucket(part, member[len(HOLDS_IN):], now, size)
+                        if budget < 1:
+                            more = True  # the rest of the due buckets wait for the next batch
+                            continue
+                        holds, units, full, swept = self._sweep_bucket(part, member[len(HOLDS_IN):], now, budget)
+                        budget -= swept
                     elif member.startswith(HOLDS_OF):  # listed before the index buckets
                         sku = member[len(HOLDS_OF):]
                         holds, units, full = self.calls.sweep_holds(part, sku, size)
@@ -356,16 +361,18 @@ class Reservations:
                     break
         return SweepResult(expired=expired, units_returned=returned, batches=batches)
 
-    def _sweep_bucket(self, part: Partition, number: str, now: int, size: int) -> tuple[int, int, bool]:
-        """Give back the due holds of index bucket `number`'s due SKUs: (holds, units, more may be due)."""
+    def _sweep_bucket(self, part: Partition, number: str, now: int, size: int) -> tuple[int, int, bool, int]:
+        """Give back the due holds of up to `size` of index bucket `number`'s due SKUs: (holds, units, more
+        may be due, SKUs swept)."""
         if not number.isdigit() or int(number) >= part.index_buckets:
-            log.error("expiry index of partition %d lists no such bucket: %r", part.index, number)
-            return 0, 0, False
+            log.error("expiry index of partition %d lists no such bucket: %r (dropped)", part.index, number)
+            self.ctx.redis.zrem(part.expiries, HOLDS_IN + number)  # no script writes one: nothing to race
+            return 0, 0, False, 0
         bucket = part.index_bucket(int(number))
         skus = [text(m)[len(HOLDS_OF):] for m in self.ctx.redis.zrangebyscore(bucket, "-inf", now, start=0, num=size)]
         if not skus:  # listed early (cannot happen while scripts keep it at its earliest SKU): move it on
             self.calls.reindex_bucket(part, bucket)
-            return 0, 0, False
+            return 0, 0, False, 0
         expired = returned = 0
         more = len(skus) == size
         for sku in skus:
@@ -373,7 +380,7 @@ class Reservations:
             more = more or full
             expired += holds
             returned += 0 if is_quota(sku) else units  # a quota line holds no stock
-        return expired, returned, more
+        return expired, returned, more, len(skus)
 
     def _expire_token(self, part: Partition, token: str) -> tuple[int, int]:
         """Expire a reservation (or its part here) listed by token: (reservations expired, units returned)."""

@@ -36,6 +36,7 @@ Invariant: avail + held + sold == total, each >= 0 (the units stay held; only th
 --@include "common"
 --@include "waitlist"
 
+if #KEYS ~= 9 then return {-11, 'keys'} end
 local user, token, sku = ARGV[1], ARGV[2], ARGV[3]
 if user == '' or token == '' or sku == '' then return {-11, 'id'} end
 if not (is_count(ARGV[4]) and is_count(ARGV[5])) or tonumber(ARGV[4]) < 1 then return {-11, 'ttl'} end

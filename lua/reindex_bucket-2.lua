@@ -16,5 +16,6 @@ Invariant: stock counters are untouched.
 --@include "clock"
 --@include "common"
 
+if #KEYS ~= 2 then return {-11, 'keys'} end
 reindex_bucket(KEYS[1], KEYS[2])
 return {0}

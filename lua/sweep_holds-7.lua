@@ -30,6 +30,7 @@ Invariant: for every SKU avail + held + sold == total, each >= 0.
 --@include "clock"
 --@include "common"
 
+if #KEYS ~= 7 then return {-11, 'keys'} end
 local sku = ARGV[1]
 if sku == '' then return {-11, 'sku'} end
 if not is_count(ARGV[2]) or tonumber(ARGV[2]) < 1 or tonumber(ARGV[2]) > 100000 then return {-11, 'batch'} end
