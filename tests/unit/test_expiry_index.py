@@ -195,6 +195,23 @@ def test_more_due_skus_in_a_bucket_than_a_batch_are_all_swept(inv: Inventory, cl
     assert [stock(inv, sku).held for sku in skus] == [0] * 5 and index(inv, skus[0]) == {}
 
 
+def test_one_batch_sweeps_at_most_its_size_over_all_the_buckets_it_reads(inv: Inventory, clock: ManualClock) -> None:
+    part, by_bucket = inv.keys.parts[0], {}
+    for n in range(100_000):  # three buckets of partition 0, two SKUs each
+        if inv.keys.of_sku(sku := f"S{n}") == part and len(by_bucket.get(part.index_number(sku), [])) < 2:
+            by_bucket.setdefault(part.index_number(sku), []).append(sku)
+        if sum(len(group) == 2 for group in by_bucket.values()) == 3:
+            break
+    skus = [sku for group in by_bucket.values() if len(group) == 2 for sku in group][:6]
+    for n, sku in enumerate(skus):
+        make_product(inv, sku, stock=5, price=100)
+        inv.reservations.reserve(f"user{n}", {sku: 1}, ttl_seconds=10 + n // 2)  # bucket by bucket
+    clock.advance(20)
+    assert inv.reservations.expire_due(batch_size=2, max_batches=1).expired == 2  # not 2 per bucket read
+    assert inv.reservations.expire_due(batch_size=2).expired == 4
+    assert [stock(inv, sku).held for sku in skus] == [0] * 6
+
+
 def test_a_sku_listed_before_the_buckets_is_swept_and_moves_into_its_bucket(shop: Inventory, clock: ManualClock) -> None:
     """An upgrade: the previous version listed each SKU itself in the partition's index."""
     first = shop.reservations.reserve("alice", {"A": 1}, ttl_seconds=10)
@@ -228,3 +245,4 @@ def test_an_unknown_bucket_number_is_logged_and_skipped(shop: Inventory, clock: 
     clock.advance(10)
     assert shop.reservations.expire_due().expired == 1
     assert "no such bucket" in caplog.text
+    assert index(shop, "A") == {}  # dropped, not read again on every pass
