@@ -34,6 +34,7 @@ from typing import Any, Iterable, Sequence
 from redis.crc import key_slot
 
 from inventory.bucket_waitlist import BucketWaitlist
+from inventory.buyers import merge_buyers, queue_buyer_read
 from inventory.context import Context, text
 from inventory.errors import InvalidArgument, ProductNotFound, StockBelowCommitted
 from inventory.models import Line, StockLevel
@@ -483,21 +484,19 @@ class Buckets:
         """Every buyer's units over all buckets into their quota, never lowering one (quotas are paused)."""
         pipe = self.ctx.redis.pipeline(transaction=False)
         for name in layout.buckets:
-            pipe.hgetall(self.keys.sku(name).buyers)
+            queue_buyer_read(pipe, self.keys.sku(name))
+        found = pipe.execute()
         buyers: dict[str, int] = {}
-        for found in pipe.execute():
-            for user, units in found.items():
-                buyers[text(user)] = buyers.get(text(user), 0) + int(units)
-        users = sorted(buyers)
-        pipe = self.ctx.redis.pipeline(transaction=False)
-        for user in users:
-            pipe.hget(self.keys.sku(layout.quota_for(user)).buyers, user)
-        copied = [int(v or 0) for v in pipe.execute()]
-        pipe = self.ctx.redis.pipeline(transaction=False)
-        for user, already in zip(users, copied):
-            if already < buyers[user]:
-                pipe.hset(self.keys.sku(layout.quota_for(user)).buyers, user, buyers[user])
-        pipe.execute()
+        for stock, counted in zip(found[0::2], found[1::2]):
+            for user, units in merge_buyers(stock, counted).items():
+                buyers[user] = buyers.get(user, 0) + units
+        batch = self.ctx.script_batch()
+        for user in sorted(buyers):
+            quota = self.keys.sku(layout.quota_for(user))
+            batch.call("raise_buyer_units", [quota.stock, quota.buyers], [user, buyers[user]])
+        for reply in batch.execute():
+            if isinstance(reply, Exception):
+                raise reply
 
     def adjust(self, sku: str, mode: str, units: int, expected_version: int | None, reason: str) -> StockLevel:
         """adjust_stock for a split SKU: 'set' and 'add' act on the sum over its buckets; units added go to

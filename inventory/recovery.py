@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from inventory.buckets import bucket_fields, is_internal, is_quota, layout_fields, product_of
+from inventory.buyers import HEAVY, LIGHT_PREFIX, MODE_FIELD
 from inventory.context import text
 from inventory.engine import Inventory
 from inventory.errors import Unavailable
@@ -298,8 +299,14 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
                 if layout:
                     pipe.hset(keys.stock, mapping=layout)
                 pipe.delete(keys.buyers)
-                if buyers:
+                light = [field for field in seen.fields if field.startswith(LIGHT_PREFIX)]
+                if light:
+                    pipe.hdel(keys.stock, *light)
+                if buyers:  # counted in the buyers hash from now on (lua/includes/common.lua, add_buyer_units)
                     pipe.hset(keys.buyers, mapping=buyers)
+                    pipe.hset(keys.stock, MODE_FIELD, HEAVY)
+                else:
+                    pipe.hdel(keys.stock, MODE_FIELD)
                 pipe.execute()
             except (WatchError, LedgerBusy):
                 continue

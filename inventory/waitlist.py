@@ -19,6 +19,7 @@ from inventory import ids
 from inventory.context import Context, text
 from inventory.bucket_waitlist import NO_MOVE, due, first_expiry
 from inventory.buckets import Buckets, Layout
+from inventory.buyers import queue_units_of, units_of
 from inventory.errors import InvalidArgument, LimitExceeded, NotSoldOut, ProductNotFound, WaitlistEntryNotFound
 from inventory.keys import SkuKeys
 from inventory.models import Reservation, WaitlistEntry, WaitlistSummary, from_ms
@@ -73,12 +74,12 @@ class Waitlists:
             pipe.hget(self.ctx.keys.sku(name).stock, "avail")
             pipe.zrange(self.ctx.keys.sku(name).holds, 0, 0, withscores=True)
         pipe.hget(self.ctx.keys.sku(layout.sku).stock, "limit")
-        pipe.hget(self.ctx.keys.sku(layout.quota_for(user_id)).buyers, user_id)
+        queue_units_of(pipe, self.ctx.keys.sku(layout.quota_for(user_id)), user_id)
         replies = pipe.execute()
-        limit, already = (int(v or 0) for v in replies[-2:])
+        limit, already = int(replies[-3] or 0), units_of(*replies[-2:])
         now_ms = self.ctx.now_ms()
         available = 0
-        for name, avail, first in zip(layout.buckets, replies[0:-2:2], replies[1:-2:2]):
+        for name, avail, first in zip(layout.buckets, replies[0:-3:2], replies[1:-3:2]):
             if due(first_expiry(first), now_ms):  # holds that expired come back first, as on bucket 0
                 avail = self.buckets.transfer(name, "reclaim", NO_MOVE, 1, "")[1]
             available += int(avail or 0)

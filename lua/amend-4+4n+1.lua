@@ -116,7 +116,7 @@ for i = 1, n do
     if tonumber(s[1]) < grow then return {-3, skus[i], tonumber(s[1]), grow, to_int(s[7])} end
     local limit = to_int(s[2])
     if limit > 0 then
-      local already = to_int(redis.call('HGET', KEYS[base + 3], owner))
+      local already = buyer_units(KEYS[base + 1], KEYS[base + 3], owner)
       if already + grow > limit then return {-4, skus[i], limit, already} end
     end
     prices[i] = to_int(s[6])
@@ -132,7 +132,7 @@ for i = 1, n do
     end
     redis.call('HINCRBY', KEYS[base + 1], 'avail', -grow)
     redis.call('HINCRBY', KEYS[base + 1], 'held', grow)
-    add_buyer_units(KEYS[base + 3], owner, grow)
+    add_buyer_units(KEYS[base + 1], KEYS[base + 3], owner, grow)
     redis.call('SADD', KEYS[3], skus[i])
     if grow < 0 then
       set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2])

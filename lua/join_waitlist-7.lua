@@ -80,7 +80,7 @@ local avail = to_int(redis.call('HGET', KEYS[1], 'avail'))
 if avail >= qty then return {-17, sku, avail} end
 local limit = to_int(s[2])
 if limit > 0 then
-  local already = to_int(redis.call('HGET', KEYS[3], user))
+  local already = buyer_units(KEYS[1], KEYS[3], user)
   if already + qty > limit then return {-4, sku, limit, already} end
 end
 local length = redis.call('ZCARD', KEYS[4])

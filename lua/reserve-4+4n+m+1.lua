@@ -116,11 +116,11 @@ for i = 1, n do
 end
 
 local globally = redis.call('GET', KEYS[4])
-local prices, windows = {}, {}
+local prices, windows, modes = {}, {}, {}
 for i = 1, n do
   local base = 4 + 4 * (i - 1)
   local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc',
-    'wn', 'wq', 'owe', 'bk', 'bq', 'wl')
+    'wn', 'wq', 'owe', 'bk', 'bq', 'wl', 'bn')
   if not s[1] then return {-1, skus[i]} end
   local route = routed ~= '' and string.sub(routed, i, i) or '0'
   if (s[12] and route == '0') or (s[13] == '1' and route ~= '2') then return {-20, skus[i], to_int(s[12])} end
@@ -141,11 +141,12 @@ for i = 1, n do
   end
   local limit = to_int(s[2])
   if limit > 0 then
-    local already = to_int(redis.call('HGET', KEYS[base + 3], user))
+    local already = buyer_units(KEYS[base + 1], KEYS[base + 3], user, s[15])
     if already + qtys[i] > limit then return {-4, skus[i], limit, already} end
   end
   prices[i] = to_int(s[6])
   windows[i] = {to_int(s[7]), to_int(s[8])}
+  modes[i] = s[15]
 end
 
 local expires = now + ttl
@@ -165,7 +166,7 @@ for i = 1, n do
   redis.call('HINCRBY', KEYS[base + 1], 'held', qtys[i])
   redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, qtys[i], user))
   index_hold_expiry(KEYS[2], KEYS[base + 4], skus[i], expires)
-  redis.call('HINCRBY', KEYS[base + 3], user, qtys[i])
+  add_buyer_units(KEYS[base + 1], KEYS[base + 3], user, qtys[i], modes[i])
   redis.call('SADD', KEYS[3], skus[i])
   if windows[i][1] == minute then
     redis.call('HINCRBY', KEYS[base + 1], 'rc', 1)

@@ -29,10 +29,73 @@ local function parse_member(member)
   return token, tonumber(qty), user
 end
 
--- Adds delta to a user's units of one SKU; drops the field at zero to keep the hash small.
-local function add_buyer_units(buyers_key, user, delta)
-  local units = redis.call('HINCRBY', buyers_key, user, delta)
-  if units <= 0 then redis.call('HDEL', buyers_key, user) end
+-- A user's units of one SKU (held, plus ordered where the SKU has a per-user limit) live in one of two
+-- places. A SKU with few buyers ("light") counts each as a field 'b:<user>' of its stock hash, with 'bn'
+-- = how many: a buyers key of its own would cost ~100 B more per SKU, paid by every SKU holding one hold.
+-- The (LIGHT_BUYERS + 1)-th buyer, or a field too long for a listpack, moves every count to the buyers
+-- hash for good ('bn' = 'h'), where a hot SKU's thousands of buyers belong. A SKU counted before light
+-- buyers existed (buyers hash, no 'bn') moves to 'h' at its next new buyer. inventory/buyers.py reads both.
+-- `bn` is the stock hash's 'bn' when the caller read it already (false = absent), nil to read it here.
+local LIGHT_BUYERS = 16
+local LIGHT_FIELD_MAX = 64  -- hash-max-listpack-value: a longer field turns the stock hash into a hash table
+
+local function buyers_mode(stock_key, bn)
+  if bn == nil then return redis.call('HGET', stock_key, 'bn') end
+  return bn
+end
+
+local function buyer_units(stock_key, buyers_key, user, bn)
+  local units = to_int(redis.call('HGET', buyers_key, user))
+  if buyers_mode(stock_key, bn) ~= 'h' then units = units + to_int(redis.call('HGET', stock_key, 'b:' .. user)) end
+  return units
+end
+
+-- Every light count into the buyers hash; the SKU counts there from now on.
+local function move_buyers_out(stock_key, buyers_key)
+  local fields = redis.call('HGETALL', stock_key)
+  local moved = {}
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 2) == 'b:' then
+      redis.call('HINCRBY', buyers_key, string.sub(fields[i], 3), fields[i + 1])
+      moved[#moved + 1] = fields[i]
+    end
+  end
+  if #moved > 0 then redis.call('HDEL', stock_key, unpack(moved)) end
+  redis.call('HSET', stock_key, 'bn', 'h')
+end
+
+-- Adds delta to a user's units of one SKU; a count that reaches zero goes, to keep the hash small.
+-- Units taken back come off the buyers hash first (an older count), then off the light field.
+local function add_buyer_units(stock_key, buyers_key, user, delta, bn)
+  bn = buyers_mode(stock_key, bn)
+  local field = 'b:' .. user
+  if delta < 0 then
+    if bn == 'h' or redis.call('HEXISTS', buyers_key, user) == 1 then
+      local units = redis.call('HINCRBY', buyers_key, user, delta)
+      if units <= 0 then redis.call('HDEL', buyers_key, user) end
+      return
+    end
+    local units = to_int(redis.call('HGET', stock_key, field)) + delta
+    if units > 0 then
+      redis.call('HSET', stock_key, field, units)
+    elseif redis.call('HDEL', stock_key, field) == 1 and redis.call('HINCRBY', stock_key, 'bn', -1) <= 0 then
+      redis.call('HDEL', stock_key, 'bn')
+    end
+    return
+  end
+  if bn ~= 'h' then
+    if redis.call('HEXISTS', stock_key, field) == 1 then
+      redis.call('HINCRBY', stock_key, field, delta)
+      return
+    end
+    if to_int(bn) < LIGHT_BUYERS and #field <= LIGHT_FIELD_MAX and redis.call('EXISTS', buyers_key) == 0 then
+      redis.call('HSET', stock_key, field, delta)
+      redis.call('HINCRBY', stock_key, 'bn', 1)
+      return
+    end
+    move_buyers_out(stock_key, buyers_key)
+  end
+  redis.call('HINCRBY', buyers_key, user, delta)
 end
 
 -- Reservation records live in one of two places; scripts read and write them only through the
@@ -325,7 +388,7 @@ local function reclaim_expired(stock_key, holds_key, buyers_key, now, batch, wai
     local token, qty, user = parse_member(member)
     if qty then
       redis.call('ZREM', holds_key, member)
-      add_buyer_units(buyers_key, user, -qty)
+      add_buyer_units(stock_key, buyers_key, user, -qty)
       freed, holds = freed + qty, holds + 1
       if waitinfo_key then
         local entry = redis.call('HGET', waitinfo_key, 'u:' .. user)
@@ -378,7 +441,7 @@ local function release_hold(stock_key, holds_key, buyers_key, token, qty, user)
   if redis.call('ZREM', holds_key, hold_member(token, qty, user)) == 1 then
     redis.call('HINCRBY', stock_key, 'avail', qty)
     redis.call('HINCRBY', stock_key, 'held', -qty)
-    add_buyer_units(buyers_key, user, -qty)
+    add_buyer_units(stock_key, buyers_key, user, -qty)
     set_aside_for_waitlist(stock_key, holds_key)
     announce_available(stock_key)
     return qty
@@ -436,7 +499,7 @@ local function sell_lines(first, dirty_key, R, token, owner, skus, qtys)
     if to_int(redis.call('HGET', KEYS[b - 2], 'limit')) > 0 then
       record_set(R, 'b:' .. skus[i], qtys[i])
     else
-      add_buyer_units(KEYS[b], owner, -qtys[i])
+      add_buyer_units(KEYS[b - 2], KEYS[b], owner, -qtys[i])
     end
     redis.call('SADD', dirty_key, skus[i])
   end
@@ -452,7 +515,7 @@ local function unsell_lines(first, dirty_key, R, owner, skus, qtys)
     announce_available(KEYS[b - 2])
     local counted = to_int(R.f['b:' .. skus[i]])
     if counted > 0 then
-      add_buyer_units(KEYS[b], owner, -counted)
+      add_buyer_units(KEYS[b - 2], KEYS[b], owner, -counted)
       record_del(R, 'b:' .. skus[i])
     end
     redis.call('SADD', dirty_key, skus[i])

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import pytest
 
 from inventory import Inventory
+from inventory.buyers import read_buyers
 from inventory.models import Status
 from tests.api.conftest import WEBHOOK_SECRET, signed
 from tests.api.http_load import Reply, _one
@@ -165,8 +166,8 @@ def test_changes_checkouts_and_payments_landing_around_expiry_keep_every_count_e
         assert_invariant(level)
         assert level.held == 0 and level.total == total
         assert level.sold == sold_units[sku], (sku, level, sold_units)
-    buyers = {k.decode(): int(v) for k, v in real_redis.hgetall(inv.keys.sku("LIM").buyers).items()}
+    buyers = read_buyers(real_redis, inv.keys.sku("LIM"))
     assert buyers == {user: units for user, units in limited_units.items() if units}
     assert max(buyers.values(), default=0) <= LIMIT
-    assert real_redis.hlen(inv.keys.sku("EDGE").buyers) == 0
+    assert read_buyers(real_redis, inv.keys.sku("EDGE")) == {}
     assert real_redis.zcard(inv.keys.sku("EDGE").holds) == real_redis.zcard(inv.keys.sku("LIM").holds) == 0

@@ -27,6 +27,7 @@ from redis.crc import key_slot
 from sqlalchemy import func, select
 
 from inventory import Inventory, Settings
+from inventory.buyers import read_buyers
 from inventory.errors import InventoryError
 from inventory.persistence import drain_once
 from inventory.reconcile import run_reconciliation
@@ -166,8 +167,8 @@ def assert_limits(inv: Inventory, tally: Tally) -> None:
     """Nobody above the per-user limit: neither in what they were told nor in Redis's buyer counts."""
     assert max(tally.per_user.values(), default=0) <= LIMIT
     for sku in [HOT, *OTHERS]:
-        buyers = inv.redis.hgetall(inv.keys.sku(sku).buyers)
-        assert all(int(units) <= LIMIT for units in buyers.values()), (sku, buyers)
+        buyers = read_buyers(inv.redis, inv.keys.sku(sku))
+        assert all(units <= LIMIT for units in buyers.values()), (sku, buyers)
 
 
 def report(name: str, tally: Tally, lowest: int, took: float, **extra: Any) -> None:

@@ -38,6 +38,7 @@ from hypothesis.stateful import (
 )
 
 from inventory import Inventory, Settings, ids
+from inventory.buyers import read_buyers
 from inventory.context import text
 from inventory.errors import InventoryError
 from inventory.persistence import drain_once
@@ -409,7 +410,7 @@ class Interleavings(RuleBasedStateMachine):
             assert (level.total, level.available, level.held, level.sold) == (p.total, p.avail, p.held, p.sold)
             assert level.available + level.held + level.sold == level.total
             assert min(level.available, level.held, level.sold) >= 0
-            buyers = {text(k): int(v) for k, v in self.client.hgetall(self.admin.keys.sku(sku).buyers).items()}
+            buyers = read_buyers(self.client, self.admin.keys.sku(sku))
             assert buyers == {u: n for (s, u), n in self.model.buyers.items() if s == sku and n}
 
     @invariant()

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from inventory import Inventory, Settings
+from inventory.buyers import read_buyers
 from inventory.errors import InvalidArgument, LimitExceeded, ProductRecovering, ReservationExpired
 from inventory.models import Status
 from inventory.validation import MAX_QTY
@@ -40,8 +41,7 @@ def second_host(inv: Inventory, clock: ManualClock) -> Inventory:
 
 
 def buyers(inv: Inventory, sku: str) -> dict[str, int]:
-    raw = inv.redis.hgetall(inv.keys.sku(sku).buyers)
-    return {k.decode(): int(v) for k, v in raw.items()}
+    return read_buyers(inv.redis, inv.keys.sku(sku))
 
 
 def sell_the_rest(inv: Inventory, sku: str) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from inventory import Inventory, Settings, ids
+from inventory.buyers import read_buyers
 from inventory.context import text
 from inventory.buckets import (
     Layout, MAX_BUCKETS, _offsets, bucket_name, is_internal, product_of, quota_name,
@@ -303,7 +304,7 @@ def test_a_claimed_offer_counts_in_the_buyers_quota_exactly(shop: Inventory) -> 
     assert shop.waitlists.get("HOT", "wendy").units == 2
     reservation = shop.waitlists.claim("HOT", "wendy")
     quota = shop.buckets.layout("HOT").quota_for("wendy")
-    assert int(shop.redis.hget(shop.keys.sku(quota).buyers, "wendy")) == 2  # the claimed units count
+    assert read_buyers(shop.redis, shop.keys.sku(quota))["wendy"] == 2  # the claimed units count
     shop.reservations.release(per_bucket[names[3]][0])
     shop.sweep()  # the unit is walt's (next in line); once he leaves it is on sale again
     shop.waitlists.leave("HOT", "walt")
@@ -349,9 +350,9 @@ def test_a_checkout_finishes_a_claim_stopped_before_its_quota_line(shop: Invento
                                  keys.holds, keys.buyers, keys.waitinfo, keys.index],
                  ["wendy", token, "HOT", 600_000, 3_600_000])  # the claiming process dies here
     quota = shop.buckets.layout("HOT").quota_for("wendy")
-    assert shop.redis.hget(shop.keys.sku(quota).buyers, "wendy") is None
+    assert "wendy" not in read_buyers(shop.redis, shop.keys.sku(quota))
     shop.reservations.checkout(ids.reservation_id(token))
-    assert int(shop.redis.hget(shop.keys.sku(quota).buyers, "wendy")) == 1
+    assert read_buyers(shop.redis, shop.keys.sku(quota))["wendy"] == 1
 
 
 @pytest.mark.parametrize("queue_from_before_epochs", [False, True])
@@ -505,7 +506,7 @@ def test_extension_payment_failure_and_payment_deadline_on_a_split_sku(shop: Inv
     assert (level.total, level.available, level.held, level.sold) == (12, 8, 0, 4)  # x0 and x2: 2 units each
     bucket_levels(shop)
     quotas = shop.buckets.layout("HOT").quotas
-    counted = {u: sum(int(shop.redis.hget(shop.keys.sku(q).buyers, u) or 0) for q in quotas) for u in users}
+    counted = {u: sum(read_buyers(shop.redis, shop.keys.sku(q)).get(u, 0) for q in quotas) for u in users}
     assert counted == {"x0": 2, "x1": 0, "x2": 2, "x3": 0, "x4": 0, "x5": 0}  # what came back left the limit
 
 

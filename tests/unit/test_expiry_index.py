@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from inventory import Inventory
+from inventory.buyers import read_buyers
 from inventory.errors import InvalidArgument, InventoryError
 from inventory.keys import HOLDS_IN, HOLDS_OF
 from inventory.models import Status
@@ -68,7 +69,7 @@ def test_the_sweeper_gives_back_due_holds_and_moves_the_entry_to_the_next(shop: 
     assert shop.reservations.expire_due().expired == 1
     assert listed_at(shop, "A") is None and index(shop, "A") == {}  # no hold left: no entry, no bucket entry
     assert_invariant(stock(shop, "A"))
-    assert shop.redis.hgetall(shop.keys.sku("A").buyers) == {}
+    assert read_buyers(shop.redis, shop.keys.sku("A")) == {}
 
 
 def test_an_extended_hold_outlives_its_first_listing(shop: Inventory, clock: ManualClock) -> None:

@@ -21,7 +21,7 @@ from tests.helpers import assert_invariant, make_product, stock
 SCRIPT_NAMES = {"reserve", "amend", "release", "checkout", "record_payment", "configure_product", "adjust_stock",
                 "set_sale_switch", "pin_part", "abort_checkout", "attach_parts", "extend", "join_waitlist",
                 "offer_waitlist", "leave_waitlist", "claim_offer", "transfer_stock", "sweep_holds", "prune_records",
-                "reindex_bucket"}
+                "reindex_bucket", "raise_buyer_units"}
 
 
 def test_every_operation_has_one_script_with_a_full_header() -> None:
@@ -116,6 +116,7 @@ def test_every_script_call_touches_one_cluster_slot(
     inv.waitlists.join("W", "hank", 1)
     inv.waitlists.leave("W", "hank")
     make_product(inv, "S", stock=6, limit=2)
+    inv.reservations.reserve("judy", {"S": 1})  # a buyer whose units the split copies into her quota
     inv.buckets.split("S", 3)  # buckets and quotas in other partitions; units moved into them
     inv.reservations.release(inv.reservations.reserve("ivan", {"S": 2}).id)
     inv.sweep()
