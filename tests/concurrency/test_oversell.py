@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import random
 import threading
 import time
 from collections import Counter
@@ -11,6 +12,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import redis
 
 from inventory import Inventory
+from inventory.buyers import HEAVY, LIGHT_PREFIX, MODE_FIELD, read_buyers
+from inventory.context import decode_hash
 from tests.concurrency.workers import random_baskets, reserve_many, sample_min_available
 from tests.helpers import assert_invariant, make_product, stock
 
@@ -79,6 +82,24 @@ def test_per_user_limit_holds_under_concurrent_requests_from_one_user(real_inv: 
     print(f"\nper-user limit: 400 attempts by one user, {outcomes['ok']} held, {seconds:.2f}s")
     assert outcomes == {"ok": 5, "limit_exceeded": 395}
     assert stock(real_inv, "LTD").held == 5
+
+
+def test_per_user_limit_holds_for_many_users_while_their_counts_move_out_of_the_stock_hash(
+        real_inv: Inventory) -> None:
+    """30 users x 4 attempts on a limit of 2, interleaved: the 17th buyer moves every light count to the
+    buyers hash while the others keep reserving; nobody gets a third unit, no count is lost or doubled."""
+    make_product(real_inv, "MOVE", stock=1000, limit=2)
+    attempts = [(f"mover-{n:02d}", {"MOVE": 1}) for n in range(30)] * 4
+    random.Random(7).shuffle(attempts)
+    batches = [attempts[i::PROCESSES] for i in range(PROCESSES)]
+    results, _, seconds = _race(real_inv, batches, ["MOVE"])
+    outcomes = Counter(code for code, _, _ in results)
+    print(f"\nlimit over the move: 120 attempts by 30 users, {outcomes['ok']} held, {seconds:.2f}s")
+    assert outcomes == {"ok": 60, "limit_exceeded": 60}
+    assert read_buyers(real_inv.redis, real_inv.keys.sku("MOVE")) == {f"mover-{n:02d}": 2 for n in range(30)}
+    fields = decode_hash(real_inv.redis.hgetall(real_inv.keys.sku("MOVE").stock))
+    assert fields[MODE_FIELD] == HEAVY and not [f for f in fields if f.startswith(LIGHT_PREFIX)]
+    assert stock(real_inv, "MOVE").held == 60
 
 
 def test_checkout_and_release_racing_the_expiry_sweep_return_stock_once(real_inv: Inventory,
