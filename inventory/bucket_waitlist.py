@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from inventory.context import text
+from inventory.holds import BOUND_FIELD, earliest, light_bound
 
 if TYPE_CHECKING:
     from inventory.buckets import Buckets, Layout
@@ -105,11 +106,12 @@ class BucketWaitlist:
         pipe.hmget(self.keys.sku(layout.sku).stock, "wn", "wle", "wlf")
         for name in names:
             keys = self.keys.sku(name)
-            pipe.hmget(keys.stock, "wl", "owe")
+            pipe.hmget(keys.stock, "wl", "owe", BOUND_FIELD)
             pipe.zrange(keys.holds, 0, 0, withscores=True)
         replies = pipe.execute()
         waiting, epoch, formed = (int(text(v)) if v is not None else 0 for v in replies[0])
         others = []
-        for name, (flag, owed), first in zip(names, replies[1::2], replies[2::2]):
-            others.append(_Bucket(name, int(flag or 0), int(owed or 0), first_expiry(first)))
+        for name, (flag, owed, bound), first in zip(names, replies[1::2], replies[2::2]):
+            expiry = earliest(first_expiry(first), light_bound(bound))
+            others.append(_Bucket(name, int(flag or 0), int(owed or 0), expiry))
         return waiting, epoch, formed, others

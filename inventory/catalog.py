@@ -8,6 +8,7 @@ from typing import Any
 from inventory.buckets import Buckets, is_internal
 from inventory.context import Context, decode_hash, text
 from inventory.errors import InvalidArgument, ProductNotFound
+from inventory.holds import light_holds
 from inventory.models import Hold, Product, SaleState, StockLevel, from_ms
 from inventory.part_calls import PIN_WINDOW_MS
 from inventory.validation import check_non_negative, check_sku
@@ -206,10 +207,12 @@ class Catalog:
         pipe = self.ctx.redis.pipeline(transaction=False)
         for bucket in self.buckets.layout(sku).buckets:  # a split SKU's holds are in its buckets
             pipe.zrange(self.ctx.keys.sku(bucket).holds, 0, limit - 1, withscores=True)
-        members = sorted((m for found in pipe.execute() for m in found), key=lambda m: m[1])[:limit]
+            pipe.hgetall(self.ctx.keys.sku(bucket).stock)  # a light SKU's holds (inventory/holds.py)
+        found = pipe.execute()
+        every = [(*text(member).split("|", 2), score) for zset in found[0::2] for member, score in zset]
+        every += [(token, qty, user, expires) for stock in found[1::2] for token, qty, user, expires in light_holds(stock)]
         holds = []
-        for member, score in members:
-            token, qty, user = text(member).split("|", 2)
+        for token, qty, user, score in sorted(every, key=lambda hold: hold[3])[:limit]:
             if not user:
                 continue  # units set aside for the SKU's waitlist (Waitlists.summary), no buyer's hold
             # +inf: pinned by a multi-part checkout until it resolves; shown with its pin window's end

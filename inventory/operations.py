@@ -9,9 +9,11 @@ from redis.exceptions import ResponseError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from inventory.bucket_waitlist import first_expiry
 from inventory.buckets import product_of
 from inventory.context import text
 from inventory.engine import Inventory
+from inventory.holds import INF, earliest, light_holds
 from inventory.sale_admin import global_paused
 from inventory.sale_status import SkuStatus, persisted_counts, read_status
 from inventory.store import masters
@@ -96,14 +98,20 @@ def read_live(inv: Inventory, skus: Sequence[str]) -> LiveOps:
     pipe = inv.redis.pipeline(transaction=False)
     for status in statuses:
         pipe.zrange(inv.keys.sku(status.sku).holds, 0, 0, withscores=True)
+        pipe.hgetall(inv.keys.sku(status.sku).stock)  # a light SKU's holds (inventory/holds.py)
     _read_outboxes(inv, pipe)
     replies = pipe.execute()
     now = inv.ctx.now_ms()
-    # A hold pinned by a multi-part checkout has score +inf (no expiry until its checkout resolves).
-    live = [SkuLive(status, int(replies[i][0][1]) if replies[i] and replies[i][0][1] != float("inf") else None)
-            for i, status in enumerate(statuses)]
+    live = [SkuLive(status, _soonest(replies[2 * i], replies[2 * i + 1])) for i, status in enumerate(statuses)]
     return LiveOps(now_ms=now, paused_globally=global_paused(inv), skus=live,
-                   outbox=_outbox_lag(replies[len(statuses):], now), memory=_memory(inv))
+                   outbox=_outbox_lag(replies[2 * len(statuses):], now), memory=_memory(inv))
+
+
+def _soonest(first: list[Any], stock: dict[Any, Any]) -> int | None:
+    """The soonest expiry of a SKU's holds; a hold pinned by a multi-part checkout (inf) has none yet."""
+    light = light_holds(stock)
+    expiry = earliest(first_expiry(first), light[0][3] if light and light[0][3] != INF else None)
+    return int(expiry) if expiry is not None else None
 
 
 def outbox_lag(inv: Inventory) -> OutboxLag:

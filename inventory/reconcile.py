@@ -39,7 +39,7 @@ from inventory.ledger import Counts, LedgerBusy, Persisted, expected_counts, pro
 from inventory.models import Line
 from inventory.outbox import Event, Movement, OrderEvent, ProductConfigured, order_event_fields
 from inventory.persistence import outbox_backlog
-from inventory.reconcile_reads import OutboxView, lex_members, read_holds, read_skus, scan_set
+from inventory.reconcile_reads import OutboxView, holds_of, lex_members, read_holds, read_skus, scan_set
 from inventory.tables import STATUS_RANK, OrderRow, ProductRow, ReconcileDriftRow, ReconcileRunRow
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ def observe(pipe: Any, inv: Inventory, session: Session, sku: str, outbox: Outbo
     outbox = outbox or OutboxView(inv.redis, inv.keys.of_sku(sku).outbox)
     outbox.refresh()  # after WATCH: any later event of this SKU also changes its stock hash
     fields = decode_hash(pipe.hgetall(keys.stock))
-    holds = read_holds(pipe, keys.holds)
+    holds = holds_of(fields, []) + read_holds(pipe, keys.holds)
     events = outbox.for_sku(sku)
     base, pending = settled(session, [sku], events)
     return Observation(fields, holds, events, base.get(sku), [m for m in pending if m.sku == sku],

@@ -28,6 +28,7 @@ from redis import Redis
 from redis.exceptions import WatchError
 
 from inventory.context import decode_hash, text
+from inventory.holds import light_holds
 from inventory.keys import SkuKeys
 from inventory.outbox import Event, OrderEvent, ProductConfigured, StockAdjusted, StreamId, parse_entries
 
@@ -93,6 +94,11 @@ def parse_holds(members: Sequence[Any]) -> list[tuple[str, int, str]]:
     return holds
 
 
+def holds_of(fields: dict[str, str], members: Sequence[Any]) -> list[tuple[str, int, str]]:
+    """A SKU's holds from its holds zset's members and its stock hash's light holds."""
+    return parse_holds(members) + [(token, qty, user) for token, qty, user, _ in light_holds(fields)]
+
+
 def read_holds(client: Any, key: str) -> list[tuple[str, int, str]]:
     """Every hold of a SKU in ZRANGE slices; a snapshot only if the caller WATCHes key and EXEC succeeds."""
     holds: list[tuple[str, int, str]] = []
@@ -111,7 +117,8 @@ def read_watched(redis: Redis, keys: SkuKeys) -> SkuRead | None:
         with redis.pipeline(transaction=True) as pipe:
             try:
                 pipe.watch(keys.stock, keys.holds)
-                seen = SkuRead(decode_hash(pipe.hgetall(keys.stock)), read_holds(pipe, keys.holds))
+                fields = decode_hash(pipe.hgetall(keys.stock))
+                seen = SkuRead(fields, holds_of(fields, []) + read_holds(pipe, keys.holds))
                 pipe.multi()
                 pipe.exists(keys.stock)  # EXEC fails if the stock hash or the holds changed since WATCH
                 pipe.execute()
@@ -149,7 +156,8 @@ def read_skus(redis: Redis, skus: Sequence[str], keys_of: Any) -> dict[str, SkuR
             if int(card) > len(members):
                 large.append(sku)  # grew since ZCARD: read it alone
             else:
-                out[sku] = SkuRead(decode_hash(_as_hash(raw)), parse_holds(members))
+                fields = decode_hash(_as_hash(raw))
+                out[sku] = SkuRead(fields, holds_of(fields, members))
     for sku in large:
         out[sku] = read_watched(redis, keys_of(sku))
     return out

@@ -11,6 +11,7 @@ from inventory.catalog import product_of, product_page
 from inventory.context import decode_hash, text
 from inventory.engine import Inventory
 from inventory.errors import ProductNotFound
+from inventory.holds import MODE_FIELD, light_count
 from inventory.models import SaleState
 from inventory.validation import check_sku
 
@@ -68,7 +69,8 @@ def read_status(inv: Inventory, skus: Iterable[str], *,
     found = inv.buckets.sum_into({sku: f for sku, f in found.items() if f})
     result = []
     for index, sku in enumerate(skus):
-        holds, switch = int(replies[3 * index + 1]), replies[3 * index + 2]
+        light = light_count(decode_hash(replies[3 * index]).get(MODE_FIELD))
+        holds, switch = int(replies[3 * index + 1]) + light, replies[3 * index + 2]
         fields = found.get(sku)
         if not fields:
             raise ProductNotFound("No such product.", sku=sku)
@@ -98,15 +100,17 @@ def _bucket_activity(inv: Inventory, found: Mapping[str, Mapping[str, str]], now
     for names in split.values():
         for name in names:
             pipe.zcard(inv.keys.sku(name).holds)
-            pipe.hmget(inv.keys.sku(name).stock, "rm", "rc", "rp")
+            pipe.hmget(inv.keys.sku(name).stock, "rm", "rc", "rp", MODE_FIELD)
     replies = iter(pipe.execute())
     out = {}
     for sku, names in split.items():
         holds = per_minute = 0
         for _ in names:
             holds += int(next(replies))
+            *window, mode = next(replies)
+            holds += light_count(mode)
             per_minute += reservations_per_minute(
-                {k: text(v) for k, v in zip(("rm", "rc", "rp"), next(replies)) if v is not None}, now)
+                {k: text(v) for k, v in zip(("rm", "rc", "rp"), window) if v is not None}, now)
         out[sku] = (holds, per_minute)
     return out
 

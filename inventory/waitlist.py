@@ -21,6 +21,7 @@ from inventory.bucket_waitlist import NO_MOVE, due, first_expiry
 from inventory.buckets import Buckets, Layout
 from inventory.buyers import queue_units_of, units_of
 from inventory.errors import InvalidArgument, LimitExceeded, NotSoldOut, ProductNotFound, WaitlistEntryNotFound
+from inventory.holds import BOUND_FIELD, earliest, light_bound
 from inventory.keys import SkuKeys
 from inventory.models import Reservation, WaitlistEntry, WaitlistSummary, from_ms
 from inventory.validation import MAX_QTY, check_sku, check_user
@@ -71,7 +72,7 @@ class Waitlists:
         in their quota (the claim counts the offer there exactly)."""
         pipe = self.ctx.redis.pipeline(transaction=False)  # one round trip: every bucket, the quota
         for name in layout.buckets:
-            pipe.hget(self.ctx.keys.sku(name).stock, "avail")
+            pipe.hmget(self.ctx.keys.sku(name).stock, "avail", BOUND_FIELD)
             pipe.zrange(self.ctx.keys.sku(name).holds, 0, 0, withscores=True)
         pipe.hget(self.ctx.keys.sku(layout.sku).stock, "limit")
         queue_units_of(pipe, self.ctx.keys.sku(layout.quota_for(user_id)), user_id)
@@ -79,8 +80,9 @@ class Waitlists:
         limit, already = int(replies[-3] or 0), units_of(*replies[-2:])
         now_ms = self.ctx.now_ms()
         available = 0
-        for name, avail, first in zip(layout.buckets, replies[0:-3:2], replies[1:-3:2]):
-            if due(first_expiry(first), now_ms):  # holds that expired come back first, as on bucket 0
+        for name, (avail, bound), first in zip(layout.buckets, replies[0:-3:2], replies[1:-3:2]):
+            # holds that expired come back first, as on bucket 0
+            if due(earliest(first_expiry(first), light_bound(bound)), now_ms):
                 avail = self.buckets.transfer(name, "reclaim", NO_MOVE, 1, "")[1]
             available += int(avail or 0)
         if available >= qty:

@@ -128,7 +128,7 @@ for i = 1, n do
   local grow = news[i] - olds[i]
   if grow ~= 0 then
     if olds[i] > 0 then
-      redis.call('ZREM', KEYS[base + 2], hold_member(token, olds[i], owner))
+      hold_take(KEYS[base + 1], KEYS[base + 2], token, olds[i], owner)
     end
     redis.call('HINCRBY', KEYS[base + 1], 'avail', -grow)
     redis.call('HINCRBY', KEYS[base + 1], 'held', grow)
@@ -139,7 +139,7 @@ for i = 1, n do
       announce_available(KEYS[base + 1])
     end
     if news[i] > 0 then
-      redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, news[i], owner))
+      hold_put(KEYS[base + 1], KEYS[base + 2], token, news[i], owner, expires)
       index_hold_expiry(KEYS[2], KEYS[base + 4], skus[i], expires)
       record_set(R, 'l:' .. skus[i], news[i])
       if olds[i] == 0 then record_set(R, 'p:' .. skus[i], prices[i]) end

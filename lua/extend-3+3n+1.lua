@@ -104,7 +104,7 @@ if kind == 'hold' then
   local qtys = read_lines(R, skus)
   for i = 1, n do
     if qtys[i] > 0 then
-      redis.call('ZADD', KEYS[3 + 3 * i - 1], 'XX', target, hold_member(token, qtys[i], owner))
+      hold_retime(KEYS[3 + 3 * i - 2], KEYS[3 + 3 * i - 1], token, qtys[i], owner, target)
     end
   end
   record_set(R, 'exp', target)

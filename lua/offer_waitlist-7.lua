@@ -43,7 +43,7 @@ if to_int(s[1]) == 0 and to_int(s[2]) == 0 then
   for i = 1, #entries, 2 do
     local field = entries[i]
     local state, units, at, _, token = parse_entry(entries[i + 1])
-    if state == 'o' and redis.call('ZSCORE', KEYS[2], hold_member(token, units, string.sub(field, 3))) then
+    if state == 'o' and hold_expiry(KEYS[1], KEYS[2], token, units, string.sub(field, 3)) then
       open = true
     elseif state and (state ~= 'c' or now >= at) then
       redis.call('HDEL', KEYS[5], field)

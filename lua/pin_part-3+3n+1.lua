@@ -59,7 +59,7 @@ local now = R.now
 
 if mode == 'unpin' then
   for i = 1, n do
-    redis.call('ZADD', KEYS[3 + 3 * i - 1], 'XX', expires, hold_member(token, qtys[i], owner))
+    hold_retime(KEYS[3 + 3 * i - 2], KEYS[3 + 3 * i - 1], token, qtys[i], owner, expires)
   end
   record_del(R, 'pin', 'pinx')
   redis.call('ZADD', KEYS[2], expires, token)
@@ -72,7 +72,7 @@ if (now >= expires and not rec[5]) or not holds_intact(3, token, owner, qtys) th
 end
 local until_ms = now + tonumber(ARGV[3])
 for i = 1, n do
-  redis.call('ZADD', KEYS[3 + 3 * i - 1], 'XX', '+inf', hold_member(token, qtys[i], owner))
+  hold_retime(KEYS[3 + 3 * i - 2], KEYS[3 + 3 * i - 1], token, qtys[i], owner, '+inf')
 end
 record_set(R, 'pin', '1', 'pinx', until_ms)
 redis.call('ZADD', KEYS[2], until_ms, token)

@@ -120,7 +120,7 @@ local prices, windows, modes = {}, {}, {}
 for i = 1, n do
   local base = 4 + 4 * (i - 1)
   local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc',
-    'wn', 'wq', 'owe', 'bk', 'bq', 'wl', 'bn')
+    'wn', 'wq', 'owe', 'bk', 'bq', 'wl', 'bn', 'hn')
   if not s[1] then return {-1, skus[i]} end
   local route = routed ~= '' and string.sub(routed, i, i) or '0'
   if (s[12] and route == '0') or (s[13] == '1' and route ~= '2') then return {-20, skus[i], to_int(s[12])} end
@@ -133,9 +133,8 @@ for i = 1, n do
   end
   if avail < qtys[i] then
     -- how long this refusal stays true at most: until the SKU's next hold expires (-1: none will)
-    local next_hold = redis.call('ZRANGE', KEYS[base + 2], 0, 0, 'WITHSCORES')
     local true_for = -1
-    local score = tonumber(next_hold[2] or '')
+    local score = first_hold_expiry(KEYS[base + 1], KEYS[base + 2])
     if score and score < math.huge then true_for = math.max(score - now, 0) end
     return {-3, skus[i], avail, qtys[i], to_int(s[9]), true_for}
   end
@@ -146,7 +145,7 @@ for i = 1, n do
   end
   prices[i] = to_int(s[6])
   windows[i] = {to_int(s[7]), to_int(s[8])}
-  modes[i] = s[15]
+  modes[i] = {s[15], s[16]}
 end
 
 local expires = now + ttl
@@ -164,9 +163,9 @@ for i = 1, n do
   local base = 4 + 4 * (i - 1)
   redis.call('HINCRBY', KEYS[base + 1], 'avail', -qtys[i])
   redis.call('HINCRBY', KEYS[base + 1], 'held', qtys[i])
-  redis.call('ZADD', KEYS[base + 2], expires, hold_member(token, qtys[i], user))
+  hold_put(KEYS[base + 1], KEYS[base + 2], token, qtys[i], user, expires, modes[i][2])
   index_hold_expiry(KEYS[2], KEYS[base + 4], skus[i], expires)
-  add_buyer_units(KEYS[base + 1], KEYS[base + 3], user, qtys[i], modes[i])
+  add_buyer_units(KEYS[base + 1], KEYS[base + 3], user, qtys[i], modes[i][1])
   redis.call('SADD', KEYS[3], skus[i])
   if windows[i][1] == minute then
     redis.call('HINCRBY', KEYS[base + 1], 'rc', 1)

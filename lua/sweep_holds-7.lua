@@ -40,8 +40,7 @@ local now = now_ms()
 local units, holds = reclaim_expired(KEYS[3], KEYS[4], KEYS[5], now, batch, KEYS[6])
 if units > 0 then redis.call('SADD', KEYS[2], sku) end
 
-local first = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-local at = tonumber(first[2] or '')
+local at = first_hold_expiry(KEYS[3], KEYS[4])
 redis.call('ZREM', KEYS[1], 's:' .. sku)  -- listed before the buckets: from now on in its bucket
 if at and at < math.huge then
   redis.call('ZADD', KEYS[7], at, 's:' .. sku)

@@ -6,6 +6,7 @@ import signal
 import subprocess
 
 from inventory import Inventory
+from inventory.holds import read_open_holds
 from inventory.keys import HOLDS_IN, HOLDS_OF
 from inventory.models import StockLevel
 from inventory.records import packed_until, read_record
@@ -77,13 +78,12 @@ def assert_holds_listed(inv: Inventory, skus: list[str]) -> None:
         in_bucket = inv.redis.zscore(bucket, f"{HOLDS_OF}{sku}")
         bucket_listed = inv.redis.zscore(part.expiries, f"{HOLDS_IN}{part.index_number(sku)}")
         by_bucket = None if in_bucket is None or bucket_listed is None else max(in_bucket, bucket_listed)
-        for member, score in inv.redis.zrange(part.sku(sku).holds, 0, -1, withscores=True):
-            token = member.decode().split("|", 1)[0]
+        for token, qty, user, score in read_open_holds(inv.redis, part.sku(sku)):
             if score == float("inf") or token == "~wl":  # pinned, or the waitlist's pool: never expires
                 continue
             listed = [by_bucket, inv.redis.zscore(part.expiries, f"{HOLDS_OF}{sku}"),
                       inv.redis.zscore(part.expiries, token)]
-            assert any(at is not None and at <= score for at in listed), (sku, member, score, listed)
+            assert any(at is not None and at <= score for at in listed), (sku, token, qty, user, score, listed)
 
 
 def table_columns(database_url: str, table: str) -> list[str]:

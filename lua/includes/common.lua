@@ -29,6 +29,166 @@ local function parse_member(member)
   return token, tonumber(qty), user
 end
 
+local LIGHT_FIELD_MAX = 64  -- hash-max-listpack-value: a longer field turns the stock hash into a hash table
+
+-- An expiry as text: whole ms, or 'inf' for a hold that never expires (a pinned part, the waitlist pool).
+local function as_score(v)
+  if v == math.huge then return 'inf' end
+  return string.format('%.0f', v)
+end
+
+-- A SKU's open holds live in one of two places, like its buyers' counts below. A SKU with few holds
+-- ("light") keeps each as a field 'h:<token>' = '<expires ms | inf>|<qty>|<user>' of its stock hash,
+-- with 'hn' = how many and 'he' = a bound at or before the earliest one's expiry (exact after a scan):
+-- a holds key of its own would cost ~140-170 B more per SKU, paid by every SKU with one hold. The
+-- (LIGHT_HOLDS + 1)-th hold, a value too long for a listpack, or the waitlist's pool moves every hold
+-- to the holds zset for good ('hn' = 'z'), where a hot SKU's holds belong. A SKU whose holds zset the
+-- older version filled (no 'hn') moves to 'z' at its next hold. Only the helpers below touch holds;
+-- inventory/holds.py reads both places.
+local LIGHT_HOLDS = 16
+local HOLD_PREFIX = 'h:'
+
+local function light_hold(value)
+  local expires, qty, user = string.match(value, '^([^|]+)|(%d+)|(.*)$')
+  if expires == 'inf' then return math.huge, tonumber(qty), user end
+  return tonumber(expires), tonumber(qty), user
+end
+
+local function holds_mode(stock_key, hn)
+  if hn == nil then return redis.call('HGET', stock_key, 'hn') end
+  return hn
+end
+
+-- Lowers the light holds' earliest-expiry bound to `expires` if it is earlier.
+local function lower_light_bound(stock_key, expires)
+  if expires == math.huge then return end
+  local bound = tonumber(redis.call('HGET', stock_key, 'he'))
+  if not bound or expires < bound then redis.call('HSET', stock_key, 'he', as_score(expires)) end
+end
+
+-- Every light hold into the holds zset; the SKU keeps its holds there from now on.
+local function move_holds_out(stock_key, holds_key)
+  local fields = redis.call('HGETALL', stock_key)
+  local moved = {'hn', 'he'}
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 2) == HOLD_PREFIX then
+      local expires, qty, user = light_hold(fields[i + 1])
+      redis.call('ZADD', holds_key, as_score(expires), hold_member(string.sub(fields[i], 3), qty, user))
+      moved[#moved + 1] = fields[i]
+    end
+  end
+  redis.call('HDEL', stock_key, unpack(moved))
+  redis.call('HSET', stock_key, 'hn', 'z')
+end
+
+local function holds_in_zset(stock_key, holds_key)
+  if holds_mode(stock_key) ~= 'z' then move_holds_out(stock_key, holds_key) end
+end
+
+-- A new hold (the token holds nothing on this SKU yet). `hn` as in holds_mode.
+local function hold_put(stock_key, holds_key, token, qty, user, expires, hn)
+  hn = holds_mode(stock_key, hn)
+  if hn ~= 'z' then
+    local field, value = HOLD_PREFIX .. token, as_score(expires) .. '|' .. qty .. '|' .. user
+    if to_int(hn) < LIGHT_HOLDS and #value <= LIGHT_FIELD_MAX and #field <= LIGHT_FIELD_MAX
+        and redis.call('EXISTS', holds_key) == 0 then
+      redis.call('HSET', stock_key, field, value)
+      redis.call('HINCRBY', stock_key, 'hn', 1)
+      lower_light_bound(stock_key, expires)
+      return
+    end
+    move_holds_out(stock_key, holds_key)
+  end
+  redis.call('ZADD', holds_key, expires, hold_member(token, qty, user))
+end
+
+-- The light hold of token if it is exactly (qty, user): its field and expiry, else nil.
+local function find_light(stock_key, token, qty, user)
+  local field = HOLD_PREFIX .. token
+  local value = redis.call('HGET', stock_key, field)
+  if not value then return nil end
+  local expires, q, u = light_hold(value)
+  if q ~= qty or u ~= user then return nil end
+  return field, expires
+end
+
+-- When the hold (token, qty, user) expires (math.huge: never), or nil when it is not held.
+local function hold_expiry(stock_key, holds_key, token, qty, user)
+  local score = redis.call('ZSCORE', holds_key, hold_member(token, qty, user))
+  if score then return tonumber(score) end
+  local _, expires = find_light(stock_key, token, qty, user)
+  return expires
+end
+
+local function drop_light(stock_key, field)
+  redis.call('HDEL', stock_key, field)
+  if redis.call('HINCRBY', stock_key, 'hn', -1) <= 0 then redis.call('HDEL', stock_key, 'hn', 'he') end
+end
+
+-- Removes the hold (token, qty, user) once: 1 if it was held, 0 if not.
+local function hold_take(stock_key, holds_key, token, qty, user)
+  if redis.call('ZREM', holds_key, hold_member(token, qty, user)) == 1 then return 1 end
+  local field = find_light(stock_key, token, qty, user)
+  if not field then return 0 end
+  drop_light(stock_key, field)
+  return 1
+end
+
+-- Moves an existing hold's expiry (expires: ms or '+inf'); a hold not held stays absent.
+local function hold_retime(stock_key, holds_key, token, qty, user, expires)
+  local member = hold_member(token, qty, user)
+  if redis.call('ZSCORE', holds_key, member) then
+    redis.call('ZADD', holds_key, 'XX', expires, member)
+    return
+  end
+  local field = find_light(stock_key, token, qty, user)
+  if not field then return end
+  local at = expires == '+inf' and math.huge or tonumber(expires)
+  redis.call('HSET', stock_key, field, as_score(at) .. '|' .. qty .. '|' .. user)
+  lower_light_bound(stock_key, at)
+end
+
+-- Removes up to `batch` holds expired at `now` and returns them as {token, qty, user} triples.
+local function take_due_holds(stock_key, holds_key, now, batch)
+  local taken = {}
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', holds_key, '-inf', now, 'LIMIT', 0, batch)) do
+    local token, qty, user = parse_member(member)
+    if qty then
+      redis.call('ZREM', holds_key, member)
+      taken[#taken + 1] = {token, qty, user}
+    end
+  end
+  local s = redis.call('HMGET', stock_key, 'hn', 'he')
+  if s[1] == 'z' or to_int(s[1]) == 0 or not s[2] or tonumber(s[2]) > now then return taken end
+  local fields = redis.call('HGETALL', stock_key)
+  local bound = math.huge
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 2) == HOLD_PREFIX then
+      local expires, qty, user = light_hold(fields[i + 1])
+      if expires <= now and #taken < batch then
+        drop_light(stock_key, fields[i])
+        taken[#taken + 1] = {string.sub(fields[i], 3), qty, user}
+      elseif expires < bound then
+        bound = expires
+      end
+    end
+  end
+  if bound < math.huge then redis.call('HSET', stock_key, 'he', as_score(bound))
+  else redis.call('HDEL', stock_key, 'he') end
+  return taken
+end
+
+-- The earliest hold expiry of a SKU (math.huge for a pinned hold or the pool), or nil with no hold.
+-- A light SKU's may be early (the bound); the sweeper then finds nothing due and makes it exact.
+local function first_hold_expiry(stock_key, holds_key)
+  local first = redis.call('ZRANGE', holds_key, 0, 0, 'WITHSCORES')
+  local at = tonumber(first[2] or '')
+  local bound = tonumber(redis.call('HGET', stock_key, 'he'))
+  if bound and (not at or bound < at) then return bound end
+  if not at and to_int(redis.call('HGET', stock_key, 'hn')) > 0 then return math.huge end
+  return at
+end
+
 -- A user's units of one SKU (held, plus ordered where the SKU has a per-user limit) live in one of two
 -- places. A SKU with few buyers ("light") counts each as a field 'b:<user>' of its stock hash, with 'bn'
 -- = how many: a buyers key of its own would cost ~100 B more per SKU, paid by every SKU holding one hold.
@@ -37,7 +197,6 @@ end
 -- buyers existed (buyers hash, no 'bn') moves to 'h' at its next new buyer. inventory/buyers.py reads both.
 -- `bn` is the stock hash's 'bn' when the caller read it already (false = absent), nil to read it here.
 local LIGHT_BUYERS = 16
-local LIGHT_FIELD_MAX = 64  -- hash-max-listpack-value: a longer field turns the stock hash into a hash table
 
 local function buyers_mode(stock_key, bn)
   if bn == nil then return redis.call('HGET', stock_key, 'bn') end
@@ -339,6 +498,7 @@ local function set_aside_for_waitlist(stock_key, holds_key)
   local want = s[4] and 1e15 or to_int(s[2])
   local units = math.min(to_int(s[1]), want - owe)
   if units <= 0 then return 0 end
+  holds_in_zset(stock_key, holds_key)  -- the pool never expires and is no buyer's: it lives in the zset
   if owe > 0 then redis.call('ZREM', holds_key, hold_member(POOL, owe, '')) end
   redis.call('ZADD', holds_key, '+inf', hold_member(POOL, owe + units, ''))
   redis.call('HINCRBY', stock_key, 'avail', -units)
@@ -382,19 +542,15 @@ end
 -- The member is removed and its units returned in one step, so a hold is reclaimed exactly once.
 -- With waitinfo_key (waitlist scripts), a lapsed offer's entry goes with its hold.
 local function reclaim_expired(stock_key, holds_key, buyers_key, now, batch, waitinfo_key)
-  local due = redis.call('ZRANGEBYSCORE', holds_key, '-inf', now, 'LIMIT', 0, batch)
   local freed, holds = 0, 0
-  for _, member in ipairs(due) do
-    local token, qty, user = parse_member(member)
-    if qty then
-      redis.call('ZREM', holds_key, member)
-      add_buyer_units(stock_key, buyers_key, user, -qty)
-      freed, holds = freed + qty, holds + 1
-      if waitinfo_key then
-        local entry = redis.call('HGET', waitinfo_key, 'u:' .. user)
-        if entry and string.sub(entry, 1, 2) == 'o|' and string.sub(entry, -#token) == token then
-          redis.call('HDEL', waitinfo_key, 'u:' .. user)
-        end
+  for _, hold in ipairs(take_due_holds(stock_key, holds_key, now, batch)) do
+    local token, qty, user = hold[1], hold[2], hold[3]
+    add_buyer_units(stock_key, buyers_key, user, -qty)
+    freed, holds = freed + qty, holds + 1
+    if waitinfo_key then
+      local entry = redis.call('HGET', waitinfo_key, 'u:' .. user)
+      if entry and string.sub(entry, 1, 2) == 'o|' and string.sub(entry, -#token) == token then
+        redis.call('HDEL', waitinfo_key, 'u:' .. user)
       end
     end
   end
@@ -438,7 +594,7 @@ end
 
 -- Returns a held line's units: removes the hold once, so stock comes back exactly once.
 local function release_hold(stock_key, holds_key, buyers_key, token, qty, user)
-  if redis.call('ZREM', holds_key, hold_member(token, qty, user)) == 1 then
+  if hold_take(stock_key, holds_key, token, qty, user) == 1 then
     redis.call('HINCRBY', stock_key, 'avail', qty)
     redis.call('HINCRBY', stock_key, 'held', -qty)
     add_buyer_units(stock_key, buyers_key, user, -qty)
@@ -467,7 +623,8 @@ end
 -- A line of quantity 0 (named but not held, as amend's new lines) has no hold to check.
 local function holds_intact(first, token, owner, qtys)
   for i = 1, #qtys do
-    if qtys[i] > 0 and not redis.call('ZSCORE', KEYS[first + line_stride * (i - 1) + 2], hold_member(token, qtys[i], owner)) then
+    local b = first + line_stride * (i - 1)
+    if qtys[i] > 0 and not hold_expiry(KEYS[b + 1], KEYS[b + 2], token, qtys[i], owner) then
       return false
     end
   end
@@ -493,7 +650,7 @@ end
 local function sell_lines(first, dirty_key, R, token, owner, skus, qtys)
   for i = 1, #skus do
     local b = first + line_stride * (i - 1) + 3
-    redis.call('ZREM', KEYS[b - 1], hold_member(token, qtys[i], owner))
+    hold_take(KEYS[b - 2], KEYS[b - 1], token, qtys[i], owner)
     redis.call('HINCRBY', KEYS[b - 2], 'held', -qtys[i])
     redis.call('HINCRBY', KEYS[b - 2], 'sold', qtys[i])
     if to_int(redis.call('HGET', KEYS[b - 2], 'limit')) > 0 then

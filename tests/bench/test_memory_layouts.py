@@ -7,6 +7,7 @@ import pytest
 from bench.memory_layouts import (LAYOUTS, NOW_MS, TTL_MS, Hold, measure, packed_record, short_user, record_keys,
                                   uuid_user)
 from inventory import ids
+from inventory.holds import read_open_holds
 from tests.helpers import make_product, record
 
 pytestmark = pytest.mark.redis_server
@@ -39,7 +40,7 @@ def test_record_keys_write_the_fields_the_product_keeps_for_one_hold(real_inv, r
     held = real_inv.reservations.reserve("user-00000001", {"SKU-1": 2})
     token = ids.token_of(held.id, "r")
     product_record = {k.encode(): v.encode() for k, v in record(real_inv, held.id).items()}  # its fields, packed or not
-    product_member = real_inv.redis.zrange(real_inv.keys.sku("SKU-1").holds, 0, -1)
+    product_member = [f"{t}|{q}|{u}".encode() for t, q, u, _ in read_open_holds(real_inv.redis, real_inv.keys.sku("SKU-1"))]
     base = f"{key_prefix}:study:{{p0.0}}"
     pipe = redis_server.pipeline(transaction=False)
     record_keys(pipe, base, Hold(token, "user-00000001", "SKU-1", 2, 500, int(product_record[b"exp"])))

@@ -11,7 +11,7 @@ import pytest
 from concurrent.futures import ProcessPoolExecutor
 
 from inventory import Inventory
-from inventory.reconcile_reads import parse_holds
+from inventory.holds import read_open_holds
 from tests.concurrency.workers import release_slowly, sweep_for, wait_in_line
 from tests.helpers import assert_invariant, make_product, stock
 
@@ -59,7 +59,7 @@ def test_returned_units_reach_waiting_buyers_exactly_once_and_none_is_lost(real_
         keys = live.keys.sku(bucket)
         total, avail, held, sold = (int(v) for v in live.redis.hmget(keys.stock, "total", "avail", "held", "sold"))
         assert avail + held + sold == total and min(avail, held, sold) >= 0, bucket
-        assert sum(qty for _, qty, _ in parse_holds(live.redis.zrange(keys.holds, 0, -1))) == held, bucket
+        assert sum(hold[1] for hold in read_open_holds(live.redis, keys)) == held, bucket
     # Nothing lost: every unit is either a claimed reservation, offered to someone still waiting, or
     # available because nobody waits any more.
     summary = live.waitlists.summary("WL")

@@ -39,8 +39,8 @@ from hypothesis.stateful import (
 
 from inventory import Inventory, Settings, ids
 from inventory.buyers import read_buyers
-from inventory.context import text
 from inventory.errors import InventoryError
+from inventory.holds import read_open_holds
 from inventory.persistence import drain_once
 from inventory.reconcile import run_reconciliation
 from inventory.sale_admin import set_global_pause
@@ -422,10 +422,9 @@ class Interleavings(RuleBasedStateMachine):
         now = self.clock.now_ms()
         records = {rid: stored_record(self.admin, rid) for rid in self.ids}
         for sku in self.model.products:
-            for member in self.client.zrange(self.admin.keys.sku(sku).holds, 0, -1):
-                token, qty, user = text(member).split("|", 2)
+            for token, qty, user, _ in read_open_holds(self.client, self.admin.keys.sku(sku)):
                 record = records[f"r_{token}"]
-                assert record["st"] == "held" and record["u"] == user and record[f"l:{sku}"] == qty, record
+                assert record["st"] == "held" and record["u"] == user and record[f"l:{sku}"] == str(qty), record
         for rid, r in self.model.res.items():
             assert self.admin.reservations.get(rid).status.value == self.model.shown_status(rid, now)
             assert records[rid]["st"] == r.status

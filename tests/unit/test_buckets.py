@@ -13,6 +13,7 @@ from inventory.buckets import (
     Layout, MAX_BUCKETS, _offsets, bucket_name, is_internal, product_of, quota_name,
 )
 from inventory.errors import BucketsChanged, InvalidArgument, LimitExceeded, NotSoldOut, ProductNotFound, SoldOut
+from inventory.holds import read_open_holds
 from inventory.keys import KeySpace
 from inventory.models import RateLimit, Status
 from tests.clocks import ManualClock
@@ -209,8 +210,8 @@ def _held_per_bucket(inv: Inventory, sku: str = "HOT") -> dict[str, list[str]]:
     """Reservation ids of the open holds on each bucket of a split SKU (waitlist pools left out)."""
     out: dict[str, list[str]] = {}
     for name in inv.buckets.layout(sku, fresh=True).buckets:
-        members = [m.decode() for m in inv.redis.zrange(inv.keys.sku(name).holds, 0, -1)]
-        out[name] = [ids.reservation_id(m.split("|")[0]) for m in members if not m.startswith("~")]
+        tokens = [hold[0] for hold in read_open_holds(inv.redis, inv.keys.sku(name))]
+        out[name] = [ids.reservation_id(token) for token in tokens if not token.startswith("~")]
     return out
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from inventory import Inventory, reconcile_reads
+from inventory.holds import read_open_holds
 from inventory.outbox import StockAdjusted
 from inventory.reconcile_reads import OutboxView, lex_members, read_skus, read_watched, scan_set
 from tests.helpers import make_product
@@ -38,7 +39,7 @@ def test_read_skus_matches_whole_reads_for_small_and_large_skus(inv: Inventory, 
     reads = read_skus(inv.redis, ["S0", "S1", "S2", "NOPE"], inv.keys.sku)
     for sku in ("S0", "S1", "S2"):
         keys = inv.keys.sku(sku)
-        whole = {tuple(m.decode().split("|")) for m in inv.redis.zrange(keys.holds, 0, -1)}
+        whole = {(t, str(q), u) for t, q, u, _ in read_open_holds(inv.redis, keys)}
         assert {(t, str(q), u) for t, q, u in reads[sku].holds} == whole
         assert reads[sku].fields["held"] == str(len(whole))
     assert reads["NOPE"].fields == {} and reads["NOPE"].holds == []

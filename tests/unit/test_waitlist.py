@@ -11,8 +11,8 @@ from inventory.errors import (
     AlreadyWaiting, InvalidArgument, LimitExceeded, NotSoldOut, ProductNotFound, ReservationExpired,
     SaleNotActive, SoldOut, WaitlistEntryNotFound, WaitlistFull,
 )
+from inventory.holds import read_open_holds
 from inventory.models import Status
-from inventory.reconcile_reads import parse_holds
 from inventory.sale_admin import set_global_pause
 from tests.clocks import ManualClock
 from tests.helpers import assert_invariant, make_product, stock
@@ -37,8 +37,8 @@ def _check(inv: Inventory) -> tuple[int, int, int]:
     """Counters agree with the holds index (the waitlist's pool and offers included)."""
     level = stock(inv, "A")
     assert_invariant(level)
-    holds = parse_holds(inv.redis.zrange(inv.keys.sku("A").holds, 0, -1))
-    assert sum(qty for _, qty, _ in holds) == level.held
+    holds = read_open_holds(inv.redis, inv.keys.sku("A"))
+    assert sum(hold[1] for hold in holds) == level.held
     return level.available, level.held, level.sold
 
 

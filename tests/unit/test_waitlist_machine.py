@@ -19,7 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 
 from inventory import Inventory, Settings
 from inventory.errors import InventoryError
-from inventory.reconcile_reads import parse_holds
+from inventory.holds import read_open_holds
 from tests.clocks import ManualClock
 from tests.conftest import delete_prefix
 from tests.helpers import make_product, stock
@@ -112,7 +112,7 @@ class Queue(RuleBasedStateMachine):
         level = stock(self.inv, "A")
         assert level.available + level.held + level.sold == level.total == TOTAL, level
         assert min(level.available, level.held) >= 0, level
-        holds = parse_holds(self.client.zrange(self.inv.keys.sku("A").holds, 0, -1))
+        holds = [hold[:3] for hold in read_open_holds(self.client, self.inv.keys.sku("A"))]
         assert sum(qty for _, qty, _ in holds) == level.held, (holds, level)
         wn, wq, owe = (int(v or 0) for v in self.client.hmget(self.inv.keys.sku("A").stock, "wn", "wq", "owe"))
         pool = sum(qty for token, qty, _ in holds if token == "~wl")
