@@ -42,6 +42,7 @@ from inventory import Inventory, Settings, ids
 from inventory.buckets import Layout
 from inventory.context import decode_hash
 from inventory.errors import InventoryError, SoldOut
+from inventory.holds import read_open_holds
 from inventory.config import CLUSTER_PARTITIONS
 from inventory.keys import PARTITION_DIGITS, KeySpace
 from inventory.scripts import load_sources
@@ -352,7 +353,7 @@ def check(inv: Inventory, phase: dict, initial: int) -> list[str]:
         for k, v in decode_hash(inv.redis.hgetall(keys.stock)).items():
             if k in ("total", "avail", "held", "sold"):
                 fields[k] = fields.get(k, 0) + int(v)
-        holds += int(inv.redis.zcard(keys.holds))
+        holds += len(read_open_holds(inv.redis, keys))
     in_process = phase["driver"] != "redis-benchmark"
     held = phase["ok"] if in_process else (phase["calls"] if phase["mode"] == "hold" else 0)
     phase["counters"] = {k: fields.get(k, 0) for k in ("total", "avail", "held", "sold")} | {"holds": holds}

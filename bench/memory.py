@@ -36,6 +36,7 @@ from bench.suite import Context
 from inventory import Inventory, Settings, ids
 from inventory.context import decode_hash, text
 from inventory.errors import raise_for_reply
+from inventory.holds import read_open_holds
 from inventory.scripts import load_sources
 from inventory.records import read_record
 from inventory.store import connect_redis
@@ -245,14 +246,22 @@ def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: li
         "packed_records": packed,
         "encodings": {"record": text(client.object("encoding", sample_part.record_bucket(tokens[0])
                                                    if packed else sample_part.reservation(tokens[0]))),
-                      "holds": text(client.object("encoding", keys.sku(distinct[0]).holds)),
-                      "buyers": text(client.object("encoding", keys.sku(distinct[0]).buyers)),
+                      "holds": encoding(client, keys.sku(distinct[0]).holds),
+                      "buyers": encoding(client, keys.sku(distinct[0]).buyers),
+                      "stock": encoding(client, keys.sku(distinct[0]).stock),
                       "expiries": text(client.object("encoding", keys.of_sku(distinct[0]).expiries)),
                       "index bucket": text(client.object("encoding", keys.sku(distinct[0]).index))},
         "sample_record_fields": field_bytes(sample_part.reservation(tokens[0]),
                                             read_record(client, sample_part, tokens[0])),
-        "sample_hold_member_chars": len(text(client.zrange(keys.sku(distinct[0]).holds, 0, 0)[0])),
+        "sample_hold_chars": len("|".join(map(str, read_open_holds(client, keys.sku(distinct[0]))[0][:3]))),
     }, failures
+
+
+def encoding(client: "redis.Redis | RedisCluster", key: str) -> str:
+    """OBJECT ENCODING of a key, 'absent' when there is none (a light SKU keeps its holds and buyers in
+    its stock hash)."""
+    found = client.object("encoding", key)
+    return text(found) if found is not None else "absent"
 
 
 def background(inv: Inventory, skus: int = 200, holds: int = 300) -> None:

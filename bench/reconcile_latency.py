@@ -46,6 +46,7 @@ from bench.solo import delete_prefix, main, parser, write_json
 from bench.suite import Context
 from inventory import Inventory, Settings
 from inventory.db import make_engine, make_session_factory
+from inventory.holds import read_open_holds
 from inventory.migrations import upgrade
 from inventory.outbox import parse_entries
 from inventory.reconcile import run_reconciliation
@@ -153,7 +154,7 @@ def seed(inv: Inventory, size: Sizes) -> dict:
     while inv.redis.xlen(inv.keys.parts[0].outbox) < size.outbox:
         inv.catalog.adjust_stock(skus[i % len(skus)], add=1, reason="restock")
         i += 1
-    holds = sum(int(inv.redis.zcard(inv.keys.sku(s).holds)) for s in skus)
+    holds = sum(len(read_open_holds(inv.redis, inv.keys.sku(s))) for s in skus)
     return {"skus": len(skus), "holds": holds, "outbox": int(inv.redis.xlen(inv.keys.parts[0].outbox))}
 
 
