@@ -19,6 +19,8 @@ from inventory.errors import Unavailable
 
 CHECK_WAIT_SECONDS = 10.0  # how long a call waits for its process's check after a lost script cache
 _INCLUDE = re.compile(r'^--@include "([a-z_]+)"\s*$', re.MULTILINE)
+_DEFINITION = re.compile(r"^local\s+(?:function\s+([A-Za-z_]\w*)|([A-Za-z_][\w ,]*?)\s*=)", re.MULTILINE)
+_NAME = re.compile(r"[A-Za-z_]\w*")
 
 
 @dataclass(frozen=True)
@@ -34,9 +36,38 @@ def _read(path: str) -> str:
     return resources.files("lua").joinpath(path).read_text(encoding="utf-8")
 
 
+def _definitions(include: str) -> list[tuple[set[str], str]]:
+    """An include's top-level `local` definitions: (names defined, text with the comments before it)."""
+    starts = []
+    for match in _DEFINITION.finditer(include):
+        start = match.start()
+        while True:  # the comment block right above a definition goes with it
+            above = include.rfind("\n", 0, max(start - 1, 0)) + 1
+            if start == 0 or not include[above:start].startswith("--"):
+                break
+            start = above
+        names = {match.group(1)} if match.group(1) else {n.strip() for n in match.group(2).split(",")}
+        starts.append((start, names))
+    ends = [start for start, _ in starts[1:]] + [len(include)]
+    return [(names, include[start:end]) for (start, names), end in zip(starts, ends)]
+
+
 def _splice_includes(source: str, overrides: dict[str, str] | None = None) -> str:
+    """The script with each `--@include` replaced by the definitions of that include the script uses,
+    directly or through another definition. Redis runs a script's whole body on every call, so every
+    helper defined costs every call (a closure each: ~4 µs for all of common.lua), used or not."""
     overrides = overrides or {}
-    return _INCLUDE.sub(lambda m: overrides.get(m.group(1)) or _read(f"includes/{m.group(1)}.lua"), source)
+    includes = [(m, _definitions(overrides.get(m.group(1)) or _read(f"includes/{m.group(1)}.lua")))
+                for m in _INCLUDE.finditer(source)]
+    needed = set(_NAME.findall(_INCLUDE.sub("", source)))
+    kept: set[int] = set()
+    every = [(i, j, names, text) for i, (_, chunks) in enumerate(includes) for j, (names, text) in enumerate(chunks)]
+    for i, j, names, text in reversed(every):  # a definition can only use the ones above it
+        if names & needed:
+            kept.add(id(text))
+            needed |= set(_NAME.findall(text))
+    spliced = {m.start(): "".join(text for _, text in chunks if id(text) in kept) for m, chunks in includes}
+    return _INCLUDE.sub(lambda m: spliced[m.start()], source)
 
 
 def _load(overrides: dict[str, str] | None) -> dict[str, ScriptSource]:

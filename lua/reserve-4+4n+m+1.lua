@@ -109,19 +109,20 @@ if existing[2] then
 end
 
 local now = R.now
--- Lazy expiry: stock of abandoned holds comes back even when no sweeper runs.
-for i = 1, n do
-  local base = 4 + 4 * (i - 1)
-  reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000)
-end
-
 local globally = redis.call('GET', KEYS[4])
-local prices, windows, modes = {}, {}, {}
+local prices, windows, buyer_modes, hold_modes = {}, {}, {}, {}
+local function read_line(stock_key)
+  return redis.call('HMGET', stock_key, 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc', 'wn', 'wq',
+    'owe', 'bk', 'bq', 'wl', 'bn', 'hn', 'he')
+end
 for i = 1, n do
   local base = 4 + 4 * (i - 1)
-  local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc',
-    'wn', 'wq', 'owe', 'bk', 'bq', 'wl', 'bn', 'hn')
+  local s = read_line(KEYS[base + 1])
   if not s[1] then return {-1, skus[i]} end
+  -- Lazy expiry: stock of abandoned holds comes back even when no sweeper runs.
+  if reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000, nil, s[17]) > 0 then
+    s = read_line(KEYS[base + 1])
+  end
   local route = routed ~= '' and string.sub(routed, i, i) or '0'
   if (s[12] and route == '0') or (s[13] == '1' and route ~= '2') then return {-20, skus[i], to_int(s[12])} end
   local reason = closed_reason(globally, s[3], s[4], s[5], now)
@@ -145,7 +146,7 @@ for i = 1, n do
   end
   prices[i] = to_int(s[6])
   windows[i] = {to_int(s[7]), to_int(s[8])}
-  modes[i] = {s[15], s[16]}
+  buyer_modes[i], hold_modes[i] = s[15], s[16]
 end
 
 local expires = now + ttl
@@ -163,9 +164,9 @@ for i = 1, n do
   local base = 4 + 4 * (i - 1)
   redis.call('HINCRBY', KEYS[base + 1], 'avail', -qtys[i])
   redis.call('HINCRBY', KEYS[base + 1], 'held', qtys[i])
-  hold_put(KEYS[base + 1], KEYS[base + 2], token, qtys[i], user, expires, modes[i][2])
+  hold_put(KEYS[base + 1], KEYS[base + 2], token, qtys[i], user, expires, hold_modes[i])
   index_hold_expiry(KEYS[2], KEYS[base + 4], skus[i], expires)
-  add_buyer_units(KEYS[base + 1], KEYS[base + 3], user, qtys[i], modes[i][1])
+  add_buyer_units(KEYS[base + 1], KEYS[base + 3], user, qtys[i], buyer_modes[i])
   redis.call('SADD', KEYS[3], skus[i])
   if windows[i][1] == minute then
     redis.call('HINCRBY', KEYS[base + 1], 'rc', 1)

@@ -149,7 +149,8 @@ local function hold_retime(stock_key, holds_key, token, qty, user, expires)
 end
 
 -- Removes up to `batch` holds expired at `now` and returns them as {token, qty, user} triples.
-local function take_due_holds(stock_key, holds_key, now, batch)
+-- `he` is the stock hash's 'he' when the caller read it already (false = absent), nil to read it here.
+local function take_due_holds(stock_key, holds_key, now, batch, he)
   local taken = {}
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', holds_key, '-inf', now, 'LIMIT', 0, batch)) do
     local token, qty, user = parse_member(member)
@@ -158,8 +159,10 @@ local function take_due_holds(stock_key, holds_key, now, batch)
       taken[#taken + 1] = {token, qty, user}
     end
   end
-  local s = redis.call('HMGET', stock_key, 'hn', 'he')
-  if s[1] == 'z' or to_int(s[1]) == 0 or not s[2] or tonumber(s[2]) > now then return taken end
+  if #taken > 0 then return taken end  -- holds in the zset: none in the stock hash (hold_put)
+  if he == nil then he = redis.call('HGET', stock_key, 'he') end  -- absent once every hold is in the zset
+  local due_at = tonumber(he or '')
+  if not due_at or due_at > now then return taken end
   local fields = redis.call('HGETALL', stock_key)
   local bound = math.huge
   for i = 1, #fields, 2 do
@@ -182,11 +185,11 @@ end
 -- A light SKU's may be early (the bound); the sweeper then finds nothing due and makes it exact.
 local function first_hold_expiry(stock_key, holds_key)
   local first = redis.call('ZRANGE', holds_key, 0, 0, 'WITHSCORES')
-  local at = tonumber(first[2] or '')
-  local bound = tonumber(redis.call('HGET', stock_key, 'he'))
-  if bound and (not at or bound < at) then return bound end
-  if not at and to_int(redis.call('HGET', stock_key, 'hn')) > 0 then return math.huge end
-  return at
+  if first[2] then return tonumber(first[2]) end  -- holds in the zset: none in the stock hash (hold_put)
+  local s = redis.call('HMGET', stock_key, 'he', 'hn')
+  if s[1] then return tonumber(s[1]) end
+  if to_int(s[2]) > 0 then return math.huge end  -- only pinned light holds
+  return nil
 end
 
 -- A user's units of one SKU (held, plus ordered where the SKU has a per-user limit) live in one of two
@@ -541,9 +544,9 @@ end
 -- Gives back every hold of one SKU whose expiry has passed (expired means now >= expiry).
 -- The member is removed and its units returned in one step, so a hold is reclaimed exactly once.
 -- With waitinfo_key (waitlist scripts), a lapsed offer's entry goes with its hold.
-local function reclaim_expired(stock_key, holds_key, buyers_key, now, batch, waitinfo_key)
+local function reclaim_expired(stock_key, holds_key, buyers_key, now, batch, waitinfo_key, he)
   local freed, holds = 0, 0
-  for _, hold in ipairs(take_due_holds(stock_key, holds_key, now, batch)) do
+  for _, hold in ipairs(take_due_holds(stock_key, holds_key, now, batch, he)) do
     local token, qty, user = hold[1], hold[2], hold[3]
     add_buyer_units(stock_key, buyers_key, user, -qty)
     freed, holds = freed + qty, holds + 1
