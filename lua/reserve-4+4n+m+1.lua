@@ -115,14 +115,20 @@ local function read_line(stock_key)
   return redis.call('HMGET', stock_key, 'avail', 'limit', 'paused', 'start', 'end', 'price', 'rm', 'rc', 'wn', 'wq',
     'owe', 'bk', 'bq', 'wl', 'bn', 'hn', 'he')
 end
+-- Lazy expiry, every line before any is judged: stock of abandoned holds comes back even when no
+-- sweeper runs, and whatever this call answers.
+local lines = {}
 for i = 1, n do
   local base = 4 + 4 * (i - 1)
-  local s = read_line(KEYS[base + 1])
-  if not s[1] then return {-1, skus[i]} end
-  -- Lazy expiry: stock of abandoned holds comes back even when no sweeper runs.
-  if reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000, nil, s[17]) > 0 then
-    s = read_line(KEYS[base + 1])
+  lines[i] = read_line(KEYS[base + 1])
+  if reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000, nil, lines[i][17]) > 0 then
+    lines[i] = read_line(KEYS[base + 1])
   end
+end
+for i = 1, n do
+  local base = 4 + 4 * (i - 1)
+  local s = lines[i]
+  if not s[1] then return {-1, skus[i]} end
   local route = routed ~= '' and string.sub(routed, i, i) or '0'
   if (s[12] and route == '0') or (s[13] == '1' and route ~= '2') then return {-20, skus[i], to_int(s[12])} end
   local reason = closed_reason(globally, s[3], s[4], s[5], now)
