@@ -25,17 +25,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from inventory.context import text
-from inventory.holds import BOUND_FIELD, earliest, light_bound
+from inventory.holds import BOUND_FIELD, first_expiry, light_bound
 
 if TYPE_CHECKING:
     from inventory.buckets import Buckets, Layout
 
 NO_MOVE = "-"  # the move id flag, unflag and reclaim take (they journal nothing)
-
-
-def first_expiry(first_hold: list[tuple[bytes, float]]) -> float | None:
-    """A ZRANGE holds 0 0 WITHSCORES reply as the earliest hold's expiry (None: none, or only the pool)."""
-    return float(first_hold[0][1]) if first_hold and first_hold[0][1] != float("inf") else None
 
 
 def due(expiry: float | None, now_ms: int) -> bool:
@@ -112,6 +107,5 @@ class BucketWaitlist:
         waiting, epoch, formed = (int(text(v)) if v is not None else 0 for v in replies[0])
         others = []
         for name, (flag, owed, bound), first in zip(names, replies[1::2], replies[2::2]):
-            expiry = earliest(first_expiry(first), light_bound(bound))
-            others.append(_Bucket(name, int(flag or 0), int(owed or 0), expiry))
+            others.append(_Bucket(name, int(flag or 0), int(owed or 0), first_expiry(first, light_bound(bound))))
         return waiting, epoch, formed, others

@@ -8,7 +8,7 @@ from typing import Any
 from inventory.buckets import Buckets, is_internal
 from inventory.context import Context, decode_hash, text
 from inventory.errors import InvalidArgument, ProductNotFound
-from inventory.holds import light_holds
+from inventory.holds import merge_holds
 from inventory.models import Hold, Product, SaleState, StockLevel, from_ms
 from inventory.part_calls import PIN_WINDOW_MS
 from inventory.validation import check_non_negative, check_sku
@@ -209,8 +209,7 @@ class Catalog:
             pipe.zrange(self.ctx.keys.sku(bucket).holds, 0, limit - 1, withscores=True)
             pipe.hgetall(self.ctx.keys.sku(bucket).stock)  # a light SKU's holds (inventory/holds.py)
         found = pipe.execute()
-        every = [(*text(member).split("|", 2), score) for zset in found[0::2] for member, score in zset]
-        every += [(token, qty, user, expires) for stock in found[1::2] for token, qty, user, expires in light_holds(stock)]
+        every = [hold for zset, stock in zip(found[0::2], found[1::2]) for hold in merge_holds(zset, stock)]
         holds = []
         for token, qty, user, score in sorted(every, key=lambda hold: hold[3])[:limit]:
             if not user:

@@ -48,12 +48,23 @@ def light_count(raw: Any) -> int:
     return int(value) if value.isdigit() else 0
 
 
+def merge_holds(scored_members: Any, stock: Mapping[Any, Any]) -> list[tuple[str, int, str, float]]:
+    """(token, qty, user, expires) from a ZRANGE WITHSCORES of the holds zset and the stock hash, soonest first."""
+    holds = [(token, int(qty), user, float(score))
+             for token, qty, user, score in ((*text(m).split("|", 2), s) for m, s in scored_members)]
+    return sorted(holds + light_holds(stock), key=lambda hold: hold[3])
+
+
+def first_expiry(first_hold: Any, light: float | None = None) -> float | None:
+    """The earliest finite expiry of a ZRANGE holds 0 0 WITHSCORES reply and a light one (None: none
+    that expires: no hold, a pinned one, or only the waitlist's pool)."""
+    zset = float(first_hold[0][1]) if first_hold and first_hold[0][1] != INF else None
+    return earliest(zset, light if light != INF else None)
+
+
 def read_open_holds(client: Any, keys: Any) -> list[tuple[str, int, str, float]]:
     """(token, qty, user, expires) of every hold of one SKU, both places, soonest first (one round trip)."""
     pipe = client.pipeline(transaction=False)
     pipe.zrange(keys.holds, 0, -1, withscores=True)
     pipe.hgetall(keys.stock)
-    members, stock = pipe.execute()
-    holds = [(token, int(qty), user, float(score))
-             for token, qty, user, score in ((*text(m).split("|", 2), s) for m, s in members)]
-    return sorted(holds + light_holds(stock), key=lambda hold: hold[3])
+    return merge_holds(*pipe.execute())

@@ -9,11 +9,10 @@ from redis.exceptions import ResponseError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from inventory.bucket_waitlist import first_expiry
 from inventory.buckets import product_of
 from inventory.context import text
 from inventory.engine import Inventory
-from inventory.holds import INF, earliest, light_holds
+from inventory.holds import first_expiry, light_holds
 from inventory.sale_admin import global_paused
 from inventory.sale_status import SkuStatus, persisted_counts, read_status
 from inventory.store import masters
@@ -110,7 +109,7 @@ def read_live(inv: Inventory, skus: Sequence[str]) -> LiveOps:
 def _soonest(first: list[Any], stock: dict[Any, Any]) -> int | None:
     """The soonest expiry of a SKU's holds; a hold pinned by a multi-part checkout (inf) has none yet."""
     light = light_holds(stock)
-    expiry = earliest(first_expiry(first), light[0][3] if light and light[0][3] != INF else None)
+    expiry = first_expiry(first, light[0][3] if light else None)
     return int(expiry) if expiry is not None else None
 
 

@@ -60,13 +60,14 @@ def _splice_includes(source: str, overrides: dict[str, str] | None = None) -> st
     includes = [(m, _definitions(overrides.get(m.group(1)) or _read(f"includes/{m.group(1)}.lua")))
                 for m in _INCLUDE.finditer(source)]
     needed = set(_NAME.findall(_INCLUDE.sub("", source)))
-    kept: set[int] = set()
+    kept: set[tuple[int, int]] = set()
     every = [(i, j, names, text) for i, (_, chunks) in enumerate(includes) for j, (names, text) in enumerate(chunks)]
     for i, j, names, text in reversed(every):  # a definition can only use the ones above it
         if names & needed:
-            kept.add(id(text))
+            kept.add((i, j))
             needed |= set(_NAME.findall(text))
-    spliced = {m.start(): "".join(text for _, text in chunks if id(text) in kept) for m, chunks in includes}
+    spliced = {m.start(): "".join(text for j, (_, text) in enumerate(chunks) if (i, j) in kept)
+               for i, (m, chunks) in enumerate(includes)}
     return _INCLUDE.sub(lambda m: spliced[m.start()], source)
 
 

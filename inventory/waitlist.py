@@ -17,11 +17,11 @@ from typing import Any
 
 from inventory import ids
 from inventory.context import Context, text
-from inventory.bucket_waitlist import NO_MOVE, due, first_expiry
+from inventory.bucket_waitlist import NO_MOVE, due
 from inventory.buckets import Buckets, Layout
 from inventory.buyers import queue_units_of, units_of
 from inventory.errors import InvalidArgument, LimitExceeded, NotSoldOut, ProductNotFound, WaitlistEntryNotFound
-from inventory.holds import BOUND_FIELD, earliest, light_bound
+from inventory.holds import BOUND_FIELD, first_expiry, light_bound
 from inventory.keys import SkuKeys
 from inventory.models import Reservation, WaitlistEntry, WaitlistSummary, from_ms
 from inventory.validation import MAX_QTY, check_sku, check_user
@@ -82,7 +82,7 @@ class Waitlists:
         available = 0
         for name, (avail, bound), first in zip(layout.buckets, replies[0:-3:2], replies[1:-3:2]):
             # holds that expired come back first, as on bucket 0
-            if due(earliest(first_expiry(first), light_bound(bound)), now_ms):
+            if due(first_expiry(first, light_bound(bound)), now_ms):
                 avail = self.buckets.transfer(name, "reclaim", NO_MOVE, 1, "")[1]
             available += int(avail or 0)
         if available >= qty:
