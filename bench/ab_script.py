@@ -31,15 +31,27 @@ from inventory.scripts import _INCLUDE, load_sources
 RESULTS = Path(__file__).parent / "results"
 
 
-def _old_source(name: str, rev: str) -> str:
-    """The script `name` as it was at `rev`, its includes taken from the same revision."""
+def _old_source(name: str, rev: str) -> tuple[str, str]:
+    """The script `name` as it was at `rev`, its includes taken from the same revision, and its key
+    layout (the file name's stem, e.g. 'reserve-4+4n+m+1')."""
     files = subprocess.run(["git", "ls-tree", "--name-only", rev, "lua/"], check=True, capture_output=True,
                            text=True).stdout.split()
     path = next(f for f in files if f.split("/")[-1].split("-", 1)[0] == name)
 
     def show(p: str) -> str:
         return subprocess.run(["git", "show", f"{rev}:{p}"], check=True, capture_output=True, text=True).stdout
-    return _INCLUDE.sub(lambda m: show(f"lua/includes/{m.group(1)}.lua"), show(path))
+    return _INCLUDE.sub(lambda m: show(f"lua/includes/{m.group(1)}.lua"), show(path)), Path(path).stem
+
+
+def _keys_for(layout: str, keys: list[Any], args: list[Any]) -> list[Any]:
+    """The current reserve call's KEYS in an older reserve layout: before the hold buckets
+    ('reserve-4+4n+m+1') a line had no hold bucket (each line's 4th of 5 keys)."""
+    if layout != "reserve-4+4n+m+1":
+        return keys
+    m = int(args[5])
+    n = (len(args) - 8 - 2 * m) // 2
+    lines = keys[4:4 + 5 * n]
+    return keys[:4] + [k for i, k in enumerate(lines) if i % 5 != 3] + keys[4 + 5 * n:]
 
 
 def _evalsha_usec(client: redis.Redis) -> tuple[int, int]:
@@ -74,12 +86,19 @@ def alternate(rounds: int, first: str, second: str,
 
 def run(script: str, rev: str, rounds: int, calls: int, redis_url: str) -> dict[str, Any]:
     settings = Settings(redis_url=redis_url, key_prefix=f"abscript{int(time.time())}")
-    variants = {"old": _old_source(script, rev), "new": load_sources()[script].source}
+    old, layout = _old_source(script, rev)
+    variants = {"old": old, "new": load_sources()[script].source}
     out: dict[str, Any] = {"script": script, "old_rev": rev, "calls": calls, "rounds": []}
     inv = Inventory.from_settings(settings)
+    evalsha = inv.ctx.scripts._evalsha
+
+    def old_evalsha(sha: str, numkeys: int, *rest: Any) -> Any:
+        keys = _keys_for(layout, list(rest[:numkeys]), list(rest[numkeys:]))
+        return evalsha(sha, len(keys), *keys, *rest[numkeys:])
 
     def measure(r: int, label: str) -> dict[str, Any]:
         inv.ctx.scripts._scripts[script] = inv.redis.register_script(variants[label])
+        inv.ctx.scripts._evalsha = old_evalsha if label == "old" and script == "reserve" else evalsha
         sku = f"AB{r}{label}"
         inv.catalog.configure(sku, name=sku, price=100, currency="USD", per_user_limit=0)
         inv.catalog.adjust_stock(sku, set_total=calls, reason="seed")

@@ -448,7 +448,8 @@ def run(ctx: Context) -> dict:
                 wipe_prefix(backend.nodes, PREFIX)  # spread SKUs are reused: start from fresh keys
             else:
                 for one in (sku,) if isinstance(sku, str) else sku:
-                    client.delete(*inv.keys.sku(one).as_list())
+                    keys = inv.keys.sku(one)
+                    client.delete(keys.stock, keys.holds, keys.buyers, *keys.all_hold_buckets())
             seed(target, sku, initial)
             phase = phase_fn(sku=sku)
             failures += check(target, phase, initial)

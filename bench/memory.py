@@ -220,6 +220,7 @@ def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: li
         "record bucket entry": [bucket for p in keys.parts for bucket in p.all_record_buckets()],
         "expiry index entry": [p.expiries for p in keys.parts] + [b for p in keys.parts for b in p.all_index_buckets()],
         "holds zset entry": [keys.sku(s).holds for s in distinct],
+        "hold bucket entry": [b for s in distinct for b in keys.sku(s).all_hold_buckets()],
         "buyers hash field": [keys.sku(s).buyers for s in distinct],
         "stock hash change": [keys.sku(s).stock for s in distinct],
     }
@@ -247,6 +248,7 @@ def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: li
         "encodings": {"record": text(client.object("encoding", sample_part.record_bucket(tokens[0])
                                                    if packed else sample_part.reservation(tokens[0]))),
                       "holds": encoding(client, keys.sku(distinct[0]).holds),
+                      "hold bucket": encoding(client, keys.sku(skus[-1]).bucket_of(tokens[-1])),
                       "buyers": encoding(client, keys.sku(distinct[0]).buyers),
                       "stock": encoding(client, keys.sku(distinct[0]).stock),
                       "expiries": text(client.object("encoding", keys.of_sku(distinct[0]).expiries)),

@@ -32,6 +32,7 @@ from bench.memory import used_memory
 from bench.solo import delete_prefix, main, parser, write_json
 from bench.suite import Context
 from inventory import Inventory, Settings, ids
+from inventory.holds import hold_count
 from inventory.keys import KeySpace, Partition
 from inventory.scripts import _INCLUDE, load_sources
 
@@ -44,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def git_source(ref: str) -> tuple[str, str]:
     """The reserve script of a git revision, its includes spliced in from the same revision, and its key
-    layout (the file name's stem, e.g. 'reserve-4+4n+m+1')."""
+    layout (the file name's stem, e.g. 'reserve-4+5n+m+1')."""
     def show(path: str) -> str:
         return subprocess.run(["git", "show", f"{ref}:{path}"], cwd=REPO, check=True, capture_output=True,
                               text=True).stdout
@@ -66,10 +67,14 @@ def sources(baseline_ref: str | None) -> dict[str, tuple[str, str]]:
     return variants
 
 
-def layout_keys(layout: str, part: Partition, token: str, template: list[str]) -> list[str]:
+def layout_keys(layout: str, part: Partition, sku: str, token: str, template: list[str]) -> list[str]:
     """One line's reserve KEYS in a script's layout, from the current layout's captured call
-    (record, index, dirty, switch, stock, holds, buyers, index bucket, record bucket)."""
-    line = template[4:8] if "+4n" in layout else template[4:7]
+    (record, index, dirty, switch, stock, holds, buyers, hold bucket, index bucket, record bucket)."""
+    stock, holds, buyers, _, index = template[4:9]
+    if "+5n" in layout:
+        line = [stock, holds, buyers, part.sku(sku).bucket_of(token), index]
+    else:
+        line = [stock, holds, buyers, index] if "+4n" in layout else [stock, holds, buyers]
     tail = [part.record_bucket(token)] if layout.endswith("+1") else []
     return [part.reservation(token), *template[1:4], *line, *tail]
 
@@ -89,7 +94,7 @@ def send_round(client: redis.Redis, keys: KeySpace, sha: str, sku: str, layout: 
     sent = 0
     for n in users:
         token = keys.token_in(ids.new_token(), part.index)
-        call_keys = layout_keys(layout, part, token, keys_template)
+        call_keys = layout_keys(layout, part, sku, token, keys_template)
         pipe.evalsha(sha, len(call_keys), *call_keys, token, f"u{n:012d}", *args_template[2:])
         sent += 1
         if sent % PIPELINE == 0:
@@ -135,8 +140,10 @@ def run(ctx: Context) -> dict:
                 calls1, usec1 = evalsha_stats(client)
                 per_hold[name].append((used_memory(client) - memory0) / per_round)
                 per_call[name].append((usec1 - usec0) / (calls1 - calls0))
-                held = int(client.hget(inv.keys.sku(skus[name]).stock, "held") or 0)
-                if held != (r + 2) * per_round or client.zcard(inv.keys.sku(skus[name]).holds) != held:
+                fields = client.hgetall(inv.keys.sku(skus[name]).stock)
+                held = int(fields.get(b"held") or 0)
+                holds = client.zcard(inv.keys.sku(skus[name]).holds) + hold_count(fields)  # 1 unit each
+                if held != (r + 2) * per_round or holds != held:
                     raise RuntimeError(f"{name}: held {held} after {(r + 1) * per_round} reserves")
         version = client.info("server")["redis_version"]
     finally:

@@ -8,7 +8,7 @@ from typing import Any
 from inventory.buckets import Buckets, is_internal
 from inventory.context import Context, decode_hash, text
 from inventory.errors import InvalidArgument, ProductNotFound
-from inventory.holds import merge_holds
+from inventory.holds import bucket_numbers, merge_holds, read_buckets
 from inventory.models import Hold, Product, SaleState, StockLevel, from_ms
 from inventory.part_calls import PIN_WINDOW_MS
 from inventory.validation import check_non_negative, check_sku
@@ -205,11 +205,15 @@ class Catalog:
         """Open holds on a SKU (offers to waiting buyers included), soonest expiry first."""
         check_sku(sku)
         pipe = self.ctx.redis.pipeline(transaction=False)
-        for bucket in self.buckets.layout(sku).buckets:  # a split SKU's holds are in its buckets
-            pipe.zrange(self.ctx.keys.sku(bucket).holds, 0, limit - 1, withscores=True)
-            pipe.hgetall(self.ctx.keys.sku(bucket).stock)  # a light SKU's holds (inventory/holds.py)
+        names = self.buckets.layout(sku).buckets  # a split SKU's holds are in its stock buckets
+        for name in names:
+            pipe.zrange(self.ctx.keys.sku(name).holds, 0, limit - 1, withscores=True)
+            pipe.hgetall(self.ctx.keys.sku(name).stock)  # a light SKU's holds (inventory/holds.py)
         found = pipe.execute()
-        every = [hold for zset, stock in zip(found[0::2], found[1::2]) for hold in merge_holds(zset, stock)]
+        every = []  # a hold bucket's entry comes no later than its holds: the first `limit` entries suffice
+        for name, zset, stock in zip(names, found[0::2], found[1::2]):
+            keys = self.ctx.keys.sku(name)
+            every += merge_holds(zset, stock, read_buckets(self.ctx.redis, keys, bucket_numbers(zset)))
         holds = []
         for token, qty, user, score in sorted(every, key=lambda hold: hold[3])[:limit]:
             if not user:

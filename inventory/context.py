@@ -52,13 +52,13 @@ class Context:
         """Script calls pipelined on one node, sent one by one on a cluster (no scripts in cluster pipelines)."""
         return ScriptBatch(self.scripts, self.redis, self.cluster)
 
-    def line_keys(self, skus: Sequence[str]) -> list[str]:
-        """stock, holds, buyers keys of each SKU in order, as scripts take them per line."""
-        return [key for sku in skus for key in self.keys.sku(sku).as_list()]
+    def line_keys(self, skus: Sequence[str], token: str) -> list[str]:
+        """stock, holds, buyers, the token's hold bucket of each SKU in order, as scripts take them per line."""
+        return [key for sku in skus for key in self.keys.sku(sku).as_list(token)]
 
-    def indexed_line_keys(self, skus: Sequence[str]) -> list[str]:
-        """stock, holds, buyers, index bucket keys of each SKU in order, for the scripts that add holds."""
-        return [key for sku in skus for key in self.keys.sku(sku).as_indexed_list()]
+    def indexed_line_keys(self, skus: Sequence[str], token: str) -> list[str]:
+        """line_keys plus each SKU's index bucket, for the scripts that add holds."""
+        return [key for sku in skus for key in self.keys.sku(sku).as_indexed_list(token)]
 
 
 def text(value: Any) -> str:

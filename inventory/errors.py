@@ -126,7 +126,7 @@ SCRIPT_ERRORS: dict[int, tuple[type[InventoryError], str, tuple[str, ...]]] = {
     -1: (ProductNotFound, "No such product.", ("sku",)),
     -2: (SaleNotActive, "The sale for this product is not active.", ("sku", "reason")),
     -3: (SoldOut, "Not enough stock available.",
-         ("sku", "available", "requested", "waitlist_length", "true_for_ms")),
+         ("sku", "available", "requested", "waitlist_length", "true_for_ms", "due_bucket")),
     -4: (LimitExceeded, "Per-user limit for this product reached.", ("sku", "limit", "already")),
     -5: (ReservationNotFound, "No such reservation.", ()),
     -6: (ReservationExpired, "The reservation has expired.", ()),

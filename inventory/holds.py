@@ -1,21 +1,25 @@
-"""Reading open holds: a light SKU keeps them in its stock hash, a busy one in its holds zset.
+"""Reading open holds: a light SKU keeps them in its stock hash, a busy one in hold buckets and its zset.
 
 lua/includes/common.lua (hold_put and the helpers after it) writes them: a SKU with at most 16
 holds keeps each as a stock-hash field 'h:<token>' = '<expires ms | inf>|<qty>|<user>' ('hn' = how
 many, 'he' = a bound at or before the earliest expiry), because a holds key of its own would cost
 every SKU with one hold ~150 B; the 17th hold, or the waitlist's pool, moves all to the zset
-('hn' = 'z'), whose members are '<token>|<qty>|<user>' scored by expiry.
+('hn' = 'z'). A busy SKU's reservations then hold in the hold bucket their token picks (hashes of the
+same fields, listed in the zset as 'k:<n>'); its other holds are zset members '<token>|<qty>|<user>'
+scored by expiry.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from inventory.context import text
+from inventory.keys import HOLD_BUCKET
 
 HOLD_PREFIX = "h:"  # stock-hash field prefix of a light hold
 MODE_FIELD = "hn"  # number of light holds, or 'z' once every hold is in the holds zset
 BOUND_FIELD = "he"  # at or before the earliest light hold's expiry (ms)
+BUCKETED_FIELD = "hk"  # holds in hold buckets minus the buckets' entries in the holds zset
 IN_ZSET = "z"
 INF = float("inf")
 
@@ -48,11 +52,45 @@ def light_count(raw: Any) -> int:
     return int(value) if value.isdigit() else 0
 
 
-def merge_holds(scored_members: Any, stock: Mapping[Any, Any]) -> list[tuple[str, int, str, float]]:
-    """(token, qty, user, expires) from a ZRANGE WITHSCORES of the holds zset and the stock hash, soonest first."""
-    holds = [(token, int(qty), user, float(score))
-             for token, qty, user, score in ((*text(m).split("|", 2), s) for m, s in scored_members)]
-    return sorted(holds + light_holds(stock), key=lambda hold: hold[3])
+def bucket_numbers(members: Any) -> list[int]:
+    """The hold buckets a holds zset lists ('k:<n>' members; with or without scores)."""
+    names = (text(m[0] if isinstance(m, (tuple, list)) else m) for m in members)
+    return [int(name[len(HOLD_BUCKET):]) for name in names if name.startswith(HOLD_BUCKET)]
+
+
+def zset_holds(members: Any) -> list[tuple[str, int, str, float]]:
+    """(token, qty, user, expires) of the holds among a ZRANGE WITHSCORES of the holds zset."""
+    return [(token, int(qty), user, float(score))
+            for token, qty, user, score in ((*text(m).split("|", 2), s) for m, s in members
+                                            if not text(m).startswith(HOLD_BUCKET))]
+
+
+def hold_count(stock: Mapping[Any, Any]) -> int:
+    """What a stock hash adds to its holds zset's ZCARD to count the SKU's holds: its light holds, or
+    the holds in hold buckets minus the buckets' entries in the zset ('hk')."""
+    fields = {text(k): v for k, v in stock.items()}
+    bucketed = fields.get(BUCKETED_FIELD)
+    return light_count(fields.get(MODE_FIELD)) + (int(text(bucketed)) if bucketed is not None else 0)
+
+
+def merge_holds(scored_members: Any, stock: Mapping[Any, Any],
+                buckets: Sequence[Mapping[Any, Any]] = ()) -> list[tuple[str, int, str, float]]:
+    """(token, qty, user, expires) from a ZRANGE WITHSCORES of the holds zset, the stock hash and the
+    hold buckets' hashes, soonest first."""
+    holds = zset_holds(scored_members) + light_holds(stock)
+    for bucket in buckets:
+        holds += light_holds(bucket)
+    return sorted(holds, key=lambda hold: hold[3])
+
+
+def read_buckets(client: Any, keys: Any, numbers: Sequence[int]) -> list[dict[Any, Any]]:
+    """The hashes of some hold buckets of one SKU (one round trip; absent ones are empty)."""
+    if not numbers:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for number in numbers:
+        pipe.hgetall(keys.hold_bucket(number))
+    return list(pipe.execute())
 
 
 def first_expiry(first_hold: Any, light: float | None = None) -> float | None:
@@ -63,8 +101,21 @@ def first_expiry(first_hold: Any, light: float | None = None) -> float | None:
 
 
 def read_open_holds(client: Any, keys: Any) -> list[tuple[str, int, str, float]]:
-    """(token, qty, user, expires) of every hold of one SKU, both places, soonest first (one round trip)."""
+    """(token, qty, user, expires) of every hold of one SKU, every place, soonest first (two round trips
+    for a SKU with hold buckets; not one snapshot then)."""
     pipe = client.pipeline(transaction=False)
     pipe.zrange(keys.holds, 0, -1, withscores=True)
     pipe.hgetall(keys.stock)
-    return merge_holds(*pipe.execute())
+    members, stock = pipe.execute()
+    return merge_holds(members, stock, read_buckets(client, keys, bucket_numbers(members)))
+
+
+def bucketed_offset(client: Any, keys: Any) -> int:
+    """What the stock hash's 'hk' should be: holds in hold buckets minus the buckets listed in the holds
+    zset (a stock hash rebuilt after it was lost gets it back; inventory/recovery.py)."""
+    numbers = bucket_numbers(client.zrange(keys.holds, 0, -1))
+    pipe = client.pipeline(transaction=False)
+    for number in numbers:
+        pipe.hget(keys.hold_bucket(number), "hn")
+    return sum(int(text(n)) for n in pipe.execute() if n is not None) - len(numbers) if numbers else 0
+

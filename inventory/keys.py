@@ -10,7 +10,8 @@ A SKU's partition is CRC16(sku) mod partitions; a reservation token ends in its 
 so the server finds its record without a lookup: in the record bucket the token picks (CRC32 mod the
 partition's share of RECORD_BUCKETS) when it is packed, else in a key of its own. Likewise a SKU's entry
 in the expiry index lives in the index bucket its name picks (CRC32 mod the partition's share of
-EXPIRY_BUCKETS), and the partition's index lists the buckets.
+EXPIRY_BUCKETS), and the partition's index lists the buckets; and a busy SKU's hold for a reservation
+lives in the hold bucket its token picks (CRC32 mod HOLD_BUCKETS), listed in the SKU's holds zset.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ HOLDS_OF = "s:"  # index-bucket member prefix naming a SKU with open holds (lua/
 HOLDS_IN = "x:"  # expiry-index member prefix naming an index bucket by number (lua/includes/common.lua)
 RECORD_BUCKETS = 1024  # record buckets over all partitions (at least one each): ~500k packed holds stay in listpacks
 EXPIRY_BUCKETS = 256  # index buckets over all partitions (at least one each): ~32k SKUs with holds stay in listpacks
+HOLD_BUCKETS = 256  # hold buckets per busy SKU: ~25k open holds on one SKU stay in listpacks (126 each)
+HOLD_BUCKET = "k:"  # holds-zset member prefix naming a hold bucket by number (lua/includes/common.lua)
 
 
 @lru_cache(maxsize=None)
@@ -53,14 +56,27 @@ class SkuKeys:
     waitlist: str = ""  # zset user -> join sequence: buyers waiting for the sold-out SKU, first come first
     waitinfo: str = ""  # hash 'u:<user>' -> the entry (waiting or offered), plus the queue's counters
     index: str = ""  # zset 's:<sku>' -> earliest hold expiry: the expiry-index bucket this SKU is listed in
+    hold_buckets: str = ""  # prefix of the hold buckets: hash 'h:<token>' -> hold, for a busy SKU's holds
 
-    def as_list(self) -> list[str]:
-        """Keys in the order scripts expect per line: stock, holds, buyers."""
-        return [self.stock, self.holds, self.buyers]
+    def hold_bucket(self, number: int) -> str:
+        """Hold bucket `number` (0..HOLD_BUCKETS-1) of this SKU."""
+        return f"{self.hold_buckets}{number}"
 
-    def as_indexed_list(self) -> list[str]:
-        """Keys in the order scripts that add holds expect per line: stock, holds, buyers, index bucket."""
-        return [self.stock, self.holds, self.buyers, self.index]
+    def bucket_of(self, token: str) -> str:
+        """The hold bucket a reservation token's holds on this SKU go to (CRC32 of the token)."""
+        return self.hold_bucket(zlib.crc32(token.encode()) % HOLD_BUCKETS)
+
+    def all_hold_buckets(self) -> list[str]:
+        """Every hold bucket of this SKU (most are absent)."""
+        return [self.hold_bucket(n) for n in range(HOLD_BUCKETS)]
+
+    def as_list(self, token: str) -> list[str]:
+        """Keys in the order scripts expect per line: stock, holds, buyers, the token's hold bucket."""
+        return [self.stock, self.holds, self.buyers, self.bucket_of(token)]
+
+    def as_indexed_list(self, token: str) -> list[str]:
+        """Keys in the order scripts that add holds expect per line: as_list, then the index bucket."""
+        return [self.stock, self.holds, self.buyers, self.bucket_of(token), self.index]
 
 
 @lru_cache(maxsize=4096)  # asked for several times per request
@@ -72,7 +88,7 @@ def _slot_of(sku: str) -> int:
 def _sku_keys(base: str, sku: str, index_buckets: int) -> SkuKeys:
     return SkuKeys(stock=f"{base}:s:{sku}", holds=f"{base}:h:{sku}", buyers=f"{base}:b:{sku}",
                    waitlist=f"{base}:w:{sku}", waitinfo=f"{base}:wi:{sku}",
-                   index=_index_bucket(base, _index_number(sku, index_buckets)))
+                   index=_index_bucket(base, _index_number(sku, index_buckets)), hold_buckets=f"{base}:hb:{sku}:")
 
 
 def _index_number(sku: str, index_buckets: int) -> int:

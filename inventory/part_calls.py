@@ -13,11 +13,12 @@ from typing import Any, Callable, Sequence
 
 from inventory.context import Context
 from inventory.errors import InvalidArgument, RateLimited, SoldOut, StaleRead
-from inventory.keys import Partition
+from inventory.keys import HOLD_BUCKETS, Partition
 from inventory.models import RateLimit
 from inventory.records import read_record
 
 _STALE_RETRIES = 5
+_DUE_RETRIES = 3  # a reserve refused while holds were due in buckets it could not reach: sweep, try again
 PIN_WINDOW_MS = 30_000  # a checkout that pinned parts and then stalled is resolved by the sweeper after this
 
 
@@ -40,6 +41,7 @@ def with_waitlist(error: SoldOut, max_length: int) -> SoldOut:
     details = dict(error.details)
     length = int(details.get("waitlist_length") or 0)
     true_for = details.pop("true_for_ms", None)
+    details.pop("due_bucket", None)
     refusal = SoldOut(error.message, **{**details, "waitlist_length": length, "waitlist_open": length < max_length})
     refusal.true_for_ms = int(true_for) if true_for is not None else None  # type: ignore[attr-defined]
     return refusal
@@ -69,7 +71,7 @@ class PartCalls:
         quota line, or a quota line; missing: not routed): a split SKU refuses a call routed by an
         older layout."""
         keys = [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
-        keys += self.ctx.indexed_line_keys([sku for sku, _ in lines])
+        keys += self.ctx.indexed_line_keys([sku for sku, _ in lines], token)
         keys += [bucket.key for bucket in rate_limits] + [part.record_bucket(token)]
         args: list[Any] = [token, user_id, fp, ttl_ms, self.settings.record_retention_seconds * 1000,
                            len(rate_limits), others, "".join(routed.get(sku, "0") for sku, _ in lines)
@@ -79,13 +81,32 @@ class PartCalls:
         for bucket in rate_limits:
             args += [bucket.limit, bucket.window_seconds]
         try:
-            return self.ctx.run("reserve", keys, args)
+            return self._reserve_sweeping(part, keys, args, len(rate_limits))
         except SoldOut as error:
             raise with_waitlist(error, self.settings.waitlist_max_length) from None
         except RateLimited as error:
             bucket = rate_limits[int(error.details["bucket"]) - 1]
             raise RateLimited(error.message, limit=bucket.label or str(bucket.limit),
                               retry_after_ms=int(error.details["retry_after_ms"])) from None
+
+    def _reserve_sweeping(self, part: Partition, keys: list[str], args: list[Any], limits: int) -> list[Any]:
+        """The reserve call; refused while a busy SKU had holds due in hold buckets the call could not
+        reach (its lazy expiry sees only the token's), it sweeps the SKU and tries again, so expired
+        holds come back to the next buyer even when no sweeper runs. A refused call changed nothing
+        but its rate-limit counts: a retry counts none."""
+        for attempt in range(_DUE_RETRIES + 1):
+            try:
+                return self.ctx.run("reserve", keys, args)
+            except SoldOut as error:
+                due = error.details.get("due_bucket")
+                if attempt == _DUE_RETRIES or due is None or int(due) < 0:
+                    raise
+                self.sweep_holds(part, str(error.details["sku"]), self.settings.sweep_batch_size)
+            if limits:
+                keys = keys[:len(keys) - limits - 1] + keys[-1:]
+                args = args[:5] + [0] + args[6:len(args) - 2 * limits]
+                limits = 0
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def count_requests(self, buckets: Sequence[RateLimit]) -> None:
         """Count one request in each rate-limit bucket, all in one pipelined round trip (their keys live in
@@ -119,7 +140,7 @@ class PartCalls:
                 args += [sku, wanted.get(sku, "")]
             try:
                 return self.ctx.run("amend", [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
-                                    + self.ctx.indexed_line_keys(every) + [part.record_bucket(token)], args)
+                                    + self.ctx.indexed_line_keys(every, token) + [part.record_bucket(token)], args)
             except SoldOut as error:
                 raise with_waitlist(error, self.settings.waitlist_max_length) from None
         return self.on_lines(part, token, call, record)
@@ -132,16 +153,26 @@ class PartCalls:
     def release_lines(self, part: Partition, token: str, skus: list[str], user_id: str, mode: str) -> list[Any]:
         return self.ctx.run(
             "release",
-            [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus) + [part.record_bucket(token)],
+            [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus, token) + [part.record_bucket(token)],
             [token, user_id, mode, self.settings.record_retention_seconds * 1000, *skus],
         )
 
     def sweep_holds(self, part: Partition, sku: str, batch: int) -> tuple[int, int, bool]:
-        """Give back one SKU's expired holds (at most `batch`): (holds, units, more may be due)."""
+        """Give back one SKU's expired holds (at most `batch`), one call per due hold bucket, each naming
+        the next: (holds, units, more may be due)."""
         keys = self.ctx.keys.sku(sku)
-        reply = self.ctx.run("sweep_holds", [part.expiries, part.dirty, keys.stock, keys.holds, keys.buyers,
-                                             keys.waitinfo, keys.index], [sku, batch])
-        return int(reply[0]), int(reply[1]), bool(int(reply[2]))
+        holds = units = 0
+        bucket = 0  # any: the first call reaches the zset's and a light SKU's holds whatever it names
+        for _ in range(HOLD_BUCKETS + 1):
+            reply = self.ctx.run("sweep_holds", [part.expiries, part.dirty, keys.stock, keys.holds, keys.buyers,
+                                                 keys.waitinfo, keys.index, keys.hold_bucket(bucket)],
+                                 [sku, batch - holds])
+            holds, units, bucket = holds + int(reply[0]), units + int(reply[1]), int(reply[3])
+            if int(reply[2]) or holds >= batch:
+                return holds, units, True
+            if bucket < 0:
+                return holds, units, False
+        return holds, units, True
 
     def reindex_bucket(self, part: Partition, bucket: str) -> None:
         """Move an index bucket's entry in the partition's expiry index to its earliest SKU (or drop it)."""
@@ -157,7 +188,7 @@ class PartCalls:
         return self.on_lines(part, token, lambda skus, owner: self.ctx.run(
             "checkout",
             [part.reservation(token), part.expiries, part.dirty, part.outbox, part.user_orders(owner)]
-            + self.ctx.line_keys(skus) + [part.record_bucket(token)],
+            + self.ctx.line_keys(skus, token) + [part.record_bucket(token)],
             [token, user_id, order_id, self.settings.order_retention_seconds * 1000, *skus, request_id, generation,
              window],
         ), record)
@@ -168,7 +199,7 @@ class PartCalls:
         with follow_ms, another part takes the home's new expiry exactly."""
         s = self.settings
         return self.on_lines(part, token, lambda skus, _: self.ctx.run(
-            "extend", [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus)
+            "extend", [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus, token)
             + [part.record_bucket(token)],
             [token, user_id, extension_id, by_ms, s.max_hold_lifetime_seconds * 1000,
              s.max_payment_lifetime_seconds * 1000, int(clamp), follow_ms, *skus],
@@ -180,14 +211,14 @@ class PartCalls:
         return self.on_lines(part, token, lambda skus, owner: self.ctx.run(
             "record_payment",
             [part.reservation(token), part.expiries, part.dirty, part.outbox, part.user_orders(owner)]
-            + self.ctx.line_keys(skus) + [part.record_bucket(token)],
+            + self.ctx.line_keys(skus, token) + [part.record_bucket(token)],
             [token, event_id, result, order_id, self.settings.order_retention_seconds * 1000, *skus, request_id],
         ), record)
 
     def pin(self, part: Partition, token: str, mode: str) -> list[Any]:
         """Pin ('pin') this part for a checkout of its home, or let it go again ('unpin')."""
         return self.on_lines(part, token, lambda skus, _: self.ctx.run(
-            "pin_part", [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus)
+            "pin_part", [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus, token)
             + [part.record_bucket(token)],
             [token, mode, PIN_WINDOW_MS, *skus]))
 

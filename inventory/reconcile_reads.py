@@ -28,8 +28,8 @@ from redis import Redis
 from redis.exceptions import WatchError
 
 from inventory.context import decode_hash, text
-from inventory.holds import light_holds
-from inventory.keys import SkuKeys
+from inventory.holds import bucket_numbers, light_holds
+from inventory.keys import HOLD_BUCKET, SkuKeys
 from inventory.outbox import Event, OrderEvent, ProductConfigured, StockAdjusted, StreamId, parse_entries
 
 OUTBOX_SLICE = 500  # entries per XRANGE (~0.5 ms of server time)
@@ -86,11 +86,12 @@ class OutboxView:
 
 
 def parse_holds(members: Sequence[Any]) -> list[tuple[str, int, str]]:
-    """Holds zset members "<token>|<qty>|<user>" as tuples."""
+    """Holds zset members "<token>|<qty>|<user>" as tuples (hold buckets' 'k:<n>' entries left out)."""
     holds = []
-    for member in members:
-        token, qty, user = text(member).split("|", 2)
-        holds.append((token, int(qty), user))
+    for member in map(text, members):
+        if not member.startswith(HOLD_BUCKET):
+            token, qty, user = member.split("|", 2)
+            holds.append((token, int(qty), user))
     return holds
 
 
@@ -99,16 +100,24 @@ def holds_of(fields: dict[str, str], members: Sequence[Any]) -> list[tuple[str, 
     return parse_holds(members) + [(token, qty, user) for token, qty, user, _ in light_holds(fields)]
 
 
-def read_holds(client: Any, key: str) -> list[tuple[str, int, str]]:
-    """Every hold of a SKU in ZRANGE slices; a snapshot only if the caller WATCHes key and EXEC succeeds."""
+def read_holds(client: Any, keys: SkuKeys) -> list[tuple[str, int, str]]:
+    """Every hold of a SKU's zset and hold buckets, in ZRANGE slices and one HGETALL per bucket; a
+    snapshot only if the caller WATCHes the stock hash (every hold taken or given back changes it)
+    and the holds zset, and EXEC succeeds."""
     holds: list[tuple[str, int, str]] = []
+    numbers: list[int] = []
     start = 0
     while True:
-        members = client.zrange(key, start, start + HOLDS_SLICE - 1)
+        members = client.zrange(keys.holds, start, start + HOLDS_SLICE - 1)
         holds += parse_holds(members)
+        numbers += bucket_numbers(members)
         if len(members) < HOLDS_SLICE:
-            return holds
+            break
         start += HOLDS_SLICE
+    for number in numbers:
+        bucket = client.hgetall(keys.hold_bucket(number))
+        holds += [(token, qty, user) for token, qty, user, _ in light_holds(_as_hash(bucket))]
+    return holds
 
 
 def read_watched(redis: Redis, keys: SkuKeys) -> SkuRead | None:
@@ -118,7 +127,7 @@ def read_watched(redis: Redis, keys: SkuKeys) -> SkuRead | None:
             try:
                 pipe.watch(keys.stock, keys.holds)
                 fields = decode_hash(pipe.hgetall(keys.stock))
-                seen = SkuRead(fields, holds_of(fields, []) + read_holds(pipe, keys.holds))
+                seen = SkuRead(fields, holds_of(fields, []) + read_holds(pipe, keys))
                 pipe.multi()
                 pipe.exists(keys.stock)  # EXEC fails if the stock hash or the holds changed since WATCH
                 pipe.execute()
@@ -153,8 +162,8 @@ def read_skus(redis: Redis, skus: Sequence[str], keys_of: Any) -> dict[str, SkuR
         replies = pipe.execute()
         for i, sku in enumerate(batch):
             raw, members, card = replies[3 * i:3 * i + 3]
-            if int(card) > len(members):
-                large.append(sku)  # grew since ZCARD: read it alone
+            if int(card) > len(members) or bucket_numbers(members):
+                large.append(sku)  # grew since ZCARD, or holds in hold buckets: read it alone
             else:
                 fields = decode_hash(_as_hash(raw))
                 out[sku] = SkuRead(fields, holds_of(fields, members))

@@ -28,6 +28,7 @@ from inventory.buyers import HEAVY, LIGHT_PREFIX, MODE_FIELD
 from inventory.context import text
 from inventory.engine import Inventory
 from inventory.errors import Unavailable
+from inventory.holds import BUCKETED_FIELD, bucketed_offset
 from inventory.keys import Partition
 from inventory.ledger import LedgerBusy, all_skus, buyer_units, has_data
 from inventory.outbox import ZERO_ID, StreamId
@@ -294,6 +295,7 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
                         buyers[user] = buyers.get(user, 0) + qty
                 layout = {} if seen.fields.get("bk") or seen.fields.get("bq") else \
                     _split_layout(session, sku, inv.keys.partitions)
+                bucketed = bucketed_offset(inv.redis, keys)  # after WATCH: a hold taken since fails EXEC
                 pipe.multi()
                 queue_counts(pipe, inv, sku, seen, expected, catalog=True, paused="r")
                 if layout:
@@ -307,6 +309,10 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
                     pipe.hset(keys.stock, MODE_FIELD, HEAVY)
                 else:
                     pipe.hdel(keys.stock, MODE_FIELD)
+                if bucketed:
+                    pipe.hset(keys.stock, BUCKETED_FIELD, bucketed)
+                else:
+                    pipe.hdel(keys.stock, BUCKETED_FIELD)
                 pipe.execute()
             except (WatchError, LedgerBusy):
                 continue

@@ -11,7 +11,7 @@ from inventory.catalog import product_of, product_page
 from inventory.context import decode_hash, text
 from inventory.engine import Inventory
 from inventory.errors import ProductNotFound
-from inventory.holds import MODE_FIELD, light_count
+from inventory.holds import BUCKETED_FIELD, MODE_FIELD, hold_count
 from inventory.models import SaleState
 from inventory.validation import check_sku
 
@@ -69,7 +69,7 @@ def read_status(inv: Inventory, skus: Iterable[str], *,
     found = inv.buckets.sum_into({sku: f for sku, f in found.items() if f})
     result = []
     for index, sku in enumerate(skus):
-        light = light_count(decode_hash(replies[3 * index]).get(MODE_FIELD))
+        light = hold_count(decode_hash(replies[3 * index]))
         holds, switch = int(replies[3 * index + 1]) + light, replies[3 * index + 2]
         fields = found.get(sku)
         if not fields:
@@ -100,15 +100,15 @@ def _bucket_activity(inv: Inventory, found: Mapping[str, Mapping[str, str]], now
     for names in split.values():
         for name in names:
             pipe.zcard(inv.keys.sku(name).holds)
-            pipe.hmget(inv.keys.sku(name).stock, "rm", "rc", "rp", MODE_FIELD)
+            pipe.hmget(inv.keys.sku(name).stock, "rm", "rc", "rp", MODE_FIELD, BUCKETED_FIELD)
     replies = iter(pipe.execute())
     out = {}
     for sku, names in split.items():
         holds = per_minute = 0
         for _ in names:
             holds += int(next(replies))
-            *window, mode = next(replies)
-            holds += light_count(mode)
+            *window, mode, bucketed = next(replies)
+            holds += hold_count({MODE_FIELD: mode, BUCKETED_FIELD: bucketed})
             per_minute += reservations_per_minute(
                 {k: text(v) for k, v in zip(("rm", "rc", "rp"), window) if v is not None}, now)
         out[sku] = (holds, per_minute)

@@ -47,8 +47,8 @@ if not state or entry_token ~= token or state == 'w' then return {-16} end
 if state == 'c' then return {1} end
 
 local now = now_ms()
-if now >= deadline or not hold_expiry(KEYS[5], KEYS[6], token, units, user) then
-  release_hold(KEYS[5], KEYS[6], KEYS[7], token, units, user)  -- a no-op if lazy expiry took it already
+if now >= deadline or not hold_expiry(KEYS[5], KEYS[6], nil, token, units, user) then
+  release_hold(KEYS[5], KEYS[6], KEYS[7], nil, token, units, user)  -- a no-op if lazy expiry took it already
   redis.call('HDEL', KEYS[8], 'u:' .. user)
   return {-6}
 end
@@ -60,7 +60,7 @@ local expires = now + ttl
 redis.call('HSET', KEYS[1], 'u', user, 'st', 'held', 'exp', expires, 'ct', now, 'fp', 'waitlist', 'n', 1,
   'l:' .. sku, units, 'p:' .. sku, to_int(s[4]))
 redis.call('PEXPIRE', KEYS[1], ttl + retention)
-hold_retime(KEYS[5], KEYS[6], token, units, user, expires)
+hold_retime(KEYS[5], KEYS[6], nil, token, units, user, expires)
 index_hold_expiry(KEYS[2], KEYS[9], sku, expires)
 redis.call('SADD', KEYS[3], sku)
 redis.call('HSET', KEYS[8], 'u:' .. user, 'c|' .. units .. '|' .. expires .. '|' .. seq .. '|' .. token)

@@ -57,7 +57,7 @@ local now = now_ms()
 local globally = redis.call('GET', KEYS[6])
 local reason = closed_reason(globally, s[3], s[4], s[5], now)
 if reason then return {-2, sku, reason} end
-reclaim_expired(KEYS[1], KEYS[2], KEYS[3], now, 1000, KEYS[5])
+reclaim_expired(KEYS[1], KEYS[2], KEYS[3], nil, now, 1000, KEYS[5])
 
 local function answer(code)
   local state, units, at, _, token = parse_entry(redis.call('HGET', KEYS[5], 'u:' .. user))

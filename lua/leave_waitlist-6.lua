@@ -32,7 +32,7 @@ if not state then return {-16} end
 if state == 'w' then
   drop_waiting(KEYS[1], KEYS[4], KEYS[5], user, units)
 else
-  if state == 'o' then release_hold(KEYS[1], KEYS[2], KEYS[3], token, units, user) end
+  if state == 'o' then release_hold(KEYS[1], KEYS[2], KEYS[3], nil, token, units, user) end
   redis.call('HDEL', KEYS[5], 'u:' .. user)
 end
 serve_waitlist(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], redis.call('GET', KEYS[6]), now_ms(),

@@ -33,7 +33,7 @@ if not is_count(ARGV[1]) or tonumber(ARGV[1]) < 1 then return {-11, 'claim_windo
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
 
 local now = now_ms()
-reclaim_expired(KEYS[1], KEYS[2], KEYS[3], now, 1000, KEYS[5])
+reclaim_expired(KEYS[1], KEYS[2], KEYS[3], nil, now, 1000, KEYS[5])
 local offered = serve_waitlist(KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], redis.call('GET', KEYS[6]), now,
   tonumber(ARGV[1]))
 local s = redis.call('HMGET', KEYS[1], 'wn', 'owe')
@@ -43,7 +43,7 @@ if to_int(s[1]) == 0 and to_int(s[2]) == 0 then
   for i = 1, #entries, 2 do
     local field = entries[i]
     local state, units, at, _, token = parse_entry(entries[i + 1])
-    if state == 'o' and hold_expiry(KEYS[1], KEYS[2], token, units, string.sub(field, 3)) then
+    if state == 'o' and hold_expiry(KEYS[1], KEYS[2], nil, token, units, string.sub(field, 3)) then
       open = true
     elseif state and (state ~= 'c' or now >= at) then
       redis.call('HDEL', KEYS[5], field)

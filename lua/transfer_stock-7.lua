@@ -56,11 +56,11 @@ local now = now_ms()
 local units = tonumber(ARGV[4])
 
 if mode == 'reclaim' then
-  reclaim_expired(KEYS[1], KEYS[6], KEYS[7], now, 1000)
+  reclaim_expired(KEYS[1], KEYS[6], KEYS[7], nil, now, 1000)
   return {0, to_int(redis.call('HGET', KEYS[1], 'avail'))}
 elseif mode == 'flag' then
   if to_int(s[6]) < units then redis.call('HSET', KEYS[1], 'wl', units) end
-  reclaim_expired(KEYS[1], KEYS[6], KEYS[7], now, 1000)  -- sets their units aside, the bucket being flagged
+  reclaim_expired(KEYS[1], KEYS[6], KEYS[7], nil, now, 1000)  -- sets their units aside, the bucket being flagged
   set_aside_for_waitlist(KEYS[1], KEYS[6])
   return {0, to_int(redis.call('HGET', KEYS[1], 'owe'))}
 elseif mode == 'unflag' then

@@ -49,7 +49,7 @@ RETENTION_MS = 86_400_000
 
 
 def flashstock_reserve_source() -> str:
-    """flashstock's own reserve script (lua/reserve-4+4n+m+1.lua) with its includes spliced in."""
+    """flashstock's own reserve script (lua/reserve-4+5n+m+1.lua) with its includes spliced in."""
     from inventory.scripts import load_sources
 
     return load_sources()["reserve"].source
@@ -67,8 +67,8 @@ def create_app(
     """gunicorn factory: 'bench.ceiling.app:create_app(redis_port=..., client="tuned")'.
 
     Runs exactly the Lua call inventory/reservations.py makes: flashstock's reserve script with
-    KEYS = reservation record, expiry index, dirty set, global sale switch, then stock/holds/buyers/index bucket of
-    the SKU, then the token's record bucket, and
+    KEYS = reservation record, expiry index, dirty set, global sale switch, then stock/holds/buyers/the token's
+    hold bucket/index bucket of the SKU, then the token's record bucket, and
     ARGV = token, user, fingerprint, ttl ms, retention ms, 0 rate-limit buckets, '' (no other parts),
     '' (not routed through stock buckets), sku, qty
     (all keys in the SKU's partition; the script reads
@@ -94,8 +94,8 @@ def create_app(
         part = keys.of_sku(sku)
         token = keys.token_in(new_token(), part.index)
         line = part.sku(sku)
-        argv = (9, part.reservation(token), part.expiries, part.dirty, part.sale_switch, line.stock, line.holds,
-                line.buyers, line.index, part.record_bucket(token), token, user_id, fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), HOLD_TTL_MS,
+        argv = (10, part.reservation(token), part.expiries, part.dirty, part.sale_switch, line.stock, line.holds,
+                line.buyers, line.bucket_of(token), line.index, part.record_bucket(token), token, user_id, fingerprint(user_id, [(sku, qty)], HOLD_TTL_MS), HOLD_TTL_MS,
                 RETENTION_MS, 0, "", "", sku, qty)
         try:
             return evalsha(sha["value"], *argv)

@@ -37,16 +37,22 @@ local function as_score(v)
   return string.format('%.0f', v)
 end
 
--- A SKU's open holds live in one of two places, like its buyers' counts below. A SKU with few holds
--- ("light") keeps each as a field 'h:<token>' = '<expires ms | inf>|<qty>|<user>' of its stock hash,
--- with 'hn' = how many and 'he' = a bound at or before the earliest one's expiry (exact after a scan):
--- a holds key of its own would cost ~140-170 B more per SKU, paid by every SKU with one hold. The
--- (LIGHT_HOLDS + 1)-th hold, a value too long for a listpack, or the waitlist's pool moves every hold
--- to the holds zset for good ('hn' = 'z'), where a hot SKU's holds belong. A SKU whose holds zset the
--- older version filled (no 'hn') moves to 'z' at its next hold. Only the helpers below touch holds;
--- inventory/holds.py reads both places.
+-- A SKU's open holds live in one of three places. A SKU with few holds ("light") keeps each as a field
+-- 'h:<token>' = '<expires ms | inf>|<qty>|<user>' of its stock hash, with 'hn' = how many and 'he' = a
+-- bound at or before the earliest one's expiry (exact after a scan): a holds key of its own would cost
+-- ~140-170 B more per SKU, paid by every SKU with one hold. The (LIGHT_HOLDS + 1)-th hold, a value too
+-- long for a listpack, or the waitlist's pool moves every hold to the holds zset for good ('hn' = 'z').
+-- From then on ("busy") a hold taken by a reservation (reserve, amend) goes to the hold bucket its token
+-- picks (inventory/keys.py): a hash of the same 'h:<token>' fields with its own 'hn' and 'he', few enough
+-- to stay a listpack (~85 B a hold where a zset member costs ~180), listed in the holds zset as 'k:<n>'
+-- at or before its earliest expiry while it holds any. Every other hold of a busy SKU (moved out of the
+-- stock hash, a waitlist offer, the pool, holds from before the buckets) is a zset member
+-- '<token>|<qty>|<user>' scored by its expiry. A script reaches only the bucket its caller names (the
+-- token's, or the due one the sweeper names; inventory/holds.py reads them all). A SKU whose holds zset
+-- the older version filled (no 'hn') moves to 'z' at its next hold. Only the helpers below touch holds.
 local LIGHT_HOLDS = 16
 local HOLD_PREFIX = 'h:'
+local BUCKET_PREFIX = 'k:'
 
 local function light_hold(value)
   local expires, qty, user = string.match(value, '^([^|]+)|(%d+)|(.*)$')
@@ -59,14 +65,19 @@ local function holds_mode(stock_key, hn)
   return hn
 end
 
--- Lowers the light holds' earliest-expiry bound to `expires` if it is earlier.
-local function lower_light_bound(stock_key, expires)
+-- Lowers a hash's earliest-expiry bound ('he') to `expires` if it is earlier.
+local function lower_light_bound(hash_key, expires)
   if expires == math.huge then return end
-  local bound = tonumber(redis.call('HGET', stock_key, 'he'))
-  if not bound or expires < bound then redis.call('HSET', stock_key, 'he', as_score(expires)) end
+  local bound = tonumber(redis.call('HGET', hash_key, 'he'))
+  if not bound or expires < bound then redis.call('HSET', hash_key, 'he', as_score(expires)) end
 end
 
--- Every light hold into the holds zset; the SKU keeps its holds there from now on.
+-- The holds-zset member listing a hold bucket: 'k:<n>', n read off the bucket key's name.
+local function bucket_member(bucket_key)
+  return BUCKET_PREFIX .. string.match(bucket_key, ':(%d+)$')
+end
+
+-- Every light hold into the holds zset; the SKU keeps its holds there (and in buckets) from now on.
 local function move_holds_out(stock_key, holds_key)
   local fields = redis.call('HGETALL', stock_key)
   local moved = {'hn', 'he'}
@@ -85,27 +96,45 @@ local function holds_in_zset(stock_key, holds_key)
   if holds_mode(stock_key) ~= 'z' then move_holds_out(stock_key, holds_key) end
 end
 
--- A new hold (the token holds nothing on this SKU yet). `hn` as in holds_mode.
-local function hold_put(stock_key, holds_key, token, qty, user, expires, hn)
+-- Adds a hold field to a hash that counts its holds ('hn') and bounds their earliest expiry ('he');
+-- returns how many it holds now.
+local function put_field(hash_key, token, qty, user, expires)
+  redis.call('HSET', hash_key, HOLD_PREFIX .. token, as_score(expires) .. '|' .. qty .. '|' .. user)
+  lower_light_bound(hash_key, expires)
+  return redis.call('HINCRBY', hash_key, 'hn', 1)
+end
+
+-- The stock hash's 'hk' is the number of holds in hold buckets minus the buckets listed in the holds
+-- zset, so that ZCARD + 'hk' counts a busy SKU's holds (inventory/sale_status.py) in one read.
+local function count_bucket_holds(stock_key, delta)
+  if delta ~= 0 then redis.call('HINCRBY', stock_key, 'hk', delta) end
+end
+
+-- A new hold (the token holds nothing on this SKU yet). `bucket_key` is the token's hold bucket, or
+-- nil for a hold that is no reservation's own (a waitlist offer). `hn` as in holds_mode.
+local function hold_put(stock_key, holds_key, bucket_key, token, qty, user, expires, hn)
   hn = holds_mode(stock_key, hn)
   if hn ~= 'z' then
     local field, value = HOLD_PREFIX .. token, as_score(expires) .. '|' .. qty .. '|' .. user
     if to_int(hn) < LIGHT_HOLDS and #value <= LIGHT_FIELD_MAX and #field <= LIGHT_FIELD_MAX
         and redis.call('EXISTS', holds_key) == 0 then
-      redis.call('HSET', stock_key, field, value)
-      redis.call('HINCRBY', stock_key, 'hn', 1)
-      lower_light_bound(stock_key, expires)
+      put_field(stock_key, token, qty, user, expires)
       return
     end
     move_holds_out(stock_key, holds_key)
   end
+  if bucket_key then
+    if put_field(bucket_key, token, qty, user, expires) > 1 then count_bucket_holds(stock_key, 1) end
+    redis.call('ZADD', holds_key, 'LT', expires, bucket_member(bucket_key))
+    return
+  end
   redis.call('ZADD', holds_key, expires, hold_member(token, qty, user))
 end
 
--- The light hold of token if it is exactly (qty, user): its field and expiry, else nil.
-local function find_light(stock_key, token, qty, user)
+-- The hold field of token in a hash if it is exactly (qty, user): its field and expiry, else nil.
+local function find_light(hash_key, token, qty, user)
   local field = HOLD_PREFIX .. token
-  local value = redis.call('HGET', stock_key, field)
+  local value = redis.call('HGET', hash_key, field)
   if not value then return nil end
   local expires, q, u = light_hold(value)
   if q ~= qty or u ~= user then return nil end
@@ -113,21 +142,45 @@ local function find_light(stock_key, token, qty, user)
 end
 
 -- When the hold (token, qty, user) expires (math.huge: never), or nil when it is not held.
-local function hold_expiry(stock_key, holds_key, token, qty, user)
+local function hold_expiry(stock_key, holds_key, bucket_key, token, qty, user)
   local score = redis.call('ZSCORE', holds_key, hold_member(token, qty, user))
   if score then return tonumber(score) end
+  if bucket_key then
+    local _, expires = find_light(bucket_key, token, qty, user)
+    if expires then return expires end
+  end
   local _, expires = find_light(stock_key, token, qty, user)
   return expires
 end
 
-local function drop_light(stock_key, field)
-  redis.call('HDEL', stock_key, field)
-  if redis.call('HINCRBY', stock_key, 'hn', -1) <= 0 then redis.call('HDEL', stock_key, 'hn', 'he') end
+-- Removes a hold field; true when the hash holds no hold any more.
+local function drop_light(hash_key, field)
+  redis.call('HDEL', hash_key, field)
+  if redis.call('HINCRBY', hash_key, 'hn', -1) <= 0 then
+    redis.call('HDEL', hash_key, 'hn', 'he')
+    return true
+  end
+  return false
+end
+
+local function drop_bucket_hold(stock_key, holds_key, bucket_key, field)
+  if drop_light(bucket_key, field) then
+    redis.call('ZREM', holds_key, bucket_member(bucket_key))
+  else
+    count_bucket_holds(stock_key, -1)
+  end
 end
 
 -- Removes the hold (token, qty, user) once: 1 if it was held, 0 if not.
-local function hold_take(stock_key, holds_key, token, qty, user)
+local function hold_take(stock_key, holds_key, bucket_key, token, qty, user)
   if redis.call('ZREM', holds_key, hold_member(token, qty, user)) == 1 then return 1 end
+  if bucket_key then
+    local field = find_light(bucket_key, token, qty, user)
+    if field then
+      drop_bucket_hold(stock_key, holds_key, bucket_key, field)
+      return 1
+    end
+  end
   local field = find_light(stock_key, token, qty, user)
   if not field then return 0 end
   drop_light(stock_key, field)
@@ -135,50 +188,84 @@ local function hold_take(stock_key, holds_key, token, qty, user)
 end
 
 -- Moves an existing hold's expiry (expires: ms or '+inf'); a hold not held stays absent.
-local function hold_retime(stock_key, holds_key, token, qty, user, expires)
+local function hold_retime(stock_key, holds_key, bucket_key, token, qty, user, expires)
   local member = hold_member(token, qty, user)
   if redis.call('ZSCORE', holds_key, member) then
     redis.call('ZADD', holds_key, 'XX', expires, member)
     return
   end
-  local field = find_light(stock_key, token, qty, user)
-  if not field then return end
   local at = expires == '+inf' and math.huge or tonumber(expires)
-  redis.call('HSET', stock_key, field, as_score(at) .. '|' .. qty .. '|' .. user)
-  lower_light_bound(stock_key, at)
+  local home = stock_key
+  local field = bucket_key and find_light(bucket_key, token, qty, user)
+  if field then home = bucket_key else field = find_light(stock_key, token, qty, user) end
+  if not field then return end
+  redis.call('HSET', home, field, as_score(at) .. '|' .. qty .. '|' .. user)
+  lower_light_bound(home, at)
+  if home == bucket_key then redis.call('ZADD', holds_key, 'LT', at, bucket_member(bucket_key)) end
 end
 
--- Removes up to `batch` holds expired at `now` and returns them as {token, qty, user} triples.
--- `he` is the stock hash's 'he' when the caller read it already (false = absent), nil to read it here.
-local function take_due_holds(stock_key, holds_key, now, batch, he)
-  local taken = {}
-  for _, member in ipairs(redis.call('ZRANGEBYSCORE', holds_key, '-inf', now, 'LIMIT', 0, batch)) do
-    local token, qty, user = parse_member(member)
-    if qty then
-      redis.call('ZREM', holds_key, member)
-      taken[#taken + 1] = {token, qty, user}
-    end
-  end
-  if #taken > 0 then return taken end  -- holds in the zset: none in the stock hash (hold_put)
-  if he == nil then he = redis.call('HGET', stock_key, 'he') end  -- absent once every hold is in the zset
-  local due_at = tonumber(he or '')
-  if not due_at or due_at > now then return taken end
-  local fields = redis.call('HGETALL', stock_key)
+-- Takes up to `batch` - #taken hold fields of a hash expired at `now` into `taken`; sets the hash's
+-- 'he' to its earliest remaining expiry and returns that (math.huge: none that expires).
+local function take_due_fields(hash_key, now, batch, taken)
+  local fields = redis.call('HGETALL', hash_key)
   local bound = math.huge
   for i = 1, #fields, 2 do
     if string.sub(fields[i], 1, 2) == HOLD_PREFIX then
       local expires, qty, user = light_hold(fields[i + 1])
       if expires <= now and #taken < batch then
-        drop_light(stock_key, fields[i])
+        drop_light(hash_key, fields[i])
         taken[#taken + 1] = {string.sub(fields[i], 3), qty, user}
       elseif expires < bound then
         bound = expires
       end
     end
   end
-  if bound < math.huge then redis.call('HSET', stock_key, 'he', as_score(bound))
-  else redis.call('HDEL', stock_key, 'he') end
+  if bound < math.huge then redis.call('HSET', hash_key, 'he', as_score(bound))
+  else redis.call('HDEL', hash_key, 'he') end
+  return bound
+end
+
+-- Removes up to `batch` holds expired at `now` and returns them as {token, qty, user} triples: due
+-- zset members, then the due holds of `bucket_key` (nil: none reachable), then a light SKU's.
+-- `he` is the stock hash's 'he' when the caller read it already (false = absent), nil to read it here.
+local function take_due_holds(stock_key, holds_key, bucket_key, now, batch, he)
+  local taken, mine, scan = {}, bucket_key and bucket_member(bucket_key), false
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', holds_key, '-inf', now, 'LIMIT', 0, batch)) do
+    if member == mine then
+      scan = true
+    else
+      local token, qty, user = parse_member(member)
+      if qty then
+        redis.call('ZREM', holds_key, member)
+        taken[#taken + 1] = {token, qty, user}
+      end
+    end
+  end
+  if scan then
+    local before = #taken
+    local bound = take_due_fields(bucket_key, now, batch, taken)
+    if redis.call('HEXISTS', bucket_key, 'hn') == 1 then
+      redis.call('ZADD', holds_key, bound, mine)
+      count_bucket_holds(stock_key, before - #taken)
+    else
+      redis.call('ZREM', holds_key, mine)
+      count_bucket_holds(stock_key, before - #taken + 1)
+    end
+  end
+  if #taken > 0 or scan then return taken end  -- holds in the zset: none in the stock hash (hold_put)
+  if he == nil then he = redis.call('HGET', stock_key, 'he') end  -- absent once every hold is in the zset
+  local due_at = tonumber(he or '')
+  if not due_at or due_at > now then return taken end
+  take_due_fields(stock_key, now, batch, taken)
   return taken
+end
+
+-- The number of a hold bucket with holds due at `now` (one take_due_holds could not reach), or -1.
+local function due_bucket(holds_key, now)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', holds_key, '-inf', now, 'LIMIT', 0, 16)) do
+    if string.sub(member, 1, 2) == BUCKET_PREFIX then return tonumber(string.sub(member, 3)) end
+  end
+  return -1
 end
 
 -- The earliest hold expiry of a SKU (math.huge for a pinned hold or the pool), or nil with no hold.
@@ -544,9 +631,10 @@ end
 -- Gives back every hold of one SKU whose expiry has passed (expired means now >= expiry).
 -- The member is removed and its units returned in one step, so a hold is reclaimed exactly once.
 -- With waitinfo_key (waitlist scripts), a lapsed offer's entry goes with its hold.
-local function reclaim_expired(stock_key, holds_key, buyers_key, now, batch, waitinfo_key, he)
+-- `bucket_key`: the one hold bucket this call may reach (nil: none).
+local function reclaim_expired(stock_key, holds_key, buyers_key, bucket_key, now, batch, waitinfo_key, he)
   local freed, holds = 0, 0
-  for _, hold in ipairs(take_due_holds(stock_key, holds_key, now, batch, he)) do
+  for _, hold in ipairs(take_due_holds(stock_key, holds_key, bucket_key, now, batch, he)) do
     local token, qty, user = hold[1], hold[2], hold[3]
     add_buyer_units(stock_key, buyers_key, user, -qty)
     freed, holds = freed + qty, holds + 1
@@ -596,8 +684,8 @@ local function encode_lines(skus, qtys, prices)
 end
 
 -- Returns a held line's units: removes the hold once, so stock comes back exactly once.
-local function release_hold(stock_key, holds_key, buyers_key, token, qty, user)
-  if hold_take(stock_key, holds_key, token, qty, user) == 1 then
+local function release_hold(stock_key, holds_key, buyers_key, bucket_key, token, qty, user)
+  if hold_take(stock_key, holds_key, bucket_key, token, qty, user) == 1 then
     redis.call('HINCRBY', stock_key, 'avail', qty)
     redis.call('HINCRBY', stock_key, 'held', -qty)
     add_buyer_units(stock_key, buyers_key, user, -qty)
@@ -608,10 +696,10 @@ local function release_hold(stock_key, holds_key, buyers_key, token, qty, user)
   return 0
 end
 
--- Line helpers below address the stock/holds/buyers keys of line i as KEYS[first + k(i-1) + 1],
--- KEYS[first + k(i-1) + 2], KEYS[first + k(i-1) + 3], with k = line_stride keys per line: 3, or 4 in
--- amend, whose lines carry their index bucket fourth (it adds holds).
-local line_stride = 3
+-- Line helpers below address the stock/holds/buyers/hold-bucket keys of line i as KEYS[first + k(i-1) + 1]
+-- to KEYS[first + k(i-1) + 4], with k = line_stride keys per line: 4, or 5 in amend, whose lines carry
+-- their index bucket fifth (it adds holds). The hold bucket is the reservation token's on the line's SKU.
+local line_stride = 4
 
 -- Quantities and unit prices of the named lines, from the reservation record R.
 local function read_lines(R, skus)
@@ -627,7 +715,7 @@ end
 local function holds_intact(first, token, owner, qtys)
   for i = 1, #qtys do
     local b = first + line_stride * (i - 1)
-    if qtys[i] > 0 and not hold_expiry(KEYS[b + 1], KEYS[b + 2], token, qtys[i], owner) then
+    if qtys[i] > 0 and not hold_expiry(KEYS[b + 1], KEYS[b + 2], KEYS[b + 4], token, qtys[i], owner) then
       return false
     end
   end
@@ -639,7 +727,7 @@ local function release_lines(first, dirty_key, token, owner, skus, qtys)
   for i = 1, #skus do
     if qtys[i] > 0 then
       local b = first + line_stride * (i - 1) + 3
-      returned = returned + release_hold(KEYS[b - 2], KEYS[b - 1], KEYS[b], token, qtys[i], owner)
+      returned = returned + release_hold(KEYS[b - 2], KEYS[b - 1], KEYS[b], KEYS[b + 1], token, qtys[i], owner)
       redis.call('SADD', dirty_key, skus[i])
     end
   end
@@ -653,7 +741,7 @@ end
 local function sell_lines(first, dirty_key, R, token, owner, skus, qtys)
   for i = 1, #skus do
     local b = first + line_stride * (i - 1) + 3
-    hold_take(KEYS[b - 2], KEYS[b - 1], token, qtys[i], owner)
+    hold_take(KEYS[b - 2], KEYS[b - 1], KEYS[b + 1], token, qtys[i], owner)
     redis.call('HINCRBY', KEYS[b - 2], 'held', -qtys[i])
     redis.call('HINCRBY', KEYS[b - 2], 'sold', qtys[i])
     if to_int(redis.call('HGET', KEYS[b - 2], 'limit')) > 0 then

@@ -75,7 +75,7 @@ local function make_offers(stock_key, holds_key, buyers_key, queue_key, info_key
       if limit > 0 then units = math.min(units, limit - buyer_units(stock_key, buyers_key, user)) end
       if now < expires and units > 0 then
         local deadline = now + claim_ms
-        hold_put(stock_key, holds_key, token, units, user, deadline)
+        hold_put(stock_key, holds_key, nil, token, units, user, deadline)  -- a waitlist offer: no bucket
         add_buyer_units(stock_key, buyers_key, user, units)
         redis.call('HSET', info_key, 'u:' .. user, 'o|' .. units .. '|' .. deadline .. '|' .. seq .. '|' .. token)
         owe, offered = owe - units, offered + units

@@ -32,7 +32,7 @@ def test_captured_call_is_the_cores_reserve_shape():
     keys, args, token, user = capture_reserve("fs", "HOT-1")
     part = KeySpace("fs").of_sku("HOT-1")
     assert keys == [part.reservation(token), part.expiries, part.dirty, part.sale_switch,
-                    *part.sku("HOT-1").as_indexed_list(), part.record_bucket(token)]
+                    *part.sku("HOT-1").as_indexed_list(token), part.record_bucket(token)]
     assert args[:2] == [token, user] and args[-4:] == ["", "", "HOT-1", 1]
 
 

@@ -14,7 +14,7 @@ import redis
 from inventory import Inventory
 from inventory.buyers import HEAVY, LIGHT_PREFIX, MODE_FIELD, read_buyers
 from inventory.context import decode_hash
-from tests.concurrency.workers import random_baskets, reserve_many, sample_min_available
+from tests.concurrency.workers import random_baskets, reserve_many, sample_min_available, wall_clock_inventory
 from tests.helpers import assert_invariant, make_product, stock
 
 PROCESSES = 4
@@ -129,3 +129,25 @@ def test_checkout_and_release_racing_the_expiry_sweep_return_stock_once(real_inv
     assert level.held == 0
     assert level.sold == 100 and level.available == 200, codes
     assert set(codes) <= {"ok"}, codes
+
+
+def test_expired_holds_in_hold_buckets_sell_exactly_once_to_racing_processes(real_inv: Inventory) -> None:
+    """A busy SKU's expired holds sit in 256 hold buckets that a reserve's own lazy expiry mostly cannot
+    reach; refused calls name a due bucket and sweep before retrying: with no sweeper running, racing
+    processes still get exactly the stock back, once."""
+    units, attempts = 200, 1200
+    make_product(real_inv, "BUSY", stock=units)
+    wall = wall_clock_inventory(real_inv.settings.redis_url, real_inv.keys.prefix, real_inv.keys.partitions)
+    for held in [wall.reservations.reserve(f"first-{n}", {"BUSY": 1}) for n in range(17)]:
+        wall.reservations.release(held.id)  # busy for good: every later hold goes to a hold bucket
+    for n in range(units):
+        wall.reservations.reserve(f"gone-{n}", {"BUSY": 1}, ttl_seconds=1)
+    time.sleep(1.5)  # every hold expired on Redis's clock (the worker processes' too), none given back yet
+    users = [(f"user-{n}", {"BUSY": 1}) for n in range(attempts)]
+    results, lowest, _ = _race(real_inv, [users[i::PROCESSES] for i in range(PROCESSES)], ["BUSY"])
+    outcomes = Counter(code for code, _, _ in results)
+    assert outcomes == {"ok": units, "sold_out": attempts - units}
+    assert lowest >= 0
+    level = stock(real_inv, "BUSY")
+    assert (level.available, level.held) == (0, units)
+    assert_invariant(level)

@@ -18,14 +18,15 @@ def _settings(redis_url: str, prefix: str = "fs", partitions: int = 0) -> Settin
                     redis_partitions=partitions)
 
 
-def _inventory(redis_url: str, prefix: str, partitions: int = 0) -> Inventory:
+def wall_clock_inventory(redis_url: str, prefix: str, partitions: int = 0) -> Inventory:
+    """An Inventory on Redis's own clock (TIME), as the worker processes here use."""
     return Inventory.from_settings(_settings(redis_url, prefix, partitions))
 
 
 def reserve_many(redis_url: str, prefix: str, attempts: list[tuple[str, dict[str, int]]],
                  threads: int, partitions: int = 0) -> list[tuple[str, str, dict[str, int]]]:
     """Run reservations from many threads; return (outcome code or 'ok', reservation id, lines) each."""
-    inv = _inventory(redis_url, prefix, partitions)
+    inv = wall_clock_inventory(redis_url, prefix, partitions)
 
     def attempt(item: tuple[str, dict[str, int]]) -> tuple[str, str, dict[str, int]]:
         user, lines = item
@@ -60,7 +61,7 @@ def sample_min_available(redis_url: str, stock_keys: list[str], stop: Any) -> in
 
 def trade(redis_url: str, prefix: str, skus: list[str], seed: int, rounds: int) -> dict[str, int]:
     """Reserve random baskets (some with a 1 s hold that expires), then check out, release or abandon each."""
-    inv = _inventory(redis_url, prefix)
+    inv = wall_clock_inventory(redis_url, prefix)
     rng = random.Random(seed)
     done = {"reserved": 0, "checked_out": 0, "released": 0, "abandoned": 0, "refused": 0}
     for n in range(rounds):
@@ -100,7 +101,7 @@ def sweep_for(redis_url: str, prefix: str, seconds: float, partitions: int = 0, 
 def pay_at(redis_url: str, prefix: str, plan: list[tuple[float, str, str, str]]) -> list[tuple[str, str]]:
     """Send payment results at planned wall-clock times (epoch seconds, order id, event id, result);
     return (order, status or error code) each."""
-    inv = _inventory(redis_url, prefix)
+    inv = wall_clock_inventory(redis_url, prefix)
     out = []
     for at, order_id, event_id, result in sorted(plan):
         time.sleep(max(0.0, at - time.time()))
@@ -154,7 +155,7 @@ def wait_in_line(redis_url: str, prefix: str, sku: str, users: list[str], seed: 
 def release_slowly(redis_url: str, prefix: str, reservation_ids: list[str], seconds: float,
                    partitions: int = 0) -> int:
     """Release these reservations spread over `seconds`; return how many were released."""
-    inv = _inventory(redis_url, prefix, partitions)
+    inv = wall_clock_inventory(redis_url, prefix, partitions)
     released = 0
     for reservation_id in reservation_ids:
         inv.reservations.release(reservation_id)

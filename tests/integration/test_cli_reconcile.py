@@ -8,6 +8,7 @@ from pathlib import Path
 from inventory import Inventory
 from inventory.models import SaleState
 from inventory.persistence import persist_now
+from inventory.sale_status import read_status
 from tests.conftest import delete_prefix
 from tests.helpers import assert_invariant
 from tests.integration.cli_support import cli, cli_env, cli_json, db, live, run_process, write  # noqa: F401
@@ -114,3 +115,22 @@ def test_rebuild_of_a_split_sku_rebuilds_its_buckets_and_quotas(cli, cli_json, l
     assert (product.buckets, product.stock.total, product.stock.held, product.stock.sold) == (3, 20, 0, 3)
     assert product.paused
     assert_invariant(product.stock)
+
+
+def test_rebuild_keeps_a_busy_skus_holds_in_its_hold_buckets(cli, cli_json, live: Inventory, db,
+                                                             tmp_path: Path) -> None:
+    cli("catalog", "import", str(write(tmp_path / "c.csv", "sku,name,price,currency,stock\nBUSY,Busy,100,USD,100\n")))
+    held = [live.reservations.reserve(f"u{i:02d}", {"BUSY": 1}, ttl_seconds=600) for i in range(30)]
+    persist_now(live, db)
+    assert cli_json("reconcile", "run", "--full")["clean"]
+    cli("sale", "pause", "BUSY")
+    live.redis.delete(live.keys.sku("BUSY").stock)  # the holds zset and hold buckets survive: 16 + 14 holds
+    assert cli_json("rebuild", "BUSY")["rebuilt"] == 1
+    product = live.catalog.get("BUSY")
+    assert (product.stock.total, product.stock.available, product.stock.held) == (100, 70, 30)
+    assert [s.open_holds for s in read_status(live, ["BUSY"])] == [30]
+    cli("sale", "resume", "BUSY")
+    live.reservations.release(held[-1].id)  # in a hold bucket
+    assert live.catalog.get("BUSY").stock.held == 29 and [s.open_holds for s in read_status(live, ["BUSY"])] == [29]
+    persist_now(live, db)
+    assert cli_json("reconcile", "run", "--full")["clean"]

@@ -139,13 +139,13 @@ def test_scripts_refuse_quantities_they_could_not_store_and_change_nothing(inv: 
     fresh = keys.token_in("t" * 17, part.index)
     for qty in ("100000000000000", str(MAX_QTY + 1), "0", "-1", "1.5"):
         reply = inv.ctx.scripts.call("reserve", [part.reservation(fresh), part.expiries, part.dirty,
-                                                 part.sale_switch, *inv.ctx.indexed_line_keys(["HOT"]),
+                                                 part.sale_switch, *inv.ctx.indexed_line_keys(["HOT"], fresh),
                                                  part.record_bucket(fresh)],
                                      [fresh, "bob", "fp", 60_000, 1000, 0, "", "", "HOT", qty])
         assert [reply[0], reply[1]] == [-11, b"qty"], qty
         token = held.id[2:]
         reply = inv.ctx.scripts.call("amend", [keys.reservation(token), part.expiries, part.dirty, part.sale_switch,
-                                               *inv.ctx.indexed_line_keys(["HOT"]), part.record_bucket(token)],
+                                               *inv.ctx.indexed_line_keys(["HOT"], token), part.record_bucket(token)],
                                      [token, "", "", "HOT", qty])
         if qty != "0":
             assert [reply[0], reply[1]] == [-11, b"qty"], qty

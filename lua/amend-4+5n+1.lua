@@ -6,11 +6,12 @@ KEYS[1]        reservation record (hash of its own)
 KEYS[2]        expiry index (zset)
 KEYS[3]        dirty SKU set
 KEYS[4]        global sale switch (string; '1' = every sale paused: no line may grow)
-KEYS[4+4i-3]   stock hash of line i
-KEYS[4+4i-2]   holds zset of line i
-KEYS[4+4i-1]   buyers hash of line i
-KEYS[4+4i]     index bucket of line i's SKU (zset; 's:<sku>' -> its earliest hold expiry ms)
-KEYS[5+4n]     record bucket of the token (lua/includes/common.lua open_record)
+KEYS[4+5i-4]   stock hash of line i
+KEYS[4+5i-3]   holds zset of line i
+KEYS[4+5i-2]   buyers hash of line i
+KEYS[4+5i-1]   the token's hold bucket on line i's SKU (hash; lua/includes/common.lua hold_put)
+KEYS[4+5i]     index bucket of line i's SKU (zset; 's:<sku>' -> its earliest hold expiry ms)
+KEYS[5+5n]     record bucket of the token (lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        user id ('' = any user)
@@ -44,10 +45,10 @@ the hold it counts.
 --@include "clock"
 --@include "common"
 
-line_stride = 4  -- the line helpers (holds_intact, expire_reservation) skip each line's index bucket
+line_stride = 5  -- the line helpers (holds_intact, expire_reservation) skip each line's index bucket
 local token, user, routed = ARGV[1], ARGV[2], ARGV[3] == '1'
 local n = (#ARGV - 3) / 2
-if n < 1 or n ~= math.floor(n) or #KEYS ~= 5 + 4 * n then return {-11, 'items'} end
+if n < 1 or n ~= math.floor(n) or #KEYS ~= 5 + 5 * n then return {-11, 'items'} end
 if ARGV[3] ~= '' and not routed then return {-11, 'routed'} end
 
 local skus, news, seen = {}, {}, {}
@@ -94,9 +95,9 @@ end
 if count < 1 and (rec[5] or '') == '' then return {-11, 'empty'} end
 
 for i = 1, n do
-  local base = 4 + 4 * (i - 1)
+  local base = 4 + 5 * (i - 1)
   if news[i] > olds[i] then
-    reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000)
+    reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], now, 1000)
     set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2])  -- buyers waiting come first
   end
 end
@@ -104,7 +105,7 @@ end
 local globally = redis.call('GET', KEYS[4])
 local prices = {}
 for i = 1, n do
-  local base = 4 + 4 * (i - 1)
+  local base = 4 + 5 * (i - 1)
   local grow = news[i] - olds[i]
   if grow > 0 then
     local s = redis.call('HMGET', KEYS[base + 1], 'avail', 'limit', 'paused', 'start', 'end', 'price', 'wn',
@@ -124,11 +125,11 @@ for i = 1, n do
 end
 
 for i = 1, n do
-  local base = 4 + 4 * (i - 1)
+  local base = 4 + 5 * (i - 1)
   local grow = news[i] - olds[i]
   if grow ~= 0 then
     if olds[i] > 0 then
-      hold_take(KEYS[base + 1], KEYS[base + 2], token, olds[i], owner)
+      hold_take(KEYS[base + 1], KEYS[base + 2], KEYS[base + 4], token, olds[i], owner)
     end
     redis.call('HINCRBY', KEYS[base + 1], 'avail', -grow)
     redis.call('HINCRBY', KEYS[base + 1], 'held', grow)
@@ -139,8 +140,8 @@ for i = 1, n do
       announce_available(KEYS[base + 1])
     end
     if news[i] > 0 then
-      hold_put(KEYS[base + 1], KEYS[base + 2], token, news[i], owner, expires)
-      index_hold_expiry(KEYS[2], KEYS[base + 4], skus[i], expires)
+      hold_put(KEYS[base + 1], KEYS[base + 2], KEYS[base + 4], token, news[i], owner, expires)
+      index_hold_expiry(KEYS[2], KEYS[base + 5], skus[i], expires)
       record_set(R, 'l:' .. skus[i], news[i])
       if olds[i] == 0 then record_set(R, 'p:' .. skus[i], prices[i]) end
     else

@@ -5,10 +5,11 @@ Used by the buyer (cancel) and by the expiry sweep (expire, only once the expiry
 KEYS[1]        reservation record (hash of its own)
 KEYS[2]        expiry index (zset)
 KEYS[3]        dirty SKU set
-KEYS[3+3i-2]   stock hash of line i
-KEYS[3+3i-1]   holds zset of line i
-KEYS[3+3i]     buyers hash of line i
-KEYS[4+3n]     record bucket of the token (lua/includes/common.lua open_record)
+KEYS[3+4i-3]   stock hash of line i
+KEYS[3+4i-2]   holds zset of line i
+KEYS[3+4i-1]   buyers hash of line i
+KEYS[3+4i]     the token's hold bucket on line i's SKU (hash; lua/includes/common.lua hold_put)
+KEYS[4+4n]     record bucket of the token (lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        user id ('' = any user)
@@ -42,7 +43,7 @@ local retention = tonumber(ARGV[4])
 local n = #ARGV - 4
 if not is_count(ARGV[4]) then return {-11, 'retention'} end
 if mode ~= 'cancel' and mode ~= 'expire' then return {-11, 'mode'} end
-if #KEYS ~= 4 + 3 * n then return {-11, 'items'} end
+if #KEYS ~= 4 + 4 * n then return {-11, 'items'} end
 
 local R = open_record(KEYS[1], KEYS[#KEYS], token)
 local rec = record_get(R, 'u', 'st', 'exp', 'n', 'pin', 'pinx')

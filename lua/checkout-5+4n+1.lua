@@ -8,10 +8,11 @@ KEYS[2]        expiry index (zset)
 KEYS[3]        dirty SKU set
 KEYS[4]        outbox stream
 KEYS[5]        the user's order index (zset order id -> created ms)
-KEYS[5+3i-2]   stock hash of line i
-KEYS[5+3i-1]   holds zset of line i
-KEYS[5+3i]     buyers hash of line i
-KEYS[6+3n]     record bucket of the token (lua/includes/common.lua open_record)
+KEYS[5+4i-3]   stock hash of line i
+KEYS[5+4i-2]   holds zset of line i
+KEYS[5+4i-1]   buyers hash of line i
+KEYS[5+4i]     the token's hold bucket on line i's SKU (hash; lua/includes/common.lua hold_put)
+KEYS[6+4n]     record bucket of the token (lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        user id ('' = any user)
@@ -53,7 +54,7 @@ local rid, generation, pay_window = ARGV[5 + n], ARGV[6 + n], tonumber(ARGV[7 + 
 if not is_count(ARGV[4]) then return {-11, 'retention'} end
 if n < 0 or not is_count(ARGV[7 + n]) then return {-11, 'payment_window'} end
 if n < 0 or #rid > 128 or string.find(rid, '[^!-~]') then return {-11, 'request_id'} end
-if order_id == '' or #KEYS ~= 6 + 3 * n then return {-11, 'items'} end
+if order_id == '' or #KEYS ~= 6 + 4 * n then return {-11, 'items'} end
 
 local R = open_record(KEYS[1], KEYS[#KEYS], token)
 local rec = record_get(R, 'u', 'st', 'exp', 'n', 'oid', 'pin', 'abort')

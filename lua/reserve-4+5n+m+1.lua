@@ -5,12 +5,13 @@ KEYS[1]        reservation record (hash of its own) every key shares the partiti
 KEYS[2]        expiry index (zset; each line's index bucket as 'x:<n>' -> its earliest entry ms)
 KEYS[3]        dirty SKU set (SKUs changed since the last reconcile)
 KEYS[4]        global sale switch (string; '1' = every sale paused)
-KEYS[4+4i-3]   stock hash of line i              (one slot, so one script on a cluster)
-KEYS[4+4i-2]   holds zset of line i (member "<token>|<qty>|<user>" -> expiry ms)
-KEYS[4+4i-1]   buyers hash of line i (user -> units held or ordered)
-KEYS[4+4i]     index bucket of line i's SKU (zset; 's:<sku>' -> its earliest hold expiry ms)
-KEYS[4+4n+j]   counter of rate-limit bucket j (fixed window; the API's per-user and per-IP buckets)
-KEYS[5+4n+m]   record bucket of the token (hash token -> packed record; lua/includes/common.lua open_record)
+KEYS[4+5i-4]   stock hash of line i              (one slot, so one script on a cluster)
+KEYS[4+5i-3]   holds zset of line i (lua/includes/common.lua hold_put: where a SKU's holds live)
+KEYS[4+5i-2]   buyers hash of line i (user -> units held or ordered)
+KEYS[4+5i-1]   the token's hold bucket on line i's SKU (hash 'h:<token>' -> hold, for a busy SKU)
+KEYS[4+5i]     index bucket of line i's SKU (zset; 's:<sku>' -> its earliest hold expiry ms)
+KEYS[4+5n+j]   counter of rate-limit bucket j (fixed window; the API's per-user and per-IP buckets)
+KEYS[5+5n+m]   record bucket of the token (hash token -> packed record; lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        user id
@@ -41,9 +42,11 @@ Returns
   {1, status}                              replay of an existing reservation with the same fingerprint
   {-1, sku}                                product not found
   {-2, sku, reason}                        sale not active (paused_globally | paused | recovering | not_started | ended)
-  {-3, sku, available, requested, waiting, until_ms}  sold out; waiting = buyers on the SKU's waitlist;
-                                           until_ms = ms until its next hold expires (-1 = none will),
-                                           so a process caching the refusal knows when it may stop being true
+  {-3, sku, available, requested, waiting, until_ms, due_bucket}  sold out; waiting = buyers on the SKU's
+                                           waitlist; until_ms = ms until its next hold expires (-1 = none
+                                           will), so a process caching the refusal knows when it may stop
+                                           being true; due_bucket = a hold bucket of the SKU with holds due
+                                           that this call could not reach (-1 = none): sweep it, then retry
   {-4, sku, limit, already}                per-user limit exceeded (held + ordered)
   {-8}                                     token reused with a different request
   {-11, argument}                          invalid argument (qty above MAX_QTY included)
@@ -73,7 +76,7 @@ if #parts > 200 or not string.match(parts, '^[%d,]*$') then return {-11, 'parts'
 
 if token == '' or user == '' then return {-11, 'id'} end
 if not (is_count(ARGV[4]) and is_count(ARGV[5])) or ttl < 1 then return {-11, 'ttl'} end
-if n < 1 or n ~= math.floor(n) or #KEYS ~= 5 + 4 * n + m then return {-11, 'items'} end
+if n < 1 or n ~= math.floor(n) or #KEYS ~= 5 + 5 * n + m then return {-11, 'items'} end
 if routed ~= '' and (#routed ~= n or not string.match(routed, '^[012]+$')) then return {-11, 'routed'} end
 
 for j = 1, m do
@@ -90,7 +93,7 @@ for i = 1, n do
 end
 
 for j = 1, m do
-  local bucket = KEYS[4 + 4 * n + j]
+  local bucket = KEYS[4 + 5 * n + j]
   local count = redis.call('INCR', bucket)
   if count == 1 then redis.call('EXPIRE', bucket, ARGV[8 + 2 * n + 2 * j]) end
   if count > tonumber(ARGV[7 + 2 * n + 2 * j]) then
@@ -119,14 +122,14 @@ end
 -- sweeper runs, and whatever this call answers.
 local lines = {}
 for i = 1, n do
-  local base = 4 + 4 * (i - 1)
+  local base = 4 + 5 * (i - 1)
   lines[i] = read_line(KEYS[base + 1])
-  if reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], now, 1000, nil, lines[i][17]) > 0 then
+  if reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], now, 1000, nil, lines[i][17]) > 0 then
     lines[i] = read_line(KEYS[base + 1])
   end
 end
 for i = 1, n do
-  local base = 4 + 4 * (i - 1)
+  local base = 4 + 5 * (i - 1)
   local s = lines[i]
   if not s[1] then return {-1, skus[i]} end
   local route = routed ~= '' and string.sub(routed, i, i) or '0'
@@ -143,7 +146,8 @@ for i = 1, n do
     local true_for = -1
     local score = first_hold_expiry(KEYS[base + 1], KEYS[base + 2])
     if score and score < math.huge then true_for = math.max(score - now, 0) end
-    return {-3, skus[i], avail, qtys[i], to_int(s[9]), true_for}
+    local due = true_for == 0 and s[16] == 'z' and due_bucket(KEYS[base + 2], now) or -1
+    return {-3, skus[i], avail, qtys[i], to_int(s[9]), true_for, due}
   end
   local limit = to_int(s[2])
   if limit > 0 then
@@ -167,11 +171,11 @@ if parts ~= '' then
   record[#record + 1] = parts
 end
 for i = 1, n do
-  local base = 4 + 4 * (i - 1)
+  local base = 4 + 5 * (i - 1)
   redis.call('HINCRBY', KEYS[base + 1], 'avail', -qtys[i])
   redis.call('HINCRBY', KEYS[base + 1], 'held', qtys[i])
-  hold_put(KEYS[base + 1], KEYS[base + 2], token, qtys[i], user, expires, hold_modes[i])
-  index_hold_expiry(KEYS[2], KEYS[base + 4], skus[i], expires)
+  hold_put(KEYS[base + 1], KEYS[base + 2], KEYS[base + 4], token, qtys[i], user, expires, hold_modes[i])
+  index_hold_expiry(KEYS[2], KEYS[base + 5], skus[i], expires)
   add_buyer_units(KEYS[base + 1], KEYS[base + 3], user, qtys[i], buyer_modes[i])
   redis.call('SADD', KEYS[3], skus[i])
   if windows[i][1] == minute then

@@ -6,10 +6,11 @@ Used by the storefront (POST /v1/reservations/<id>/extend) and by the payment pr
 KEYS[1]        reservation record (hash of its own)
 KEYS[2]        expiry index (zset)
 KEYS[3]        dirty SKU set
-KEYS[3+3i-2]   stock hash of line i
-KEYS[3+3i-1]   holds zset of line i
-KEYS[3+3i]     buyers hash of line i
-KEYS[4+3n]     record bucket of the token (lua/includes/common.lua open_record)
+KEYS[3+4i-3]   stock hash of line i
+KEYS[3+4i-2]   holds zset of line i
+KEYS[3+4i-1]   buyers hash of line i
+KEYS[3+4i]     the token's hold bucket on line i's SKU (hash; lua/includes/common.lua hold_put)
+KEYS[4+4n]     record bucket of the token (lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        user id ('' = any user)
@@ -48,7 +49,7 @@ Invariant: for every SKU avail + held + sold == total, each >= 0 (only expiries 
 local MAX_EXTENSIONS = 20
 local token, user, ext_id = ARGV[1], ARGV[2], ARGV[3]
 local n = #ARGV - 8
-if n < 0 or #KEYS ~= 4 + 3 * n then return {-11, 'items'} end
+if n < 0 or #KEYS ~= 4 + 4 * n then return {-11, 'items'} end
 if ext_id == '' or #ext_id > 255 then return {-11, 'extension_id'} end
 for i = 4, 6 do
   if not is_count(ARGV[i]) or tonumber(ARGV[i]) < 1 then return {-11, ({'seconds', 'hold_cap', 'payment_cap'})[i - 3]} end
@@ -104,7 +105,7 @@ if kind == 'hold' then
   local qtys = read_lines(R, skus)
   for i = 1, n do
     if qtys[i] > 0 then
-      hold_retime(KEYS[3 + 3 * i - 2], KEYS[3 + 3 * i - 1], token, qtys[i], owner, target)
+      hold_retime(KEYS[3 + 4 * i - 3], KEYS[3 + 4 * i - 2], KEYS[3 + 4 * i], token, qtys[i], owner, target)
     end
   end
   record_set(R, 'exp', target)

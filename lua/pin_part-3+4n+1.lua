@@ -11,10 +11,11 @@ goes up (so that attempt can no longer commit) and the part is unpinned.
 KEYS[1]        the part's reservation record (hash)
 KEYS[2]        expiry index of the part's partition (zset token -> expiry ms)
 KEYS[3]        dirty SKU set of the part's partition
-KEYS[3+3i-2]   stock hash of line i
-KEYS[3+3i-1]   holds zset of line i
-KEYS[3+3i]     buyers hash of line i
-KEYS[4+3n]     record bucket of the token (lua/includes/common.lua open_record)
+KEYS[3+4i-3]   stock hash of line i
+KEYS[3+4i-2]   holds zset of line i
+KEYS[3+4i-1]   buyers hash of line i
+KEYS[3+4i]     the token's hold bucket on line i's SKU (hash; lua/includes/common.lua hold_put)
+KEYS[4+4n]     record bucket of the token (lua/includes/common.lua open_record)
 
 ARGV[1]        reservation token
 ARGV[2]        mode: 'pin' | 'unpin'
@@ -42,7 +43,7 @@ local token, mode = ARGV[1], ARGV[2]
 local n = #ARGV - 3
 if mode ~= 'pin' and mode ~= 'unpin' then return {-11, 'mode'} end
 if not is_count(ARGV[3]) or tonumber(ARGV[3]) < 1 then return {-11, 'pin_ms'} end
-if n < 0 or #KEYS ~= 4 + 3 * n then return {-11, 'items'} end
+if n < 0 or #KEYS ~= 4 + 4 * n then return {-11, 'items'} end
 
 local R = open_record(KEYS[1], KEYS[#KEYS], token)
 local rec = record_get(R, 'u', 'st', 'exp', 'n', 'pin')
@@ -59,7 +60,7 @@ local now = R.now
 
 if mode == 'unpin' then
   for i = 1, n do
-    hold_retime(KEYS[3 + 3 * i - 2], KEYS[3 + 3 * i - 1], token, qtys[i], owner, expires)
+    hold_retime(KEYS[3 + 4 * i - 3], KEYS[3 + 4 * i - 2], KEYS[3 + 4 * i], token, qtys[i], owner, expires)
   end
   record_del(R, 'pin', 'pinx')
   redis.call('ZADD', KEYS[2], expires, token)
@@ -72,7 +73,7 @@ if (now >= expires and not rec[5]) or not holds_intact(3, token, owner, qtys) th
 end
 local until_ms = now + tonumber(ARGV[3])
 for i = 1, n do
-  hold_retime(KEYS[3 + 3 * i - 2], KEYS[3 + 3 * i - 1], token, qtys[i], owner, '+inf')
+  hold_retime(KEYS[3 + 4 * i - 3], KEYS[3 + 4 * i - 2], KEYS[3 + 4 * i], token, qtys[i], owner, '+inf')
 end
 record_set(R, 'pin', '1', 'pinx', until_ms)
 redis.call('ZADD', KEYS[2], until_ms, token)

@@ -11,6 +11,8 @@ KEYS[4]        holds zset of the SKU
 KEYS[5]        buyers hash of the SKU
 KEYS[6]        waitlist entries hash of the SKU (a lapsed offer's entry goes with its hold)
 KEYS[7]        index bucket of the SKU (zset; 's:<sku>' -> the SKU's earliest hold expiry ms)
+KEYS[8]        the SKU's hold bucket to sweep (lua/includes/common.lua hold_put; any of them when the
+               caller knows of no due one)
 
 ARGV[1]        sku
 ARGV[2]        most holds to give back in this call (1..100000)
@@ -22,7 +24,8 @@ and the waitlist pool never expire: +inf), or removed when there is none. A rese
 adds it again.
 
 Returns
-  {holds, units, more}                     holds given back, their units, 1 if the batch was full
+  {holds, units, more, due_bucket}         holds given back, their units, 1 if the batch was full, and a
+                                           hold bucket of the SKU still due (-1: none) to sweep next
   {-11, argument}                          invalid argument
 
 Invariant: for every SKU avail + held + sold == total, each >= 0.
@@ -30,14 +33,14 @@ Invariant: for every SKU avail + held + sold == total, each >= 0.
 --@include "clock"
 --@include "common"
 
-if #KEYS ~= 7 then return {-11, 'keys'} end
+if #KEYS ~= 8 then return {-11, 'keys'} end
 local sku = ARGV[1]
 if sku == '' then return {-11, 'sku'} end
 if not is_count(ARGV[2]) or tonumber(ARGV[2]) < 1 or tonumber(ARGV[2]) > 100000 then return {-11, 'batch'} end
 local batch = tonumber(ARGV[2])
 
 local now = now_ms()
-local units, holds = reclaim_expired(KEYS[3], KEYS[4], KEYS[5], now, batch, KEYS[6])
+local units, holds = reclaim_expired(KEYS[3], KEYS[4], KEYS[5], KEYS[8], now, batch, KEYS[6])
 if units > 0 then redis.call('SADD', KEYS[2], sku) end
 
 local at = first_hold_expiry(KEYS[3], KEYS[4])
@@ -48,4 +51,4 @@ else
   redis.call('ZREM', KEYS[7], 's:' .. sku)
 end
 reindex_bucket(KEYS[1], KEYS[7])
-return {holds, units, holds >= batch and 1 or 0}
+return {holds, units, holds >= batch and 1 or 0, due_bucket(KEYS[4], now)}
