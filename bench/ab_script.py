@@ -92,7 +92,11 @@ def run(script: str, rev: str, rounds: int, calls: int, redis_url: str) -> dict[
     inv = Inventory.from_settings(settings)
     evalsha = inv.ctx.scripts._evalsha
 
+    old_sha = inv.redis.script_load(old)  # loaded up front: a NOSCRIPT fallback would send the new layout
+
     def old_evalsha(sha: str, numkeys: int, *rest: Any) -> Any:
+        if sha != old_sha:
+            return evalsha(sha, numkeys, *rest)
         keys = _keys_for(layout, list(rest[:numkeys]), list(rest[numkeys:]))
         return evalsha(sha, len(keys), *keys, *rest[numkeys:])
 

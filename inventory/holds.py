@@ -116,6 +116,6 @@ def bucketed_offset(client: Any, keys: Any) -> int:
     numbers = bucket_numbers(client.zrange(keys.holds, 0, -1))
     pipe = client.pipeline(transaction=False)
     for number in numbers:
-        pipe.hget(keys.hold_bucket(number), "hn")
-    return sum(int(text(n)) for n in pipe.execute() if n is not None) - len(numbers) if numbers else 0
+        pipe.hlen(keys.hold_bucket(number))  # a bucket holds nothing but holds
+    return sum(int(n) for n in pipe.execute()) - len(numbers) if numbers else 0
 

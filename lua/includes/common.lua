@@ -43,9 +43,9 @@ end
 -- ~140-170 B more per SKU, paid by every SKU with one hold. The (LIGHT_HOLDS + 1)-th hold, a value too
 -- long for a listpack, or the waitlist's pool moves every hold to the holds zset for good ('hn' = 'z').
 -- From then on ("busy") a hold taken by a reservation (reserve, amend) goes to the hold bucket its token
--- picks (inventory/keys.py): a hash of the same 'h:<token>' fields with its own 'hn' and 'he', few enough
--- to stay a listpack (~85 B a hold where a zset member costs ~180), listed in the holds zset as 'k:<n>'
--- at or before its earliest expiry while it holds any. Every other hold of a busy SKU (moved out of the
+-- picks (inventory/keys.py): a hash of nothing but such 'h:<token>' fields, few enough to stay a listpack
+-- (~90 B a hold where a zset member costs ~180), listed in the holds zset as 'k:<n>' at or before its
+-- earliest expiry while it holds any (so a bucket needs no bound of its own). Every other hold of a busy SKU (moved out of the
 -- stock hash, a waitlist offer, the pool, holds from before the buckets) is a zset member
 -- '<token>|<qty>|<user>' scored by its expiry. A script reaches only the bucket its caller names (the
 -- token's, or the due one the sweeper names; inventory/holds.py reads them all). A SKU whose holds zset
@@ -96,12 +96,8 @@ local function holds_in_zset(stock_key, holds_key)
   if holds_mode(stock_key) ~= 'z' then move_holds_out(stock_key, holds_key) end
 end
 
--- Adds a hold field to a hash that counts its holds ('hn') and bounds their earliest expiry ('he');
--- returns how many it holds now.
-local function put_field(hash_key, token, qty, user, expires)
-  redis.call('HSET', hash_key, HOLD_PREFIX .. token, as_score(expires) .. '|' .. qty .. '|' .. user)
-  lower_light_bound(hash_key, expires)
-  return redis.call('HINCRBY', hash_key, 'hn', 1)
+local function hold_value(expires, qty, user)
+  return as_score(expires) .. '|' .. qty .. '|' .. user
 end
 
 -- The stock hash's 'hk' is the number of holds in hold buckets minus the buckets listed in the holds
@@ -115,17 +111,22 @@ end
 local function hold_put(stock_key, holds_key, bucket_key, token, qty, user, expires, hn)
   hn = holds_mode(stock_key, hn)
   if hn ~= 'z' then
-    local field, value = HOLD_PREFIX .. token, as_score(expires) .. '|' .. qty .. '|' .. user
+    local field, value = HOLD_PREFIX .. token, hold_value(expires, qty, user)
     if to_int(hn) < LIGHT_HOLDS and #value <= LIGHT_FIELD_MAX and #field <= LIGHT_FIELD_MAX
         and redis.call('EXISTS', holds_key) == 0 then
-      put_field(stock_key, token, qty, user, expires)
+      redis.call('HSET', stock_key, field, value)
+      redis.call('HINCRBY', stock_key, 'hn', 1)
+      lower_light_bound(stock_key, expires)
       return
     end
     move_holds_out(stock_key, holds_key)
   end
   if bucket_key then
-    if put_field(bucket_key, token, qty, user, expires) > 1 then count_bucket_holds(stock_key, 1) end
-    redis.call('ZADD', holds_key, 'LT', expires, bucket_member(bucket_key))
+    redis.call('HSET', bucket_key, HOLD_PREFIX .. token, hold_value(expires, qty, user))
+    -- an entry that was there already lists a bucket that held something: one hold more, no entry more
+    if redis.call('ZADD', holds_key, 'LT', expires, bucket_member(bucket_key)) == 0 then
+      count_bucket_holds(stock_key, 1)
+    end
     return
   end
   redis.call('ZADD', holds_key, expires, hold_member(token, qty, user))
@@ -164,7 +165,8 @@ local function drop_light(hash_key, field)
 end
 
 local function drop_bucket_hold(stock_key, holds_key, bucket_key, field)
-  if drop_light(bucket_key, field) then
+  redis.call('HDEL', bucket_key, field)
+  if redis.call('EXISTS', bucket_key) == 0 then
     redis.call('ZREM', holds_key, bucket_member(bucket_key))
   else
     count_bucket_holds(stock_key, -1)
@@ -199,27 +201,32 @@ local function hold_retime(stock_key, holds_key, bucket_key, token, qty, user, e
   local field = bucket_key and find_light(bucket_key, token, qty, user)
   if field then home = bucket_key else field = find_light(stock_key, token, qty, user) end
   if not field then return end
-  redis.call('HSET', home, field, as_score(at) .. '|' .. qty .. '|' .. user)
-  lower_light_bound(home, at)
-  if home == bucket_key then redis.call('ZADD', holds_key, 'LT', at, bucket_member(bucket_key)) end
+  redis.call('HSET', home, field, hold_value(at, qty, user))
+  if home == bucket_key then
+    redis.call('ZADD', holds_key, 'LT', at, bucket_member(bucket_key))
+  else
+    lower_light_bound(home, at)
+  end
 end
 
--- Takes up to `batch` - #taken hold fields of a hash expired at `now` into `taken`; sets the hash's
--- 'he' to its earliest remaining expiry and returns that (math.huge: none that expires).
-local function take_due_fields(hash_key, now, batch, taken)
+-- Takes up to `batch` - #taken hold fields of a hash expired at `now` into `taken` and returns the
+-- earliest remaining expiry (math.huge: none that expires); `counted` for the stock hash, which
+-- counts its holds ('hn') and keeps that bound ('he'), not for a hold bucket.
+local function take_due_fields(hash_key, now, batch, taken, counted)
   local fields = redis.call('HGETALL', hash_key)
   local bound = math.huge
   for i = 1, #fields, 2 do
     if string.sub(fields[i], 1, 2) == HOLD_PREFIX then
       local expires, qty, user = light_hold(fields[i + 1])
       if expires <= now and #taken < batch then
-        drop_light(hash_key, fields[i])
+        if counted then drop_light(hash_key, fields[i]) else redis.call('HDEL', hash_key, fields[i]) end
         taken[#taken + 1] = {string.sub(fields[i], 3), qty, user}
       elseif expires < bound then
         bound = expires
       end
     end
   end
+  if not counted then return bound end
   if bound < math.huge then redis.call('HSET', hash_key, 'he', as_score(bound))
   else redis.call('HDEL', hash_key, 'he') end
   return bound
@@ -243,8 +250,8 @@ local function take_due_holds(stock_key, holds_key, bucket_key, now, batch, he)
   end
   if scan then
     local before = #taken
-    local bound = take_due_fields(bucket_key, now, batch, taken)
-    if redis.call('HEXISTS', bucket_key, 'hn') == 1 then
+    local bound = take_due_fields(bucket_key, now, batch, taken, false)
+    if redis.call('EXISTS', bucket_key) == 1 then
       redis.call('ZADD', holds_key, bound, mine)
       count_bucket_holds(stock_key, before - #taken)
     else
@@ -256,7 +263,7 @@ local function take_due_holds(stock_key, holds_key, bucket_key, now, batch, he)
   if he == nil then he = redis.call('HGET', stock_key, 'he') end  -- absent once every hold is in the zset
   local due_at = tonumber(he or '')
   if not due_at or due_at > now then return taken end
-  take_due_fields(stock_key, now, batch, taken)
+  take_due_fields(stock_key, now, batch, taken, true)
   return taken
 end
 
