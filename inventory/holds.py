@@ -4,9 +4,9 @@ lua/includes/common.lua (hold_put and the helpers after it) writes them: a SKU w
 holds keeps each as a stock-hash field 'h:<token>' = '<expires ms | inf>|<qty>|<user>' ('hn' = how
 many, 'he' = a bound at or before the earliest expiry), because a holds key of its own would cost
 every SKU with one hold ~150 B; the 17th hold, or the waitlist's pool, moves all to the zset
-('hn' = 'z'). A busy SKU's reservations then hold in the hold bucket their token picks (hashes of the
-same fields, listed in the zset as 'k:<n>'); its other holds are zset members '<token>|<qty>|<user>'
-scored by expiry.
+('hn' = 'z'). A busy SKU's reservations then hold in the hold bucket their token picks (hashes of
+nothing but such fields, listed in the zset as 'k:<n>' no later than their earliest); its other holds
+are zset members '<token>|<qty>|<user>' scored by expiry.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ HOLDS_OF = "s:"  # index-bucket member prefix naming a SKU with open holds (lua/
 HOLDS_IN = "x:"  # expiry-index member prefix naming an index bucket by number (lua/includes/common.lua)
 RECORD_BUCKETS = 1024  # record buckets over all partitions (at least one each): ~500k packed holds stay in listpacks
 EXPIRY_BUCKETS = 256  # index buckets over all partitions (at least one each): ~32k SKUs with holds stay in listpacks
-HOLD_BUCKETS = 256  # hold buckets per busy SKU: ~25k open holds on one SKU stay in listpacks (126 each)
+HOLD_BUCKETS = 256  # hold buckets per busy SKU: ~25k open holds on one SKU stay in listpacks (128 each)
 HOLD_BUCKET = "k:"  # holds-zset member prefix naming a hold bucket by number (lua/includes/common.lua)
 
 

@@ -45,11 +45,12 @@ end
 -- From then on ("busy") a hold taken by a reservation (reserve, amend) goes to the hold bucket its token
 -- picks (inventory/keys.py): a hash of nothing but such 'h:<token>' fields, few enough to stay a listpack
 -- (~90 B a hold where a zset member costs ~180), listed in the holds zset as 'k:<n>' at or before its
--- earliest expiry while it holds any (so a bucket needs no bound of its own). Every other hold of a busy SKU (moved out of the
--- stock hash, a waitlist offer, the pool, holds from before the buckets) is a zset member
--- '<token>|<qty>|<user>' scored by its expiry. A script reaches only the bucket its caller names (the
--- token's, or the due one the sweeper names; inventory/holds.py reads them all). A SKU whose holds zset
--- the older version filled (no 'hn') moves to 'z' at its next hold. Only the helpers below touch holds.
+-- earliest expiry while it holds any (so a bucket needs no bound of its own). Every other hold of a busy
+-- SKU (moved out of the stock hash, a waitlist offer, the pool, holds from before the buckets) is a zset
+-- member '<token>|<qty>|<user>' scored by its expiry. A script reaches only the bucket its caller names
+-- (the token's, or the due one the sweeper names; inventory/holds.py reads them all). A SKU whose holds
+-- zset the older version filled (no 'hn') moves to 'z' at its next hold. Only the helpers below touch
+-- holds.
 local LIGHT_HOLDS = 16
 local HOLD_PREFIX = 'h:'
 local BUCKET_PREFIX = 'k:'
@@ -154,14 +155,10 @@ local function hold_expiry(stock_key, holds_key, bucket_key, token, qty, user)
   return expires
 end
 
--- Removes a hold field; true when the hash holds no hold any more.
-local function drop_light(hash_key, field)
-  redis.call('HDEL', hash_key, field)
-  if redis.call('HINCRBY', hash_key, 'hn', -1) <= 0 then
-    redis.call('HDEL', hash_key, 'hn', 'he')
-    return true
-  end
-  return false
+-- Removes a light hold's field from the stock hash, and its count and bound with the last one.
+local function drop_light(stock_key, field)
+  redis.call('HDEL', stock_key, field)
+  if redis.call('HINCRBY', stock_key, 'hn', -1) <= 0 then redis.call('HDEL', stock_key, 'hn', 'he') end
 end
 
 local function drop_bucket_hold(stock_key, holds_key, bucket_key, field)
