@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
+
+from inventory.keys import HOLD_BUCKETS
+
+LIGHT_HOLDS = 16  # holds a SKU keeps in its stock hash (lua/includes/common.lua)
+
+
+def bucket_of(rid: str) -> int:
+    """The hold bucket a reservation's holds on a busy SKU live in (inventory/keys.py, SkuKeys.bucket_of)."""
+    return zlib.crc32(rid[2:].encode()) % HOLD_BUCKETS
 
 
 @dataclass
@@ -16,6 +26,7 @@ class P:
     sold: int = 0
     limit: int = 0
     paused: bool = False
+    busy: bool = False  # new holds go to hold buckets: lazy expiry reaches only the caller's bucket
 
 
 @dataclass
@@ -30,6 +41,7 @@ class R:
     oid: bool = False
     events: dict[str, str] = field(default_factory=dict)
     counted: set[str] = field(default_factory=set)  # ordered lines still in the buyer's count
+    bucketed: set[str] = field(default_factory=set)  # lines held in the reservation's hold bucket
 
 
 class Model:
@@ -49,11 +61,27 @@ class Model:
             p.held -= q
             self.buyers[(sku, r.user)] -= q
 
-    def reclaim(self, sku: str, now: int) -> None:
-        """Lazy expiry: every due hold on the SKU goes back (records still say 'held')."""
-        for r in self.res.values():
-            if r.status == "held" and r.exp <= now:
+    def reclaim(self, sku: str, now: int, rid: str | None = None) -> None:
+        """Lazy expiry: every due hold on the SKU goes back (records still say 'held'); on a busy SKU a
+        call on behalf of reservation `rid` reaches only the holds in rid's hold bucket."""
+        for other_rid, r in self.res.items():
+            elsewhere = rid is not None and sku in r.bucketed and bucket_of(other_rid) != bucket_of(rid)
+            if r.status == "held" and r.exp <= now and not elsewhere:
                 self._give_back(r, sku)
+
+    def _put(self, rid: str, r: R, sku: str) -> None:
+        """A new hold of r on sku: the 17th present hold makes the SKU busy (the others stay where they
+        are, in the holds zset); a busy SKU's new holds go to the reservation's hold bucket."""
+        p = self.products[sku]
+        if not p.busy and sum(1 for o in self.res.values() if sku in o.live and o is not r) >= LIGHT_HOLDS:
+            p.busy = True
+        if p.busy:
+            r.bucketed.add(sku)
+        else:
+            r.bucketed.discard(sku)
+
+    def _due(self, sku: str, now: int) -> bool:
+        return any(r.status == "held" and r.exp <= now and sku in r.live for r in self.res.values())
 
     def _check_line(self, sku: str, grow: int, user: str) -> str | None:
         p = self.products.get(sku)
@@ -68,19 +96,34 @@ class Model:
         return None
 
     def reserve(self, rid: str, user: str, lines: dict[str, int], exp: int, now: int) -> str:
-        for sku in lines:
-            if sku in self.products:
-                self.reclaim(sku, now)
-        for sku, q in lines.items():
-            if (error := self._check_line(sku, q, user)) is not None:
-                return error
+        """`rid` is the attempt's id, also when it is refused (its token picks its hold buckets)."""
+        for _ in range(4):  # the first call and up to 3 retries (inventory/part_calls.py, _reserve_sweeping)
+            error = self._try_reserve(rid, user, lines, now)
+            if error is None:
+                break
+            if error[0] != "sold_out" or not (self.products[error[1]].busy and self._due(error[1], now)):
+                return error[0]
+            self.reclaim(error[1], now)  # refused while another bucket had holds due: swept, tried again
+        else:
+            return "sold_out"
+        r = self.res[rid] = R(user, dict(lines), exp)
         for sku, q in lines.items():
             p = self.products[sku]
             p.avail -= q
             p.held += q
             self.buyers[(sku, user)] += q
-        self.res[rid] = R(user, dict(lines), exp, live=set(lines))
+            self._put(rid, r, sku)
+            r.live.add(sku)
         return "ok"
+
+    def _try_reserve(self, rid: str, user: str, lines: dict[str, int], now: int) -> tuple[str, str] | None:
+        for sku in lines:
+            if sku in self.products:
+                self.reclaim(sku, now, rid)
+        for sku, q in lines.items():
+            if (error := self._check_line(sku, q, user)) is not None:
+                return error, sku
+        return None
 
     def _expire(self, r: R) -> str:
         self._release_all(r)
@@ -104,7 +147,7 @@ class Model:
             return "invalid_argument"
         for sku, q in changes.items():
             if q > r.lines.get(sku, 0) and sku in self.products:
-                self.reclaim(sku, now)
+                self.reclaim(sku, now, rid)
         for sku, q in sorted(changes.items()):  # the script gets (and checks) lines in SKU order
             grow = q - r.lines.get(sku, 0)
             if grow > 0 and (error := self._check_line(sku, grow, r.user)) is not None:
@@ -118,6 +161,7 @@ class Model:
                 self.buyers[(sku, r.user)] += grow
                 if q:
                     r.lines[sku] = q
+                    self._put(rid, r, sku)
                     r.live.add(sku)
                 else:
                     del r.lines[sku]

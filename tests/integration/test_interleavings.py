@@ -47,7 +47,7 @@ from inventory.sale_admin import set_global_pause
 from tests.clocks import ManualClock
 from tests.conftest import delete_prefix
 from tests.helpers import assert_holds_listed, record as stored_record
-from tests.model import Model, P
+from tests.model import LIGHT_HOLDS, Model, P, bucket_of
 
 SKUS = ["A", "B", "C"]
 USERS = ["u1", "u2", "u3"]
@@ -64,10 +64,16 @@ class SerialTokens:
 
     def reset(self) -> None:
         self._serial = itertools.count(1)
+        self.issued = 0
 
     def __call__(self) -> str:
         # Only one core call runs at a time (the others wait at a gate), so no lock is needed.
-        return f"{next(self._serial):09d}{0:012d}"
+        self.issued = next(self._serial)
+        return f"{self.issued:09d}{0:012d}"
+
+    def peek(self) -> str:
+        """The token the next call will get (for a reserve the model must know, even when refused)."""
+        return f"{getattr(self, 'issued', 0) + 1:09d}{0:012d}"
 
 
 TOKENS = SerialTokens()
@@ -87,11 +93,17 @@ class Host:
         self._go, self._stopped = threading.Semaphore(0), threading.Semaphore(0)
         self.state = "idle"  # idle | waiting (arguments built, script not sent) | done
         self.abort = False
+        self.sweeping = False
         self.ran_at = 0
         self.outcome: tuple[str, Any] = ("", None)
         self.apply: Callable[[str, Any, int], None] = lambda *_: None
 
     def _gated(self, name: str, keys: Any, args: Any, client: Any = None) -> Any:
+        # A reserve refused while a busy SKU had holds due in other hold buckets sweeps the SKU and tries
+        # again (inventory/part_calls.py): those calls follow the refusal at once, as one step.
+        self.sweeping = self.sweeping or name == "sweep_holds"
+        if self.sweeping:
+            return self._send(name, keys, args, client)
         self.state = "waiting"
         self._stopped.release()
         self._go.acquire()
@@ -106,6 +118,7 @@ class Host:
         With run_now, the script is sent at once (and any retry after a stale read too).
         """
         self.apply, self.state, self.ran_at = apply, "running", self.clock.now_ms()
+        self.sweeping = False
 
         def body() -> None:
             try:
@@ -194,6 +207,18 @@ class Interleavings(RuleBasedStateMachine):
         self.sessions: Any = None
         for sku in SKUS[:2]:  # "C" stays unknown until an admin creates it
             self._create(sku, 6, limit=4 if sku == "A" else 0)
+        self._make_busy("B")
+
+    def _make_busy(self, sku: str) -> None:
+        """17 holds taken and given back: from now on the SKU's holds live in hold buckets, where a call's
+        lazy expiry reaches only its own reservation's bucket (lua/includes/common.lua, hold_put)."""
+        units = self.model.products[sku].total
+        self.admin.catalog.adjust_stock(sku, set_total=units + LIGHT_HOLDS + 1)
+        crowd = [self.admin.reservations.reserve(f"crowd{n}", {sku: 1}) for n in range(LIGHT_HOLDS + 1)]
+        for held in crowd:
+            self.admin.reservations.release(held.id)
+        self.admin.catalog.adjust_stock(sku, set_total=units)
+        self.model.products[sku].busy = True
 
     def _create(self, sku: str, units: int, limit: int = 0) -> None:
         self.admin.catalog.configure(sku, name=sku, price=100, per_user_limit=limit)
@@ -242,10 +267,13 @@ class Interleavings(RuleBasedStateMachine):
         user, lines, ttl = basket
         host = self._idle()
 
+        keys = self.admin.keys  # the attempt's id picks its hold buckets, even when it is refused
+        rid = ids.reservation_id(keys.token_in(TOKENS.peek(), keys.partition_of(min(lines))))
+
         def apply(code: str, value: Any, now: int) -> None:
-            rid = value.id if code == "ok" else ""
+            assert code != "ok" or value.id == rid
             self._check(self.model.reserve(rid, user, lines, now + ttl * 1000, now), code)
-            if rid:
+            if code == "ok":
                 self.ids.append(rid)
 
         host.begin(lambda: host.inv.reservations.reserve(user, lines, ttl_seconds=ttl), apply, run_now=run_now)
@@ -471,6 +499,25 @@ def test_checkout_after_a_reclaim_and_a_clock_step_back_expires_instead_of_selli
         machine.counters_and_buyers_equal_the_model()
         machine.every_hold_is_backed_by_its_record_and_statuses_agree()
         assert machine.model.res[first].status == "expired"
+    finally:
+        machine.teardown()
+
+
+def test_a_reserve_refused_while_other_hold_buckets_have_units_due_sweeps_and_gets_them(
+        real_redis: redis.Redis, key_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the busy SKU a reserve's lazy expiry reaches only its own hold bucket: refused while another
+    bucket holds due units, the host sweeps the SKU and tries again in the same step, as the model says."""
+    prepare(real_redis, key_prefix, tmp_path, monkeypatch)
+    machine = Interleavings()
+    try:
+        machine._reserve(("u1", {"B": 3}, 1), run_now=True)
+        machine._reserve(("u2", {"B": 3}, 30), run_now=True)  # B sold out
+        first = machine.ids[0]
+        machine._set_time(machine.model.res[first].exp)  # u1's 3 units are due, in u1's bucket
+        machine._reserve(("u3", {"B": 2}, 5), run_now=True)
+        machine.counters_and_buyers_equal_the_model()
+        machine.every_hold_is_backed_by_its_record_and_statuses_agree()
+        assert len(machine.ids) == 3 and bucket_of(first) != bucket_of(machine.ids[2])  # held, by the retry
     finally:
         machine.teardown()
 
