@@ -70,18 +70,21 @@ class PartCalls:
         says how each line went through inventory/buckets.py ('1' a bucket, '2' a bucket with its
         quota line, or a quota line; missing: not routed): a split SKU refuses a call routed by an
         older layout."""
-        keys = [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
-        keys += self.ctx.indexed_line_keys([sku for sku, _ in lines], token)
-        keys += [bucket.key for bucket in rate_limits] + [part.record_bucket(token)]
-        args: list[Any] = [token, user_id, fp, ttl_ms, self.settings.record_retention_seconds * 1000,
-                           len(rate_limits), others, "".join(routed.get(sku, "0") for sku, _ in lines)
-                           if routed else ""]
-        for sku, qty in lines:
-            args += [sku, qty]
-        for bucket in rate_limits:
-            args += [bucket.limit, bucket.window_seconds]
+        def call(limits: Sequence[RateLimit]) -> list[Any]:
+            keys = [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
+            keys += self.ctx.indexed_line_keys([sku for sku, _ in lines], token)
+            keys += [bucket.key for bucket in limits] + [part.record_bucket(token)]
+            args: list[Any] = [token, user_id, fp, ttl_ms, self.settings.record_retention_seconds * 1000,
+                               len(limits), others, "".join(routed.get(sku, "0") for sku, _ in lines)
+                               if routed else ""]
+            for sku, qty in lines:
+                args += [sku, qty]
+            for bucket in limits:
+                args += [bucket.limit, bucket.window_seconds]
+            return self.ctx.run("reserve", keys, args)
+
         try:
-            return self._reserve_sweeping(part, keys, args, len(rate_limits))
+            return self._sweeping_when_due(part, lambda first: call(rate_limits if first else ()))
         except SoldOut as error:
             raise with_waitlist(error, self.settings.waitlist_max_length) from None
         except RateLimited as error:
@@ -89,23 +92,19 @@ class PartCalls:
             raise RateLimited(error.message, limit=bucket.label or str(bucket.limit),
                               retry_after_ms=int(error.details["retry_after_ms"])) from None
 
-    def _reserve_sweeping(self, part: Partition, keys: list[str], args: list[Any], limits: int) -> list[Any]:
-        """The reserve call; refused while a busy SKU had holds due in hold buckets the call could not
-        reach (its lazy expiry sees only the token's), it sweeps the SKU and tries again, so expired
-        holds come back to the next buyer even when no sweeper runs. A refused call changed nothing
-        but its rate-limit counts: a retry counts none."""
+    def _sweeping_when_due(self, part: Partition, call: Callable[[bool], list[Any]]) -> list[Any]:
+        """call(first attempt?); refused while a busy SKU had holds due in hold buckets the call could not
+        reach (its lazy expiry sees only the token's), it sweeps the SKU and calls again, so expired holds
+        come back to the next buyer even when no sweeper runs. A refused reserve changed nothing but its
+        rate-limit counts, so only the first attempt counts them."""
         for attempt in range(_DUE_RETRIES + 1):
             try:
-                return self.ctx.run("reserve", keys, args)
+                return call(attempt == 0)
             except SoldOut as error:
                 due = error.details.get("due_bucket")
                 if attempt == _DUE_RETRIES or due is None or int(due) < 0:
                     raise
                 self.sweep_holds(part, str(error.details["sku"]), self.settings.sweep_batch_size)
-            if limits:
-                keys = keys[:len(keys) - limits - 1] + keys[-1:]
-                args = args[:5] + [0] + args[6:len(args) - 2 * limits]
-                limits = 0
         raise AssertionError("unreachable")  # pragma: no cover
 
     def count_requests(self, buckets: Sequence[RateLimit]) -> None:

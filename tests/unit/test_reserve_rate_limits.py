@@ -77,3 +77,21 @@ def test_malformed_bucket_arguments_change_nothing(inv: Inventory, any_redis: re
         inv.reservations.reserve("alice", {"HOT": 1}, rate_limits=bad)
     assert any_redis.get(bad[0].key) is None
     assert stock(inv).available == 5
+
+
+def test_a_reserve_that_sweeps_due_hold_buckets_and_tries_again_counts_once(inv: Inventory, any_redis: redis.Redis,
+                                                                           clock: ManualClock) -> None:
+    """A busy SKU's expired holds in other hold buckets: the refused first call, the sweep and the second
+    call are one request to the rate limits."""
+    make_product(inv, stock=40)
+    for held in [inv.reservations.reserve(f"crowd{n}", {"HOT": 1}) for n in range(17)]:
+        inv.reservations.release(held.id)  # busy for good: every later hold is in a hold bucket
+    for n in range(40):
+        inv.reservations.reserve(f"gone{n}", {"HOT": 1}, ttl_seconds=1)
+    clock.advance(2)
+    buckets = _buckets(inv, user_limit=5)
+    inv.reservations.reserve("alice", {"HOT": 3}, rate_limits=buckets)
+    assert [int(any_redis.get(b.key)) for b in buckets] == [1, 1]
+    level = stock(inv)
+    assert (level.available, level.held) == (37, 3)
+    assert_invariant(level)
