@@ -93,10 +93,10 @@ class PartCalls:
                               retry_after_ms=int(error.details["retry_after_ms"])) from None
 
     def _sweeping_when_due(self, part: Partition, call: Callable[[bool], list[Any]]) -> list[Any]:
-        """call(first attempt?); refused while a busy SKU had holds due in hold buckets the call could not
-        reach (its lazy expiry sees only the token's), it sweeps the SKU and calls again, so expired holds
-        come back to the next buyer even when no sweeper runs. A refused reserve changed nothing but its
-        rate-limit counts, so only the first attempt counts them."""
+        """call(first attempt?) of reserve or amend; refused while a busy SKU had holds due in hold buckets
+        the call could not reach (its lazy expiry sees only the token's), it sweeps the SKU and calls
+        again, so expired holds come back to the next buyer even when no sweeper runs. A refused call
+        changed nothing but a reserve's rate-limit counts, so only the first attempt counts them."""
         for attempt in range(_DUE_RETRIES + 1):
             try:
                 return call(attempt == 0)
@@ -137,9 +137,10 @@ class PartCalls:
             args: list[Any] = [token, user_id, "1" if routed else ""]
             for sku in every:
                 args += [sku, wanted.get(sku, "")]
+            keys = [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
+            keys += self.ctx.indexed_line_keys(every, token) + [part.record_bucket(token)]
             try:
-                return self.ctx.run("amend", [part.reservation(token), part.expiries, part.dirty, part.sale_switch]
-                                    + self.ctx.indexed_line_keys(every, token) + [part.record_bucket(token)], args)
+                return self._sweeping_when_due(part, lambda _: self.ctx.run("amend", keys, args))
             except SoldOut as error:
                 raise with_waitlist(error, self.settings.waitlist_max_length) from None
         return self.on_lines(part, token, call, record)

@@ -29,7 +29,8 @@ reclaim can never re-add or double-return stock.
 
 Returns
   {0, expires_ms, line_count}              amended
-  {-1, sku} | {-2, sku, reason} | {-3, sku, available, requested, waiting} | {-4, sku, limit, already}
+  {-1, sku} | {-2, sku, reason} | {-4, sku, limit, already}
+  {-3, sku, available, requested, waiting, until_ms, due_bucket}  sold out, as in lua/reserve
   {-5}                                     no such reservation (or another user's)
   {-6}                                     reservation expired (its remaining holds are released)
   {-7, status}                             reservation no longer open ('checking_out': a part pinned by a
@@ -114,7 +115,12 @@ for i = 1, n do
     if (s[8] or s[9] == '1') and not routed then return {-20, skus[i], to_int(s[8])} end
     local reason = closed_reason(globally, s[3], s[4], s[5], now)
     if reason then return {-2, skus[i], reason} end
-    if tonumber(s[1]) < grow then return {-3, skus[i], tonumber(s[1]), grow, to_int(s[7])} end
+    if tonumber(s[1]) < grow then
+      local true_for, score = -1, first_hold_expiry(KEYS[base + 1], KEYS[base + 2])
+      if score and score < math.huge then true_for = math.max(score - now, 0) end
+      local due = true_for == 0 and due_bucket(KEYS[base + 2], now) or -1
+      return {-3, skus[i], tonumber(s[1]), grow, to_int(s[7]), true_for, due}
+    end
     local limit = to_int(s[2])
     if limit > 0 then
       local already = buyer_units(KEYS[base + 1], KEYS[base + 3], owner)

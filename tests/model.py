@@ -97,15 +97,14 @@ class Model:
 
     def reserve(self, rid: str, user: str, lines: dict[str, int], exp: int, now: int) -> str:
         """`rid` is the attempt's id, also when it is refused (its token picks its hold buckets)."""
-        for _ in range(4):  # the first call and up to 3 retries (inventory/part_calls.py, _reserve_sweeping)
+        for attempt in range(4):  # the first call and up to 3 more (inventory/part_calls.py, _sweeping_when_due)
             error = self._try_reserve(rid, user, lines, now)
             if error is None:
                 break
-            if error[0] != "sold_out" or not (self.products[error[1]].busy and self._due(error[1], now)):
+            if error[0] != "sold_out" or attempt == 3 or not (self.products[error[1]].busy
+                                                               and self._due(error[1], now)):
                 return error[0]
             self.reclaim(error[1], now)  # refused while another bucket had holds due: swept, tried again
-        else:
-            return "sold_out"
         r = self.res[rid] = R(user, dict(lines), exp)
         for sku, q in lines.items():
             p = self.products[sku]
@@ -145,13 +144,14 @@ class Model:
             - sum(1 for s, q in changes.items() if not q and s in r.lines)
         if count < 1:
             return "invalid_argument"
-        for sku, q in changes.items():
-            if q > r.lines.get(sku, 0) and sku in self.products:
-                self.reclaim(sku, now, rid)
-        for sku, q in sorted(changes.items()):  # the script gets (and checks) lines in SKU order
-            grow = q - r.lines.get(sku, 0)
-            if grow > 0 and (error := self._check_line(sku, grow, r.user)) is not None:
-                return error
+        for attempt in range(4):  # as reserve: refused while other buckets had holds due, swept, tried again
+            error = self._try_amend(rid, r, changes, now)
+            if error is None:
+                break
+            if error[0] != "sold_out" or attempt == 3 or not (self.products[error[1]].busy
+                                                               and self._due(error[1], now)):
+                return error[0]
+            self.reclaim(error[1], now)
         for sku, q in changes.items():
             grow = q - r.lines.get(sku, 0)
             if grow:
@@ -167,6 +167,16 @@ class Model:
                     del r.lines[sku]
                     r.live.discard(sku)
         return "ok"
+
+    def _try_amend(self, rid: str, r: R, changes: dict[str, int], now: int) -> tuple[str, str] | None:
+        for sku, q in changes.items():
+            if q > r.lines.get(sku, 0) and sku in self.products:
+                self.reclaim(sku, now, rid)
+        for sku, q in sorted(changes.items()):  # the script gets (and checks) lines in SKU order
+            grow = q - r.lines.get(sku, 0)
+            if grow > 0 and (error := self._check_line(sku, grow, r.user)) is not None:
+                return error, sku
+        return None
 
     def _release_all(self, r: R) -> None:
         for sku in list(r.live):

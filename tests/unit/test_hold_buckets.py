@@ -149,3 +149,18 @@ def test_a_hold_taken_before_the_buckets_is_still_found(inv: Inventory) -> None:
     assert len(read_open_holds(inv.redis, keys)) == LIGHT_HOLDS + 3 - 3
     assert_buckets_consistent(inv, "OLD")
     assert_invariant(stock(inv, "OLD"))
+
+
+def test_an_amend_refused_while_other_buckets_have_holds_due_sweeps_and_grows(inv: Inventory, clock: ManualClock) -> None:
+    make_product(inv, "B", stock=40)
+    for reservation in fill(inv, "B", LIGHT_HOLDS + 1):
+        inv.reservations.release(reservation.id)
+    mine = inv.reservations.reserve("me", {"B": 1}, ttl_seconds=600)
+    fill(inv, "B", 39, ttl=10)
+    clock.advance(11)
+    inv.reservations.amend(mine.id, {"B": 4})
+    assert inv.reservations.get(mine.id).lines[0].qty == 4
+    s = stock(inv, "B")
+    assert (s.available, s.held) == (36, 4)
+    assert_buckets_consistent(inv, "B")
+    assert_invariant(s)
