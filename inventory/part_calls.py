@@ -153,7 +153,8 @@ class PartCalls:
     def release_lines(self, part: Partition, token: str, skus: list[str], user_id: str, mode: str) -> list[Any]:
         return self.ctx.run(
             "release",
-            [part.reservation(token), part.expiries, part.dirty] + self.ctx.line_keys(skus, token) + [part.record_bucket(token)],
+            [part.reservation(token), part.expiries, part.dirty, *self.ctx.line_keys(skus, token),
+             part.record_bucket(token)],
             [token, user_id, mode, self.settings.record_retention_seconds * 1000, *skus],
         )
 

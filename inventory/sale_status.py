@@ -69,8 +69,8 @@ def read_status(inv: Inventory, skus: Iterable[str], *,
     found = inv.buckets.sum_into({sku: f for sku, f in found.items() if f})
     result = []
     for index, sku in enumerate(skus):
-        light = hold_count(decode_hash(replies[3 * index]))
-        holds, switch = int(replies[3 * index + 1]) + light, replies[3 * index + 2]
+        holds = int(replies[3 * index + 1]) + hold_count(decode_hash(replies[3 * index]))
+        switch = replies[3 * index + 2]
         fields = found.get(sku)
         if not fields:
             raise ProductNotFound("No such product.", sku=sku)

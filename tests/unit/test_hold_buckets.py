@@ -151,7 +151,8 @@ def test_a_hold_taken_before_the_buckets_is_still_found(inv: Inventory) -> None:
     assert_invariant(stock(inv, "OLD"))
 
 
-def test_an_amend_refused_while_other_buckets_have_holds_due_sweeps_and_grows(inv: Inventory, clock: ManualClock) -> None:
+def test_an_amend_refused_while_other_buckets_have_holds_due_sweeps_and_grows(inv: Inventory,
+                                                                             clock: ManualClock) -> None:
     make_product(inv, "B", stock=40)
     for reservation in fill(inv, "B", LIGHT_HOLDS + 1):
         inv.reservations.release(reservation.id)

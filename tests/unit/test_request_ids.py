@@ -74,7 +74,8 @@ def test_the_scripts_themselves_refuse_a_malformed_request_id(inv: Inventory, sc
 
     with pytest.raises(InvalidArgument):
         inv.ctx.run(script, [part.reservation(token), part.expiries, part.dirty, part.outbox,
-                             part.user_orders("alice")] + inv.ctx.line_keys(["HOT"], token) + [part.record_bucket(token)],
+                             part.user_orders("alice"), *inv.ctx.line_keys(["HOT"], token),
+                             part.record_bucket(token)],
                     [token, *head, 60_000, "HOT", "bad id"])
 
     assert stock(inv).held == 2 and inv.redis.xlen(part.outbox) == before
