@@ -132,6 +132,20 @@ def used_memory(client: "redis.Redis | RedisCluster", wait_s: float = 10.0) -> i
         time.sleep(0.1)
 
 
+def keyspace_tables(client: "redis.Redis | RedisCluster") -> int:
+    """Bytes of the keyspace's own hash tables (MEMORY STATS, db 0 main and expires), summed over the
+    masters: a table doubles when a node's key count passes a power of two, which INFO counts against
+    whatever measurement is running then."""
+    if isinstance(client, RedisCluster):
+        total = 0
+        for node in client.get_primaries():
+            with redis.Redis(host=node.host, port=node.port) as one:
+                total += keyspace_tables(one)
+        return total
+    db = client.memory_stats().get("db.0", {})
+    return int(db.get("overhead.hashtable.main", 0)) + int(db.get("overhead.hashtable.expires", 0))
+
+
 def settle(inv: Inventory) -> None:
     """Empty every partition's outbox and dirty set, as a persistence drain and a reconciliation would."""
     for part in inv.keys.parts:
@@ -227,10 +241,11 @@ def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: li
     flat = [k for group in shared.values() for k in group]
     held0 = sum(int(client.hget(keys.sku(s).stock, "held") or 0) for s in distinct)
     settle(inv)
+    tables0 = keyspace_tables(client)  # first: its connection is gone before used_memory is read
     before, mem0 = usage(client, flat), used_memory(client)
     tokens = [ids.token_of(inv.reservations.reserve(user, {sku: 1}).id, "r") or "" for user, sku in zip(users, skus)]
     settle(inv)
-    mem1, after = used_memory(client), usage(client, flat)
+    mem1, after, tables1 = used_memory(client), usage(client, flat), keyspace_tables(client)
     records = usage(client, [keys.reservation(t) for t in tokens])  # 0 for a record packed in its bucket
     n = len(tokens)
     parts = {"record hash (own key)": sum(records.values()) / n}
@@ -243,6 +258,7 @@ def measure_reservations(inv: Inventory, layout: str, skus: list[str], users: li
     return {
         "layout": layout, "reservations": n, "skus": len(distinct), "user_id_chars": len(users[0]),
         "per_key_b": round(sum(parts.values()), 1), "info_b": round((mem1 - mem0) / n, 1),
+        "keyspace_tables_b": round((tables1 - tables0) / n, 1),  # within info_b: a table doubling, if any
         "parts_b": {k: round(v, 1) for k, v in parts.items()},
         "packed_records": packed,
         "encodings": {"record": text(client.object("encoding", sample_part.record_bucket(tokens[0])
@@ -371,7 +387,8 @@ def summary(result: dict) -> list[str]:
             lines.append(f"per SKU, {r['label']}: per-key {r['per_key_b']} B, INFO {info}; "
                          + "; ".join(dominant(r["parts_b"])))
         for r in doc["per_reservation"]:
-            lines.append(f"per reservation, {r['layout']}: per-key {r['per_key_b']} B, INFO {r['info_b']} B; "
+            lines.append(f"per reservation, {r['layout']}: per-key {r['per_key_b']} B, INFO {r['info_b']} B "
+                         f"(keyspace hash tables {r.get('keyspace_tables_b', 0)} B of it); "
                          + "; ".join(dominant(r["parts_b"])))
         lines.append(f"closed (released) record kept {doc['closed_reservation']['closed_record_ttl_s']} s: "
                      f"{doc['closed_reservation']['closed_record_b']} B")
