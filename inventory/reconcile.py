@@ -238,7 +238,7 @@ def observe(pipe: Any, inv: Inventory, session: Session, sku: str, outbox: Outbo
     outbox = outbox or OutboxView(inv.redis, inv.keys.of_sku(sku).outbox)
     outbox.refresh()  # after WATCH: any later event of this SKU also changes its stock hash
     fields = decode_hash(pipe.hgetall(keys.stock))
-    holds = holds_of(fields, []) + read_holds(pipe, keys)
+    holds = holds_of(fields, []) + read_holds(pipe, keys, inv.redis)
     events = outbox.for_sku(sku)
     base, pending = settled(session, [sku], events)
     return Observation(fields, holds, events, base.get(sku), [m for m in pending if m.sku == sku],

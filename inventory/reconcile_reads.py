@@ -28,7 +28,7 @@ from redis import Redis
 from redis.exceptions import WatchError
 
 from inventory.context import decode_hash, text
-from inventory.holds import bucket_numbers, light_holds
+from inventory.holds import bucket_numbers, light_holds, read_buckets
 from inventory.keys import HOLD_BUCKET, SkuKeys
 from inventory.outbox import Event, OrderEvent, ProductConfigured, StockAdjusted, StreamId, parse_entries
 
@@ -100,10 +100,10 @@ def holds_of(fields: dict[str, str], members: Sequence[Any]) -> list[tuple[str, 
     return parse_holds(members) + [(token, qty, user) for token, qty, user, _ in light_holds(fields)]
 
 
-def read_holds(client: Any, keys: SkuKeys) -> list[tuple[str, int, str]]:
-    """Every hold of a SKU's zset and hold buckets, in ZRANGE slices and one HGETALL per bucket; a
-    snapshot only if the caller WATCHes the stock hash (every hold taken or given back changes it)
-    and the holds zset, and EXEC succeeds."""
+def read_holds(client: Any, keys: SkuKeys, redis: Any) -> list[tuple[str, int, str]]:
+    """Every hold of a SKU's zset (ZRANGE slices on `client`) and hold buckets (one pipelined round trip
+    on `redis`); a snapshot only if the caller WATCHes the stock hash (every hold taken or given back
+    changes it) and the holds zset, and EXEC succeeds, whichever connection read them."""
     holds: list[tuple[str, int, str]] = []
     numbers: list[int] = []
     start = 0
@@ -114,9 +114,8 @@ def read_holds(client: Any, keys: SkuKeys) -> list[tuple[str, int, str]]:
         if len(members) < HOLDS_SLICE:
             break
         start += HOLDS_SLICE
-    for number in numbers:
-        bucket = client.hgetall(keys.hold_bucket(number))
-        holds += [(token, qty, user) for token, qty, user, _ in light_holds(_as_hash(bucket))]
+    for bucket in read_buckets(redis, keys, numbers):
+        holds += [(token, qty, user) for token, qty, user, _ in light_holds(bucket)]
     return holds
 
 
@@ -127,7 +126,7 @@ def read_watched(redis: Redis, keys: SkuKeys) -> SkuRead | None:
             try:
                 pipe.watch(keys.stock, keys.holds)
                 fields = decode_hash(pipe.hgetall(keys.stock))
-                seen = SkuRead(fields, holds_of(fields, []) + read_holds(pipe, keys))
+                seen = SkuRead(fields, holds_of(fields, []) + read_holds(pipe, keys, redis))
                 pipe.multi()
                 pipe.exists(keys.stock)  # EXEC fails if the stock hash or the holds changed since WATCH
                 pipe.execute()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from inventory.keys import HOLD_BUCKETS
@@ -83,6 +84,18 @@ class Model:
     def _due(self, sku: str, now: int) -> bool:
         return any(r.status == "held" and r.exp <= now and sku in r.live for r in self.res.values())
 
+    def _sweeping_when_due(self, attempt: Callable[[], tuple[str, str] | None], now: int) -> str | None:
+        """attempt() -> (error, sku) or None, made up to 4 times: refused sold out on a busy SKU with holds
+        due in other buckets, the SKU is swept first (inventory/part_calls.py, _sweeping_when_due)."""
+        for tries in range(4):
+            error = attempt()
+            if error is None:
+                return None
+            if error[0] != "sold_out" or tries == 3 or not (self.products[error[1]].busy and self._due(error[1], now)):
+                return error[0]
+            self.reclaim(error[1], now)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _check_line(self, sku: str, grow: int, user: str) -> str | None:
         p = self.products.get(sku)
         if p is None:
@@ -97,14 +110,8 @@ class Model:
 
     def reserve(self, rid: str, user: str, lines: dict[str, int], exp: int, now: int) -> str:
         """`rid` is the attempt's id, also when it is refused (its token picks its hold buckets)."""
-        for attempt in range(4):  # the first call and up to 3 more (inventory/part_calls.py, _sweeping_when_due)
-            error = self._try_reserve(rid, user, lines, now)
-            if error is None:
-                break
-            if error[0] != "sold_out" or attempt == 3 or not (self.products[error[1]].busy
-                                                               and self._due(error[1], now)):
-                return error[0]
-            self.reclaim(error[1], now)  # refused while another bucket had holds due: swept, tried again
+        if (error := self._sweeping_when_due(lambda: self._try_reserve(rid, user, lines, now), now)) is not None:
+            return error
         r = self.res[rid] = R(user, dict(lines), exp)
         for sku, q in lines.items():
             p = self.products[sku]
@@ -144,14 +151,8 @@ class Model:
             - sum(1 for s, q in changes.items() if not q and s in r.lines)
         if count < 1:
             return "invalid_argument"
-        for attempt in range(4):  # as reserve: refused while other buckets had holds due, swept, tried again
-            error = self._try_amend(rid, r, changes, now)
-            if error is None:
-                break
-            if error[0] != "sold_out" or attempt == 3 or not (self.products[error[1]].busy
-                                                               and self._due(error[1], now)):
-                return error[0]
-            self.reclaim(error[1], now)
+        if (error := self._sweeping_when_due(lambda: self._try_amend(rid, r, changes, now), now)) is not None:
+            return error
         for sku, q in changes.items():
             grow = q - r.lines.get(sku, 0)
             if grow:

@@ -134,7 +134,7 @@ local function hold_put(stock_key, holds_key, bucket_key, token, qty, user, expi
 end
 
 -- The hold field of token in a hash if it is exactly (qty, user): its field and expiry, else nil.
-local function find_light(hash_key, token, qty, user)
+local function find_hold_field(hash_key, token, qty, user)
   local field = HOLD_PREFIX .. token
   local value = redis.call('HGET', hash_key, field)
   if not value then return nil end
@@ -148,10 +148,10 @@ local function hold_expiry(stock_key, holds_key, bucket_key, token, qty, user)
   local score = redis.call('ZSCORE', holds_key, hold_member(token, qty, user))
   if score then return tonumber(score) end
   if bucket_key then
-    local _, expires = find_light(bucket_key, token, qty, user)
+    local _, expires = find_hold_field(bucket_key, token, qty, user)
     if expires then return expires end
   end
-  local _, expires = find_light(stock_key, token, qty, user)
+  local _, expires = find_hold_field(stock_key, token, qty, user)
   return expires
 end
 
@@ -174,13 +174,13 @@ end
 local function hold_take(stock_key, holds_key, bucket_key, token, qty, user)
   if redis.call('ZREM', holds_key, hold_member(token, qty, user)) == 1 then return 1 end
   if bucket_key then
-    local field = find_light(bucket_key, token, qty, user)
+    local field = find_hold_field(bucket_key, token, qty, user)
     if field then
       drop_bucket_hold(stock_key, holds_key, bucket_key, field)
       return 1
     end
   end
-  local field = find_light(stock_key, token, qty, user)
+  local field = find_hold_field(stock_key, token, qty, user)
   if not field then return 0 end
   drop_light(stock_key, field)
   return 1
@@ -195,8 +195,8 @@ local function hold_retime(stock_key, holds_key, bucket_key, token, qty, user, e
   end
   local at = expires == '+inf' and math.huge or tonumber(expires)
   local home = stock_key
-  local field = bucket_key and find_light(bucket_key, token, qty, user)
-  if field then home = bucket_key else field = find_light(stock_key, token, qty, user) end
+  local field = bucket_key and find_hold_field(bucket_key, token, qty, user)
+  if field then home = bucket_key else field = find_hold_field(stock_key, token, qty, user) end
   if not field then return end
   redis.call('HSET', home, field, hold_value(at, qty, user))
   if home == bucket_key then

@@ -60,7 +60,7 @@ class SerialTokens:
     """Stands in for ids.new_token: same format, numbered per example, so a replay gets the same tokens."""
 
     def __init__(self) -> None:
-        self._serial = itertools.count(1)
+        self.reset()
 
     def reset(self) -> None:
         self._serial = itertools.count(1)
@@ -73,7 +73,7 @@ class SerialTokens:
 
     def peek(self) -> str:
         """The token the next call will get (for a reserve the model must know, even when refused)."""
-        return f"{getattr(self, 'issued', 0) + 1:09d}{0:012d}"
+        return f"{self.issued + 1:09d}{0:012d}"
 
 
 TOKENS = SerialTokens()

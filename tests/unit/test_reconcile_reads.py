@@ -34,7 +34,7 @@ def test_outbox_view_reads_every_entry_in_slices_then_only_the_new_tail(inv: Inv
 def test_read_skus_matches_whole_reads_for_small_and_large_skus(inv: Inventory, tiny: None) -> None:
     for n in range(3):
         make_product(inv, f"S{n}", stock=50)
-    for i in range(9):  # S0: 9 holds (over one slice); S1: 1; S2: none
+    for i in range(30):  # S0: 30 holds (over one slice; the 17th on in hold buckets); S1: 1; S2: none
         inv.reservations.reserve(f"u{i}", {"S0": 1, "S1": 1} if i == 0 else {"S0": 1})
     reads = read_skus(inv.redis, ["S0", "S1", "S2", "NOPE"], inv.keys.sku)
     for sku in ("S0", "S1", "S2"):
