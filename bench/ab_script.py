@@ -1,12 +1,13 @@
 """A/B of one Lua script against its version at an earlier git revision: Redis's own µs per call.
 
-    .venv/bin/python -m bench.ab_script [--script reserve] [--rev a5c71bc] [--rounds 6] [--calls 20000]
+    .venv/bin/python -m bench.ab_script [--script reserve] [--rev a5c71bc] [--rounds 6] [--calls 20000] [--skus 1] [--limit 0]
 
 For a change on a hot path that only touches a script. Both versions (the old one spliced with the
 includes of its own revision) are loaded into one redis-server; rounds alternate A and B, each on a
 fresh SKU: `calls` one-unit reserves by distinct users through the core, first while stock lasts
 (holds: answers 0) and then against the sold-out SKU (answers sold_out), the two shapes of the
-hot-SKU scenario. Per phase, INFO commandstats gives the EVALSHA microseconds spent inside Redis;
+hot-SKU scenario; with `--skus N` the reserves go round-robin over N SKUs (N >= calls / 16: every
+hold stays a light one, the one-hold-per-SKU shape), with `--limit L` under a per-user limit. Per phase, INFO commandstats gives the EVALSHA microseconds spent inside Redis;
 the result is the new version's µs per call divided by the old one's, per round and as the median.
 Counters are checked after every phase (held == successes, avail + held == stock).
 """
@@ -59,19 +60,20 @@ def _evalsha_usec(client: redis.Redis) -> tuple[int, int]:
     return int(stats.get("calls", 0)), int(stats.get("usec", 0))
 
 
-def _phase(inv: Inventory, sku: str, calls: int, stock: int) -> dict[str, float]:
-    """`calls` reserves of one unit by distinct users; Redis µs per call, and the answers."""
+def _phase(inv: Inventory, skus: list[str], calls: int, stock: int) -> dict[str, float]:
+    """`calls` reserves of one unit by distinct users, round-robin over `skus` (`stock` units in all);
+    Redis µs per call, and the answers."""
     before = _evalsha_usec(inv.redis)
     held = refused = 0
     for n in range(calls):
         try:
-            inv.reservations.reserve(f"u{n}-{time.monotonic_ns()}", {sku: 1}, ttl_seconds=3600)
+            inv.reservations.reserve(f"u{n}-{time.monotonic_ns()}", {skus[n % len(skus)]: 1}, ttl_seconds=3600)
             held += 1
         except SoldOut:
             refused += 1
     after = _evalsha_usec(inv.redis)
-    level = inv.catalog.get(sku).stock
-    assert level.available + level.held == stock and level.sold == 0, level
+    levels = [inv.catalog.get(sku).stock for sku in skus]
+    assert sum(lv.available + lv.held for lv in levels) == stock and not any(lv.sold for lv in levels), levels
     assert (held, refused) in ((calls, 0), (0, calls)), (held, refused)  # all holds, then all sold out
     return {"calls": after[0] - before[0], "us_per_call": (after[1] - before[1]) / max(after[0] - before[0], 1),
             "held": held, "sold_out": refused}
@@ -84,11 +86,13 @@ def alternate(rounds: int, first: str, second: str,
         yield r, {label: measure(r, label) for label in ((first, second) if r % 2 == 0 else (second, first))}
 
 
-def run(script: str, rev: str, rounds: int, calls: int, redis_url: str) -> dict[str, Any]:
+def run(script: str, rev: str, rounds: int, calls: int, redis_url: str, skus: int = 1,
+        limit: int = 0) -> dict[str, Any]:
     settings = Settings(redis_url=redis_url, key_prefix=f"abscript{int(time.time())}")
     old, layout = _old_source(script, rev)
     variants = {"old": old, "new": load_sources()[script].source}
-    out: dict[str, Any] = {"script": script, "old_rev": rev, "calls": calls, "rounds": []}
+    out: dict[str, Any] = {"script": script, "old_rev": rev, "calls": calls, "skus": skus, "limit": limit,
+                           "rounds": []}
     inv = Inventory.from_settings(settings)
     evalsha = inv.ctx.scripts._evalsha
 
@@ -103,10 +107,12 @@ def run(script: str, rev: str, rounds: int, calls: int, redis_url: str) -> dict[
     def measure(r: int, label: str) -> dict[str, Any]:
         inv.ctx.scripts._scripts[script] = inv.redis.register_script(variants[label])
         inv.ctx.scripts._evalsha = old_evalsha if label == "old" and script == "reserve" else evalsha
-        sku = f"AB{r}{label}"
-        inv.catalog.configure(sku, name=sku, price=100, currency="USD", per_user_limit=0)
-        inv.catalog.adjust_stock(sku, set_total=calls, reason="seed")
-        return {"holds": _phase(inv, sku, calls, calls), "sold_out": _phase(inv, sku, calls, calls)}
+        names = [f"AB{r}{label}-{j}" for j in range(skus)]
+        for sku in names:
+            inv.catalog.configure(sku, name=sku, price=100, currency="USD", per_user_limit=limit)
+            inv.catalog.adjust_stock(sku, set_total=calls // skus, reason="seed")
+        stock = calls // skus * skus
+        return {"holds": _phase(inv, names, stock, stock), "sold_out": _phase(inv, names, stock, stock)}
 
     try:
         for r, row in alternate(rounds, "old", "new", measure):
@@ -129,9 +135,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--skus", type=int, default=1, help="SKUs the reserves go round-robin over")
+    parser.add_argument("--limit", type=int, default=0, help="per-user limit of every SKU (0: none)")
     parser.add_argument("--label", default="")
     args = parser.parse_args()
-    result = run(args.script, args.rev, args.rounds, args.calls, args.redis_url)
+    result = run(args.script, args.rev, args.rounds, args.calls, args.redis_url, args.skus, args.limit)
     name = f"ab_script_{args.script}{'_' + args.label if args.label else ''}.json"
     (RESULTS / name).write_text(json.dumps(result, indent=2) + "\n")
     print(f"median new/old: holds {result['median_ratio_holds']:.3f}, sold out "

@@ -7,9 +7,16 @@ every SKU with one hold ~150 B; the 17th hold, or the waitlist's pool, moves all
 ('hn' = 'z'). A busy SKU's reservations then hold in the hold bucket their token picks (hashes of
 nothing but such fields, listed in the zset as 'k:<n>' no later than their earliest); its other holds
 are zset members '<token>|<qty>|<user>' scored by expiry.
+
+A light hold's owner part is '~<user>', or '_' and a lower-case UUID's 16 bytes in base64url, when the
+hold carries its units itself (they are in no buyer count: inventory/buyers.py adds them); a bare user
+(a light hold from before that) and every hold elsewhere are counted in the buyer's count as well.
 """
 
 from __future__ import annotations
+
+import base64
+import uuid
 
 from typing import Any, Mapping, Sequence
 
@@ -22,17 +29,44 @@ BOUND_FIELD = "he"  # at or before the earliest light hold's expiry (ms)
 BUCKETED_FIELD = "hk"  # holds in hold buckets minus the buckets' entries in the holds zset
 IN_ZSET = "z"
 INF = float("inf")
+OWN_MARK, UUID_MARK = "~", "_"  # a light hold carrying its units: '~<user>', '_<UUID in base64url>'
 
 
-def light_holds(fields: Mapping[Any, Any]) -> list[tuple[str, int, str, float]]:
-    """(token, qty, user, expires ms or inf) of every light hold in a stock hash, soonest first."""
+def owner_of(part: str) -> tuple[str, bool]:
+    """The user of a hold value's owner part, and whether the hold's units are in the buyer's count."""
+    if part.startswith(UUID_MARK):
+        return str(uuid.UUID(bytes=base64.urlsafe_b64decode(part[1:] + "=="))), False
+    if part.startswith(OWN_MARK):
+        return part[1:], False
+    return part, True
+
+
+def hold_fields(fields: Mapping[Any, Any]) -> list[tuple[str, int, str, float, bool]]:
+    """(token, qty, user, expires ms or inf, counted in the buyer's count) of every hold field in a hash."""
     holds = []
     for name, value in fields.items():
         field = text(name)
         if field.startswith(HOLD_PREFIX):
-            expires, qty, user = text(value).split("|", 2)
-            holds.append((field[len(HOLD_PREFIX):], int(qty), user, INF if expires == "inf" else float(expires)))
-    return sorted(holds, key=lambda hold: hold[3])
+            expires, qty, part = text(value).split("|", 2)
+            user, counted = owner_of(part)
+            holds.append((field[len(HOLD_PREFIX):], int(qty), user, INF if expires == "inf" else float(expires),
+                          counted))
+    return holds
+
+
+def light_holds(fields: Mapping[Any, Any]) -> list[tuple[str, int, str, float]]:
+    """(token, qty, user, expires ms or inf) of every light hold in a stock hash (or hold bucket), soonest first."""
+    return sorted(((token, qty, user, expires) for token, qty, user, expires, _ in hold_fields(fields)),
+                  key=lambda hold: hold[3])
+
+
+def carried_units(stock: Mapping[Any, Any]) -> dict[str, int]:
+    """user -> units in a stock hash's light holds that carry their units themselves (in no buyer count)."""
+    units: dict[str, int] = {}
+    for _token, qty, user, _expires, counted in hold_fields(stock):
+        if not counted:
+            units[user] = units.get(user, 0) + qty
+    return units
 
 
 def light_bound(raw: Any) -> float | None:

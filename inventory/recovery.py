@@ -28,7 +28,7 @@ from inventory.buyers import HEAVY, LIGHT_PREFIX, MODE_FIELD
 from inventory.context import text
 from inventory.engine import Inventory
 from inventory.errors import Unavailable
-from inventory.holds import BUCKETED_FIELD, bucketed_offset
+from inventory.holds import BUCKETED_FIELD, bucketed_offset, carried_units
 from inventory.keys import Partition
 from inventory.ledger import LedgerBusy, all_skus, buyer_units, has_data
 from inventory.outbox import ZERO_ID, StreamId
@@ -290,9 +290,13 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
                     pipe.reset()
                     return None
                 buyers = buyer_units(session, sku, seen.events, inv.keys.partitions)
+                carried = carried_units(seen.fields)  # light holds that stay and count their own units
                 for _token, qty, user in seen.holds:
                     if user:  # the waitlist's pool of set-aside units belongs to no buyer
                         buyers[user] = buyers.get(user, 0) + qty
+                for user, qty in carried.items():
+                    buyers[user] -= qty
+                buyers = {user: units for user, units in buyers.items() if units}
                 layout = {} if seen.fields.get("bk") or seen.fields.get("bq") else \
                     _split_layout(session, sku, inv.keys.partitions)
                 bucketed = bucketed_offset(inv.redis, keys)  # after WATCH: a hold taken since fails EXEC

@@ -77,7 +77,7 @@ class Waitlists:
         pipe.hget(self.ctx.keys.sku(layout.sku).stock, "limit")
         queue_units_of(pipe, self.ctx.keys.sku(layout.quota_for(user_id)), user_id)
         replies = pipe.execute()
-        limit, already = int(replies[-3] or 0), units_of(*replies[-2:])
+        limit, already = int(replies[-3] or 0), units_of(user_id, *replies[-2:])
         now_ms = self.ctx.now_ms()
         available = 0
         for name, (avail, bound), first in zip(layout.buckets, replies[0:-3:2], replies[1:-3:2]):

@@ -99,7 +99,7 @@ for i = 1, n do
   local base = 4 + 5 * (i - 1)
   if news[i] > olds[i] then
     reclaim_expired(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], now, 1000)
-    set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2])  -- buyers waiting come first
+    set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3])  -- buyers waiting come first
   end
 end
 
@@ -134,19 +134,24 @@ for i = 1, n do
   local base = 4 + 5 * (i - 1)
   local grow = news[i] - olds[i]
   if grow ~= 0 then
+    local counted = 0  -- the change to the owner's count: the units of the holds that are in it
     if olds[i] > 0 then
-      hold_take(KEYS[base + 1], KEYS[base + 2], KEYS[base + 4], token, olds[i], owner)
+      local _, was = hold_take(KEYS[base + 1], KEYS[base + 2], KEYS[base + 4], token, olds[i], owner)
+      if was then counted = -olds[i] end
     end
     redis.call('HINCRBY', KEYS[base + 1], 'avail', -grow)
     redis.call('HINCRBY', KEYS[base + 1], 'held', grow)
-    add_buyer_units(KEYS[base + 1], KEYS[base + 3], owner, grow)
     redis.call('SADD', KEYS[3], skus[i])
     if grow < 0 then
-      set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2])
+      set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3])
       announce_available(KEYS[base + 1])
     end
+    if news[i] > 0 and hold_put(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], token, news[i],
+        owner, expires) then
+      counted = counted + news[i]
+    end
+    add_buyer_units(KEYS[base + 1], KEYS[base + 3], owner, counted)
     if news[i] > 0 then
-      hold_put(KEYS[base + 1], KEYS[base + 2], KEYS[base + 4], token, news[i], owner, expires)
       index_hold_expiry(KEYS[2], KEYS[base + 5], skus[i], expires)
       record_set(R, 'l:' .. skus[i], news[i])
       if olds[i] == 0 then record_set(R, 'p:' .. skus[i], prices[i]) end

@@ -139,7 +139,7 @@ for i = 1, n do
   local avail = tonumber(s[1])
   if avail > 0 and (to_int(s[10]) > to_int(s[11]) or s[14]) then  -- buyers wait: they come first (admin adds,
                                                                      -- resumes; 'wl': in bucket 0's queue)
-    avail = avail - set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2])
+    avail = avail - set_aside_for_waitlist(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3])
   end
   if avail < qtys[i] then
     -- how long this refusal stays true at most: until the SKU's next hold expires (-1: none will)
@@ -151,7 +151,7 @@ for i = 1, n do
   end
   local limit = to_int(s[2])
   if limit > 0 then
-    local already = buyer_units(KEYS[base + 1], KEYS[base + 3], user, s[15])
+    local already = buyer_units(KEYS[base + 1], KEYS[base + 3], user, s[15], s[16])
     if already + qtys[i] > limit then return {-4, skus[i], limit, already} end
   end
   prices[i] = to_int(s[6])
@@ -174,9 +174,12 @@ for i = 1, n do
   local base = 4 + 5 * (i - 1)
   redis.call('HINCRBY', KEYS[base + 1], 'avail', -qtys[i])
   redis.call('HINCRBY', KEYS[base + 1], 'held', qtys[i])
-  hold_put(KEYS[base + 1], KEYS[base + 2], KEYS[base + 4], token, qtys[i], user, expires, hold_modes[i])
+  if hold_put(KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4], token, qtys[i], user, expires,
+      hold_modes[i]) then
+    -- moving light holds out may have counted their buyers, 'bn' with them
+    add_buyer_units(KEYS[base + 1], KEYS[base + 3], user, qtys[i], hold_modes[i] == 'z' and buyer_modes[i] or nil)
+  end
   index_hold_expiry(KEYS[2], KEYS[base + 5], skus[i], expires)
-  add_buyer_units(KEYS[base + 1], KEYS[base + 3], user, qtys[i], buyer_modes[i])
   redis.call('SADD', KEYS[3], skus[i])
   if windows[i][1] == minute then
     redis.call('HINCRBY', KEYS[base + 1], 'rc', 1)

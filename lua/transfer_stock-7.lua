@@ -61,7 +61,7 @@ if mode == 'reclaim' then
 elseif mode == 'flag' then
   if to_int(s[6]) < units then redis.call('HSET', KEYS[1], 'wl', units) end
   reclaim_expired(KEYS[1], KEYS[6], KEYS[7], nil, now, 1000)  -- sets their units aside, the bucket being flagged
-  set_aside_for_waitlist(KEYS[1], KEYS[6])
+  set_aside_for_waitlist(KEYS[1], KEYS[6], KEYS[7])
   return {0, to_int(redis.call('HGET', KEYS[1], 'owe'))}
 elseif mode == 'unflag' then
   if not s[6] then return {0, 0} end
@@ -101,7 +101,7 @@ redis.call('SADD', KEYS[2], sku)
 redis.call('XADD', KEYS[3], '*', 'type', 'stock_adjusted', 'sku', sku, 'delta', units, 'total', total,
   'ver', version, 'reason', 'move:' .. id, 'ts', now)
 if units > 0 then
-  set_aside_for_waitlist(KEYS[1], KEYS[6])
+  set_aside_for_waitlist(KEYS[1], KEYS[6], KEYS[7])
   announce_available(KEYS[1])
 end
 return {0, math.abs(units)}

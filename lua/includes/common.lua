@@ -38,7 +38,7 @@ local function as_score(v)
 end
 
 -- A SKU's open holds live in one of three places. A SKU with few holds ("light") keeps each as a field
--- 'h:<token>' = '<expires ms | inf>|<qty>|<user>' of its stock hash, with 'hn' = how many and 'he' = a
+-- 'h:<token>' = '<expires ms | inf>|<qty>|<owner>' of its stock hash, with 'hn' = how many and 'he' = a
 -- bound at or before the earliest one's expiry (exact after a scan): a holds key of its own would cost
 -- ~140-170 B more per SKU, paid by every SKU with one hold. The (LIGHT_HOLDS + 1)-th hold, a value too
 -- long for a listpack, or the waitlist's pool moves every hold to the holds zset for good ('hn' = 'z').
@@ -51,19 +51,157 @@ end
 -- (the token's, or the due one the sweeper names; inventory/holds.py reads them all). A SKU whose holds
 -- zset the older version filled (no 'hn') moves to 'z' at its next hold. Only the helpers below touch
 -- holds.
+-- A hold's units count as its user's (buyer_units below). A light hold's owner part says how: '~<user>',
+-- or '_' and a lower-case UUID's 16 bytes in base64url (22 characters), is a hold whose units are in no
+-- buyer count, buyer_units adding them from the hold itself (a 'b:<user>' count beside it would cost a
+-- SKU with one hold ~45 B more); a bare user (a light hold taken before that, user ids start with a
+-- letter or digit) and every hold elsewhere are counted in the buyer's count as well. Moving light holds
+-- out counts them there.
 local LIGHT_HOLDS = 16
 local HOLD_PREFIX = 'h:'
 local BUCKET_PREFIX = 'k:'
+local OWN_MARK, UUID_MARK = '~', '_'
+local UUID = '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$'
+local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 
+local function is_lower_uuid(user)
+  return #user == 36 and string.find(user, UUID) ~= nil and not string.find(user, '[A-F]')
+end
+
+-- A lower-case UUID's 128 bits in base64url without padding: three hex digits make two characters.
+local function uuid_to_b64(user)
+  local hex = string.gsub(user, '-', '') .. '0'  -- 33 digits: the last pair's padding bits
+  local out = {}
+  for i = 1, 31, 3 do
+    local n = tonumber(string.sub(hex, i, i + 2), 16)
+    out[#out + 1] = string.sub(B64, math.floor(n / 64) + 1, math.floor(n / 64) + 1)
+    out[#out + 1] = string.sub(B64, n % 64 + 1, n % 64 + 1)
+  end
+  return table.concat(out)
+end
+
+local function b64_to_uuid(b64)
+  local hex = {}
+  for i = 1, 21, 2 do
+    local n = (string.find(B64, string.sub(b64, i, i), 1, true) - 1) * 64
+      + string.find(B64, string.sub(b64, i + 1, i + 1), 1, true) - 1
+    hex[#hex + 1] = string.format('%03x', n)
+  end
+  local h = string.sub(table.concat(hex), 1, 32)
+  return string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-' .. string.sub(h, 13, 16) .. '-'
+    .. string.sub(h, 17, 20) .. '-' .. string.sub(h, 21, 32)
+end
+
+local function hold_value(expires, qty, user)
+  return as_score(expires) .. '|' .. qty .. '|' .. user
+end
+
+-- The value of a light hold whose units are in no buyer count.
+local function own_value(expires, qty, user)
+  if is_lower_uuid(user) then return hold_value(expires, qty, UUID_MARK .. uuid_to_b64(user)) end
+  return hold_value(expires, qty, OWN_MARK .. user)
+end
+
+-- expires (ms or math.huge), qty, user of a hold field's value, and whether its units are counted in
+-- the buyer's count (false for a light hold that carries them itself).
 local function light_hold(value)
-  local expires, qty, user = string.match(value, '^([^|]+)|(%d+)|(.*)$')
-  if expires == 'inf' then return math.huge, tonumber(qty), user end
-  return tonumber(expires), tonumber(qty), user
+  local expires, qty, owner = string.match(value, '^([^|]+)|(%d+)|(.*)$')
+  local mark, user, counted = string.sub(owner, 1, 1), owner, true
+  if mark == UUID_MARK then
+    user, counted = b64_to_uuid(string.sub(owner, 2)), false
+  elseif mark == OWN_MARK then
+    user, counted = string.sub(owner, 2), false
+  end
+  if expires == 'inf' then return math.huge, tonumber(qty), user, counted end
+  return tonumber(expires), tonumber(qty), user, counted
 end
 
 local function holds_mode(stock_key, hn)
   if hn == nil then return redis.call('HGET', stock_key, 'hn') end
   return hn
+end
+
+-- Units of `user` in light holds that carry them themselves (none once the holds are in the zset).
+local function own_light_units(stock_key, user, hn)
+  if to_int(holds_mode(stock_key, hn)) <= 0 then return 0 end
+  local fields, units = redis.call('HGETALL', stock_key), 0
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 2) == HOLD_PREFIX then
+      local _, qty, u, counted = light_hold(fields[i + 1])
+      if u == user and not counted then units = units + qty end
+    end
+  end
+  return units
+end
+
+-- A user's units of one SKU (held, plus ordered where the SKU has a per-user limit) are counted in one
+-- of two places, besides the light holds that carry their own. A SKU with few buyers ("light") counts
+-- each as a field 'b:<user>' of its stock hash, with 'bn' = how many: a buyers key of its own would cost
+-- ~100 B more per SKU. The (LIGHT_BUYERS + 1)-th buyer, or a field too long for a listpack, moves every
+-- count to the buyers hash for good ('bn' = 'h'), where a hot SKU's thousands of buyers belong. A SKU
+-- counted before light buyers existed (buyers hash, no 'bn') moves to 'h' at its next new buyer.
+-- inventory/buyers.py reads all three. `bn` is the stock hash's 'bn' when the caller read it already
+-- (false = absent), nil to read it here; `hn` likewise.
+local LIGHT_BUYERS = 16
+
+local function buyers_mode(stock_key, bn)
+  if bn == nil then return redis.call('HGET', stock_key, 'bn') end
+  return bn
+end
+
+local function buyer_units(stock_key, buyers_key, user, bn, hn)
+  local units = to_int(redis.call('HGET', buyers_key, user)) + own_light_units(stock_key, user, hn)
+  if buyers_mode(stock_key, bn) ~= 'h' then units = units + to_int(redis.call('HGET', stock_key, 'b:' .. user)) end
+  return units
+end
+
+-- Every light count into the buyers hash; the SKU counts there from now on.
+local function move_buyers_out(stock_key, buyers_key)
+  local fields = redis.call('HGETALL', stock_key)
+  local moved = {}
+  for i = 1, #fields, 2 do
+    if string.sub(fields[i], 1, 2) == 'b:' then
+      redis.call('HINCRBY', buyers_key, string.sub(fields[i], 3), fields[i + 1])
+      moved[#moved + 1] = fields[i]
+    end
+  end
+  if #moved > 0 then redis.call('HDEL', stock_key, unpack(moved)) end
+  redis.call('HSET', stock_key, 'bn', 'h')
+end
+
+-- Adds delta to a user's count of one SKU; a count that reaches zero goes, to keep the hash small.
+-- Units taken back come off the buyers hash first (an older count), then off the light field.
+local function add_buyer_units(stock_key, buyers_key, user, delta, bn)
+  if delta == 0 then return end
+  bn = buyers_mode(stock_key, bn)
+  local field = 'b:' .. user
+  if delta < 0 then
+    if bn == 'h' or redis.call('HEXISTS', buyers_key, user) == 1 then
+      local units = redis.call('HINCRBY', buyers_key, user, delta)
+      if units <= 0 then redis.call('HDEL', buyers_key, user) end
+      return
+    end
+    local units = to_int(redis.call('HGET', stock_key, field)) + delta
+    if units > 0 then
+      redis.call('HSET', stock_key, field, units)
+    elseif redis.call('HDEL', stock_key, field) == 1 and redis.call('HINCRBY', stock_key, 'bn', -1) <= 0 then
+      redis.call('HDEL', stock_key, 'bn')
+    end
+    return
+  end
+  if bn ~= 'h' then
+    if redis.call('HEXISTS', stock_key, field) == 1 then
+      redis.call('HINCRBY', stock_key, field, delta)
+      return
+    end
+    if to_int(bn) < LIGHT_BUYERS and #field <= LIGHT_FIELD_MAX and redis.call('EXISTS', buyers_key) == 0 then
+      redis.call('HSET', stock_key, field, delta)
+      redis.call('HINCRBY', stock_key, 'bn', 1)
+      return
+    end
+    move_buyers_out(stock_key, buyers_key)
+  end
+  redis.call('HINCRBY', buyers_key, user, delta)
 end
 
 -- Lowers a hash's earliest-expiry bound ('he') to `expires` if it is earlier.
@@ -78,14 +216,16 @@ local function bucket_member(bucket_key)
   return BUCKET_PREFIX .. string.match(bucket_key, ':(%d+)$')
 end
 
--- Every light hold into the holds zset; the SKU keeps its holds there (and in buckets) from now on.
-local function move_holds_out(stock_key, holds_key)
+-- Every light hold into the holds zset, its units into its buyer's count where the hold carried them;
+-- the SKU keeps its holds there (and in buckets) from now on.
+local function move_holds_out(stock_key, holds_key, buyers_key)
   local fields = redis.call('HGETALL', stock_key)
   local moved = {'hn', 'he'}
   for i = 1, #fields, 2 do
     if string.sub(fields[i], 1, 2) == HOLD_PREFIX then
-      local expires, qty, user = light_hold(fields[i + 1])
+      local expires, qty, user, counted = light_hold(fields[i + 1])
       redis.call('ZADD', holds_key, as_score(expires), hold_member(string.sub(fields[i], 3), qty, user))
+      if not counted then add_buyer_units(stock_key, buyers_key, user, qty) end
       moved[#moved + 1] = fields[i]
     end
   end
@@ -93,12 +233,8 @@ local function move_holds_out(stock_key, holds_key)
   redis.call('HSET', stock_key, 'hn', 'z')
 end
 
-local function holds_in_zset(stock_key, holds_key)
-  if holds_mode(stock_key) ~= 'z' then move_holds_out(stock_key, holds_key) end
-end
-
-local function hold_value(expires, qty, user)
-  return as_score(expires) .. '|' .. qty .. '|' .. user
+local function holds_in_zset(stock_key, holds_key, buyers_key)
+  if holds_mode(stock_key) ~= 'z' then move_holds_out(stock_key, holds_key, buyers_key) end
 end
 
 -- The stock hash's 'hk' is the number of holds in hold buckets minus the buckets listed in the holds
@@ -109,18 +245,19 @@ end
 
 -- A new hold (the token holds nothing on this SKU yet). `bucket_key` is the token's hold bucket, or
 -- nil for a hold that is no reservation's own (a waitlist offer). `hn` as in holds_mode.
-local function hold_put(stock_key, holds_key, bucket_key, token, qty, user, expires, hn)
+-- True when the caller is to count its units in the buyer's count (a light hold carries them itself).
+local function hold_put(stock_key, holds_key, buyers_key, bucket_key, token, qty, user, expires, hn)
   hn = holds_mode(stock_key, hn)
   if hn ~= 'z' then
-    local field, value = HOLD_PREFIX .. token, hold_value(expires, qty, user)
+    local field, value = HOLD_PREFIX .. token, own_value(expires, qty, user)
     if to_int(hn) < LIGHT_HOLDS and #value <= LIGHT_FIELD_MAX and #field <= LIGHT_FIELD_MAX
         and redis.call('EXISTS', holds_key) == 0 then
       redis.call('HSET', stock_key, field, value)
       redis.call('HINCRBY', stock_key, 'hn', 1)
       lower_light_bound(stock_key, expires)
-      return
+      return false
     end
-    move_holds_out(stock_key, holds_key)
+    move_holds_out(stock_key, holds_key, buyers_key)
   end
   if bucket_key then
     redis.call('HSET', bucket_key, HOLD_PREFIX .. token, hold_value(expires, qty, user))
@@ -128,19 +265,21 @@ local function hold_put(stock_key, holds_key, bucket_key, token, qty, user, expi
     if redis.call('ZADD', holds_key, 'LT', expires, bucket_member(bucket_key)) == 0 then
       count_bucket_holds(stock_key, 1)
     end
-    return
+    return true
   end
   redis.call('ZADD', holds_key, expires, hold_member(token, qty, user))
+  return true
 end
 
--- The hold field of token in a hash if it is exactly (qty, user): its field and expiry, else nil.
+-- The hold field of token in a hash if it is exactly (qty, user): its field, expiry and whether its
+-- units are counted in the buyer's count; else nil.
 local function find_hold_field(hash_key, token, qty, user)
   local field = HOLD_PREFIX .. token
   local value = redis.call('HGET', hash_key, field)
   if not value then return nil end
-  local expires, q, u = light_hold(value)
+  local expires, q, u, counted = light_hold(value)
   if q ~= qty or u ~= user then return nil end
-  return field, expires
+  return field, expires, counted
 end
 
 -- When the hold (token, qty, user) expires (math.huge: never), or nil when it is not held.
@@ -170,20 +309,21 @@ local function drop_bucket_hold(stock_key, holds_key, bucket_key, field)
   end
 end
 
--- Removes the hold (token, qty, user) once: 1 if it was held, 0 if not.
+-- Removes the hold (token, qty, user) once: 1 if it was held, 0 if not; and whether its units are
+-- counted in the buyer's count (the caller takes them off there where they were).
 local function hold_take(stock_key, holds_key, bucket_key, token, qty, user)
-  if redis.call('ZREM', holds_key, hold_member(token, qty, user)) == 1 then return 1 end
+  if redis.call('ZREM', holds_key, hold_member(token, qty, user)) == 1 then return 1, true end
   if bucket_key then
     local field = find_hold_field(bucket_key, token, qty, user)
     if field then
       drop_bucket_hold(stock_key, holds_key, bucket_key, field)
-      return 1
+      return 1, true
     end
   end
-  local field = find_hold_field(stock_key, token, qty, user)
-  if not field then return 0 end
+  local field, _, counted = find_hold_field(stock_key, token, qty, user)
+  if not field then return 0, false end
   drop_light(stock_key, field)
-  return 1
+  return 1, counted
 end
 
 -- Moves an existing hold's expiry (expires: ms or '+inf'); a hold not held stays absent.
@@ -194,16 +334,16 @@ local function hold_retime(stock_key, holds_key, bucket_key, token, qty, user, e
     return
   end
   local at = expires == '+inf' and math.huge or tonumber(expires)
-  local home = stock_key
   local field = bucket_key and find_hold_field(bucket_key, token, qty, user)
-  if field then home = bucket_key else field = find_hold_field(stock_key, token, qty, user) end
-  if not field then return end
-  redis.call('HSET', home, field, hold_value(at, qty, user))
-  if home == bucket_key then
+  if field then
+    redis.call('HSET', bucket_key, field, hold_value(at, qty, user))
     redis.call('ZADD', holds_key, 'LT', at, bucket_member(bucket_key))
-  else
-    lower_light_bound(home, at)
+    return
   end
+  local light, _, counted = find_hold_field(stock_key, token, qty, user)
+  if not light then return end
+  redis.call('HSET', stock_key, light, counted and hold_value(at, qty, user) or own_value(at, qty, user))
+  lower_light_bound(stock_key, at)
 end
 
 -- Takes up to `batch` - #taken hold fields of a hash expired at `now` into `taken` and returns the
@@ -214,10 +354,10 @@ local function take_due_fields(hash_key, now, batch, taken, counted)
   local bound = math.huge
   for i = 1, #fields, 2 do
     if string.sub(fields[i], 1, 2) == HOLD_PREFIX then
-      local expires, qty, user = light_hold(fields[i + 1])
+      local expires, qty, user, in_count = light_hold(fields[i + 1])
       if expires <= now and #taken < batch then
         if counted then drop_light(hash_key, fields[i]) else redis.call('HDEL', hash_key, fields[i]) end
-        taken[#taken + 1] = {string.sub(fields[i], 3), qty, user}
+        taken[#taken + 1] = {string.sub(fields[i], 3), qty, user, in_count}
       elseif expires < bound then
         bound = expires
       end
@@ -229,9 +369,10 @@ local function take_due_fields(hash_key, now, batch, taken, counted)
   return bound
 end
 
--- Removes up to `batch` holds expired at `now` and returns them as {token, qty, user} triples: due
--- zset members, then the due holds of `bucket_key` (nil: none reachable), then a light SKU's.
--- `he` is the stock hash's 'he' when the caller read it already (false = absent), nil to read it here.
+-- Removes up to `batch` holds expired at `now` and returns them as {token, qty, user, counted in the
+-- buyer's count}: due zset members, then the due holds of `bucket_key` (nil: none reachable), then a
+-- light SKU's. `he` is the stock hash's 'he' when the caller read it already (false = absent), nil to
+-- read it here.
 local function take_due_holds(stock_key, holds_key, bucket_key, now, batch, he)
   local taken, mine, scan = {}, bucket_key and bucket_member(bucket_key), false
   for _, member in ipairs(redis.call('ZRANGEBYSCORE', holds_key, '-inf', now, 'LIMIT', 0, batch)) do
@@ -241,7 +382,7 @@ local function take_due_holds(stock_key, holds_key, bucket_key, now, batch, he)
       local token, qty, user = parse_member(member)
       if qty then
         redis.call('ZREM', holds_key, member)
-        taken[#taken + 1] = {token, qty, user}
+        taken[#taken + 1] = {token, qty, user, true}
       end
     end
   end
@@ -283,74 +424,6 @@ local function first_hold_expiry(stock_key, holds_key)
   return nil
 end
 
--- A user's units of one SKU (held, plus ordered where the SKU has a per-user limit) live in one of two
--- places. A SKU with few buyers ("light") counts each as a field 'b:<user>' of its stock hash, with 'bn'
--- = how many: a buyers key of its own would cost ~100 B more per SKU, paid by every SKU holding one hold.
--- The (LIGHT_BUYERS + 1)-th buyer, or a field too long for a listpack, moves every count to the buyers
--- hash for good ('bn' = 'h'), where a hot SKU's thousands of buyers belong. A SKU counted before light
--- buyers existed (buyers hash, no 'bn') moves to 'h' at its next new buyer. inventory/buyers.py reads both.
--- `bn` is the stock hash's 'bn' when the caller read it already (false = absent), nil to read it here.
-local LIGHT_BUYERS = 16
-
-local function buyers_mode(stock_key, bn)
-  if bn == nil then return redis.call('HGET', stock_key, 'bn') end
-  return bn
-end
-
-local function buyer_units(stock_key, buyers_key, user, bn)
-  local units = to_int(redis.call('HGET', buyers_key, user))
-  if buyers_mode(stock_key, bn) ~= 'h' then units = units + to_int(redis.call('HGET', stock_key, 'b:' .. user)) end
-  return units
-end
-
--- Every light count into the buyers hash; the SKU counts there from now on.
-local function move_buyers_out(stock_key, buyers_key)
-  local fields = redis.call('HGETALL', stock_key)
-  local moved = {}
-  for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 2) == 'b:' then
-      redis.call('HINCRBY', buyers_key, string.sub(fields[i], 3), fields[i + 1])
-      moved[#moved + 1] = fields[i]
-    end
-  end
-  if #moved > 0 then redis.call('HDEL', stock_key, unpack(moved)) end
-  redis.call('HSET', stock_key, 'bn', 'h')
-end
-
--- Adds delta to a user's units of one SKU; a count that reaches zero goes, to keep the hash small.
--- Units taken back come off the buyers hash first (an older count), then off the light field.
-local function add_buyer_units(stock_key, buyers_key, user, delta, bn)
-  bn = buyers_mode(stock_key, bn)
-  local field = 'b:' .. user
-  if delta < 0 then
-    if bn == 'h' or redis.call('HEXISTS', buyers_key, user) == 1 then
-      local units = redis.call('HINCRBY', buyers_key, user, delta)
-      if units <= 0 then redis.call('HDEL', buyers_key, user) end
-      return
-    end
-    local units = to_int(redis.call('HGET', stock_key, field)) + delta
-    if units > 0 then
-      redis.call('HSET', stock_key, field, units)
-    elseif redis.call('HDEL', stock_key, field) == 1 and redis.call('HINCRBY', stock_key, 'bn', -1) <= 0 then
-      redis.call('HDEL', stock_key, 'bn')
-    end
-    return
-  end
-  if bn ~= 'h' then
-    if redis.call('HEXISTS', stock_key, field) == 1 then
-      redis.call('HINCRBY', stock_key, field, delta)
-      return
-    end
-    if to_int(bn) < LIGHT_BUYERS and #field <= LIGHT_FIELD_MAX and redis.call('EXISTS', buyers_key) == 0 then
-      redis.call('HSET', stock_key, field, delta)
-      redis.call('HINCRBY', stock_key, 'bn', 1)
-      return
-    end
-    move_buyers_out(stock_key, buyers_key)
-  end
-  redis.call('HINCRBY', buyers_key, user, delta)
-end
-
 -- Reservation records live in one of two places; scripts read and write them only through the
 -- record helpers below, so no script sees which. An open single-line hold whose record packs into
 -- PACKED_MAX bytes is one field of its partition's record bucket (hash token -> packed record, the
@@ -366,8 +439,6 @@ end
 local PACKED_MAX = 64  -- hash-max-listpack-value: one longer value turns the whole bucket into a hash table
 local US = '\31'
 local SPAN = 4294967296  -- 2^32: the 4-byte fields hold less
-local UUID = '^%x%x%x%x%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$'
-
 -- An integer as Redis would store it (never '1e+14').
 local function as_text(v)
   if type(v) == 'number' then return string.format('%.0f', v) end
@@ -408,7 +479,7 @@ local function pack_hold(user, exp, ct, keep, sku, qty, price, fp)
     if #fp < 16 or string.find(fp, '[^0-9a-f]') then return nil end
     flags, head = 1, hex_to_bytes(string.sub(fp, 1, 16))
   end
-  if #user == 36 and string.find(user, UUID) and not string.find(user, '[A-F]') then
+  if is_lower_uuid(user) then
     flags, user = flags + 2, hex_to_bytes((string.gsub(user, '-', '')))
   end
   local packed = string.char(flags) .. be6(exp) .. be4(ttl) .. be4(left) .. head .. as_text(qty) .. US
@@ -586,13 +657,13 @@ end
 -- and the sweeper moves them to bucket 0.
 local POOL = '~wl'
 
-local function set_aside_for_waitlist(stock_key, holds_key)
+local function set_aside_for_waitlist(stock_key, holds_key, buyers_key)
   local s = redis.call('HMGET', stock_key, 'avail', 'wq', 'owe', 'wl')
   local owe = to_int(s[3])
   local want = s[4] and 1e15 or to_int(s[2])
   local units = math.min(to_int(s[1]), want - owe)
   if units <= 0 then return 0 end
-  holds_in_zset(stock_key, holds_key)  -- the pool never expires and is no buyer's: it lives in the zset
+  holds_in_zset(stock_key, holds_key, buyers_key)  -- the pool never expires and is no buyer's: it lives in the zset
   if owe > 0 then redis.call('ZREM', holds_key, hold_member(POOL, owe, '')) end
   redis.call('ZADD', holds_key, '+inf', hold_member(POOL, owe + units, ''))
   redis.call('HINCRBY', stock_key, 'avail', -units)
@@ -639,8 +710,8 @@ end
 local function reclaim_expired(stock_key, holds_key, buyers_key, bucket_key, now, batch, waitinfo_key, he)
   local freed, holds = 0, 0
   for _, hold in ipairs(take_due_holds(stock_key, holds_key, bucket_key, now, batch, he)) do
-    local token, qty, user = hold[1], hold[2], hold[3]
-    add_buyer_units(stock_key, buyers_key, user, -qty)
+    local token, qty, user, counted = hold[1], hold[2], hold[3], hold[4]
+    if counted then add_buyer_units(stock_key, buyers_key, user, -qty) end
     freed, holds = freed + qty, holds + 1
     if waitinfo_key then
       local entry = redis.call('HGET', waitinfo_key, 'u:' .. user)
@@ -652,7 +723,7 @@ local function reclaim_expired(stock_key, holds_key, buyers_key, bucket_key, now
   if freed > 0 then
     redis.call('HINCRBY', stock_key, 'avail', freed)
     redis.call('HINCRBY', stock_key, 'held', -freed)
-    set_aside_for_waitlist(stock_key, holds_key)
+    set_aside_for_waitlist(stock_key, holds_key, buyers_key)
     announce_available(stock_key)
   end
   return freed, holds
@@ -689,11 +760,12 @@ end
 
 -- Returns a held line's units: removes the hold once, so stock comes back exactly once.
 local function release_hold(stock_key, holds_key, buyers_key, bucket_key, token, qty, user)
-  if hold_take(stock_key, holds_key, bucket_key, token, qty, user) == 1 then
+  local found, counted = hold_take(stock_key, holds_key, bucket_key, token, qty, user)
+  if found == 1 then
     redis.call('HINCRBY', stock_key, 'avail', qty)
     redis.call('HINCRBY', stock_key, 'held', -qty)
-    add_buyer_units(stock_key, buyers_key, user, -qty)
-    set_aside_for_waitlist(stock_key, holds_key)
+    if counted then add_buyer_units(stock_key, buyers_key, user, -qty) end
+    set_aside_for_waitlist(stock_key, holds_key, buyers_key)
     announce_available(stock_key)
     return qty
   end
@@ -745,12 +817,13 @@ end
 local function sell_lines(first, dirty_key, R, token, owner, skus, qtys)
   for i = 1, #skus do
     local b = first + line_stride * (i - 1) + 3
-    hold_take(KEYS[b - 2], KEYS[b - 1], KEYS[b + 1], token, qtys[i], owner)
+    local _, counted = hold_take(KEYS[b - 2], KEYS[b - 1], KEYS[b + 1], token, qtys[i], owner)
     redis.call('HINCRBY', KEYS[b - 2], 'held', -qtys[i])
     redis.call('HINCRBY', KEYS[b - 2], 'sold', qtys[i])
     if to_int(redis.call('HGET', KEYS[b - 2], 'limit')) > 0 then
       record_set(R, 'b:' .. skus[i], qtys[i])
-    else
+      if not counted then add_buyer_units(KEYS[b - 2], KEYS[b], owner, qtys[i]) end  -- the hold carried them
+    elseif counted then
       add_buyer_units(KEYS[b - 2], KEYS[b], owner, -qtys[i])
     end
     redis.call('SADD', dirty_key, skus[i])
@@ -763,7 +836,7 @@ local function unsell_lines(first, dirty_key, R, owner, skus, qtys)
     local b = first + line_stride * (i - 1) + 3
     redis.call('HINCRBY', KEYS[b - 2], 'sold', -qtys[i])
     redis.call('HINCRBY', KEYS[b - 2], 'avail', qtys[i])
-    set_aside_for_waitlist(KEYS[b - 2], KEYS[b - 1])
+    set_aside_for_waitlist(KEYS[b - 2], KEYS[b - 1], KEYS[b])
     announce_available(KEYS[b - 2])
     local counted = to_int(R.f['b:' .. skus[i]])
     if counted > 0 then

@@ -75,8 +75,9 @@ local function make_offers(stock_key, holds_key, buyers_key, queue_key, info_key
       if limit > 0 then units = math.min(units, limit - buyer_units(stock_key, buyers_key, user)) end
       if now < expires and units > 0 then
         local deadline = now + claim_ms
-        hold_put(stock_key, holds_key, nil, token, units, user, deadline)  -- a waitlist offer: no bucket
-        add_buyer_units(stock_key, buyers_key, user, units)
+        if hold_put(stock_key, holds_key, buyers_key, nil, token, units, user, deadline) then  -- an offer: no bucket
+          add_buyer_units(stock_key, buyers_key, user, units)
+        end
         redis.call('HSET', info_key, 'u:' .. user, 'o|' .. units .. '|' .. deadline .. '|' .. seq .. '|' .. token)
         owe, offered = owe - units, offered + units
       end
@@ -91,7 +92,7 @@ end
 local function serve_waitlist(stock_key, holds_key, buyers_key, queue_key, info_key, globally, now, claim_ms)
   drop_expired_head(stock_key, queue_key, info_key, now)
   return_surplus(stock_key, holds_key, queue_key)
-  set_aside_for_waitlist(stock_key, holds_key)
+  set_aside_for_waitlist(stock_key, holds_key, buyers_key)
   local offered = make_offers(stock_key, holds_key, buyers_key, queue_key, info_key, globally, now, claim_ms)
   return_surplus(stock_key, holds_key, queue_key)
   return offered

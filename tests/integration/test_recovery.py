@@ -10,6 +10,7 @@ import pytest
 
 from inventory import Inventory
 from inventory import recovery as recovery_module
+from inventory.buyers import read_buyers
 from inventory.errors import InventoryError, SaleNotActive
 from inventory.persistence import persist_now
 from inventory.reconcile import run_reconciliation
@@ -124,6 +125,9 @@ def test_rebuilding_chosen_skus_keeps_open_holds_and_an_admin_pause(real_inv: In
     # per-user limits still count what the buyer holds: 3 held + 2 more > 4
     with pytest.raises(InventoryError):
         real_inv.reservations.reserve("keeper", {"HOT": 2})
+    # counted once: her light hold carries its 3 units, the rebuilt counts hold only the orders
+    assert read_buyers(real_inv.redis, real_inv.keys.sku("HOT")) == {"b0": 1, "b1": 1, "keeper": 3}
+    real_inv.reservations.reserve("keeper", {"HOT": 1})
     assert real_inv.reservations.checkout(held.id).status.value == "pending_payment"
 
 

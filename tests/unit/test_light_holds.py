@@ -8,7 +8,7 @@ import pytest
 from inventory import Inventory
 from inventory.context import decode_hash
 from inventory.errors import SoldOut
-from inventory.holds import BOUND_FIELD, HOLD_PREFIX, IN_ZSET, MODE_FIELD, read_open_holds
+from inventory.holds import BOUND_FIELD, HOLD_PREFIX, IN_ZSET, MODE_FIELD, owner_of, read_open_holds
 from inventory.models import Status
 from tests.clocks import ManualClock
 from tests.helpers import assert_holds_listed, assert_invariant, make_product, stock
@@ -32,7 +32,7 @@ def test_a_sku_with_one_hold_keeps_it_in_its_stock_hash_and_no_holds_key(inv: In
     make_product(inv, "L", stock=5)
     held = inv.reservations.reserve("ann", {"L": 2}, ttl_seconds=60)
     assert inv.redis.exists(inv.keys.sku("L").holds) == 0
-    assert light(inv, "L") == {token(held.id): f"{int(held.expires_at.timestamp() * 1000)}|2|ann"}
+    assert light(inv, "L") == {token(held.id): f"{int(held.expires_at.timestamp() * 1000)}|2|~ann"}  # carries its units
     assert fields(inv, "L")[MODE_FIELD] == "1" and int(fields(inv, "L")[BOUND_FIELD]) <= held.expires_at.timestamp() * 1000
     assert [(h.reservation_id, h.user_id, h.qty) for h in inv.catalog.holds("L")] == [(held.id, "ann", 2)]
     assert inv.catalog.get("L").stock.held == 2
@@ -116,7 +116,8 @@ def test_long_user_ids_and_skus_counted_by_the_older_version_use_the_zset(inv: I
     keys = inv.keys.sku("OLD")
     old = inv.reservations.reserve("ann", {"OLD": 1})
     value = light(inv, "OLD")[token(old.id)]
-    expires, qty, user = value.split("|", 2)  # write it as the version before light holds did
+    expires, qty, part = value.split("|", 2)  # write it as the version before light holds did
+    user, _ = owner_of(part)
     inv.redis.hdel(keys.stock, f"{HOLD_PREFIX}{token(old.id)}", MODE_FIELD, BOUND_FIELD)
     inv.redis.zadd(keys.holds, {f"{token(old.id)}|{qty}|{user}": int(expires)})
     inv.reservations.reserve("bob", {"OLD": 1})
