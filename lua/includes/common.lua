@@ -96,10 +96,14 @@ local function hold_value(expires, qty, user)
   return as_score(expires) .. '|' .. qty .. '|' .. user
 end
 
--- The value of a light hold whose units are in no buyer count.
+-- The owner part of a light hold that carries its user's units, and such a hold's value.
+local function own_owner(user)
+  if is_lower_uuid(user) then return UUID_MARK .. uuid_to_b64(user) end
+  return OWN_MARK .. user
+end
+
 local function own_value(expires, qty, user)
-  if is_lower_uuid(user) then return hold_value(expires, qty, UUID_MARK .. uuid_to_b64(user)) end
-  return hold_value(expires, qty, OWN_MARK .. user)
+  return hold_value(expires, qty, own_owner(user))
 end
 
 -- expires (ms or math.huge), qty, user of a hold field's value, and whether its units are counted in
@@ -124,11 +128,11 @@ end
 -- Units of `user` in light holds that carry them themselves (none once the holds are in the zset).
 local function own_light_units(stock_key, user, hn)
   if to_int(holds_mode(stock_key, hn)) <= 0 then return 0 end
-  local fields, units = redis.call('HGETALL', stock_key), 0
+  local owner, fields, units = own_owner(user), redis.call('HGETALL', stock_key), 0
   for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 2) == HOLD_PREFIX then
-      local _, qty, u, counted = light_hold(fields[i + 1])
-      if u == user and not counted then units = units + qty end
+    if string.sub(fields[i], 1, 2) == HOLD_PREFIX then  -- compared as stored: nothing decoded
+      local qty, part = string.match(fields[i + 1], '^[^|]+|(%d+)|(.*)$')
+      if part == owner then units = units + tonumber(qty) end
     end
   end
   return units
