@@ -1,14 +1,16 @@
 """A/B of one Lua script against its version at an earlier git revision: Redis's own µs per call.
 
-    .venv/bin/python -m bench.ab_script [--script reserve] [--rev a5c71bc] [--rounds 6] [--calls 20000] [--skus 1] [--limit 0]
+    .venv/bin/python -m bench.ab_script [--script reserve] [--rev a5c71bc] [--rounds 6] [--calls 20000]
+        [--skus 1] [--limit 0]
 
 For a change on a hot path that only touches a script. Both versions (the old one spliced with the
 includes of its own revision) are loaded into one redis-server; rounds alternate A and B, each on a
 fresh SKU: `calls` one-unit reserves by distinct users through the core, first while stock lasts
 (holds: answers 0) and then against the sold-out SKU (answers sold_out), the two shapes of the
 hot-SKU scenario; with `--skus N` the reserves go round-robin over N SKUs (N >= calls / 16: every
-hold stays a light one, the one-hold-per-SKU shape), with `--limit L` under a per-user limit. Per phase, INFO commandstats gives the EVALSHA microseconds spent inside Redis;
-the result is the new version's µs per call divided by the old one's, per round and as the median.
+hold stays a light one, the one-hold-per-SKU shape), with `--limit L` under a per-user limit. Per
+phase, INFO commandstats gives the EVALSHA microseconds spent inside Redis; the result is the new
+version's µs per call divided by the old one's, per round and as the median.
 Counters are checked after every phase (held == successes, avail + held == stock).
 """
 

@@ -295,7 +295,7 @@ def _rebuild_sku(inv: Inventory, session_factory: sessionmaker[Session], sku: st
                     if user:  # the waitlist's pool of set-aside units belongs to no buyer
                         buyers[user] = buyers.get(user, 0) + qty
                 for user, qty in carried.items():
-                    buyers[user] -= qty
+                    buyers[user] = buyers.get(user, 0) - qty
                 buyers = {user: units for user, units in buyers.items() if units}
                 layout = {} if seen.fields.get("bk") or seen.fields.get("bq") else \
                     _split_layout(session, sku, inv.keys.partitions)
