@@ -106,18 +106,27 @@ local function own_value(expires, qty, user)
   return hold_value(expires, qty, own_owner(user))
 end
 
--- expires (ms or math.huge), qty, user of a hold field's value, and whether its units are counted in
--- the buyer's count (false for a light hold that carries them itself).
+-- expires (ms or math.huge), qty and the owner part as stored of a hold field's value ('<expires>|<qty>|
+-- <owner>', the form of a zset member with the expiry for the token).
+local function hold_parts(value)
+  local expires, qty, owner = parse_member(value)
+  return expires == 'inf' and math.huge or tonumber(expires), qty, owner
+end
+
+-- The user of an owner part, and whether the hold's units are counted in the buyer's count (false for
+-- a light hold that carries them itself).
+local function owner_user(owner)
+  local mark = string.sub(owner, 1, 1)
+  if mark == UUID_MARK then return b64_to_uuid(string.sub(owner, 2)), false end
+  if mark == OWN_MARK then return string.sub(owner, 2), false end
+  return owner, true
+end
+
+-- expires, qty, user of a hold field's value, and whether its units are counted in the buyer's count.
 local function light_hold(value)
-  local expires, qty, owner = string.match(value, '^([^|]+)|(%d+)|(.*)$')
-  local mark, user, counted = string.sub(owner, 1, 1), owner, true
-  if mark == UUID_MARK then
-    user, counted = b64_to_uuid(string.sub(owner, 2)), false
-  elseif mark == OWN_MARK then
-    user, counted = string.sub(owner, 2), false
-  end
-  if expires == 'inf' then return math.huge, tonumber(qty), user, counted end
-  return tonumber(expires), tonumber(qty), user, counted
+  local expires, qty, owner = hold_parts(value)
+  local user, counted = owner_user(owner)
+  return expires, qty, user, counted
 end
 
 local function holds_mode(stock_key, hn)
@@ -130,9 +139,9 @@ local function own_light_units(stock_key, user, hn)
   if to_int(holds_mode(stock_key, hn)) <= 0 then return 0 end
   local owner, fields, units = own_owner(user), redis.call('HGETALL', stock_key), 0
   for i = 1, #fields, 2 do
-    if string.sub(fields[i], 1, 2) == HOLD_PREFIX then  -- compared as stored: nothing decoded
-      local qty, part = string.match(fields[i + 1], '^[^|]+|(%d+)|(.*)$')
-      if part == owner then units = units + tonumber(qty) end
+    if string.sub(fields[i], 1, 2) == HOLD_PREFIX then
+      local _, qty, part = hold_parts(fields[i + 1])
+      if part == owner then units = units + qty end  -- compared as stored: nothing decoded
     end
   end
   return units
@@ -358,9 +367,10 @@ local function take_due_fields(hash_key, now, batch, taken, counted)
   local bound = math.huge
   for i = 1, #fields, 2 do
     if string.sub(fields[i], 1, 2) == HOLD_PREFIX then
-      local expires, qty, user, in_count = light_hold(fields[i + 1])
+      local expires, qty, owner = hold_parts(fields[i + 1])
       if expires <= now and #taken < batch then
         if counted then drop_light(hash_key, fields[i]) else redis.call('HDEL', hash_key, fields[i]) end
+        local user, in_count = owner_user(owner)  -- decoded only for the holds taken
         taken[#taken + 1] = {string.sub(fields[i], 3), qty, user, in_count}
       elseif expires < bound then
         bound = expires
